@@ -1,0 +1,17 @@
+//! `gbs`: a Great Black Swamp (Tahoe-LAFS HTTPS storage protocol) server and client.
+//!
+//! # Layout
+//!
+//! Modules depend only on those listed above them:
+//!
+//! - [`protocol`]: wire types, CBOR, paths, secrets, NURLs. Pure, no I/O.
+//! - [`storage`]: the share store in Tahoe's on-disk layout; knows nothing of HTTP.
+//! - [`config`]: `tahoe.cfg` reading and validation.
+//! - [`server`]: the HTTPS server: TLS, authorization, one file per group of endpoints.
+//! - [`cli`]: the `gbs` command.
+
+pub mod cli;
+pub mod config;
+pub mod protocol;
+pub mod server;
+pub mod storage;
