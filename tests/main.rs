@@ -1,1 +1,5 @@
-//! The integration test binary.
+//! The one integration test binary: end-to-end tests of the real `gbs` process, and
+//! interop tests against stock Tahoe-LAFS 1.20 from PyPI.
+
+mod cli;
+mod interop;

@@ -6,12 +6,13 @@
 //!
 //! - [`protocol`]: wire types, CBOR, paths, secrets, NURLs. Pure, no I/O.
 //! - [`storage`]: the share store in Tahoe's on-disk layout; knows nothing of HTTP.
-//! - [`config`]: `tahoe.cfg` reading and validation.
+//! - [`config`], [`node`]: `tahoe.cfg` and the node directory with its TLS identity.
 //! - [`server`]: the HTTPS server: TLS, authorization, one file per group of endpoints.
 //! - [`cli`]: the `gbs` command.
 
 pub mod cli;
 pub mod config;
+pub mod node;
 pub mod protocol;
 pub mod server;
 pub mod storage;

@@ -1,8 +1,63 @@
-//! The `gbs` command line.
+//! The `gbs` command line: parsing, dispatch and exit codes.
+//!
+//! Each command lives in its own file; [`main`] is the only place that turns errors into
+//! exit statuses.
+
+mod node;
+
 use std::ffi::OsString;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
+use clap::{Parser, Subcommand};
+
+/// A Tahoe-LAFS "Great Black Swamp" storage node with storage plugins.
+#[derive(Debug, Parser)]
+#[command(name = "gbs", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create a node directory: tahoe.cfg, TLS key and certificate, swissnum. Prints the NURL.
+    CreateNode(node::CreateArgs),
+    /// Serve a node directory (created first if it holds no tahoe.cfg).
+    Run(node::DirArg),
+    /// Print a node's NURL.
+    Nurl(node::DirArg),
+}
+
 /// Runs the `gbs` command with the process arguments.
-pub fn main(_args: impl IntoIterator<Item = OsString>) -> ExitCode {
-    ExitCode::SUCCESS
+pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(error) => {
+            // Help and version go to stdout with success; usage errors exit 2.
+            let _ = error.print();
+            return ExitCode::from(if error.use_stderr() { 2 } else { 0 });
+        }
+    };
+    let result = match cli.command {
+        Command::CreateNode(args) => node::create(&args),
+        Command::Run(args) => node::run(&args),
+        Command::Nurl(args) => node::nurl(&args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("gbs: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The node directory when none is given: `$GBS_NODE_DIR`, else `~/.gbs`.
+fn default_node_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("GBS_NODE_DIR") {
+        return PathBuf::from(dir);
+    }
+    let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("."), PathBuf::from);
+    home.join(".gbs")
 }

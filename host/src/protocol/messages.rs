@@ -492,3 +492,13 @@ mod tests {
         assert!(AllocateRequest::from_cbor(&too_many.to_cbor()).is_err());
     }
 }
+
+/// Encodes a set of share numbers as the list endpoints answer it (tag 258).
+pub fn share_set_cbor(shares: &BTreeSet<ShareNumber>) -> Vec<u8> {
+    encode_value(&share_set_value(shares))
+}
+
+/// Decodes a list endpoint's answer.
+pub fn share_set_from_cbor(bytes: &[u8]) -> Result<BTreeSet<ShareNumber>, DecodeError> {
+    share_set(decode_value(bytes)?, "share set", MAX_SHARES)
+}

@@ -18,7 +18,7 @@ pub use cbor::DecodeError;
 pub use messages::{
     AllocateRequest, AllocateResponse, CborMessage, CorruptionReport, ReadTestWriteRequest,
     ReadTestWriteResponse, ReadVector, TestVector, TestWriteVectors, UploadProgress, VersionInfo,
-    WriteVector,
+    WriteVector, share_set_cbor, share_set_from_cbor,
 };
 pub use nurl::{Nurl, NurlError, NurlScheme, SpkiHash};
 pub use range::{ContentRange, RangeError, ReadRange};

@@ -1,1 +1,201 @@
-//! server
+//! The GBS HTTPS server: TLS listener, authorization, the twelve endpoints.
+//!
+//! [`router`] serves requests without a socket (tests use it with `oneshot`); [`serve`]
+//! runs it behind TLS on a listener until a shutdown future completes; [`RunningNode`]
+//! puts a node directory's config, identity and store together.
+
+mod error;
+mod extract;
+mod routes;
+mod tls;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+
+pub use tls::tls_config;
+
+use crate::config::NodeConfig;
+use crate::node::{NodeError, NodeIdentity};
+use crate::protocol::{Nurl, Swissnum};
+use crate::storage::{Store, StoreConfig, SystemClock};
+
+/// An upload with no PATCH for this long is aborted, as in stock Tahoe.
+const UPLOAD_IDLE_LIMIT: Duration = Duration::from_secs(30 * 60);
+/// A connection must finish its TLS handshake within this time.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
+/// A client must send a request's headers within this time.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long shutdown waits for requests in flight before dropping them.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What every handler shares.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    store: Arc<Store>,
+    swissnum: Swissnum,
+}
+
+impl AppState {
+    /// State for a server of `store` guarded by `swissnum`.
+    pub fn new(store: Arc<Store>, swissnum: Swissnum) -> Self {
+        Self { store, swissnum }
+    }
+}
+
+/// The storage API as a router, without transport.
+pub fn router(state: AppState) -> Router {
+    routes::router().with_state(state)
+}
+
+/// Serves `state` over TLS on `listener` until `shutdown` completes, then drains requests in
+/// flight for up to 30 seconds. Uploads cut off by shutdown stay in `incoming/`, which the
+/// next start wipes; completed data was fsynced before it was acknowledged.
+pub async fn serve(
+    listener: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    state: AppState,
+    shutdown: impl Future<Output = ()>,
+) {
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    let service = TowerToHyperService::new(router(state.clone()));
+    let graceful = GracefulShutdown::new();
+    let sweeper = tokio::spawn(expire_idle_uploads(state.store.clone()));
+    tokio::pin!(shutdown);
+    loop {
+        let (tcp, peer) = tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(error) => {
+                    // Out of file descriptors and similar: back off instead of spinning.
+                    tracing::warn!(%error, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let acceptor = acceptor.clone();
+        let service = service.clone();
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                Ok(Ok(tls)) => tls,
+                Ok(Err(error)) => return tracing::debug!(%peer, %error, "TLS handshake failed"),
+                Err(_) => return tracing::debug!(%peer, "TLS handshake timed out"),
+            };
+            let connection = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
+                .max_headers(500)
+                .serve_connection(TokioIo::new(tls), service);
+            if let Err(error) = watcher.watch(connection).await {
+                tracing::debug!(%peer, %error, "connection ended with an error");
+            }
+        });
+    }
+    sweeper.abort();
+    tracing::info!("shutting down; draining requests in flight");
+    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown()).await.is_err() {
+        tracing::warn!("requests still in flight after {DRAIN_TIMEOUT:?}; dropping them");
+    }
+}
+
+async fn expire_idle_uploads(store: Arc<Store>) {
+    let mut interval = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        interval.tick().await;
+        let store = store.clone();
+        match tokio::task::spawn_blocking(move || store.expire_idle_uploads(UPLOAD_IDLE_LIMIT)).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(uploads = n, "aborted idle uploads"),
+            Err(error) => tracing::error!(%error, "upload sweeper failed"),
+        }
+    }
+}
+
+/// Why a node could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    /// Identity files.
+    #[error(transparent)]
+    Node(#[from] NodeError),
+    /// The share store.
+    #[error("storage: {0}")]
+    Storage(#[from] crate::storage::StorageError),
+    /// TLS settings.
+    #[error("TLS: {0}")]
+    Tls(#[from] rustls::Error),
+    /// Binding the port.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address from `tub.port`.
+        addr: SocketAddr,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// `[storage] enabled = false`: nothing to serve.
+    #[error("[storage] enabled is not true in tahoe.cfg; this node has nothing to serve")]
+    StorageDisabled,
+}
+
+/// A node's server, bound and ready to serve.
+#[derive(Debug)]
+pub struct RunningNode {
+    listener: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    state: AppState,
+    nurl: Nurl,
+}
+
+impl RunningNode {
+    /// Loads the identity, opens the store and binds the port named in `config`.
+    pub async fn bind(config: &NodeConfig) -> Result<Self, StartError> {
+        if !config.storage_enabled {
+            return Err(StartError::StorageDisabled);
+        }
+        let identity = NodeIdentity::load(&config.private_dir())?;
+        let store_config = StoreConfig { reserved_space: config.reserved_space, nodeid: identity.nodeid() };
+        let storage_dir = config.storage_dir();
+        let store = tokio::task::spawn_blocking(move || {
+            Store::open(&storage_dir, store_config, Arc::new(SystemClock))
+        })
+        .await
+        .map_err(|e| StartError::Storage(crate::storage::StorageError::io("storage", std::io::Error::other(e))))??;
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| StartError::Bind { addr: config.listen, source })?;
+        let (host, mut port) = config.location.clone();
+        if port == 0 {
+            // `tcp:0` asks for any free port; publish the one we got.
+            port = listener.local_addr().map_err(|source| StartError::Bind { addr: config.listen, source })?.port();
+        }
+        let nurl = identity.nurl(&host, port);
+        let tls = Arc::new(tls_config(&identity)?);
+        let state = AppState::new(Arc::new(store), identity.swissnum().clone());
+        Ok(Self { listener, tls, state, nurl })
+    }
+
+    /// The NURL clients use.
+    pub fn nurl(&self) -> &Nurl {
+        &self.nurl
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves until `shutdown` completes.
+    pub async fn serve(self, shutdown: impl Future<Output = ()>) {
+        serve(self.listener, self.tls, self.state, shutdown).await;
+    }
+}

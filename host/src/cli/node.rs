@@ -1,0 +1,104 @@
+//! `gbs create-node`, `gbs run` and `gbs nurl`.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+
+use crate::config::NodeConfig;
+use crate::node::{create_node, CreateOptions, NodeIdentity};
+use crate::server::RunningNode;
+
+#[derive(Debug, clap::Args)]
+pub(super) struct DirArg {
+    /// Node directory [default: $GBS_NODE_DIR or ~/.gbs]
+    dir: Option<PathBuf>,
+}
+
+impl DirArg {
+    fn dir(&self) -> PathBuf {
+        self.dir.clone().unwrap_or_else(super::default_node_dir)
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub(super) struct CreateArgs {
+    #[command(flatten)]
+    dir: DirArg,
+    /// Host name or address that clients use to reach this node (goes into the NURL)
+    #[arg(long, default_value = "127.0.0.1")]
+    hostname: String,
+    /// Address to listen on
+    #[arg(long, default_value = "127.0.0.1")]
+    listen: IpAddr,
+    /// TCP port [default: a free port, chosen now and kept]
+    #[arg(long)]
+    port: Option<u16>,
+}
+
+pub(super) fn create(args: &CreateArgs) -> anyhow::Result<()> {
+    let dir = args.dir.dir();
+    let options = CreateOptions { hostname: args.hostname.clone(), listen: args.listen, port: args.port };
+    let nurl = create_node(&dir, &options)?;
+    eprintln!("created node in {}", dir.display());
+    println!("{nurl}");
+    Ok(())
+}
+
+pub(super) fn nurl(args: &DirArg) -> anyhow::Result<()> {
+    let dir = args.dir();
+    let config = NodeConfig::load(&dir)?;
+    let identity = NodeIdentity::load(&config.private_dir())?;
+    println!("{}", identity.nurl(&config.location.0, config.location.1));
+    Ok(())
+}
+
+pub(super) fn run(args: &DirArg) -> anyhow::Result<()> {
+    init_logging();
+    let dir = args.dir();
+    if !dir.join("tahoe.cfg").exists() {
+        let options = CreateOptions { hostname: "127.0.0.1".into(), listen: [127, 0, 0, 1].into(), port: None };
+        create_node(&dir, &options)?;
+        tracing::info!(dir = %dir.display(), "created a new node");
+    }
+    let config = NodeConfig::load(&dir)?;
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        let node = RunningNode::bind(&config).await?;
+        tracing::info!(listen = %node.local_addr()?, "serving storage");
+        // The NURL goes to stdout alone so that scripts can read it.
+        println!("{}", node.nurl());
+        node.serve(shutdown_signal()).await;
+        anyhow::Ok(())
+    })
+}
+
+/// `RUST_LOG` when set, else info-level logs from gbs.
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
+
+/// Completes on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                tokio::select! {
+                    _ = interrupt => {}
+                    _ = terminate.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = interrupt.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
+    tracing::info!("shutdown requested");
+}

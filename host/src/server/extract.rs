@@ -1,0 +1,195 @@
+//! Work every route needs, written once as extractors: path parameters, the swissnum and
+//! secrets, content negotiation and size-capped CBOR bodies.
+//!
+//! Handlers list them in the order stock Tahoe checks: path (404), then [`Authorized`]
+//! (401, then 400 for secrets), then [`AcceptsCbor`] (406), then the body (415, 413, 400).
+
+use std::marker::PhantomData;
+
+use axum::body::Body;
+use axum::extract::{FromRequest, FromRequestParts, Path, Request};
+use axum::http::header::{ACCEPT, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE};
+use axum::http::request::Parts;
+use http_body_util::BodyExt as _;
+
+use super::error::ApiError;
+use super::AppState;
+use crate::protocol::{
+    AllocateRequest, CborMessage, CorruptionReport, ReadTestWriteRequest, SecretKind, Secrets,
+    ShareNumber, StorageIndex,
+};
+
+/// `{si}` of a path; anything but a canonical storage index is 404, as a routing miss.
+pub(crate) struct SiPath(pub(crate) StorageIndex);
+
+impl FromRequestParts<AppState> for SiPath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let Path(si): Path<String> =
+            Path::from_request_parts(parts, state).await.map_err(|_| ApiError::NotFound)?;
+        si.parse().map(Self).map_err(|_| ApiError::NotFound)
+    }
+}
+
+/// `{si}/{shnum}` of a path; 404 unless both parse.
+pub(crate) struct SharePath(pub(crate) StorageIndex, pub(crate) ShareNumber);
+
+impl FromRequestParts<AppState> for SharePath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let Path((si, shnum)): Path<(String, String)> =
+            Path::from_request_parts(parts, state).await.map_err(|_| ApiError::NotFound)?;
+        let si = si.parse().map_err(|_| ApiError::NotFound)?;
+        let shnum = shnum.parse().map_err(|_| ApiError::NotFound)?;
+        Ok(Self(si, shnum))
+    }
+}
+
+/// The set of `X-Tahoe-Authorization` secrets an endpoint takes.
+pub(crate) trait SecretSet: Send + Sync + 'static {
+    const KINDS: &'static [SecretKind];
+}
+
+macro_rules! secret_set {
+    ($name:ident, [$($kind:ident),*]) => {
+        pub(crate) struct $name;
+        impl SecretSet for $name {
+            const KINDS: &'static [SecretKind] = &[$(SecretKind::$kind),*];
+        }
+    };
+}
+
+secret_set!(NoSecrets, []);
+secret_set!(UploadSecrets, [Upload]);
+secret_set!(LeaseSecrets, [LeaseRenew, LeaseCancel]);
+secret_set!(AllocateSecrets, [LeaseRenew, LeaseCancel, Upload]);
+secret_set!(MutableWriteSecrets, [WriteEnabler, LeaseRenew, LeaseCancel]);
+
+/// Proof that the request presented the swissnum and exactly the secrets `S`.
+pub(crate) struct Authorized<S> {
+    pub(crate) secrets: Secrets,
+    _set: PhantomData<S>,
+}
+
+impl<S: SecretSet> FromRequestParts<AppState> for Authorized<S> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        // Only the first Authorization header counts, as in stock Tahoe.
+        let header = parts.headers.get(AUTHORIZATION).ok_or(ApiError::WrongAuthorization)?;
+        std::str::from_utf8(header.as_bytes()).map_err(|_| ApiError::BadAuthorization)?;
+        if !state.swissnum.authorizes(header.as_bytes()) {
+            return Err(ApiError::WrongAuthorization);
+        }
+        let lines = parts.headers.get_all("x-tahoe-authorization").iter().map(|v| v.as_bytes());
+        let secrets = Secrets::parse(lines, S::KINDS)?;
+        Ok(Self { secrets, _set: PhantomData })
+    }
+}
+
+/// Refuses (406) a request whose first `Accept` header prefers anything but
+/// `application/cbor`. Stock Tahoe checks after the side effects; we check before.
+pub(crate) struct AcceptsCbor;
+
+impl<St: Sync> FromRequestParts<St> for AcceptsCbor {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &St) -> Result<Self, ApiError> {
+        match parts.headers.get(ACCEPT) {
+            None => Ok(Self),
+            Some(value) => {
+                let text = value.to_str().map_err(|_| ApiError::NotAcceptable)?;
+                (best_media_type(text) == "application/cbor").then_some(Self).ok_or(ApiError::NotAcceptable)
+            }
+        }
+    }
+}
+
+/// The entry of an `Accept` value with the highest quality, the first among equals.
+fn best_media_type(accept: &str) -> &str {
+    let mut best = ("", -1.0_f32);
+    for entry in accept.split(',') {
+        let mut parts = entry.split(';').map(str::trim);
+        let media = parts.next().unwrap_or_default();
+        let quality = parts
+            .find_map(|p| p.strip_prefix("q="))
+            .and_then(|q| q.parse::<f32>().ok())
+            .unwrap_or(1.0);
+        if quality > best.1 {
+            best = (media, quality);
+        }
+    }
+    best.0
+}
+
+/// A CBOR request body type with its size cap.
+pub(crate) trait CborBody: CborMessage + Send {
+    /// Largest accepted encoded body, in bytes.
+    const LIMIT: usize;
+}
+
+impl CborBody for AllocateRequest {
+    const LIMIT: usize = 8192;
+}
+
+impl CborBody for CorruptionReport {
+    const LIMIT: usize = 32768;
+}
+
+impl CborBody for ReadTestWriteRequest {
+    /// Stock Tahoe allows 2^48; we bound the memory a single request may take.
+    const LIMIT: usize = 64 << 20;
+}
+
+/// A decoded CBOR body: 415 for another content type, 413 over the cap, 400 if malformed.
+pub(crate) struct Cbor<T>(pub(crate) T);
+
+impl<T: CborBody, St: Sync> FromRequest<St> for Cbor<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, _: &St) -> Result<Self, ApiError> {
+        if let Some(content_type) = request.headers().get(CONTENT_TYPE) {
+            let media = content_type.to_str().unwrap_or_default().split(';').next().unwrap_or_default();
+            if media.trim() != "application/cbor" {
+                return Err(ApiError::UnsupportedMediaType);
+            }
+        }
+        let declared = request
+            .headers()
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|len| len > T::LIMIT as u64) {
+            return Err(ApiError::PayloadTooLarge);
+        }
+        let bytes = read_limited(request.into_body(), T::LIMIT).await?;
+        T::from_cbor(&bytes).map(Self).map_err(ApiError::from)
+    }
+}
+
+/// Reads a whole body of at most `limit` bytes.
+async fn read_limited(body: Body, limit: usize) -> Result<bytes::Bytes, ApiError> {
+    let limited = http_body_util::Limited::new(body, limit);
+    match limited.collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(ApiError::PayloadTooLarge),
+        Err(_) => Err(ApiError::BodyRead),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::best_media_type;
+
+    #[test]
+    fn accept_picks_the_best_entry_like_stock_tahoe() {
+        assert_eq!(best_media_type("application/cbor"), "application/cbor");
+        assert_eq!(best_media_type("application/cbor;q=0.9"), "application/cbor");
+        assert_eq!(best_media_type("application/cbor, */*"), "application/cbor");
+        assert_eq!(best_media_type("*/*, application/cbor"), "*/*");
+        assert_eq!(best_media_type("text/html;q=0.1, application/cbor;q=0.5"), "application/cbor");
+        assert_eq!(best_media_type("application/json"), "application/json");
+    }
+}

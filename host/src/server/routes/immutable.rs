@@ -1,0 +1,174 @@
+//! Immutable shares: allocate, upload, abort, list, read, advise corrupt.
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::header::CONTENT_RANGE;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::Router;
+use bytes::BytesMut;
+use http_body_util::BodyExt as _;
+
+use super::{cbor, share};
+use crate::protocol::paths::route;
+use crate::protocol::{
+    AllocateRequest, ContentRange, CorruptionReport, RangeError, ShareKind, ShareNumber,
+    StorageIndex, UploadProgress, UploadSecret,
+};
+use crate::server::error::{blocking, ApiError};
+use crate::server::extract::{
+    AcceptsCbor, AllocateSecrets, Authorized, Cbor, NoSecrets, SharePath, SiPath, UploadSecrets,
+};
+use crate::server::AppState;
+use crate::storage::WriteProgress;
+
+/// Upload bytes are handed to the store in pieces of this size, bounding memory per request.
+const WRITE_PIECE: usize = 1 << 20;
+
+pub(super) fn router() -> Router<AppState> {
+    Router::new()
+        .route(route::IMMUTABLE_ALLOCATE, post(allocate))
+        .route(route::IMMUTABLE_SHARE, get(read).patch(upload))
+        .route(route::IMMUTABLE_ABORT, put(abort))
+        .route(route::IMMUTABLE_SHARES, get(list))
+        .route(route::IMMUTABLE_CORRUPT, post(corrupt))
+}
+
+async fn allocate(
+    SiPath(si): SiPath,
+    auth: Authorized<AllocateSecrets>,
+    _: AcceptsCbor,
+    State(state): State<AppState>,
+    Cbor(request): Cbor<AllocateRequest>,
+) -> Result<Response, ApiError> {
+    let upload = upload_secret(&auth)?;
+    let lease = auth.secrets.lease();
+    let store = state.store.clone();
+    let response = blocking(move || {
+        store.allocate(&si, &request.share_numbers, request.allocated_size, &lease, &upload)
+    })
+    .await?;
+    Ok(cbor(StatusCode::OK, &response))
+}
+
+fn upload_secret<S>(auth: &Authorized<S>) -> Result<UploadSecret, ApiError> {
+    // The extractor guarantees presence; a missing one would be our bug, not the client's.
+    auth.secrets.upload().ok_or(ApiError::Internal)
+}
+
+/// Streams exactly the bytes named by `Content-Range` into the upload, in bounded pieces,
+/// then answers 201 if the share is now complete and 200 with what is still missing.
+async fn upload(
+    SharePath(si, shnum): SharePath,
+    auth: Authorized<UploadSecrets>,
+    _: AcceptsCbor,
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let range = headers
+        .get(CONTENT_RANGE)
+        .ok_or(RangeError)
+        .and_then(|v| ContentRange::parse(v.to_str().map_err(|_| RangeError)?))?;
+    let writer = PieceWriter { state, si, shnum, secret: upload_secret(&auth)? };
+    // An empty write checks the secret and that the upload exists before any body is read.
+    writer.write(range.start(), BytesMut::new()).await?;
+
+    let mut body = body;
+    let mut offset = range.start();
+    let mut piece = BytesMut::with_capacity(WRITE_PIECE.min(range.len() as usize));
+    while offset + (piece.len() as u64) < range.end() {
+        let frame = match body.frame().await {
+            Some(Ok(frame)) => frame,
+            Some(Err(_)) => return Err(ApiError::BodyRead),
+            None => {
+                writer.write(offset, piece).await?;
+                return Err(ApiError::ShortBody);
+            }
+        };
+        let Ok(data) = frame.into_data() else { continue };
+        let wanted = range.end() - offset - piece.len() as u64;
+        let take = data.len().min(usize::try_from(wanted).unwrap_or(usize::MAX));
+        piece.extend_from_slice(&data[..take]);
+        if piece.len() >= WRITE_PIECE {
+            let full = piece.split();
+            let len = full.len() as u64;
+            writer.write(offset, full).await?;
+            offset += len;
+        }
+    }
+    writer.write(offset, piece).await?;
+    let progress = writer.finish().await?;
+    let status = if progress.required.is_empty() { StatusCode::CREATED } else { StatusCode::OK };
+    Ok(cbor(status, &UploadProgress { required: progress.required }))
+}
+
+/// The store calls of one PATCH request.
+struct PieceWriter {
+    state: AppState,
+    si: StorageIndex,
+    shnum: ShareNumber,
+    secret: UploadSecret,
+}
+
+impl PieceWriter {
+    async fn write(&self, offset: u64, piece: BytesMut) -> Result<WriteProgress, ApiError> {
+        let (store, si, shnum, secret) =
+            (self.state.store.clone(), self.si, self.shnum, self.secret.clone());
+        blocking(move || store.write_immutable(&si, shnum, &secret, offset, &piece)).await
+    }
+
+    async fn finish(&self) -> Result<WriteProgress, ApiError> {
+        let (store, si, shnum, secret) =
+            (self.state.store.clone(), self.si, self.shnum, self.secret.clone());
+        blocking(move || store.finish_immutable(&si, shnum, &secret)).await
+    }
+}
+
+async fn abort(
+    SharePath(si, shnum): SharePath,
+    auth: Authorized<UploadSecrets>,
+    State(state): State<AppState>,
+) -> Result<Response, ApiError> {
+    let secret = upload_secret(&auth)?;
+    let store = state.store.clone();
+    blocking(move || store.abort_immutable(&si, shnum, &secret)).await?;
+    Ok(StatusCode::OK.into_response())
+}
+
+async fn list(
+    SiPath(si): SiPath,
+    _: Authorized<NoSecrets>,
+    _: AcceptsCbor,
+    State(state): State<AppState>,
+) -> Result<Response, ApiError> {
+    let store = state.store.clone();
+    let shares = blocking(move || store.list_immutable(&si)).await?;
+    Ok(share::share_set_response(&shares))
+}
+
+async fn read(
+    path: Result<SharePath, ApiError>,
+    auth: Result<Authorized<NoSecrets>, ApiError>,
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Response {
+    share::octet_stream(
+        async {
+            let SharePath(si, shnum) = path?;
+            auth?;
+            share::read(&state, ShareKind::Immutable, si, shnum, &headers).await
+        }
+        .await,
+    )
+}
+
+async fn corrupt(
+    SharePath(si, shnum): SharePath,
+    _: Authorized<NoSecrets>,
+    State(state): State<AppState>,
+    Cbor(report): Cbor<CorruptionReport>,
+) -> Result<Response, ApiError> {
+    share::advise_corrupt(&state, ShareKind::Immutable, si, shnum, report.reason).await
+}

@@ -1,0 +1,96 @@
+//! What immutable and mutable shares have in common: ranged reads and corruption reports.
+
+use axum::body::Body;
+use axum::http::header::{CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, RANGE};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _};
+
+use crate::protocol::{ReadRange, ShareKind, ShareNumber, StorageIndex};
+use crate::server::error::{blocking, ApiError};
+use crate::server::AppState;
+use crate::storage::ShareReader;
+
+const OCTET_STREAM: HeaderValue = HeaderValue::from_static("application/octet-stream");
+
+/// Sets `Content-Type: application/octet-stream` on every answer of a read endpoint, errors
+/// included: stock clients check it before the status.
+pub(super) fn octet_stream(result: Result<Response, ApiError>) -> Response {
+    let mut response = result.unwrap_or_else(IntoResponse::into_response);
+    response.headers_mut().insert(CONTENT_TYPE, OCTET_STREAM);
+    response
+}
+
+/// Answers a read: 200 with everything without `Range`, 206 with the clamped range, 204
+/// when the range starts at or past the end, 416 for a range stock Tahoe does not support.
+pub(super) async fn read(
+    state: &AppState,
+    kind: ShareKind,
+    si: StorageIndex,
+    shnum: ShareNumber,
+    headers: &HeaderMap,
+) -> Result<Response, ApiError> {
+    let range = headers
+        .get(RANGE)
+        .map(|value| ReadRange::parse(value.to_str().unwrap_or_default()))
+        .transpose()?;
+    let store = state.store.clone();
+    let reader = blocking(move || match kind {
+        ShareKind::Immutable => store.open_immutable(&si, shnum),
+        ShareKind::Mutable => store.open_mutable(&si, shnum),
+    })
+    .await?;
+    let Some(range) = range else {
+        let len = reader.len;
+        return stream(reader, 0..len, StatusCode::OK, None).await;
+    };
+    match range.clamp(reader.len) {
+        None => Ok(StatusCode::NO_CONTENT.into_response()),
+        Some(served) => {
+            let content_range = ReadRange::content_range(&served);
+            stream(reader, served, StatusCode::PARTIAL_CONTENT, Some(content_range)).await
+        }
+    }
+}
+
+/// Streams `range` of the share data from disk; memory use does not grow with share size.
+async fn stream(
+    reader: ShareReader,
+    range: std::ops::Range<u64>,
+    status: StatusCode,
+    content_range: Option<String>,
+) -> Result<Response, ApiError> {
+    let len = range.end - range.start;
+    let mut file = tokio::fs::File::from_std(reader.file);
+    let start = reader.data_offset.checked_add(range.start).ok_or(ApiError::Internal)?;
+    file.seek(std::io::SeekFrom::Start(start)).await.map_err(|e| {
+        tracing::error!(error = %e, "seek in share failed");
+        ApiError::Internal
+    })?;
+    let body = Body::from_stream(tokio_util::io::ReaderStream::with_capacity(file.take(len), 256 * 1024));
+    let mut response = (status, body).into_response();
+    response.headers_mut().insert(CONTENT_LENGTH, HeaderValue::from(len));
+    if let Some(value) = content_range.and_then(|v| HeaderValue::from_str(&v).ok()) {
+        response.headers_mut().insert(CONTENT_RANGE, value);
+    }
+    Ok(response)
+}
+
+/// Records a corruption report for an existing share; 404 otherwise.
+pub(super) async fn advise_corrupt(
+    state: &AppState,
+    kind: ShareKind,
+    si: StorageIndex,
+    shnum: ShareNumber,
+    reason: String,
+) -> Result<Response, ApiError> {
+    let store = state.store.clone();
+    blocking(move || store.advise_corrupt(kind, &si, shnum, &reason)).await?;
+    Ok(StatusCode::OK.into_response())
+}
+
+/// A tag-258 set of share numbers, as both list endpoints answer.
+pub(super) fn share_set_response(shares: &std::collections::BTreeSet<ShareNumber>) -> Response {
+    let value = crate::protocol::share_set_cbor(shares);
+    (StatusCode::OK, [(CONTENT_TYPE, HeaderValue::from_static("application/cbor"))], value).into_response()
+}

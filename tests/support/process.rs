@@ -1,0 +1,153 @@
+//! Servers as child processes: `gbs` (the real binary) and stock Tahoe's storage server.
+//! Each lives in its own temporary directory, listens on a free loopback port, and is
+//! stopped when dropped.
+
+use std::io::{BufRead as _, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdout, Command, ExitStatus, Output, Stdio};
+
+use tempfile::TempDir;
+
+/// Runs a script from `tests/interop/` with the stock Tahoe venv's Python.
+pub fn run_python(script: &str, args: &[&str]) -> Output {
+    Command::new(crate::tahoe_python())
+        .arg(crate::interop_script(script))
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {script}: {e}"))
+}
+
+/// The `gbs` binary built for these tests.
+pub fn gbs_binary() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_gbs-under-test"))
+}
+
+/// Reads the first line of a child's stdout that starts with `prefix`, returning the rest.
+fn read_line_starting(stdout: &mut BufReader<ChildStdout>, prefix: &str, what: &str) -> String {
+    let mut line = String::new();
+    loop {
+        line.clear();
+        let read = stdout.read_line(&mut line).unwrap_or(0);
+        assert!(read > 0, "{what} exited before printing its NURL");
+        if let Some(rest) = line.trim().strip_prefix(prefix) {
+            return rest.trim().to_owned();
+        }
+    }
+}
+
+/// A `gbs run` process serving a node directory.
+#[derive(Debug)]
+pub struct GbsNode {
+    child: Option<Child>,
+    nurl: String,
+    dir: TempDir,
+}
+
+impl GbsNode {
+    /// Creates a node in a fresh directory and starts serving it.
+    pub fn start() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        Self::create(dir.path());
+        Self::start_in(dir)
+    }
+
+    /// `gbs create-node DIR` with a free loopback port.
+    pub fn create(dir: &Path) -> String {
+        let output = Command::new(gbs_binary())
+            .arg("create-node")
+            .arg(dir)
+            .output()
+            .expect("run gbs create-node");
+        assert!(output.status.success(), "create-node failed: {}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8_lossy(&output.stdout).trim().to_owned()
+    }
+
+    /// Serves an existing node directory.
+    pub fn start_in(dir: TempDir) -> Self {
+        let mut child = Command::new(gbs_binary())
+            .arg("run")
+            .arg(dir.path())
+            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawn gbs run");
+        let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+        let nurl = read_line_starting(&mut stdout, "pb://", "gbs run");
+        Self { child: Some(child), nurl: format!("pb://{nurl}"), dir }
+    }
+
+    /// The NURL it printed.
+    pub fn nurl(&self) -> &str {
+        &self.nurl
+    }
+
+    /// The node directory.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub fn stop(mut self) -> (ExitStatus, TempDir) {
+        let status = terminate(self.child.take().expect("running"));
+        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().expect("temp dir"));
+        (status, dir)
+    }
+}
+
+impl Drop for GbsNode {
+    fn drop(&mut self) {
+        if let Some(child) = self.child.take() {
+            terminate(child);
+        }
+    }
+}
+
+/// A stock Tahoe 1.20 storage server (`tests/interop/stock_server.py`).
+#[derive(Debug)]
+pub struct StockServer {
+    child: Option<Child>,
+    nurl: String,
+    dir: TempDir,
+}
+
+impl StockServer {
+    /// Starts one on a fresh storage directory.
+    pub fn start() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut child = Command::new(crate::tahoe_python())
+            .arg(crate::interop_script("stock_server.py"))
+            .arg(dir.path())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawn stock_server.py");
+        let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+        let nurl = read_line_starting(&mut stdout, "NURL ", "stock_server.py");
+        Self { child: Some(child), nurl, dir }
+    }
+
+    /// Its NURL.
+    pub fn nurl(&self) -> &str {
+        &self.nurl
+    }
+
+    /// Its storage directory.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for StockServer {
+    fn drop(&mut self) {
+        if let Some(child) = self.child.take() {
+            terminate(child);
+        }
+    }
+}
+
+fn terminate(mut child: Child) -> ExitStatus {
+    let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+    child.wait().expect("wait for child")
+}
