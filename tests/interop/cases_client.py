@@ -51,12 +51,16 @@ async def upload(ctx: Context, si: bytes, shares: dict[int, bytes]):
 
 
 async def rtw(ctx: Context, si: bytes, write_enabler: bytes, vectors: dict, reads=()):
+    """One read-test-write with fresh lease secrets (as a second client
+    would send); ``reads`` is a list of (offset, size)."""
     return await ctx.mutables.read_test_write_chunks(
         si, write_enabler, ctx.secret(), ctx.secret(), vectors, [ReadVector(o, s) for o, s in reads]
     )
 
 
 def write(data: bytes, offset: int = 0, new_length=None, tests=()) -> TestWriteVectors:
+    """One share's vectors: optional (offset, size, specimen) tests, then
+    ``data`` at ``offset`` (nothing if empty), then ``new_length``."""
     return TestWriteVectors(
         test_vectors=[TestVector(o, s, spec) for o, s, spec in tests],
         write_vectors=[WriteVector(offset, data)] if data else [],

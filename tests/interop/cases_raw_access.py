@@ -16,40 +16,30 @@ from suite import Context, case
 # paths a server refuses to parse at all.
 UNROUTABLE = {400, 404}
 
+# For requests a server may legitimately leave unanswered only by closing.
+SHORT_TIMEOUT = 3.0
+
 
 def every_endpoint(si: bytes) -> list[tuple[str, str, str, list, bytes | None]]:
     """One well-formed request per endpoint: (label, method, path, headers, body)."""
-    full = Secrets(os.urandom(32), os.urandom(32), os.urandom(20), os.urandom(32))
-    lease = Secrets(renew=full.renew, cancel=full.cancel)
-    upload = Secrets(upload=full.upload).header_lines()
+    allocate, rtw = Secrets.for_allocate(), Secrets.for_rtw()
+    upload = allocate.only("upload").header_lines()
     return [
         ("version", "GET", wire.version_path(), [], None),
-        ("allocate", "POST", wire.allocate_path(si), [*lease_and_upload(full), *CBOR_HEADERS], wire.allocate_body([0], 10)),
+        ("allocate", "POST", wire.allocate_path(si), [*allocate.header_lines(), *CBOR_HEADERS],
+         wire.allocate_body([0], 10)),
         ("patch", "PATCH", wire.immutable_share_path(si, 0), [*upload, ("Content-Range", "bytes 0-9/*")], b"0123456789"),
         ("abort", "PUT", wire.abort_path(si, 0), upload, None),
         ("immutable list", "GET", wire.immutable_shares_path(si), [], None),
         ("immutable read", "GET", wire.immutable_share_path(si, 0), [], None),
         ("immutable corrupt", "POST", wire.immutable_corrupt_path(si, 0), list(CBOR_HEADERS), wire.corrupt_body("x")),
-        ("lease", "PUT", wire.lease_path(si), lease.header_lines(), None),
-        ("read-test-write", "POST", wire.rtw_path(si), [*Secrets(full.renew, full.cancel, write_enabler=full.write_enabler).header_lines(), *CBOR_HEADERS],
+        ("lease", "PUT", wire.lease_path(si), allocate.only("renew", "cancel").header_lines(), None),
+        ("read-test-write", "POST", wire.rtw_path(si), [*rtw.header_lines(), *CBOR_HEADERS],
          wire.rtw_body({0: wire.test_write_vector(write=[(0, b"data")])})),
         ("mutable read", "GET", wire.mutable_share_path(si, 0), [], None),
         ("mutable list", "GET", wire.mutable_shares_path(si), [], None),
         ("mutable corrupt", "POST", wire.mutable_corrupt_path(si, 0), list(CBOR_HEADERS), wire.corrupt_body("x")),
     ]
-
-
-def lease_and_upload(full: Secrets) -> list:
-    return Secrets(full.renew, full.cancel, full.upload).header_lines()
-
-
-def check_untouched(ctx: Context, si: bytes) -> None:
-    """Nothing exists under ``si``: no shares listed, allocation still free."""
-    for kind in ("immutable", "mutable"):
-        listing = ctx.raw.list_shares(kind, si)
-        check_status(listing, 200, kind + " list")
-        check_equal(listing.cbor(), set(), kind + " shares after rejected requests")
-    ctx.raw.setup_allocate(si, [0], 10)
 
 
 # --- Authorization ---------------------------------------------------------
@@ -61,7 +51,7 @@ async def raw_auth_missing_is_401_everywhere(ctx: Context) -> None:
     for label, method, path, headers, body in every_endpoint(si):
         response = ctx.raw.client.request(method, path, headers, body, authorization=None)
         check_status(response, 401, label + " without Authorization")
-    check_untouched(ctx, si)
+    ctx.raw.check_untouched(si)
 
 
 @case
@@ -135,10 +125,14 @@ async def raw_trailing_slash_is_404(ctx: Context) -> None:
 
 @case
 async def raw_bad_share_number_is_404(ctx: Context) -> None:
-    si = wire.si_text(ctx.new_si())
-    for shnum in ["-1", "x", "1.0", "+1", "0x1", " 1"]:
-        path = "/storage/v1/immutable/{}/{}".format(si, shnum.replace(" ", "%20"))
+    """Share numbers are plain decimal digits. Share 1 exists, so a server
+    that parsed "+1" or "1.0" leniently would answer 200."""
+    si = ctx.new_si()
+    ctx.raw.setup_immutable(si, {1: b"share one"})
+    for shnum in ["-1", "x", "1.0", "+1", "0x1", "%201", "1%00"]:
+        path = "/storage/v1/immutable/{}/{}".format(wire.si_text(si), shnum)
         check_status(ctx.raw.client.request("GET", path), 404, "share number {!r}".format(shnum))
+    check_status(ctx.raw.read("immutable", si, 1), 200, "share 1 itself")
 
 
 @case
@@ -166,7 +160,7 @@ async def raw_wrong_method_is_405(ctx: Context) -> None:
 
 @case
 async def raw_accept_not_cbor_is_406(ctx: Context) -> None:
-    for accept in ["*/*", "application/json", "text/html", "*/*, application/cbor"]:
+    for accept in ["*/*", "application/json", "text/html"]:
         check_status(ctx.raw.version([("Accept", accept)]), 406, "Accept: " + accept)
     for accept in [CBOR, "application/cbor, */*"]:
         check_status(ctx.raw.version([("Accept", accept)]), 200, "Accept: " + accept)
@@ -209,23 +203,31 @@ def check_rejected_then_alive(ctx: Context, send, what: str, silence_ok: bool = 
     check_status(ctx.raw.version(), 200, "version after " + what)
 
 
-SHORT_TIMEOUT = 3.0
-
-
 @case
 async def raw_huge_headers_rejected(ctx: Context) -> None:
+    """Oversized header blocks get a 4xx or a closed connection. The sizes
+    are far beyond any sane request (stock's limit is 16 kB and 500 headers)
+    so that a server with ordinary, larger limits must still refuse them."""
     client = RawClient(ctx.nurl, timeout=SHORT_TIMEOUT)
     accept = ("Accept", CBOR)
+
+    def version_with(headers):
+        return lambda: client.request("GET", wire.version_path(), [accept, *headers])
+
     requests = {
-        "a 20 kB header line": (lambda: client.request("GET", wire.version_path(), [accept, ("X-Filler", "a" * 20_000)]), ctx.is_stock),
-        "30 kB of headers": (lambda: client.request("GET", wire.version_path(), [accept, *filler(30, 1000)]), False),
-        "600 headers": (lambda: client.request("GET", wire.version_path(), [accept, *filler(600, 1)]), False),
-        "a 24 kB secret": (lambda: client.request(
-            "PUT", wire.abort_path(ctx.new_si(), 0), [("X-Tahoe-Authorization", "upload-secret " + "QUFB" * 6000)]
-        ), ctx.is_stock),
+        # Stock stops reading at a line over 16 kB and answers nothing.
+        "a 1 MB header line": (version_with([("X-Filler", "a" * 1_000_000)]), ctx.is_stock),
+        "1 MB in 250 headers": (version_with(filler(250, 4000)), False),
+        "1000 headers": (version_with(filler(1000, 1)), False),
     }
     for what, (send, silence_ok) in requests.items():
         check_rejected_then_alive(ctx, send, what, silence_ok)
+
+    # A big but not absurd secret value must be a 4xx (the upload is unknown
+    # anyway), not a crash.
+    big_secret = [("X-Tahoe-Authorization", "upload-secret " + "QUFB" * 6000)]
+    abort = lambda: client.request("PUT", wire.abort_path(ctx.new_si(), 0), big_secret)
+    check_rejected_then_alive(ctx, abort, "a 24 kB secret", silence_ok=ctx.is_stock)
 
 
 def filler(count: int, size: int) -> list[tuple[str, str]]:
@@ -258,16 +260,17 @@ async def raw_path_dot_segments_change_nothing(ctx: Context) -> None:
     ]:
         response = ctx.raw.client.request("POST", path, [*mut_secrets.header_lines(), *CBOR_HEADERS], evil)
         check_status(response, UNROUTABLE, "POST " + path)
-    upload = Secrets(upload=imm_secrets.upload).header_lines()
+    upload = imm_secrets.only("upload").header_lines()
     patch = ctx.raw.client.request(
-        "PATCH", "/storage/v1/immutable/{}/0/../1".format(imm), [*upload, ("Content-Range", "bytes 0-31/*")], os.urandom(32)
+        "PATCH", "/storage/v1/immutable/{}/0/../1".format(imm),
+        [*upload, ("Content-Range", "bytes 0-31/*")], os.urandom(32),
     )
     check_status(patch, UNROUTABLE, "PATCH .../0/../1")
     abort = ctx.raw.client.request("PUT", "/storage/v1/immutable/{}/1/abort/../abort".format(imm), upload)
     check_status(abort, UNROUTABLE, "PUT .../abort/../abort")
 
-    check_equal(ctx.raw.setup_read("immutable", imm_si, 0), imm_data, "immutable share afterwards")
-    check_equal(ctx.raw.setup_read("mutable", mut_si, 0), mut_data, "mutable share afterwards")
+    check_equal(ctx.raw.read_whole("immutable", imm_si, 0), imm_data, "immutable share afterwards")
+    check_equal(ctx.raw.read_whole("mutable", mut_si, 0), mut_data, "mutable share afterwards")
     check_equal(ctx.raw.list_shares("mutable", other).cbor(), set(), "no shares appeared elsewhere")
     # Share 1 must still be uploading: neither written by the PATCH nor aborted.
     check_status(ctx.raw.patch(imm_si, 1, imm_secrets.upload, 0, imm_data), 201, "share 1 still open")
@@ -288,7 +291,7 @@ async def raw_path_encoded_slash(ctx: Context) -> None:
         "POST", "/storage/v1/mutable/{}%2Fread-test-write".format(text), [*secrets.header_lines(), *CBOR_HEADERS],
         wire.rtw_body({0: wire.test_write_vector(write=[(0, b"EVIL")])}),
     )
-    after = ctx.raw.setup_read("mutable", si, 0)
+    after = ctx.raw.read_whole("mutable", si, 0)
     if ctx.is_stock:
         ctx.note("stock decodes %2F before routing, so encoded slashes act as real ones")
         check_status(listing, 200, "stock: encoded-slash listing")

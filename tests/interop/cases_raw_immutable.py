@@ -5,9 +5,8 @@ from __future__ import annotations
 import os
 import re
 
-import gbs_wire as wire
 from checks import check, check_content_type, check_equal, check_status
-from gbs_wire import CBOR, OCTET_STREAM
+from gbs_wire import CBOR, OCTET_STREAM, Secrets
 from suite import Context, case
 
 CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\*|\d+)$")
@@ -17,7 +16,7 @@ CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\*|\d+)$")
 async def raw_allocate_response_shape(ctx: Context) -> None:
     si = ctx.new_si()
     ctx.raw.setup_immutable(si, {0: b"have it"})
-    response = ctx.raw.allocate(si, wire.Secrets(os.urandom(32), os.urandom(32), os.urandom(20)), [0, 1, 2], 7)
+    response = ctx.raw.allocate(si, Secrets.for_allocate(), [0, 1, 2], 7)
     check_status(response, 200, "allocate")
     check_content_type(response, CBOR, "allocate")
     body = response.cbor()
@@ -40,7 +39,7 @@ async def raw_patch_response_shape(ctx: Context) -> None:
     done = ctx.raw.patch(si, 0, secrets.upload, 0, data)
     check_status(done, 201, "completing PATCH")
     check_equal(done.cbor(), {"required": []}, "completing PATCH body")
-    check_equal(ctx.raw.setup_read("immutable", si, 0), data, "share read back")
+    check_equal(ctx.raw.read_whole("immutable", si, 0), data, "share read back")
 
 
 @case
@@ -51,7 +50,7 @@ async def raw_patch_content_range_invalid_is_416(ctx: Context) -> None:
         response = ctx.raw.patch(si, 0, secrets.upload, 0, data, content_range=content_range)
         check_status(response, 416, "Content-Range {!r}".format(content_range))
     check_status(ctx.raw.patch(si, 0, secrets.upload, 0, data), 201, "valid PATCH afterwards")
-    check_equal(ctx.raw.setup_read("immutable", si, 0), data, "share read back")
+    check_equal(ctx.raw.read_whole("immutable", si, 0), data, "share read back")
 
 
 @case
@@ -70,7 +69,7 @@ async def raw_patch_wrong_upload_secret_is_401(ctx: Context) -> None:
     check_status(ctx.raw.patch(si, 0, os.urandom(20), 0, data), 401, "PATCH with another secret")
     check_status(ctx.raw.abort(si, 0, os.urandom(20)), 401, "abort with another secret")
     check_status(ctx.raw.patch(si, 0, secrets.upload, 0, data), 201, "PATCH with the right secret")
-    check_equal(ctx.raw.setup_read("immutable", si, 0), data, "share read back")
+    check_equal(ctx.raw.read_whole("immutable", si, 0), data, "share read back")
 
 
 @case
@@ -81,7 +80,7 @@ async def raw_patch_conflict_is_409(ctx: Context) -> None:
     clash = data[5:9] + bytes([data[9] ^ 1]) + data[10:15]
     check_status(ctx.raw.patch(si, 0, secrets.upload, 5, clash), 409, "overlap with one differing byte")
     check_status(ctx.raw.patch(si, 0, secrets.upload, 5, data[5:20]), 201, "matching overlap completes")
-    check_equal(ctx.raw.setup_read("immutable", si, 0), data, "share read back")
+    check_equal(ctx.raw.read_whole("immutable", si, 0), data, "share read back")
 
 
 @case
@@ -91,7 +90,7 @@ async def raw_patch_unallocated_is_404(ctx: Context) -> None:
     done_si = ctx.new_si()
     secrets = ctx.raw.setup_immutable(done_si, {0: b"done"})
     check_status(ctx.raw.patch(done_si, 0, secrets.upload, 0, b"done"), 404, "PATCH completed share")
-    check_equal(ctx.raw.setup_read("immutable", done_si, 0), b"done", "completed share unchanged")
+    check_equal(ctx.raw.read_whole("immutable", done_si, 0), b"done", "completed share unchanged")
 
 
 @case
@@ -125,7 +124,7 @@ async def raw_abort_states(ctx: Context) -> None:
     check_equal(ctx.raw.list_shares("immutable", si).cbor(), {1}, "shares after abort")
     again = ctx.raw.setup_allocate(si, [0], 10)
     check_status(ctx.raw.patch(si, 0, again.upload, 0, b"abcdefghij"), 201, "re-upload aborted share")
-    check_equal(ctx.raw.setup_read("immutable", si, 1), b"0123456789", "completed share intact")
+    check_equal(ctx.raw.read_whole("immutable", si, 1), b"0123456789", "completed share intact")
 
 
 @case
@@ -201,7 +200,7 @@ async def raw_corrupt_missing_share_is_404(ctx: Context) -> None:
     response = ctx.raw.corrupt("immutable", si, 0)
     check_status(response, 200, "existing share")
     check_equal(response.body, b"", "advisory response body")
-    check_equal(ctx.raw.setup_read("immutable", si, 0), b"present", "share after advisory")
+    check_equal(ctx.raw.read_whole("immutable", si, 0), b"present", "share after advisory")
 
 
 @case

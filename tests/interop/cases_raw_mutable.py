@@ -10,19 +10,15 @@ from gbs_wire import CBOR, MAX_MUTABLE_SHARE_SIZE, OCTET_STREAM, Secrets
 from suite import Context, case
 
 
-def mutable_secrets(write_enabler: bytes) -> Secrets:
-    return Secrets(os.urandom(32), os.urandom(32), write_enabler=write_enabler)
-
-
 @case
 async def raw_rtw_response_shape(ctx: Context) -> None:
     si, we = ctx.new_si(), ctx.secret()
     vectors = {2: wire.test_write_vector(test=[(0, 1, b"")], write=[(0, b"hello")])}
-    created = ctx.raw.rtw(si, mutable_secrets(we), vectors, [(0, 5)])
+    created = ctx.raw.rtw(si, Secrets.for_rtw(we), vectors, [(0, 5)])
     check_status(created, 200, "create")
     check_content_type(created, CBOR, "create")
     check_equal(created.cbor(), {"success": True, "data": {}}, "create response")
-    again = ctx.raw.rtw(si, mutable_secrets(we), vectors, [(1, 3)])
+    again = ctx.raw.rtw(si, Secrets.for_rtw(we), vectors, [(1, 3)])
     check_equal(again.cbor(), {"success": False, "data": {2: [b"ell"]}}, "repeated create response")
 
 
@@ -33,10 +29,10 @@ async def raw_rtw_write_enabler_mismatch_is_401(ctx: Context) -> None:
     ctx.raw.setup_mutable(si, {0: original, 1: b"second"}, we)
     evil = {0: wire.test_write_vector(write=[(0, b"EVIL")]), 5: wire.test_write_vector(write=[(0, b"new")])}
     for label, vectors in [("write", evil), ("read only", {}), ("delete", {1: wire.test_write_vector(new_length=0)})]:
-        response = ctx.raw.rtw(si, mutable_secrets(ctx.secret()), vectors, [(0, 40)])
+        response = ctx.raw.rtw(si, Secrets.for_rtw(ctx.secret()), vectors, [(0, 40)])
         check_status(response, 401, label + " with another write enabler")
         check(original not in response.body, label + ": 401 body leaks share data")
-    check_equal(ctx.raw.setup_read("mutable", si, 0), original, "share 0 afterwards")
+    check_equal(ctx.raw.read_whole("mutable", si, 0), original, "share 0 afterwards")
     check_equal(ctx.raw.list_shares("mutable", si).cbor(), {0, 1}, "shares afterwards")
 
 
@@ -46,7 +42,7 @@ async def raw_rtw_past_max_size(ctx: Context) -> None:
     DataTooLarge (500); gbs must refuse it with 400 or 413."""
     si = ctx.new_si()
     vectors = {0: wire.test_write_vector(write=[(MAX_MUTABLE_SHARE_SIZE, b"x")])}
-    response = ctx.raw.rtw(si, mutable_secrets(ctx.secret()), vectors)
+    response = ctx.raw.rtw(si, Secrets.for_rtw(ctx.secret()), vectors)
     check_status(response, ctx.expect(stock=500, gbs={400, 413}), "write at the maximum size")
 
 
@@ -79,7 +75,7 @@ async def raw_lease_states(ctx: Context) -> None:
     ctx.raw.setup_immutable(immutable_si, {0: b"immutable"})
     ctx.raw.setup_mutable(mutable_si, {0: b"mutable"}, ctx.secret())
     ctx.raw.setup_allocate(uploading, [0], 10)
-    lease = Secrets(os.urandom(32), os.urandom(32))
+    lease = Secrets.for_lease()
     for label, si in [("immutable", immutable_si), ("mutable", mutable_si)]:
         for attempt in ("add", "renew"):
             response = ctx.raw.lease(si, lease)
@@ -87,5 +83,5 @@ async def raw_lease_states(ctx: Context) -> None:
             check_equal(response.body, b"", "{} lease {} body".format(label, attempt))
     check_status(ctx.raw.lease(ctx.new_si(), lease), 404, "lease on unknown SI")
     check_status(ctx.raw.lease(uploading, lease), 404, "lease on an SI that is only uploading")
-    check_equal(ctx.raw.setup_read("immutable", immutable_si, 0), b"immutable", "immutable share afterwards")
-    check_equal(ctx.raw.setup_read("mutable", mutable_si, 0), b"mutable", "mutable share afterwards")
+    check_equal(ctx.raw.read_whole("immutable", immutable_si, 0), b"immutable", "immutable share afterwards")
+    check_equal(ctx.raw.read_whole("mutable", mutable_si, 0), b"mutable", "mutable share afterwards")

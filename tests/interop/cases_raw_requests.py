@@ -8,15 +8,10 @@ import os
 import cbor2
 
 import gbs_wire as wire
-from cases_raw_access import check_untouched
 from checks import check_no_secret_echo, check_status
 from gbs_wire import CBOR, Secrets, secret_header
 from gbs_ops import CBOR_HEADERS
 from suite import Context, case
-
-
-def full_secrets() -> Secrets:
-    return Secrets(os.urandom(32), os.urandom(32), os.urandom(20), os.urandom(32))
 
 
 # --- X-Tahoe-Authorization -------------------------------------------------
@@ -24,33 +19,34 @@ def full_secrets() -> Secrets:
 
 @case
 async def raw_secrets_missing_is_400(ctx: Context) -> None:
-    si, s = ctx.new_si(), full_secrets()
+    si, s, rtw = ctx.new_si(), Secrets.for_allocate(), Secrets.for_rtw()
     allocate_cases = {
         "no secrets": Secrets(),
-        "upload only": Secrets(upload=s.upload),
-        "no upload": Secrets(renew=s.renew, cancel=s.cancel),
-        "no cancel": Secrets(renew=s.renew, upload=s.upload),
+        "upload only": s.only("upload"),
+        "no upload": s.only("renew", "cancel"),
+        "no cancel": s.only("renew", "upload"),
     }
     for label, secrets in allocate_cases.items():
         check_status(ctx.raw.allocate(si, secrets, [0], 10), 400, "allocate, " + label)
-    check_status(ctx.raw.lease(si, Secrets(renew=s.renew)), 400, "lease without cancel secret")
-    check_status(ctx.raw.rtw(si, Secrets(renew=s.renew, cancel=s.cancel)), 400, "RTW without write enabler")
-    check_status(ctx.raw.rtw(si, Secrets(write_enabler=s.write_enabler)), 400, "RTW without lease secrets")
+    check_status(ctx.raw.lease(si, s.only("renew")), 400, "lease without cancel secret")
+    check_status(ctx.raw.rtw(si, rtw.only("renew", "cancel")), 400, "RTW without write enabler")
+    check_status(ctx.raw.rtw(si, rtw.only("write_enabler")), 400, "RTW without lease secrets")
     check_status(ctx.raw.client.request("PUT", wire.abort_path(si, 0)), 400, "abort without upload secret")
     patch = ctx.raw.client.request(
         "PATCH", wire.immutable_share_path(si, 0), [("Content-Range", "bytes 0-1/*")], b"ab"
     )
     check_status(patch, 400, "PATCH without upload secret")
-    check_untouched(ctx, si)
+    ctx.raw.check_untouched(si)
 
 
 @case
 async def raw_secrets_extra_is_400(ctx: Context) -> None:
-    si, s = ctx.new_si(), full_secrets()
-    check_status(ctx.raw.allocate(si, s, [0], 10), 400, "allocate with a write enabler too")
-    check_status(ctx.raw.lease(si, Secrets(s.renew, s.cancel, upload=s.upload)), 400, "lease with upload secret")
-    check_status(ctx.raw.rtw(si, s), 400, "RTW with upload secret")
-    check_untouched(ctx, si)
+    si, s = ctx.new_si(), Secrets.for_allocate()
+    everything = Secrets(s.renew, s.cancel, s.upload, write_enabler=os.urandom(32))
+    check_status(ctx.raw.allocate(si, everything, [0], 10), 400, "allocate with a write enabler too")
+    check_status(ctx.raw.lease(si, s), 400, "lease with upload secret")
+    check_status(ctx.raw.rtw(si, everything), 400, "RTW with upload secret")
+    ctx.raw.check_untouched(si)
 
 
 @case
@@ -75,7 +71,7 @@ async def raw_secret_undecodable_is_400(ctx: Context) -> None:
     """Unknown names, missing values and bad base64 are all 400, and the
     error body must not repeat any secret the client sent."""
     si = ctx.new_si()
-    lease = Secrets(renew=os.urandom(32), cancel=os.urandom(32))
+    lease = Secrets.for_lease()
     bad_values = {
         "base64 of wrong length": ("upload-secret", "YWJjZ"),
         "no value": ("upload-secret", ""),
@@ -92,7 +88,7 @@ async def raw_secret_undecodable_is_400(ctx: Context) -> None:
         check_no_secret_echo(response, [*lease.encoded_values(), value], label)
     if ctx.is_stock:
         ctx.note("stock echoes the sent secrets in its 400 body; the no-echo check is skipped for --target stock")
-    check_untouched(ctx, si)
+    ctx.raw.check_untouched(si)
 
 
 @case
@@ -121,8 +117,7 @@ def allocate_variant(**fields) -> bytes:
 
 @case
 async def raw_allocate_bad_cbor_is_400(ctx: Context) -> None:
-    si, secrets = ctx.new_si(), full_secrets()
-    secrets = Secrets(secrets.renew, secrets.cancel, secrets.upload)
+    si, secrets = ctx.new_si(), Secrets.for_allocate()
     bodies = {
         "not CBOR": b"this is not cbor",
         "truncated": wire.allocate_body([0], 10)[:-3],
@@ -138,22 +133,21 @@ async def raw_allocate_bad_cbor_is_400(ctx: Context) -> None:
     }
     for label, body in bodies.items():
         check_status(ctx.raw.allocate(si, secrets, body=body), 400, label)
-    check_untouched(ctx, si)
+    ctx.raw.check_untouched(si)
 
 
 @case
 async def raw_allocate_bignum_size(ctx: Context) -> None:
     """allocated-size of 2^64 needs a bignum (tag 2): invalid for a uint.
     Stock Tahoe crashes on it (500); gbs must say 400."""
-    si, s = ctx.new_si(), full_secrets()
-    response = ctx.raw.allocate(si, Secrets(s.renew, s.cancel, s.upload), body=allocate_variant(**{"allocated-size": 2**64}))
+    body = allocate_variant(**{"allocated-size": 2**64})
+    response = ctx.raw.allocate(ctx.new_si(), Secrets.for_allocate(), body=body)
     check_status(response, ctx.expect(stock=500, gbs=400), "allocated-size 2^64")
 
 
 @case
 async def raw_rtw_bad_cbor_is_400(ctx: Context) -> None:
-    si, s = ctx.new_si(), full_secrets()
-    secrets = Secrets(s.renew, s.cancel, write_enabler=s.write_enabler)
+    si, secrets = ctx.new_si(), Secrets.for_rtw()
     vector = wire.test_write_vector(write=[(0, b"data")])
     bodies = {
         "not CBOR": b"\xff\xff\xff",
@@ -166,16 +160,15 @@ async def raw_rtw_bad_cbor_is_400(ctx: Context) -> None:
     }
     for label, body in bodies.items():
         check_status(ctx.raw.rtw(si, secrets, body=body), 400, label)
-    check_untouched(ctx, si)
+    ctx.raw.check_untouched(si)
 
 
 @case
 async def raw_rtw_text_share_number(ctx: Context) -> None:
     """A text key in test-write-vectors: stock's validator lets it through
     and then crashes (500); gbs must say 400."""
-    si, s = ctx.new_si(), full_secrets()
     body = wire.rtw_body({"0": wire.test_write_vector(write=[(0, b"data")])})
-    response = ctx.raw.rtw(si, Secrets(s.renew, s.cancel, write_enabler=s.write_enabler), body=body)
+    response = ctx.raw.rtw(ctx.new_si(), Secrets.for_rtw(), body=body)
     check_status(response, ctx.expect(stock=500, gbs=400), "text share number")
 
 
@@ -201,15 +194,14 @@ async def raw_corrupt_body_checks(ctx: Context) -> None:
 
 @case
 async def raw_wrong_content_type_is_415(ctx: Context) -> None:
-    si, s = ctx.new_si(), full_secrets()
-    corrupt_si = ctx.new_si()
+    si, corrupt_si = ctx.new_si(), ctx.new_si()
     ctx.raw.setup_immutable(corrupt_si, {0: b"for corrupt"})
     for content_type in ["application/json", "text/plain", "application/octet-stream"]:
         headers = [("Content-Type", content_type), ("Accept", CBOR)]
-        allocate = ctx.raw.allocate(si, Secrets(s.renew, s.cancel, s.upload), [0], 10, headers=headers)
+        allocate = ctx.raw.allocate(si, Secrets.for_allocate(), [0], 10, headers=headers)
         check_status(allocate, 415, "allocate as " + content_type)
         rtw = ctx.raw.client.request(
-            "POST", wire.rtw_path(si), [*Secrets(s.renew, s.cancel, write_enabler=s.write_enabler).header_lines(), *headers],
+            "POST", wire.rtw_path(si), [*Secrets.for_rtw().header_lines(), *headers],
             wire.rtw_body({0: wire.test_write_vector(write=[(0, b"x")])}),
         )
         check_status(rtw, 415, "RTW as " + content_type)
@@ -217,12 +209,11 @@ async def raw_wrong_content_type_is_415(ctx: Context) -> None:
             "POST", wire.immutable_corrupt_path(corrupt_si, 0), headers, wire.corrupt_body("x")
         )
         check_status(corrupt, 415, "corrupt as " + content_type)
-    check_untouched(ctx, si)
+    ctx.raw.check_untouched(si)
 
 
 @case
 async def raw_allocate_oversize_is_413(ctx: Context) -> None:
-    si, s = ctx.new_si(), full_secrets()
-    body = allocate_variant(padding=b"p" * 9000)
-    check_status(ctx.raw.allocate(si, Secrets(s.renew, s.cancel, s.upload), body=body), 413, "9 kB allocate body")
-    check_untouched(ctx, si)
+    si, body = ctx.new_si(), allocate_variant(padding=b"p" * 9000)
+    check_status(ctx.raw.allocate(si, Secrets.for_allocate(), body=body), 413, "9 kB allocate body")
+    ctx.raw.check_untouched(si)

@@ -1,14 +1,13 @@
 """GBS endpoints as methods over ``RawClient``.
 
 The plain methods return the ``RawResponse`` whatever the status, so cases can
-assert on errors. The ``setup_*`` methods are for putting state in place
-before the interesting request: they fail the case if the server does not
-answer with success.
+assert on errors. The ``setup_*`` methods put state in place before the
+interesting request, and ``read_whole``/``check_untouched`` inspect it
+afterwards; these fail the case when the server does not answer with success.
 """
 
 from __future__ import annotations
 
-import os
 from typing import Optional
 
 import gbs_wire as wire
@@ -20,6 +19,9 @@ CBOR_HEADERS = (("Content-Type", CBOR), ("Accept", CBOR))
 
 
 class RawGbs:
+    """The twelve endpoints, each with correct defaults that a case can
+    override one at a time."""
+
     def __init__(self, client: RawClient):
         self.client = client
 
@@ -66,19 +68,16 @@ class RawGbs:
         return self.client.request("PUT", wire.abort_path(si, shnum), headers)
 
     def list_shares(self, kind: str, si: bytes) -> RawResponse:
-        path = wire.immutable_shares_path(si) if kind == "immutable" else wire.mutable_shares_path(si)
-        return self.client.request("GET", path, [("Accept", CBOR)])
+        return self.client.request("GET", wire.shares_path(kind, si), [("Accept", CBOR)])
 
     def read(self, kind: str, si: bytes, shnum: int, range_header: Optional[str] = None) -> RawResponse:
-        path = share_path(kind, si, shnum)
         headers = [] if range_header is None else [("Range", range_header)]
-        return self.client.request("GET", path, headers)
+        return self.client.request("GET", wire.share_path(kind, si, shnum), headers)
 
     def corrupt(self, kind: str, si: bytes, shnum: int, reason: str = "bad bits", body=None) -> RawResponse:
-        path = wire.immutable_corrupt_path(si, shnum) if kind == "immutable" else wire.mutable_corrupt_path(si, shnum)
         if body is None:
             body = wire.corrupt_body(reason)
-        return self.client.request("POST", path, CBOR_HEADERS, body)
+        return self.client.request("POST", wire.corrupt_path(kind, si, shnum), CBOR_HEADERS, body)
 
     def lease(self, si: bytes, secrets: Secrets) -> RawResponse:
         return self.client.request("PUT", wire.lease_path(si), secrets.header_lines())
@@ -100,7 +99,7 @@ class RawGbs:
 
     def setup_allocate(self, si: bytes, shares, size: int) -> Secrets:
         """Allocate ``shares`` of ``size`` bytes; returns the secrets used."""
-        secrets = Secrets(renew=os.urandom(32), cancel=os.urandom(32), upload=os.urandom(20))
+        secrets = Secrets.for_allocate()
         response = self.allocate(si, secrets, shares, size)
         check_status(response, 200, "setup allocate")
         check_equal(response.cbor()["allocated"], set(shares), "setup allocate: allocated")
@@ -118,7 +117,7 @@ class RawGbs:
 
     def setup_mutable(self, si: bytes, shares: dict[int, bytes], write_enabler: bytes) -> Secrets:
         """Create mutable shares holding exactly ``shares``."""
-        secrets = Secrets(renew=os.urandom(32), cancel=os.urandom(32), write_enabler=write_enabler)
+        secrets = Secrets.for_rtw(write_enabler)
         vectors = {
             shnum: wire.test_write_vector(write=[(0, data)], new_length=len(data))
             for shnum, data in shares.items()
@@ -128,14 +127,17 @@ class RawGbs:
         check_equal(response.cbor()["success"], True, "setup mutable write: success")
         return secrets
 
-    def setup_read(self, kind: str, si: bytes, shnum: int) -> bytes:
+    def check_untouched(self, si: bytes) -> None:
+        """Nothing exists under ``si`` (after rejected requests): no shares
+        listed, and share 0 can still be allocated."""
+        for kind in ("immutable", "mutable"):
+            listing = self.list_shares(kind, si)
+            check_status(listing, 200, kind + " list")
+            check_equal(listing.cbor(), set(), kind + " shares after rejected requests")
+        self.setup_allocate(si, [0], 10)
+
+    def read_whole(self, kind: str, si: bytes, shnum: int) -> bytes:
         """The whole share, via a read without ``Range``."""
         response = self.read(kind, si, shnum)
         check_status(response, 200, "read {} share {}".format(kind, shnum))
         return response.body
-
-
-def share_path(kind: str, si: bytes, shnum: int) -> str:
-    if kind == "immutable":
-        return wire.immutable_share_path(si, shnum)
-    return wire.mutable_share_path(si, shnum)

@@ -7,6 +7,7 @@ start from these and break one thing.
 from __future__ import annotations
 
 import base64
+import os
 from dataclasses import dataclass
 from typing import Iterable, Optional
 
@@ -73,6 +74,21 @@ def mutable_corrupt_path(si: bytes, shnum: int) -> str:
     return mutable_share_path(si, shnum) + "/corrupt"
 
 
+# Endpoints that exist for both kinds; ``kind`` is "immutable" or "mutable".
+
+
+def share_path(kind: str, si: bytes, shnum: int) -> str:
+    return immutable_share_path(si, shnum) if kind == "immutable" else mutable_share_path(si, shnum)
+
+
+def shares_path(kind: str, si: bytes) -> str:
+    return immutable_shares_path(si) if kind == "immutable" else mutable_shares_path(si)
+
+
+def corrupt_path(kind: str, si: bytes, shnum: int) -> str:
+    return immutable_corrupt_path(si, shnum) if kind == "immutable" else mutable_corrupt_path(si, shnum)
+
+
 # --- secrets ---------------------------------------------------------------
 
 
@@ -84,6 +100,24 @@ class Secrets:
     cancel: Optional[bytes] = None
     upload: Optional[bytes] = None
     write_enabler: Optional[bytes] = None
+
+    @classmethod
+    def for_allocate(cls) -> "Secrets":
+        """Fresh lease secrets and a 20-byte upload secret, as Tahoe's client."""
+        return cls(renew=os.urandom(32), cancel=os.urandom(32), upload=os.urandom(20))
+
+    @classmethod
+    def for_lease(cls) -> "Secrets":
+        return cls(renew=os.urandom(32), cancel=os.urandom(32))
+
+    @classmethod
+    def for_rtw(cls, write_enabler: Optional[bytes] = None) -> "Secrets":
+        """Fresh lease secrets with the given (or a fresh) write enabler."""
+        return cls(os.urandom(32), os.urandom(32), write_enabler=write_enabler or os.urandom(32))
+
+    def only(self, *names: str) -> "Secrets":
+        """A copy with just the named fields, e.g. ``only("upload")``."""
+        return Secrets(**{name: getattr(self, name) for name in names})
 
     def header_lines(self) -> list[tuple[str, str]]:
         """One ``X-Tahoe-Authorization`` line per secret, in the stock

@@ -9,7 +9,6 @@ connection pins the server's SPKI hash against the NURL, as Tahoe does.
 from __future__ import annotations
 
 import http.client
-import socket
 import ssl
 from dataclasses import dataclass
 from email.message import Message
@@ -85,7 +84,7 @@ class RawClient:
             conn.endheaders(body)
             response = conn.getresponse()
             return RawResponse(response.status, response.msg, response.read())
-        except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError) as e:
+        except (ConnectionError, ssl.SSLEOFError, ssl.SSLZeroReturnError) as e:
             raise ConnectionClosed(str(e) or type(e).__name__) from e
         finally:
             conn.close()
@@ -100,23 +99,3 @@ class RawClient:
             conn.close()
             raise PinningError("server certificate does not match the NURL's SPKI hash")
         return conn
-
-    def send_bytes(self, raw_request: bytes) -> bytes:
-        """Write a hand-made request and return whatever comes back before
-        the server closes (or the timeout hits). For framing tests."""
-        conn = self._connect()
-        sock = conn.sock
-        try:
-            sock.sendall(raw_request)
-            chunks = []
-            while True:
-                try:
-                    chunk = sock.recv(65536)
-                except (socket.timeout, ConnectionResetError, ssl.SSLError):
-                    break
-                if not chunk:
-                    break
-                chunks.append(chunk)
-            return b"".join(chunks)
-        finally:
-            conn.close()

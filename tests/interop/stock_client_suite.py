@@ -23,6 +23,7 @@ from twisted.internet import task
 from twisted.internet.defer import ensureDeferred
 
 from allmydata.storage.http_client import (
+    ClientException,
     StorageClientFactory,
     StorageClientGeneral,
     StorageClientImmutables,
@@ -49,11 +50,18 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("nurl", nargs="?", help="pb://<spki-hash>@<host>:<port>/<swissnum>#v=1")
     parser.add_argument("--target", choices=TARGETS, help="which server's behaviour to expect")
-    parser.add_argument("--case", action="append", default=[], metavar="NAME", help="run only this case (repeatable)")
+    parser.add_argument(
+        "--case", action="append", default=[], metavar="NAME", help="run only this case (repeatable)"
+    )
     parser.add_argument("--list", action="store_true", help="print the case names and exit")
     args = parser.parse_args(argv)
     if not args.list and (args.nurl is None or args.target is None):
         parser.error("NURL and --target are required unless --list is given")
+    if args.nurl is not None:
+        try:
+            Nurl.parse(args.nurl)
+        except ValueError as e:
+            parser.error(str(e))
     unknown = [name for name in args.case if name not in CASES]
     if unknown:
         parser.error("unknown case(s): {} (see --list)".format(", ".join(unknown)))
@@ -77,23 +85,29 @@ async def make_context(reactor, nurl_text: str, target: str) -> Context:
 
 
 async def run_case(reactor, ctx: Context, case: Case) -> bool:
-    """Run one case and print its outcome line; True if it passed."""
+    """Run one case and print its NOTE lines and outcome line; True if it passed."""
     ctx.notes.clear()
+    failure = None
     try:
         await ensureDeferred(case.run(ctx)).addTimeout(CASE_TIMEOUT_SECONDS, reactor)
     except CaseFailure as e:
-        return report(case.name, ctx, "FAIL {}: {}".format(case.name, e))
+        failure = str(e)
     except Exception as e:  # the server misbehaved in a way no check anticipated
-        detail = "".join(traceback.format_exception_only(type(e), e)).strip()
-        return report(case.name, ctx, "FAIL {}: unexpected {}".format(case.name, detail))
-    return report(case.name, ctx, "PASS " + case.name)
-
-
-def report(name: str, ctx: Context, line: str) -> bool:
+        failure = "unexpected " + describe(e)
     for text in ctx.notes:
-        print("NOTE {}: {}".format(name, text))
-    print(line, flush=True)
-    return line.startswith("PASS")
+        print("NOTE {}: {}".format(case.name, text))
+    if failure is None:
+        print("PASS " + case.name, flush=True)
+    else:
+        # One line per case, whatever the message holds.
+        print("FAIL {}: {}".format(case.name, failure.replace("\n", " | ")), flush=True)
+    return failure is None
+
+
+def describe(error: Exception) -> str:
+    if isinstance(error, ClientException):
+        return "HTTP {} from the server (stock client error, body {!r})".format(error.code, error.body)
+    return "".join(traceback.format_exception_only(type(error), error)).strip()
 
 
 async def run(reactor, args: argparse.Namespace) -> None:

@@ -23,6 +23,13 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import NameOID
 from twisted.internet import reactor
 from twisted.internet.endpoints import TCP4ServerEndpoint
+from twisted.logger import (
+    FilteringLogObserver,
+    LogLevel,
+    LogLevelFilterPredicate,
+    globalLogBeginner,
+    textFileLogObserver,
+)
 from twisted.python.filepath import FilePath
 
 from allmydata.storage.http_server import HTTPServer, listen_tls
@@ -34,30 +41,44 @@ LISTEN_HOST = "127.0.0.1"
 
 def main() -> int:
     args = parse_args()
+    log_errors_to_stderr()
     storage = StorageServer(
         args.storage_dir, nodeid=os.urandom(20), reserved_space=args.reserved_space
     )
     # Stock nodes use 160 random bits rendered as 32 lowercase base32 chars.
     swissnum = base32.b2a(os.urandom(20))
     http_server = HTTPServer(reactor, storage, swissnum)
+    startup = Startup()
 
+    # listen_tls() reads the key and certificate from files, as a node reads
+    # private/node.pem; a temporary directory stands in for private/.
     with tempfile.TemporaryDirectory(prefix="stock-server-tls-") as tls_dir:
         key_path, cert_path = write_tls_identity(tls_dir)
-        listening = listen_tls(
-            http_server,
-            LISTEN_HOST,
-            TCP4ServerEndpoint(reactor, 0, interface=LISTEN_HOST),
-            FilePath(key_path),
-            FilePath(cert_path),
-        )
-        listening.addCallbacks(announce, fail_startup)
+
+        def listen() -> None:
+            endpoint = TCP4ServerEndpoint(reactor, 0, interface=LISTEN_HOST)
+            listening = listen_tls(
+                http_server, LISTEN_HOST, endpoint, FilePath(key_path), FilePath(cert_path)
+            )
+            listening.addCallbacks(announce, startup.failed)
+
+        # Listen (and so announce) only once the reactor runs: by then its
+        # SIGINT/SIGTERM handlers, which stop it cleanly, are installed.
+        reactor.callWhenRunning(listen)
         stop_on_stdin_eof()
-        # The default signal handlers stop the reactor on SIGINT/SIGTERM.
         reactor.run()
-    return 0 if not _startup_failed else 1
+    return 0 if startup.ok else 1
 
 
-_startup_failed = False
+class Startup:
+    """Remembers whether listening failed, for the exit code."""
+
+    ok = True
+
+    def failed(self, failure) -> None:
+        self.ok = False
+        sys.stderr.write("stock_server: could not listen: {}\n".format(failure.value))
+        reactor.stop()
 
 
 def parse_args() -> argparse.Namespace:
@@ -73,17 +94,18 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
+def log_errors_to_stderr() -> None:
+    """Show tracebacks of stock's 500s as they happen; stdout stays reserved
+    for the NURL line, and request logging stays off."""
+    only_errors = LogLevelFilterPredicate(defaultLogLevel=LogLevel.error)
+    observer = FilteringLogObserver(textFileLogObserver(sys.stderr), [only_errors])
+    globalLogBeginner.beginLoggingTo([observer], redirectStandardIO=False)
+
+
 def announce(result) -> None:
     nurl, _port = result
     sys.stdout.write("NURL {}\n".format(nurl.to_text()))
     sys.stdout.flush()
-
-
-def fail_startup(failure) -> None:
-    global _startup_failed
-    _startup_failed = True
-    sys.stderr.write("stock_server: could not listen: {}\n".format(failure.value))
-    reactor.stop()
 
 
 def stop_on_stdin_eof() -> None:
@@ -91,7 +113,9 @@ def stop_on_stdin_eof() -> None:
     signalling us does not leave a stray server behind."""
 
     def wait_for_eof() -> None:
-        while sys.stdin.buffer.read(4096):
+        # os.read, not sys.stdin: a daemon thread blocked inside a buffered
+        # reader would abort interpreter shutdown when a signal ends the run.
+        while os.read(sys.stdin.fileno(), 4096):
             pass
         reactor.callFromThread(stop_if_running)
 

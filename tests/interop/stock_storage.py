@@ -63,7 +63,8 @@ class ShareEntry:
     extra_leases: list[Lease] = field(default_factory=list)
 
     def to_json(self) -> dict:
-        out = {"kind": self.kind, "si": si_b2a(self.si).decode("ascii"), "shnum": self.shnum, "length": len(self.data)}
+        si = si_b2a(self.si).decode("ascii")
+        out = {"kind": self.kind, "si": si, "shnum": self.shnum, "length": len(self.data)}
         if len(self.data) <= INLINE_LIMIT:
             out["data_hex"] = self.data.hex()
         else:
@@ -102,10 +103,14 @@ def write_immutables(ss: StorageServer, shares: dict[int, bytes], extra_leases: 
     return entries
 
 
-def write_mutable(ss: StorageServer, si: bytes, we: bytes, shnum: int, writes, new_length=None) -> Lease:
-    """Apply write vectors to one mutable share with a fresh lease."""
-    lease = Lease.new()
-    ok, _ = ss.slot_testv_and_readv_and_writev(si, (we, lease.renew, lease.cancel), {shnum: ([], writes, new_length)}, [])
+def write_mutable(
+    ss: StorageServer, si: bytes, we: bytes, shnum: int, writes, new_length=None, lease=None
+) -> Lease:
+    """Apply write vectors to one mutable share; the lease (fresh unless
+    given) is added or renewed. Returns the lease."""
+    lease = lease or Lease.new()
+    secrets = (we, lease.renew, lease.cancel)
+    ok, _ = ss.slot_testv_and_readv_and_writev(si, secrets, {shnum: ([], writes, new_length)}, [])
     assert ok, "mutable write refused"
     return lease
 
@@ -121,13 +126,18 @@ def add_extra_leases(ss: StorageServer, si: bytes, entries: list[ShareEntry], co
 
 def write_all(ss: StorageServer) -> list[ShareEntry]:
     r = os.urandom
-    entries = []
     # Immutable: tiny, small, several per SI, above the inline limit, > 1 MiB.
-    entries += write_immutables(ss, {0: r(1), 1: r(1), 2: r(1)})
-    entries += write_immutables(ss, {0: r(1000), 5: r(1000), 9: r(1000)}, extra_leases=2)
-    entries += write_immutables(ss, {7: r(70_000)})
-    entries += write_immutables(ss, {3: r(1024 * 1024 + 12345), 4: r(1024 * 1024 + 12345)})
+    return [
+        *write_immutables(ss, {0: r(1), 1: r(1), 2: r(1)}),
+        *write_immutables(ss, {0: r(1000), 5: r(1000), 9: r(1000)}, extra_leases=2),
+        *write_immutables(ss, {7: r(70_000)}),
+        *write_immutables(ss, {3: r(1024 * 1024 + 12345), 4: r(1024 * 1024 + 12345)}),
+        *write_mutables(ss),
+    ]
 
+
+def write_mutables(ss: StorageServer) -> list[ShareEntry]:
+    r, entries = os.urandom, []
     # Mutable SI with three shares written by separate requests (own leases):
     # plain, one with a zero-filled gap, one truncated by new-length.
     si, we = r(16), r(32)
@@ -143,7 +153,7 @@ def write_all(ss: StorageServer) -> list[ShareEntry]:
     si, we, big = r(16), r(32), r(1024 * 1024 + 4321)
     entry = ShareEntry("mutable", si, 0, big, write_mutable(ss, si, we, 0, [(0, big[:100])]), we)
     add_extra_leases(ss, si, [entry], 5)
-    ss.slot_testv_and_readv_and_writev(si, (we, entry.lease.renew, entry.lease.cancel), {0: ([], [(100, big[100:])], None)}, [])
+    write_mutable(ss, si, we, 0, [(100, big[100:])], lease=entry.lease)
     entries.append(entry)
 
     # An empty mutable share: named in a request without any writes.
@@ -222,7 +232,8 @@ def verify_immutable(ss: StorageServer, exp: Expected) -> None:
     buckets = ss.get_buckets(exp.si)
     expect(exp.shnum in buckets, "not found by get_buckets")
     reader = buckets[exp.shnum]
-    expect(reader.get_length() == exp.length, "get_length() = {}, manifest says {}".format(reader.get_length(), exp.length))
+    length = reader.get_length()
+    expect(length == exp.length, "get_length() = {}, manifest says {}".format(length, exp.length))
     exp.check_data(reader.read(0, exp.length), "read()")
     expect(reader.read(exp.length, 10) == b"", "read past the end returned data")
     verify_leases(ShareFile(share_path(ss, exp.si, exp.shnum)), exp)
@@ -239,7 +250,8 @@ def verify_mutable(ss: StorageServer, exp: Expected) -> None:
     exp.check_data(data, "slot_readv()")
     verify_leases(MutableShareFile(share_path(ss, exp.si, exp.shnum)), exp)
     verify_write_enabler(ss, exp, data[:32])
-    exp.check_data(ss.slot_readv(exp.si, [exp.shnum], [(0, exp.length)])[exp.shnum][0], "slot_readv() after checks")
+    again = ss.slot_readv(exp.si, [exp.shnum], [(0, exp.length)])[exp.shnum][0]
+    exp.check_data(again, "slot_readv() after checks")
 
 
 def verify_leases(share, exp: Expected) -> None:
@@ -252,7 +264,8 @@ def verify_leases(share, exp: Expected) -> None:
         expect(len(matching) == 1, "lease {}: {} leases match its renew secret".format(i, len(matching)))
         expect(matching[0].is_cancel_secret(lease.cancel), "lease {}: cancel secret differs".format(i))
         expiry = matching[0].get_expiration_time()
-        expect(now < expiry <= now + LEASE_SECONDS + 60, "lease {}: expiry {} is not within 31 days".format(i, expiry))
+        in_range = now < expiry <= now + LEASE_SECONDS + 60
+        expect(in_range, "lease {}: expiry {} is not within the next 31 days".format(i, expiry))
         share.renew_lease(lease.renew, int(now) + LEASE_SECONDS)
     try:
         share.renew_lease(os.urandom(32), int(now) + LEASE_SECONDS)
@@ -276,7 +289,8 @@ def verify_write_enabler(ss: StorageServer, exp: Expected, head: bytes) -> None:
     expect(ok, "test vector on the first bytes failed with the manifest's write enabler")
     expect(exp.shnum in reads, "share missing from the read results")
     try:
-        ss.slot_testv_and_readv_and_writev(exp.si, (os.urandom(32), lease.renew, lease.cancel), {}, [], renew_leases=False)
+        wrong = (os.urandom(32), lease.renew, lease.cancel)
+        ss.slot_testv_and_readv_and_writev(exp.si, wrong, {}, [], renew_leases=False)
     except BadWriteEnablerError:
         pass
     else:

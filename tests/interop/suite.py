@@ -35,7 +35,9 @@ class Context:
 
     @staticmethod
     def new_si() -> bytes:
-        """A fresh storage index, so cases never see each other's shares."""
+        """A fresh storage index, so cases never see each other's shares.
+        Deliberately unseeded: a rerun against the same server must not
+        find the previous run's shares."""
         return os.urandom(16)
 
     @staticmethod
@@ -43,8 +45,8 @@ class Context:
         return os.urandom(length)
 
     def expect(self, stock: Union[int, Iterable[int]], gbs: Union[int, Iterable[int]]):
-        """Expected status(es) where stock Tahoe answers a client mistake with
-        a server error and gbs must answer with a clear 4xx."""
+        """Expected status(es) where stock Tahoe has a known bug (mostly a
+        500 for a client mistake) and gbs must give the clean answer."""
         return stock if self.target == "stock" else gbs
 
     @property
