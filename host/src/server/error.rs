@@ -56,9 +56,13 @@ impl ApiError {
                 }
                 StorageError::NoSuchUpload | StorageError::ShareNotFound => StatusCode::NOT_FOUND,
                 StorageError::AlreadyComplete => StatusCode::METHOD_NOT_ALLOWED,
-                StorageError::Conflict | StorageError::WrongContainer { .. } => StatusCode::CONFLICT,
+                StorageError::Conflict | StorageError::WrongContainer { .. } => {
+                    StatusCode::CONFLICT
+                }
                 StorageError::BeyondAllocation => StatusCode::RANGE_NOT_SATISFIABLE,
-                StorageError::ShareTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+                StorageError::ShareTooLarge | StorageError::ReadTooLarge { .. } => {
+                    StatusCode::PAYLOAD_TOO_LARGE
+                }
                 _ => StatusCode::INTERNAL_SERVER_ERROR,
             },
         }
@@ -81,12 +85,19 @@ impl IntoResponse for ApiError {
                 other => other.to_string(),
             }
         };
-        (status, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], body).into_response()
+        (
+            status,
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            body,
+        )
+            .into_response()
     }
 }
 
 /// `spawn_blocking` for store calls: a panic or cancellation there becomes a 500.
-pub(crate) async fn blocking<T, E>(work: impl FnOnce() -> Result<T, E> + Send + 'static) -> Result<T, ApiError>
+pub(crate) async fn blocking<T, E>(
+    work: impl FnOnce() -> Result<T, E> + Send + 'static,
+) -> Result<T, ApiError>
 where
     T: Send + 'static,
     E: Into<ApiError> + Send + 'static,

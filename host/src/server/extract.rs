@@ -26,8 +26,9 @@ impl FromRequestParts<AppState> for SiPath {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let Path(si): Path<String> =
-            Path::from_request_parts(parts, state).await.map_err(|_| ApiError::NotFound)?;
+        let Path(si): Path<String> = Path::from_request_parts(parts, state)
+            .await
+            .map_err(|_| ApiError::NotFound)?;
         si.parse().map(Self).map_err(|_| ApiError::NotFound)
     }
 }
@@ -39,8 +40,9 @@ impl FromRequestParts<AppState> for SharePath {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let Path((si, shnum)): Path<(String, String)> =
-            Path::from_request_parts(parts, state).await.map_err(|_| ApiError::NotFound)?;
+        let Path((si, shnum)): Path<(String, String)> = Path::from_request_parts(parts, state)
+            .await
+            .map_err(|_| ApiError::NotFound)?;
         let si = si.parse().map_err(|_| ApiError::NotFound)?;
         let shnum = shnum.parse().map_err(|_| ApiError::NotFound)?;
         Ok(Self(si, shnum))
@@ -78,14 +80,24 @@ impl<S: SecretSet> FromRequestParts<AppState> for Authorized<S> {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         // Only the first Authorization header counts, as in stock Tahoe.
-        let header = parts.headers.get(AUTHORIZATION).ok_or(ApiError::WrongAuthorization)?;
+        let header = parts
+            .headers
+            .get(AUTHORIZATION)
+            .ok_or(ApiError::WrongAuthorization)?;
         std::str::from_utf8(header.as_bytes()).map_err(|_| ApiError::BadAuthorization)?;
         if !state.swissnum.authorizes(header.as_bytes()) {
             return Err(ApiError::WrongAuthorization);
         }
-        let lines = parts.headers.get_all("x-tahoe-authorization").iter().map(|v| v.as_bytes());
+        let lines = parts
+            .headers
+            .get_all("x-tahoe-authorization")
+            .iter()
+            .map(|v| v.as_bytes());
         let secrets = Secrets::parse(lines, S::KINDS)?;
-        Ok(Self { secrets, _set: PhantomData })
+        Ok(Self {
+            secrets,
+            _set: PhantomData,
+        })
     }
 }
 
@@ -101,7 +113,9 @@ impl<St: Sync> FromRequestParts<St> for AcceptsCbor {
             None => Ok(Self),
             Some(value) => {
                 let text = value.to_str().map_err(|_| ApiError::NotAcceptable)?;
-                (best_media_type(text) == "application/cbor").then_some(Self).ok_or(ApiError::NotAcceptable)
+                (best_media_type(text) == "application/cbor")
+                    .then_some(Self)
+                    .ok_or(ApiError::NotAcceptable)
             }
         }
     }
@@ -151,7 +165,12 @@ impl<T: CborBody, St: Sync> FromRequest<St> for Cbor<T> {
 
     async fn from_request(request: Request, _: &St) -> Result<Self, ApiError> {
         if let Some(content_type) = request.headers().get(CONTENT_TYPE) {
-            let media = content_type.to_str().unwrap_or_default().split(';').next().unwrap_or_default();
+            let media = content_type
+                .to_str()
+                .unwrap_or_default()
+                .split(';')
+                .next()
+                .unwrap_or_default();
             if media.trim() != "application/cbor" {
                 return Err(ApiError::UnsupportedMediaType);
             }
@@ -186,10 +205,16 @@ mod tests {
     #[test]
     fn accept_picks_the_best_entry_like_stock_tahoe() {
         assert_eq!(best_media_type("application/cbor"), "application/cbor");
-        assert_eq!(best_media_type("application/cbor;q=0.9"), "application/cbor");
+        assert_eq!(
+            best_media_type("application/cbor;q=0.9"),
+            "application/cbor"
+        );
         assert_eq!(best_media_type("application/cbor, */*"), "application/cbor");
         assert_eq!(best_media_type("*/*, application/cbor"), "*/*");
-        assert_eq!(best_media_type("text/html;q=0.1, application/cbor;q=0.5"), "application/cbor");
+        assert_eq!(
+            best_media_type("text/html;q=0.1, application/cbor;q=0.5"),
+            "application/cbor"
+        );
         assert_eq!(best_media_type("application/json"), "application/json");
     }
 }

@@ -22,6 +22,9 @@ use tokio::net::TcpListener;
 
 pub use tls::tls_config;
 
+#[cfg(test)]
+mod tests;
+
 use crate::config::NodeConfig;
 use crate::node::{NodeError, NodeIdentity};
 use crate::protocol::{Nurl, Swissnum};
@@ -103,7 +106,10 @@ pub async fn serve(
     }
     sweeper.abort();
     tracing::info!("shutting down; draining requests in flight");
-    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown()).await.is_err() {
+    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
+        .await
+        .is_err()
+    {
         tracing::warn!("requests still in flight after {DRAIN_TIMEOUT:?}; dropping them");
     }
 }
@@ -113,7 +119,9 @@ async fn expire_idle_uploads(store: Arc<Store>) {
     loop {
         interval.tick().await;
         let store = store.clone();
-        match tokio::task::spawn_blocking(move || store.expire_idle_uploads(UPLOAD_IDLE_LIMIT)).await {
+        match tokio::task::spawn_blocking(move || store.expire_idle_uploads(UPLOAD_IDLE_LIMIT))
+            .await
+        {
             Ok(0) => {}
             Ok(n) => tracing::info!(uploads = n, "aborted idle uploads"),
             Err(error) => tracing::error!(%error, "upload sweeper failed"),
@@ -163,25 +171,48 @@ impl RunningNode {
             return Err(StartError::StorageDisabled);
         }
         let identity = NodeIdentity::load(&config.private_dir())?;
-        let store_config = StoreConfig { reserved_space: config.reserved_space, nodeid: identity.nodeid() };
+        let store_config = StoreConfig {
+            reserved_space: config.reserved_space,
+            nodeid: identity.nodeid(),
+        };
         let storage_dir = config.storage_dir();
         let store = tokio::task::spawn_blocking(move || {
             Store::open(&storage_dir, store_config, Arc::new(SystemClock))
         })
         .await
-        .map_err(|e| StartError::Storage(crate::storage::StorageError::io("storage", std::io::Error::other(e))))??;
-        let listener = TcpListener::bind(config.listen)
-            .await
-            .map_err(|source| StartError::Bind { addr: config.listen, source })?;
+        .map_err(|e| {
+            StartError::Storage(crate::storage::StorageError::io(
+                "storage",
+                std::io::Error::other(e),
+            ))
+        })??;
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| StartError::Bind {
+                    addr: config.listen,
+                    source,
+                })?;
         let (host, mut port) = config.location.clone();
         if port == 0 {
             // `tcp:0` asks for any free port; publish the one we got.
-            port = listener.local_addr().map_err(|source| StartError::Bind { addr: config.listen, source })?.port();
+            port = listener
+                .local_addr()
+                .map_err(|source| StartError::Bind {
+                    addr: config.listen,
+                    source,
+                })?
+                .port();
         }
         let nurl = identity.nurl(&host, port);
         let tls = Arc::new(tls_config(&identity)?);
         let state = AppState::new(Arc::new(store), identity.swissnum().clone());
-        Ok(Self { listener, tls, state, nurl })
+        Ok(Self {
+            listener,
+            tls,
+            state,
+            nurl,
+        })
     }
 
     /// The NURL clients use.

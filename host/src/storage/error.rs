@@ -30,6 +30,13 @@ pub enum StorageError {
     /// A mutable write would make the share larger than the maximum (413).
     #[error("mutable share would exceed the maximum size")]
     ShareTooLarge,
+    /// The reads of one read-test-write would return more than the store sends in one
+    /// answer (413); stock Tahoe would try, and could run out of memory.
+    #[error("read vectors ask for more than {limit} bytes")]
+    ReadTooLarge {
+        /// The most bytes one read-test-write returns.
+        limit: u64,
+    },
     /// The file at this share's path is of the other kind or not a share container (409).
     #[error("share container at {path} is not a valid {expected} share")]
     WrongContainer {
@@ -51,6 +58,9 @@ pub enum StorageError {
 impl StorageError {
     /// Wraps an I/O error with the path it concerns.
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Self::Io { path: path.into(), source }
+        Self::Io {
+            path: path.into(),
+            source,
+        }
     }
 }

@@ -1,21 +1,35 @@
-//! PLACEHOLDER: the storage helper replaces this file. Signatures are the contract.
-#![allow(unused_variables, clippy::unused_self)]
+//! The [`Store`]: opening a storage directory, free space, leases and corruption reports.
+//! Immutable uploads and reads are in `immutable.rs`, read-test-write in `mutable.rs`.
 
-use std::collections::BTreeSet;
-use std::fs::File;
+use std::fs::{self, File, OpenOptions};
+use std::io;
 use std::ops::Range;
-use std::path::Path;
-use std::sync::Arc;
-use std::time::Duration;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
-use super::{Clock, StorageError};
-use crate::protocol::{
-    AllocateResponse, LeaseSecrets, ReadTestWriteRequest, ReadTestWriteResponse, ShareKind,
-    ShareNumber, StorageIndex, UploadSecret, WriteEnabler,
-};
+use super::container::immutable::ImmutableContainer;
+use super::container::lease::{LeaseChange, LeaseGrant};
+use super::container::mutable::MutableContainer;
+use super::container::{self, ContainerKind};
+use super::layout::Layout;
+use super::lock::SiLocks;
+use super::space::SpaceGauge;
+use super::upload::Uploads;
+use super::{advisory, Clock, StorageError};
+use crate::protocol::{LeaseSecrets, ShareKind, ShareNumber, StorageIndex};
 
 /// `maximum-mutable-share-size` as stock Tahoe announces it.
 pub const MAXIMUM_MUTABLE_SHARE_SIZE: u64 = 69_105_000_000_000_000;
+
+/// Mutable shares whose file is at most this big are changed by writing a new file and
+/// renaming it into place, so a crash leaves either the old share or the new one. Larger
+/// shares are changed in place.
+const REWRITE_LIMIT: u64 = 8 * 1024 * 1024;
+
+/// Owner number stock Tahoe writes for the lease an immutable allocate adds.
+pub(super) const ALLOCATE_LEASE_OWNER: u32 = 0;
+/// Owner number for leases added by `PUT /lease` and by mutable writes.
+pub(super) const LEASE_OWNER: u32 = 1;
 
 /// Settings of a store.
 #[derive(Debug, Clone)]
@@ -33,10 +47,17 @@ pub struct WriteProgress {
     pub required: Vec<Range<u64>>,
 }
 
-/// An open share positioned for reading its data.
+impl WriteProgress {
+    /// Whether every byte has been written.
+    pub fn is_complete(&self) -> bool {
+        self.required.is_empty()
+    }
+}
+
+/// An open share positioned at the start of its data.
 #[derive(Debug)]
 pub struct ShareReader {
-    /// The container file.
+    /// The container file, positioned at `data_offset`.
     pub file: File,
     /// Offset of share data byte 0 in the file.
     pub data_offset: u64,
@@ -44,80 +65,321 @@ pub struct ShareReader {
     pub len: u64,
 }
 
-/// The share store of one node.
+/// The share store of one node: Tahoe's directory layout and containers, leases, and the
+/// uploads in progress.
+///
+/// All methods block (file I/O and fsync); async callers run them on a blocking thread.
+/// Operations on one storage index are serialized; different storage indexes proceed in
+/// parallel, and writes to different uploads do too.
 #[derive(Debug)]
-pub struct Store {}
+pub struct Store {
+    pub(super) layout: Layout,
+    pub(super) config: StoreConfig,
+    pub(super) clock: Arc<dyn Clock>,
+    pub(super) uploads: Uploads,
+    pub(super) locks: SiLocks,
+    pub(super) space: SpaceGauge,
+    /// Serializes creating and removing directories under `incoming/`, whose prefix
+    /// directories are shared by many storage indexes.
+    pub(super) incoming_dirs: Mutex<()>,
+    /// See [`REWRITE_LIMIT`]; tests lower it to reach the in-place path with small shares.
+    pub(super) rewrite_limit: u64,
+}
 
 impl Store {
-    /// Opens (creating if needed) the store rooted at `<node>/storage`; wipes `incoming/`.
-    pub fn open(storage_dir: &Path, config: StoreConfig, clock: Arc<dyn Clock>) -> Result<Self, StorageError> {
-        todo!()
+    /// Opens (creating if needed) the store rooted at `<node>/storage`; wipes `incoming/`,
+    /// since uploads do not survive a restart.
+    pub fn open(
+        storage_dir: &Path,
+        config: StoreConfig,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, StorageError> {
+        let layout = Layout::new(storage_dir);
+        let shares = layout.shares_root();
+        fs::create_dir_all(shares).map_err(at(shares))?;
+        let incoming = layout.incoming_root();
+        match fs::remove_dir_all(incoming) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                return Err(StorageError::io(incoming, e))
+            }
+            _ => {}
+        }
+        fs::create_dir_all(incoming).map_err(at(incoming))?;
+        let advisories = layout.advisories_dir();
+        fs::create_dir_all(advisories).map_err(at(advisories))?;
+        Ok(Self {
+            space: SpaceGauge::new(shares.to_owned(), config.reserved_space),
+            layout,
+            config,
+            clock,
+            uploads: Uploads::default(),
+            locks: SiLocks::default(),
+            incoming_dirs: Mutex::new(()),
+            rewrite_limit: REWRITE_LIMIT,
+        })
     }
 
     /// Free bytes for new shares: filesystem available space minus reserved space, floored
     /// at 0, minus space promised to uploads in progress. Cached for about a second.
     pub fn available_space(&self) -> u64 {
-        todo!()
+        self.space.free().saturating_sub(self.uploads.promised())
     }
 
-    /// Allocate buckets (gbs-protocol.md §4.1).
-    pub fn allocate(&self, si: &StorageIndex, shares: &BTreeSet<ShareNumber>, allocated_size: u64, lease: &LeaseSecrets, upload: &UploadSecret) -> Result<AllocateResponse, StorageError> {
-        todo!()
+    /// Add or renew a lease on every share of `si` (§4.7): a lease with the same renew
+    /// secret is extended to 31 days from now (never shortened); otherwise a lease with
+    /// owner 1 is added. Files that are not share containers are skipped.
+    /// [`StorageError::ShareNotFound`] when `si` has no share files at all.
+    pub fn add_or_renew_lease(
+        &self,
+        si: &StorageIndex,
+        lease: &LeaseSecrets,
+    ) -> Result<(), StorageError> {
+        let _guard = self.locks.lock(si);
+        let files = self.share_files(si)?;
+        if files.is_empty() {
+            return Err(StorageError::ShareNotFound);
+        }
+        let grant = self.grant(LEASE_OWNER, lease);
+        for path in files.values() {
+            self.lease_share(
+                path,
+                &grant,
+                &[ContainerKind::Immutable, ContainerKind::Mutable],
+            )?;
+        }
+        Ok(())
     }
 
-    /// Writes bytes of an in-progress upload (§4.2 steps 2-4). Does not finalize.
-    pub fn write_immutable(&self, si: &StorageIndex, shnum: ShareNumber, upload: &UploadSecret, offset: u64, data: &[u8]) -> Result<WriteProgress, StorageError> {
-        todo!()
+    /// Records a corruption advisory (§4.6, §6.5) for a share this store holds; the report
+    /// is dropped, as in stock Tahoe, when the disk has no room for it.
+    pub fn advise_corrupt(
+        &self,
+        kind: ShareKind,
+        si: &StorageIndex,
+        shnum: ShareNumber,
+        reason: &str,
+    ) -> Result<(), StorageError> {
+        if !self.layout.share_path(si, shnum).is_file() {
+            return Err(StorageError::ShareNotFound);
+        }
+        let report = advisory::render(kind, si, shnum, reason);
+        if report.len() as u64 > self.available_space() {
+            tracing::warn!(%si, %shnum, "no space to record a corruption advisory");
+            return Ok(());
+        }
+        let dir = self.layout.advisories_dir();
+        let path =
+            advisory::write(dir, self.clock.now_micros(), si, shnum, &report).map_err(at(dir))?;
+        tracing::warn!(kind = kind.as_str(), %si, %shnum, report = %path.display(), "client reports a corrupt share");
+        Ok(())
     }
 
-    /// Finalizes the upload if every byte is written (fsync, rename into place, fsync dir).
-    /// Returns the remaining ranges; empty means the share is now complete and visible.
-    pub fn finish_immutable(&self, si: &StorageIndex, shnum: ShareNumber, upload: &UploadSecret) -> Result<WriteProgress, StorageError> {
-        todo!()
+    /// A lease granted now by this node.
+    pub(super) fn grant(&self, owner: u32, lease: &LeaseSecrets) -> LeaseGrant {
+        LeaseGrant::new(owner, *lease, self.clock.now(), self.config.nodeid)
     }
 
-    /// Abort an upload (§4.3).
-    pub fn abort_immutable(&self, si: &StorageIndex, shnum: ShareNumber, upload: &UploadSecret) -> Result<(), StorageError> {
-        todo!()
+    /// The share files of `si`, by number.
+    pub(super) fn share_files(
+        &self,
+        si: &StorageIndex,
+    ) -> Result<std::collections::BTreeMap<ShareNumber, PathBuf>, StorageError> {
+        self.layout
+            .share_files(si)
+            .map_err(at(self.layout.share_dir(si)))
     }
 
-    /// Drops uploads with no write for `idle`; returns how many.
-    pub fn expire_idle_uploads(&self, idle: Duration) -> usize {
-        todo!()
+    /// Adds or renews `grant` on the share at `path` if it is a valid container of one of
+    /// `kinds`, and syncs the change. Returns the kind leased, or `Unknown` for a file left
+    /// alone.
+    pub(super) fn lease_share(
+        &self,
+        path: &Path,
+        grant: &LeaseGrant,
+        kinds: &[ContainerKind],
+    ) -> Result<ContainerKind, StorageError> {
+        let Some(file) = open_read_write(path)? else {
+            return Ok(ContainerKind::Unknown);
+        };
+        let kind = container::sniff(&file).map_err(at(path))?;
+        if !kinds.contains(&kind) {
+            return Ok(ContainerKind::Unknown);
+        }
+        let change = match kind {
+            ContainerKind::Immutable => ImmutableContainer::open(file)
+                .map_err(at(path))?
+                .map(|mut share| (share.add_or_renew_lease(grant), share.into_file())),
+            ContainerKind::Mutable => MutableContainer::open(file)
+                .map_err(at(path))?
+                .map(|mut share| (share.add_or_renew_lease(grant), share.into_file())),
+            ContainerKind::Unknown => None,
+        };
+        let Some((change, file)) = change else {
+            tracing::debug!(path = %path.display(), "not a share container; lease skipped");
+            return Ok(ContainerKind::Unknown);
+        };
+        if change.map_err(at(path))? != LeaseChange::Keep {
+            file.sync_all().map_err(at(path))?;
+        }
+        Ok(kind)
+    }
+}
+
+/// Opens an existing file for reading and writing; `None` if it is gone.
+pub(super) fn open_read_write(path: &Path) -> Result<Option<File>, StorageError> {
+    match OpenOptions::new().read(true).write(true).open(path) {
+        Ok(file) => Ok(Some(file)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(StorageError::io(path, e)),
+    }
+}
+
+/// Turns an I/O error into a [`StorageError`] naming `path`.
+pub(super) fn at(path: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> StorageError {
+    let path = path.into();
+    move |source| StorageError::io(path, source)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::fixture::{lease, si, Fixture};
+
+    #[test]
+    fn open_creates_the_layout_and_wipes_incoming() {
+        let fx = Fixture::new();
+        let root = fx.dir.path().join("storage");
+        assert!(root.join("shares").is_dir());
+        assert!(root.join("shares/incoming").is_dir());
+        assert!(root.join("corruption-advisories").is_dir());
+        let stale = root.join("shares/incoming/aa/aaaqeayeaudaocajbifqydiob4/0");
+        fs::create_dir_all(stale.parent().unwrap()).unwrap();
+        fs::write(&stale, b"partial").unwrap();
+        let fx = fx.reopen();
+        assert!(!stale.exists());
+        assert!(fx.dir.path().join("storage/shares/incoming").is_dir());
     }
 
-    /// Completed immutable shares of `si` (§4.4).
-    pub fn list_immutable(&self, si: &StorageIndex) -> Result<BTreeSet<ShareNumber>, StorageError> {
-        todo!()
+    #[test]
+    fn available_space_subtracts_reserved_space_and_promises() {
+        let fx = Fixture::with_reserved(100);
+        fx.store.space.set_disk_override(Some(1_000));
+        assert_eq!(fx.store.available_space(), 900);
+        fx.allocate(&si(1), &[0, 1], 300, 1);
+        assert_eq!(fx.store.available_space(), 300);
+        fx.store.space.set_disk_override(Some(50));
+        assert_eq!(fx.store.available_space(), 0);
     }
 
-    /// Opens a completed immutable share for reading (§4.5).
-    pub fn open_immutable(&self, si: &StorageIndex, shnum: ShareNumber) -> Result<ShareReader, StorageError> {
-        todo!()
+    #[test]
+    fn store_can_be_shared_between_threads() {
+        fn shareable<T: Send + Sync + 'static>() {}
+        shareable::<Store>();
+        shareable::<ShareReader>();
     }
 
-    /// Add or renew a lease on every share of `si` (§4.7).
-    pub fn add_or_renew_lease(&self, si: &StorageIndex, lease: &LeaseSecrets) -> Result<(), StorageError> {
-        todo!()
+    #[test]
+    fn real_available_space_is_positive() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = StoreConfig {
+            reserved_space: 0,
+            nodeid: [0; 20],
+        };
+        let store = Store::open(dir.path(), config, Arc::new(crate::storage::SystemClock)).unwrap();
+        assert!(store.available_space() > 0);
     }
 
-    /// Read-test-write (§5.4).
-    pub fn read_test_write(&self, si: &StorageIndex, write_enabler: &WriteEnabler, lease: &LeaseSecrets, request: &ReadTestWriteRequest) -> Result<ReadTestWriteResponse, StorageError> {
-        todo!()
+    #[test]
+    fn lease_on_unknown_storage_index_is_not_found() {
+        let fx = Fixture::new();
+        assert!(matches!(
+            fx.store.add_or_renew_lease(&si(9), &lease(1)),
+            Err(StorageError::ShareNotFound)
+        ));
+        fs::create_dir_all(fx.store.layout.share_dir(&si(9))).unwrap();
+        fs::write(fx.store.layout.share_dir(&si(9)).join("notes"), b"x").unwrap();
+        assert!(matches!(
+            fx.store.add_or_renew_lease(&si(9), &lease(1)),
+            Err(StorageError::ShareNotFound)
+        ));
     }
 
-    /// Mutable shares of `si` (§4.9).
-    pub fn list_mutable(&self, si: &StorageIndex) -> Result<BTreeSet<ShareNumber>, StorageError> {
-        todo!()
+    #[test]
+    fn lease_skips_files_that_are_not_containers() {
+        let fx = Fixture::new();
+        let dir = fx.store.layout.share_dir(&si(2));
+        fs::create_dir_all(&dir).unwrap();
+        fs::write(dir.join("0"), b"not a share").unwrap();
+        fx.store.add_or_renew_lease(&si(2), &lease(1)).unwrap();
+        assert_eq!(fs::read(dir.join("0")).unwrap(), b"not a share");
     }
 
-    /// Opens a mutable share for reading its data (§4.5).
-    pub fn open_mutable(&self, si: &StorageIndex, shnum: ShareNumber) -> Result<ShareReader, StorageError> {
-        todo!()
+    #[test]
+    fn corruption_advisory_needs_an_existing_share() {
+        let fx = Fixture::new();
+        let err = fx
+            .store
+            .advise_corrupt(ShareKind::Immutable, &si(1), ShareNumber(0), "bad");
+        assert!(matches!(err, Err(StorageError::ShareNotFound)));
+        fx.allocate(&si(1), &[0], 4, 1);
+        let err = fx
+            .store
+            .advise_corrupt(ShareKind::Immutable, &si(1), ShareNumber(0), "bad");
+        assert!(
+            matches!(err, Err(StorageError::ShareNotFound)),
+            "in-progress uploads are not shares"
+        );
+        assert_eq!(
+            fs::read_dir(fx.store.layout.advisories_dir())
+                .unwrap()
+                .count(),
+            0
+        );
     }
 
-    /// Records a corruption advisory (§4.6, §6.5).
-    pub fn advise_corrupt(&self, kind: ShareKind, si: &StorageIndex, shnum: ShareNumber, reason: &str) -> Result<(), StorageError> {
-        todo!()
+    #[test]
+    fn corruption_advisory_writes_the_report_file() {
+        let fx = Fixture::new();
+        fx.upload_share(&si(1), 3, b"data");
+        fx.clock.set(1_769_000_000);
+        fx.store
+            .advise_corrupt(
+                ShareKind::Immutable,
+                &si(1),
+                ShareNumber(3),
+                "hash mismatch",
+            )
+            .unwrap();
+        let reports: Vec<_> = fs::read_dir(fx.store.layout.advisories_dir())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        assert_eq!(reports.len(), 1);
+        let name = reports[0].file_name().unwrap().to_str().unwrap().to_owned();
+        assert_eq!(name, format!("2026-01-21T125320--{}-3", si(1)));
+        let text = fs::read_to_string(&reports[0]).unwrap();
+        assert_eq!(
+            text,
+            format!(
+                "report: Share Corruption\ntype: immutable\nstorage_index: {}\nshare_number: 3\n\nhash mismatch\n\n",
+                si(1)
+            )
+        );
+    }
+
+    #[test]
+    fn corruption_advisory_is_dropped_without_space() {
+        let fx = Fixture::new();
+        fx.upload_share(&si(1), 0, b"data");
+        fx.store.space.set_disk_override(Some(10));
+        fx.store
+            .advise_corrupt(ShareKind::Immutable, &si(1), ShareNumber(0), "bad")
+            .unwrap();
+        assert_eq!(
+            fs::read_dir(fx.store.layout.advisories_dir())
+                .unwrap()
+                .count(),
+            0
+        );
     }
 }

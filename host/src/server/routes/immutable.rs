@@ -46,7 +46,13 @@ async fn allocate(
     let lease = auth.secrets.lease();
     let store = state.store.clone();
     let response = blocking(move || {
-        store.allocate(&si, &request.share_numbers, request.allocated_size, &lease, &upload)
+        store.allocate(
+            &si,
+            &request.share_numbers,
+            request.allocated_size,
+            &lease,
+            &upload,
+        )
     })
     .await?;
     Ok(cbor(StatusCode::OK, &response))
@@ -71,7 +77,12 @@ async fn upload(
         .get(CONTENT_RANGE)
         .ok_or(RangeError)
         .and_then(|v| ContentRange::parse(v.to_str().map_err(|_| RangeError)?))?;
-    let writer = PieceWriter { state, si, shnum, secret: upload_secret(&auth)? };
+    let writer = PieceWriter {
+        state,
+        si,
+        shnum,
+        secret: upload_secret(&auth)?,
+    };
     // An empty write checks the secret and that the upload exists before any body is read.
     writer.write(range.start(), BytesMut::new()).await?;
 
@@ -87,9 +98,13 @@ async fn upload(
                 return Err(ApiError::ShortBody);
             }
         };
-        let Ok(data) = frame.into_data() else { continue };
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
         let wanted = range.end() - offset - piece.len() as u64;
-        let take = data.len().min(usize::try_from(wanted).unwrap_or(usize::MAX));
+        let take = data
+            .len()
+            .min(usize::try_from(wanted).unwrap_or(usize::MAX));
         piece.extend_from_slice(&data[..take]);
         if piece.len() >= WRITE_PIECE {
             let full = piece.split();
@@ -100,8 +115,17 @@ async fn upload(
     }
     writer.write(offset, piece).await?;
     let progress = writer.finish().await?;
-    let status = if progress.required.is_empty() { StatusCode::CREATED } else { StatusCode::OK };
-    Ok(cbor(status, &UploadProgress { required: progress.required }))
+    let status = if progress.required.is_empty() {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok(cbor(
+        status,
+        &UploadProgress {
+            required: progress.required,
+        },
+    ))
 }
 
 /// The store calls of one PATCH request.
@@ -114,14 +138,22 @@ struct PieceWriter {
 
 impl PieceWriter {
     async fn write(&self, offset: u64, piece: BytesMut) -> Result<WriteProgress, ApiError> {
-        let (store, si, shnum, secret) =
-            (self.state.store.clone(), self.si, self.shnum, self.secret.clone());
+        let (store, si, shnum, secret) = (
+            self.state.store.clone(),
+            self.si,
+            self.shnum,
+            self.secret.clone(),
+        );
         blocking(move || store.write_immutable(&si, shnum, &secret, offset, &piece)).await
     }
 
     async fn finish(&self) -> Result<WriteProgress, ApiError> {
-        let (store, si, shnum, secret) =
-            (self.state.store.clone(), self.si, self.shnum, self.secret.clone());
+        let (store, si, shnum, secret) = (
+            self.state.store.clone(),
+            self.si,
+            self.shnum,
+            self.secret.clone(),
+        );
         blocking(move || store.finish_immutable(&si, shnum, &secret)).await
     }
 }

@@ -24,5 +24,10 @@ pub(super) fn router() -> Router<AppState> {
 
 /// A CBOR answer with the content type stock clients require.
 fn cbor(status: StatusCode, message: &impl CborMessage) -> Response {
-    (status, [(header::CONTENT_TYPE, "application/cbor")], message.to_cbor()).into_response()
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/cbor")],
+        message.to_cbor(),
+    )
+        .into_response()
 }

@@ -33,7 +33,8 @@ async fn read_test_write(
     let write_enabler = auth.secrets.write_enabler().ok_or(ApiError::Internal)?;
     let lease = auth.secrets.lease();
     let store = state.store.clone();
-    let response = blocking(move || store.read_test_write(&si, &write_enabler, &lease, &request)).await?;
+    let response =
+        blocking(move || store.read_test_write(&si, &write_enabler, &lease, &request)).await?;
     Ok(cbor(StatusCode::OK, &response))
 }
 

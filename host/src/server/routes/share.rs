@@ -48,7 +48,13 @@ pub(super) async fn read(
         None => Ok(StatusCode::NO_CONTENT.into_response()),
         Some(served) => {
             let content_range = ReadRange::content_range(&served);
-            stream(reader, served, StatusCode::PARTIAL_CONTENT, Some(content_range)).await
+            stream(
+                reader,
+                served,
+                StatusCode::PARTIAL_CONTENT,
+                Some(content_range),
+            )
+            .await
         }
     }
 }
@@ -62,14 +68,24 @@ async fn stream(
 ) -> Result<Response, ApiError> {
     let len = range.end - range.start;
     let mut file = tokio::fs::File::from_std(reader.file);
-    let start = reader.data_offset.checked_add(range.start).ok_or(ApiError::Internal)?;
-    file.seek(std::io::SeekFrom::Start(start)).await.map_err(|e| {
-        tracing::error!(error = %e, "seek in share failed");
-        ApiError::Internal
-    })?;
-    let body = Body::from_stream(tokio_util::io::ReaderStream::with_capacity(file.take(len), 256 * 1024));
+    let start = reader
+        .data_offset
+        .checked_add(range.start)
+        .ok_or(ApiError::Internal)?;
+    file.seek(std::io::SeekFrom::Start(start))
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "seek in share failed");
+            ApiError::Internal
+        })?;
+    let body = Body::from_stream(tokio_util::io::ReaderStream::with_capacity(
+        file.take(len),
+        256 * 1024,
+    ));
     let mut response = (status, body).into_response();
-    response.headers_mut().insert(CONTENT_LENGTH, HeaderValue::from(len));
+    response
+        .headers_mut()
+        .insert(CONTENT_LENGTH, HeaderValue::from(len));
     if let Some(value) = content_range.and_then(|v| HeaderValue::from_str(&v).ok()) {
         response.headers_mut().insert(CONTENT_RANGE, value);
     }
@@ -92,5 +108,10 @@ pub(super) async fn advise_corrupt(
 /// A tag-258 set of share numbers, as both list endpoints answer.
 pub(super) fn share_set_response(shares: &std::collections::BTreeSet<ShareNumber>) -> Response {
     let value = crate::protocol::share_set_cbor(shares);
-    (StatusCode::OK, [(CONTENT_TYPE, HeaderValue::from_static("application/cbor"))], value).into_response()
+    (
+        StatusCode::OK,
+        [(CONTENT_TYPE, HeaderValue::from_static("application/cbor"))],
+        value,
+    )
+        .into_response()
 }

@@ -17,7 +17,11 @@ pub(super) fn router() -> Router<AppState> {
 }
 
 /// Polled about once a second by every connected client, so it reads only cached values.
-async fn version(State(state): State<AppState>, _: Authorized<NoSecrets>, _: AcceptsCbor) -> Response {
+async fn version(
+    State(state): State<AppState>,
+    _: Authorized<NoSecrets>,
+    _: AcceptsCbor,
+) -> Response {
     let available = state.store.available_space();
     let info = VersionInfo {
         // Stock Tahoe announces the available space here; a smaller value would make

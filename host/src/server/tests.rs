@@ -1,0 +1,342 @@
+//! Router tests without a socket: order of checks, statuses and headers for bad input.
+//! Each test names the input it tries. End-to-end tests over TLS live in `tests/`.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{header, Request, StatusCode};
+use axum::response::Response;
+use http_body_util::BodyExt as _;
+use tower::ServiceExt as _;
+
+use super::{router, AppState};
+use crate::protocol::{
+    authorization_value, paths, secret_header_line, AllocateRequest, CborMessage,
+    ReadTestWriteRequest, SecretKind, ShareNumber, StorageIndex, Swissnum, TestWriteVectors,
+    WriteVector,
+};
+use crate::storage::{Store, StoreConfig, SystemClock};
+
+const SI: &str = "aaaqeayeaudaocajbifqydiob4";
+
+struct Harness {
+    _dir: tempfile::TempDir,
+    state: AppState,
+    auth: String,
+}
+
+impl Harness {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let config = StoreConfig {
+            reserved_space: 0,
+            nodeid: [7; 20],
+        };
+        let store =
+            Store::open(&dir.path().join("storage"), config, Arc::new(SystemClock)).unwrap();
+        let swissnum = Swissnum::new("abcdefghijklmnopqrstuvwxyz234567");
+        let auth = authorization_value(&swissnum);
+        Self {
+            _dir: dir,
+            state: AppState::new(Arc::new(store), swissnum),
+            auth,
+        }
+    }
+
+    fn request(&self, method: &str, path: &str) -> axum::http::request::Builder {
+        Request::builder()
+            .method(method)
+            .uri(path)
+            .header(header::AUTHORIZATION, &self.auth)
+    }
+
+    async fn send(&self, request: Request<Body>) -> Response {
+        router(self.state.clone()).oneshot(request).await.unwrap()
+    }
+}
+
+fn si() -> StorageIndex {
+    SI.parse().unwrap()
+}
+
+fn secret(kind: SecretKind, value: &[u8]) -> (&'static str, String) {
+    ("x-tahoe-authorization", secret_header_line(kind, value))
+}
+
+fn with_secrets(
+    mut builder: axum::http::request::Builder,
+    secrets: &[(SecretKind, &[u8])],
+) -> axum::http::request::Builder {
+    for (kind, value) in secrets {
+        let (name, line) = secret(*kind, value);
+        builder = builder.header(name, line);
+    }
+    builder
+}
+
+async fn body_bytes(response: Response) -> Vec<u8> {
+    response
+        .into_body()
+        .collect()
+        .await
+        .unwrap()
+        .to_bytes()
+        .to_vec()
+}
+
+#[tokio::test]
+async fn routing_errors_come_before_authorization() {
+    let h = Harness::new();
+    let unauthenticated = |method: &str, path: &str| {
+        Request::builder()
+            .method(method)
+            .uri(path)
+            .body(Body::empty())
+            .unwrap()
+    };
+    // Inputs tried: an uppercase SI, a non-canonical last character, a trailing slash, a path
+    // with `..`, and a wrong method, all without credentials.
+    for path in [
+        "/storage/v1/immutable/AAAQEAYEAUDAOCAJBIFQYDIOB4/shares",
+        "/storage/v1/immutable/aaaqeayeaudaocajbifqydiobb/shares",
+        "/storage/v1/version/",
+        "/storage/v1/immutable/../version",
+        "/storage/v1/immutable/aaaqeayeaudaocajbifqydiob4/-1",
+    ] {
+        assert_eq!(
+            h.send(unauthenticated("GET", path)).await.status(),
+            StatusCode::NOT_FOUND,
+            "{path}"
+        );
+    }
+    let wrong_method = h
+        .send(unauthenticated("DELETE", "/storage/v1/version"))
+        .await;
+    assert_eq!(wrong_method.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert!(wrong_method.headers().contains_key(header::ALLOW));
+    assert_eq!(
+        h.send(unauthenticated("GET", "/storage/v1/version"))
+            .await
+            .status(),
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+#[tokio::test]
+async fn authorization_must_match_exactly() {
+    let h = Harness::new();
+    let version = |value: &[u8]| {
+        Request::builder()
+            .uri(paths::version())
+            .header(
+                header::AUTHORIZATION,
+                header::HeaderValue::from_bytes(value).unwrap(),
+            )
+            .body(Body::empty())
+            .unwrap()
+    };
+    // Inputs tried: unpadded base64, lower-case scheme, two spaces, and non-UTF-8 bytes.
+    for bad in [
+        &b"Tahoe-LAFS YWJjZGVmZ2hpamtsbW5vcHFyc3R1dnd4eXoyMzQ1Njc"[..],
+        b"tahoe-lafs YWJjZGVmZ2hpamtsbW5vcHFyc3R1dnd4eXoyMzQ1Njc=",
+        b"Tahoe-LAFS  YWJjZGVmZ2hpamtsbW5vcHFyc3R1dnd4eXoyMzQ1Njc=",
+    ] {
+        assert_eq!(
+            h.send(version(bad)).await.status(),
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    assert_eq!(
+        h.send(version(b"Tahoe-LAFS \xff")).await.status(),
+        StatusCode::BAD_REQUEST
+    );
+    let ok = h.send(version(h.auth.as_bytes())).await;
+    assert_eq!(ok.status(), StatusCode::OK);
+    assert_eq!(ok.headers()[header::CONTENT_TYPE], "application/cbor");
+    let info = crate::protocol::VersionInfo::from_cbor(&body_bytes(ok).await).unwrap();
+    assert_eq!(info.maximum_immutable_share_size, info.available_space);
+}
+
+#[tokio::test]
+async fn secrets_on_an_endpoint_that_takes_none_are_refused() {
+    let h = Harness::new();
+    let request = with_secrets(
+        h.request("GET", &paths::version()),
+        &[(SecretKind::Upload, b"u")],
+    );
+    let response = h.send(request.body(Body::empty()).unwrap()).await;
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn undecodable_secrets_are_refused_without_echo() {
+    let h = Harness::new();
+    let request = h
+        .request("POST", &paths::immutable_allocate(&si()))
+        .header(
+            "x-tahoe-authorization",
+            "lease-renew-secret c2VjcmV0LXZhbHVl===",
+        )
+        .header(
+            "x-tahoe-authorization",
+            "lease-cancel-secret c2VjcmV0LXZhbHVl===",
+        )
+        .header("x-tahoe-authorization", "upload-secret c2VjcmV0LXZhbHVl===");
+    let response = h.send(request.body(Body::empty()).unwrap()).await;
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let body = String::from_utf8(body_bytes(response).await).unwrap();
+    assert!(!body.contains("c2VjcmV0"), "{body}");
+}
+
+fn allocate_request(h: &Harness) -> axum::http::request::Builder {
+    with_secrets(
+        h.request("POST", &paths::immutable_allocate(&si())),
+        &[
+            (SecretKind::LeaseRenew, &[1; 32]),
+            (SecretKind::LeaseCancel, &[2; 32]),
+            (SecretKind::Upload, b"up"),
+        ],
+    )
+}
+
+#[tokio::test]
+async fn allocate_body_checks() {
+    let h = Harness::new();
+    let good = AllocateRequest {
+        share_numbers: [ShareNumber(0)].into(),
+        allocated_size: 10,
+    }
+    .to_cbor();
+    // Input tried: a JSON content type.
+    let json = allocate_request(&h).header(header::CONTENT_TYPE, "application/json");
+    assert_eq!(
+        h.send(json.body(Body::from(good.clone())).unwrap())
+            .await
+            .status(),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE
+    );
+    // Input tried: 9000 bytes, over the 8192-byte cap.
+    let huge = allocate_request(&h)
+        .body(Body::from(vec![0u8; 9000]))
+        .unwrap();
+    assert_eq!(h.send(huge).await.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    // Input tried: bytes that are not CBOR.
+    let garbage = allocate_request(&h)
+        .body(Body::from(vec![0xff, 0x00]))
+        .unwrap();
+    assert_eq!(h.send(garbage).await.status(), StatusCode::BAD_REQUEST);
+    // Input tried: Accept: */*, which stock Tahoe answers 406.
+    let star = allocate_request(&h).header(header::ACCEPT, "*/*");
+    assert_eq!(
+        h.send(star.body(Body::from(good.clone())).unwrap())
+            .await
+            .status(),
+        StatusCode::NOT_ACCEPTABLE
+    );
+    let ok = allocate_request(&h).header(header::CONTENT_TYPE, "application/cbor; x=y");
+    let response = h.send(ok.body(Body::from(good)).unwrap()).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let answer = crate::protocol::AllocateResponse::from_cbor(&body_bytes(response).await).unwrap();
+    assert_eq!(answer.allocated, [ShareNumber(0)].into());
+}
+
+#[tokio::test]
+async fn not_acceptable_has_no_side_effects() {
+    let h = Harness::new();
+    let mut request = ReadTestWriteRequest::default();
+    request.test_write_vectors.insert(
+        ShareNumber(0),
+        TestWriteVectors {
+            test: vec![],
+            write: vec![WriteVector {
+                offset: 0,
+                data: b"x".to_vec(),
+            }],
+            new_length: None,
+        },
+    );
+    let rtw = with_secrets(
+        h.request("POST", &paths::mutable_read_test_write(&si())),
+        &[
+            (SecretKind::WriteEnabler, &[3; 32]),
+            (SecretKind::LeaseRenew, &[1; 32]),
+            (SecretKind::LeaseCancel, &[2; 32]),
+        ],
+    )
+    .header(header::ACCEPT, "application/json");
+    let response = h
+        .send(rtw.body(Body::from(request.to_cbor())).unwrap())
+        .await;
+    assert_eq!(response.status(), StatusCode::NOT_ACCEPTABLE);
+    let list = h
+        .send(
+            h.request("GET", &paths::mutable_shares(&si()))
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(body_bytes(list).await, [0xd9, 0x01, 0x02, 0x80]);
+}
+
+#[tokio::test]
+async fn read_errors_carry_octet_stream() {
+    let h = Harness::new();
+    let missing = h
+        .send(
+            h.request("GET", &paths::immutable_share(&si(), ShareNumber(3)))
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+    assert_eq!(
+        missing.headers()[header::CONTENT_TYPE],
+        "application/octet-stream"
+    );
+    let unauthorized = Request::builder()
+        .uri(paths::mutable_share(&si(), ShareNumber(3)))
+        .body(Body::empty())
+        .unwrap();
+    let response = h.send(unauthorized).await;
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        response.headers()[header::CONTENT_TYPE],
+        "application/octet-stream"
+    );
+    // Input tried: a suffix range, which stock Tahoe does not support.
+    let suffix = h
+        .request("GET", &paths::mutable_share(&si(), ShareNumber(3)))
+        .header(header::RANGE, "bytes=-5");
+    assert_eq!(
+        h.send(suffix.body(Body::empty()).unwrap()).await.status(),
+        StatusCode::RANGE_NOT_SATISFIABLE
+    );
+}
+
+#[tokio::test]
+async fn patch_needs_a_valid_content_range() {
+    let h = Harness::new();
+    let patch = |range: Option<&str>| {
+        let mut builder = with_secrets(
+            h.request("PATCH", &paths::immutable_share(&si(), ShareNumber(0))),
+            &[(SecretKind::Upload, b"up")],
+        );
+        if let Some(range) = range {
+            builder = builder.header(header::CONTENT_RANGE, range);
+        }
+        builder.body(Body::from(vec![1u8; 4])).unwrap()
+    };
+    // Inputs tried: none, `bytes */4` (500 in stock Tahoe), reversed ends.
+    for range in [None, Some("bytes */4"), Some("bytes 3-0/*")] {
+        assert_eq!(
+            h.send(patch(range)).await.status(),
+            StatusCode::RANGE_NOT_SATISFIABLE,
+            "{range:?}"
+        );
+    }
+    // A valid range for an upload that does not exist.
+    assert_eq!(
+        h.send(patch(Some("bytes 0-3/*"))).await.status(),
+        StatusCode::NOT_FOUND
+    );
+}

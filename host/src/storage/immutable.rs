@@ -1,0 +1,351 @@
+//! Immutable shares: allocate, upload, finish or abort (§4.1-§4.3), list and open (§4.4,
+//! §4.5).
+//!
+//! An upload is a file under `incoming/` plus an in-memory [`Upload`] record holding its
+//! secret and the byte ranges written so far. Lock order: storage-index lock, then an
+//! upload's state lock, then the upload table's lock; the table's lock is never held while
+//! waiting for another.
+
+use std::collections::BTreeSet;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Seek, SeekFrom};
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::container::immutable::ImmutableContainer;
+use super::container::lease::LeaseGrant;
+use super::container::{ContainerKind, IO_CHUNK};
+use super::layout::{create_dir_durably, remove_dir_if_empty, sync_dir};
+use super::lock::lock;
+use super::store::{at, ALLOCATE_LEASE_OWNER};
+use super::upload::{Upload, UploadKey, UploadState};
+use super::{ShareReader, StorageError, Store, WriteProgress};
+use crate::protocol::{AllocateResponse, LeaseSecrets, ShareNumber, StorageIndex, UploadSecret};
+
+impl Store {
+    /// Allocate buckets (§4.1). Every completed immutable share of `si` is reported in
+    /// `already_have` and gets the lease (renewed if its renew secret is there already).
+    /// Each requested share that is neither complete, nor being uploaded (by anyone), nor
+    /// too big for the space left, gets an upload bound to `upload` with the lease already
+    /// in its file. Shares skipped for any of those reasons appear in neither set.
+    pub fn allocate(
+        &self,
+        si: &StorageIndex,
+        shares: &BTreeSet<ShareNumber>,
+        allocated_size: u64,
+        lease: &LeaseSecrets,
+        upload: &UploadSecret,
+    ) -> Result<AllocateResponse, StorageError> {
+        let _guard = self.locks.lock(si);
+        let grant = self.grant(ALLOCATE_LEASE_OWNER, lease);
+        let existing = self.share_files(si)?;
+        let mut response = AllocateResponse::default();
+        for (shnum, path) in &existing {
+            if self.lease_share(path, &grant, &[ContainerKind::Immutable])?
+                == ContainerKind::Immutable
+            {
+                response.already_have.insert(*shnum);
+            }
+        }
+        let mut remaining = self.available_space();
+        for &shnum in shares {
+            let key = (*si, shnum);
+            // A file of another kind at the share's path is skipped too: finishing the
+            // upload would replace it.
+            if existing.contains_key(&shnum)
+                || self.uploads.contains(&key)
+                || remaining < allocated_size
+            {
+                continue;
+            }
+            if let Err(e) = self.start_upload(key, allocated_size, &grant, upload) {
+                self.roll_back(si, &response.allocated);
+                return Err(e);
+            }
+            remaining -= allocated_size;
+            response.allocated.insert(shnum);
+        }
+        if !response.allocated.is_empty() {
+            let dir = self.layout.share_dir(si);
+            if let Err(e) = create_dir_durably(&dir) {
+                self.roll_back(si, &response.allocated);
+                return Err(StorageError::io(dir, e));
+            }
+        }
+        Ok(response)
+    }
+
+    fn start_upload(
+        &self,
+        key: UploadKey,
+        allocated_size: u64,
+        grant: &LeaseGrant,
+        secret: &UploadSecret,
+    ) -> Result<(), StorageError> {
+        let (si, shnum) = key;
+        let path = self.layout.incoming_path(&si, shnum);
+        let file = {
+            let _dirs = lock(&self.incoming_dirs);
+            let dir = self.layout.incoming_dir(&si);
+            fs::create_dir_all(&dir).map_err(at(&dir))?;
+            // A stale file here belongs to no upload (the table is the truth), so truncate it.
+            let mut options = OpenOptions::new();
+            options.read(true).write(true).create(true).truncate(true);
+            options.open(&path).map_err(at(&path))?
+        };
+        match ImmutableContainer::create(file, allocated_size, grant) {
+            Ok(container) => {
+                let upload = Upload::new(secret.clone(), path, container, self.clock.now());
+                self.uploads.insert(key, Arc::new(upload));
+                Ok(())
+            }
+            Err(e) => {
+                let _ = fs::remove_file(&path);
+                self.tidy_incoming(&si);
+                Err(StorageError::io(path, e))
+            }
+        }
+    }
+
+    /// Undoes the uploads an allocate call started before it failed.
+    fn roll_back(&self, si: &StorageIndex, started: &BTreeSet<ShareNumber>) {
+        for &shnum in started {
+            let key = (*si, shnum);
+            if let Some(upload) = self.uploads.get(&key) {
+                let mut state = lock(&upload.state);
+                if let Err(error) = self.discard(&key, &upload, &mut state) {
+                    tracing::warn!(%error, "could not remove a partial upload");
+                }
+            }
+        }
+    }
+
+    /// Writes bytes of an in-progress upload (§4.2 steps 2-4). Does not finalize.
+    ///
+    /// Bytes that overlap what was written before must equal it ([`StorageError::Conflict`]
+    /// otherwise, with nothing written); bytes past the allocated size are refused with
+    /// [`StorageError::BeyondAllocation`]. Returns the ranges still missing.
+    pub fn write_immutable(
+        &self,
+        si: &StorageIndex,
+        shnum: ShareNumber,
+        upload: &UploadSecret,
+        offset: u64,
+        data: &[u8],
+    ) -> Result<WriteProgress, StorageError> {
+        let upload = self.uploads.authorized(&(*si, shnum), upload)?;
+        let end = offset
+            .checked_add(data.len() as u64)
+            .filter(|end| *end <= upload.allocated_size)
+            .ok_or(StorageError::BeyondAllocation)?;
+        let mut state = lock(&upload.state);
+        let Some(container) = state.container.as_ref() else {
+            return Err(StorageError::NoSuchUpload);
+        };
+        for overlap in state.written.overlaps(offset..end) {
+            if !matches_on_disk(container, overlap, offset, data).map_err(at(&upload.path))? {
+                return Err(StorageError::Conflict);
+            }
+        }
+        container
+            .write_data(offset, data)
+            .map_err(at(&upload.path))?;
+        state.written.insert(offset..end);
+        upload.touch(self.clock.now());
+        Ok(WriteProgress {
+            required: state.written.missing(upload.allocated_size),
+        })
+    }
+
+    /// Finalizes the upload if every byte is written: fsync, rename into place, fsync the
+    /// directory. Returns the remaining ranges; empty means the share is now complete and
+    /// visible. [`StorageError::Conflict`] if a share file has appeared at the final path
+    /// meanwhile (only a mutable write can put one there); stock Tahoe would replace it.
+    pub fn finish_immutable(
+        &self,
+        si: &StorageIndex,
+        shnum: ShareNumber,
+        upload: &UploadSecret,
+    ) -> Result<WriteProgress, StorageError> {
+        let _guard = self.locks.lock(si);
+        let key = (*si, shnum);
+        let upload = self.uploads.authorized(&key, upload)?;
+        let mut state = lock(&upload.state);
+        let required = state.written.missing(upload.allocated_size);
+        if !required.is_empty() {
+            return Ok(WriteProgress { required });
+        }
+        let Some(container) = state.container.as_ref() else {
+            return Err(StorageError::NoSuchUpload);
+        };
+        let final_path = self.layout.share_path(si, shnum);
+        if final_path.exists() {
+            return Err(StorageError::Conflict);
+        }
+        container.sync().map_err(at(&upload.path))?;
+        let final_dir = self.layout.share_dir(si);
+        create_dir_durably(&final_dir).map_err(at(&final_dir))?;
+        fs::rename(&upload.path, &final_path).map_err(at(&final_path))?;
+        state.container = None;
+        drop(state);
+        self.uploads.remove(&key, &upload);
+        self.tidy_incoming(si);
+        sync_dir(&final_dir).map_err(at(&final_dir))?;
+        Ok(WriteProgress {
+            required: Vec::new(),
+        })
+    }
+
+    /// Abort an upload (§4.3): with the right secret the partial file is deleted and the
+    /// share can be allocated again.
+    pub fn abort_immutable(
+        &self,
+        si: &StorageIndex,
+        shnum: ShareNumber,
+        upload: &UploadSecret,
+    ) -> Result<(), StorageError> {
+        let _guard = self.locks.lock(si);
+        let key = (*si, shnum);
+        match self.uploads.authorized(&key, upload) {
+            Ok(upload) => {
+                let mut state = lock(&upload.state);
+                self.discard(&key, &upload, &mut state)
+            }
+            Err(StorageError::NoSuchUpload) if self.layout.share_path(si, shnum).is_file() => {
+                Err(StorageError::AlreadyComplete)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Drops uploads with no write for `idle`, as measured by the store's clock; returns
+    /// how many.
+    pub fn expire_idle_uploads(&self, idle: Duration) -> usize {
+        let idle = idle.as_secs();
+        let mut expired = 0;
+        for (key, upload) in self.uploads.all() {
+            if !upload.idle_for(self.clock.now(), idle) {
+                continue;
+            }
+            let _guard = self.locks.lock(&key.0);
+            let mut state = lock(&upload.state);
+            // Checked again under the locks: a write may have arrived meanwhile.
+            if state.container.is_none() || !upload.idle_for(self.clock.now(), idle) {
+                continue;
+            }
+            match self.discard(&key, &upload, &mut state) {
+                Ok(()) => expired += 1,
+                Err(error) => tracing::warn!(%error, "could not remove an idle upload"),
+            }
+        }
+        if expired > 0 {
+            tracing::info!(expired, "aborted idle uploads");
+        }
+        expired
+    }
+
+    /// Forgets an upload and deletes its file. The caller holds the storage index's lock
+    /// and the upload's state lock.
+    fn discard(
+        &self,
+        key: &UploadKey,
+        upload: &Arc<Upload>,
+        state: &mut UploadState,
+    ) -> Result<(), StorageError> {
+        state.container = None;
+        self.uploads.remove(key, upload);
+        let removed = match fs::remove_file(&upload.path) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(StorageError::io(&upload.path, e)),
+            _ => Ok(()),
+        };
+        self.tidy_incoming(&key.0);
+        removed
+    }
+
+    /// Removes the incoming directories of `si` if no other upload uses them.
+    fn tidy_incoming(&self, si: &StorageIndex) {
+        let _dirs = lock(&self.incoming_dirs);
+        remove_dir_if_empty(&self.layout.incoming_dir(si));
+        remove_dir_if_empty(&self.layout.incoming_prefix_dir(si));
+    }
+
+    /// Completed immutable shares of `si` (§4.4); empty for an unknown storage index.
+    /// Files that are not immutable containers (a mutable share, say) are not listed,
+    /// where stock Tahoe fails with a 500.
+    pub fn list_immutable(&self, si: &StorageIndex) -> Result<BTreeSet<ShareNumber>, StorageError> {
+        let mut listed = BTreeSet::new();
+        for (shnum, path) in self.share_files(si)? {
+            let file = match File::open(&path) {
+                Ok(file) => file,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(StorageError::io(path, e)),
+            };
+            if ImmutableContainer::open(file).map_err(at(&path))?.is_some() {
+                listed.insert(shnum);
+            }
+        }
+        Ok(listed)
+    }
+
+    /// Opens a completed immutable share for reading (§4.5).
+    /// [`StorageError::ShareNotFound`] if there is none (uploads in progress included);
+    /// [`StorageError::WrongContainer`] if the file is not an immutable container.
+    pub fn open_immutable(
+        &self,
+        si: &StorageIndex,
+        shnum: ShareNumber,
+    ) -> Result<ShareReader, StorageError> {
+        // Under the lock, so that the lease count and the file size belong together.
+        let _guard = self.locks.lock(si);
+        let path = self.layout.share_path(si, shnum);
+        if !path.is_file() {
+            return Err(StorageError::ShareNotFound);
+        }
+        let file = File::open(&path).map_err(at(&path))?;
+        let container = ImmutableContainer::open(file)
+            .map_err(at(&path))?
+            .ok_or_else(|| StorageError::WrongContainer {
+                path: path.clone(),
+                expected: "immutable",
+            })?;
+        let (data_offset, len) = (container.data_offset(), container.data_len());
+        let mut file = container.into_file();
+        file.seek(SeekFrom::Start(data_offset)).map_err(at(&path))?;
+        Ok(ShareReader {
+            file,
+            data_offset,
+            len,
+        })
+    }
+}
+
+/// Whether the bytes of `overlap` (share offsets) already in the file equal the matching
+/// part of `data`, which starts at share offset `offset`. Compares a chunk at a time.
+fn matches_on_disk(
+    container: &ImmutableContainer,
+    overlap: std::ops::Range<u64>,
+    offset: u64,
+    data: &[u8],
+) -> io::Result<bool> {
+    let mut buf = vec![0u8; IO_CHUNK];
+    let mut at = overlap.start;
+    while at < overlap.end {
+        let step = (overlap.end - at).min(IO_CHUNK as u64);
+        let (Ok(from), Ok(len)) = (usize::try_from(at - offset), usize::try_from(step)) else {
+            return Ok(false);
+        };
+        let (Some(expected), Some(on_disk)) = (data.get(from..from + len), buf.get_mut(..len))
+        else {
+            return Ok(false);
+        };
+        container.read_data(at, on_disk)?;
+        if on_disk != expected {
+            return Ok(false);
+        }
+        at += step;
+    }
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests;
