@@ -164,7 +164,8 @@ impl<T: CborBody, St: Sync> FromRequest<St> for Cbor<T> {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, _: &St) -> Result<Self, ApiError> {
-        if let Some(content_type) = request.headers().get(CONTENT_TYPE) {
+        let (parts, body) = request.into_parts();
+        if let Some(content_type) = parts.headers.get(CONTENT_TYPE) {
             let media = content_type
                 .to_str()
                 .unwrap_or_default()
@@ -172,30 +173,60 @@ impl<T: CborBody, St: Sync> FromRequest<St> for Cbor<T> {
                 .next()
                 .unwrap_or_default();
             if media.trim() != "application/cbor" {
-                return Err(ApiError::UnsupportedMediaType);
+                return Err(refuse_after_draining(body, ApiError::UnsupportedMediaType).await);
             }
         }
-        let declared = request
-            .headers()
+        let declared = parts
+            .headers
             .get(CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
-        if declared.is_some_and(|len| len > T::LIMIT as u64) {
+        if declared.is_some_and(|len| len > (T::LIMIT + DRAIN_LIMIT) as u64) {
+            // Far too large to be worth reading: answer now and let the connection close.
             return Err(ApiError::PayloadTooLarge);
         }
-        let bytes = read_limited(request.into_body(), T::LIMIT).await?;
+        let bytes = read_limited(body, T::LIMIT).await?;
         T::from_cbor(&bytes).map(Self).map_err(ApiError::from)
     }
 }
 
-/// Reads a whole body of at most `limit` bytes.
+/// How much of an unwanted request body is read and thrown away before an error answer.
+///
+/// A server that answers while the client is still sending and then closes makes the
+/// kernel reset the connection, and the client may lose the answer; reading the rest of a
+/// modest body first lets it see the status.
+pub(crate) const DRAIN_LIMIT: usize = 4 << 20;
+
+/// Reads and discards up to [`DRAIN_LIMIT`] bytes of `body`, then hands back `error`.
+pub(crate) async fn refuse_after_draining(body: Body, error: ApiError) -> ApiError {
+    let _ = http_body_util::Limited::new(body, DRAIN_LIMIT)
+        .collect()
+        .await;
+    error
+}
+
+/// Reads a whole body of at most `limit` bytes; a longer one is drained (within
+/// [`DRAIN_LIMIT`]) and refused with 413.
 async fn read_limited(body: Body, limit: usize) -> Result<bytes::Bytes, ApiError> {
-    let limited = http_body_util::Limited::new(body, limit);
-    match limited.collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(ApiError::PayloadTooLarge),
-        Err(_) => Err(ApiError::BodyRead),
+    let mut body = body;
+    let mut collected = bytes::BytesMut::new();
+    let mut total = 0usize;
+    while let Some(frame) = body.frame().await {
+        let Ok(data) = frame.map_err(|_| ApiError::BodyRead)?.into_data() else {
+            continue;
+        };
+        total = total.saturating_add(data.len());
+        if total > limit + DRAIN_LIMIT {
+            return Err(ApiError::PayloadTooLarge);
+        }
+        if total <= limit {
+            collected.extend_from_slice(&data);
+        }
     }
+    if total > limit {
+        return Err(ApiError::PayloadTooLarge);
+    }
+    Ok(collected.freeze())
 }
 
 #[cfg(test)]

@@ -18,7 +18,8 @@ use crate::protocol::{
 };
 use crate::server::error::{blocking, ApiError};
 use crate::server::extract::{
-    AcceptsCbor, AllocateSecrets, Authorized, Cbor, NoSecrets, SharePath, SiPath, UploadSecrets,
+    refuse_after_draining, AcceptsCbor, AllocateSecrets, Authorized, Cbor, NoSecrets, SharePath,
+    SiPath, UploadSecrets,
 };
 use crate::server::AppState;
 use crate::storage::WriteProgress;
@@ -73,10 +74,14 @@ async fn upload(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let range = headers
+    let parsed = headers
         .get(CONTENT_RANGE)
         .ok_or(RangeError)
-        .and_then(|v| ContentRange::parse(v.to_str().map_err(|_| RangeError)?))?;
+        .and_then(|v| ContentRange::parse(v.to_str().map_err(|_| RangeError)?));
+    let range = match parsed {
+        Ok(range) => range,
+        Err(e) => return Err(refuse_after_draining(body, e.into()).await),
+    };
     let writer = PieceWriter {
         state,
         si,
@@ -84,7 +89,9 @@ async fn upload(
         secret: upload_secret(&auth)?,
     };
     // An empty write checks the secret and that the upload exists before any body is read.
-    writer.write(range.start(), BytesMut::new()).await?;
+    if let Err(e) = writer.write(range.start(), BytesMut::new()).await {
+        return Err(refuse_after_draining(body, e).await);
+    }
 
     let mut body = body;
     let mut offset = range.start();
