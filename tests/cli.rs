@@ -6,7 +6,10 @@ use gbs::protocol::Nurl;
 use gbs_tests::{gbs_binary, GbsNode};
 
 fn gbs(args: &[&std::ffi::OsStr]) -> std::process::Output {
-    Command::new(gbs_binary()).args(args).output().expect("run gbs")
+    Command::new(gbs_binary())
+        .args(args)
+        .output()
+        .expect("run gbs")
 }
 
 #[test]
@@ -32,7 +35,10 @@ fn create_node_refuses_an_existing_node() {
     let second = gbs(&["create-node".as_ref(), dir.path().as_os_str()]);
     assert!(!second.status.success());
     assert!(String::from_utf8_lossy(&second.stderr).contains("already holds a node"));
-    assert_eq!(std::fs::read(dir.path().join("private/node.pem")).unwrap(), pem_before);
+    assert_eq!(
+        std::fs::read(dir.path().join("private/node.pem")).unwrap(),
+        pem_before
+    );
 }
 
 #[test]
@@ -42,7 +48,11 @@ fn a_bad_config_value_stops_start_up_with_one_line_naming_the_key() {
     let cfg_path = dir.path().join("tahoe.cfg");
     let cfg = std::fs::read_to_string(&cfg_path).unwrap();
     // Input tried: a reserved_space that is not a size.
-    std::fs::write(&cfg_path, cfg.replace("reserved_space = 1G", "reserved_space = plenty")).unwrap();
+    std::fs::write(
+        &cfg_path,
+        cfg.replace("reserved_space = 1G", "reserved_space = plenty"),
+    )
+    .unwrap();
     let run = gbs(&["run".as_ref(), dir.path().as_os_str()]);
     assert!(!run.status.success());
     let stderr = String::from_utf8_lossy(&run.stderr);

@@ -1,19 +1,11 @@
 //! Stock Tahoe-LAFS 1.20 (from PyPI) against `gbs`, and the other way round.
 
-use gbs_tests::{run_python, GbsNode, StockServer};
+use gbs_tests::{assert_all_passed, run_python, GbsNode, StockServer};
 
 /// Runs the conformance suite and asserts it passed, showing its report otherwise.
 fn assert_suite_passes(nurl: &str, target: &str) {
     let output = run_python("stock_client_suite.py", &[nurl, "--target", target]);
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    let summary = stdout.lines().last().unwrap_or_default();
-    assert!(
-        output.status.success() && summary.ends_with(" 0 failed"),
-        "suite against {target} failed:\n{stdout}\n{stderr}"
-    );
-    let passed: usize = summary.split(' ').next().and_then(|n| n.parse().ok()).unwrap_or(0);
-    assert!(passed >= 40, "the suite ran only {passed} cases:\n{stdout}");
+    assert_all_passed(&output, &format!("suite against {target}"), 40);
 }
 
 #[test]

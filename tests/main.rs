@@ -3,3 +3,4 @@
 
 mod cli;
 mod interop;
+mod storage_dir;

@@ -74,8 +74,10 @@ pub enum ConfigError {
 impl RawConfig {
     /// Reads and parses a file.
     pub fn read(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
         Self::parse(path, &text)
     }
 
@@ -89,7 +91,10 @@ impl RawConfig {
             if trimmed.is_empty() || trimmed.starts_with('#') || trimmed.starts_with(';') {
                 continue;
             }
-            let syntax = || ConfigError::Syntax { path: path.to_owned(), line };
+            let syntax = || ConfigError::Syntax {
+                path: path.to_owned(),
+                line,
+            };
             if let Some(name) = trimmed.strip_prefix('[') {
                 let name = name.strip_suffix(']').ok_or_else(syntax)?.trim().to_owned();
                 sections.entry(name.clone()).or_default();
@@ -98,10 +103,19 @@ impl RawConfig {
             }
             let section = current.as_ref().ok_or_else(syntax)?;
             let (key, value) = trimmed.split_once('=').ok_or_else(syntax)?;
-            let entry = RawValue { value: value.trim().to_owned(), line };
-            sections.entry(section.clone()).or_default().insert(key.trim().to_owned(), entry);
+            let entry = RawValue {
+                value: value.trim().to_owned(),
+                line,
+            };
+            sections
+                .entry(section.clone())
+                .or_default()
+                .insert(key.trim().to_owned(), entry);
         }
-        Ok(Self { path: path.to_owned(), sections })
+        Ok(Self {
+            path: path.to_owned(),
+            sections,
+        })
     }
 
     /// The value of `key` in `section`, if present.
@@ -199,10 +213,15 @@ impl NodeConfig {
         let location = raw
             .typed("node", "tub.location", parse_location)?
             .unwrap_or_else(|| (listen.ip().to_string(), listen.port()));
-        let storage_enabled = raw.typed("storage", "enabled", parse_bool)?.unwrap_or(false);
-        let reserved_space = raw.typed("storage", "reserved_space", parse_size)?.unwrap_or(0);
+        let storage_enabled = raw
+            .typed("storage", "enabled", parse_bool)?
+            .unwrap_or(false);
+        let reserved_space = raw
+            .typed("storage", "reserved_space", parse_size)?
+            .unwrap_or(0);
         let server_plugins = plugin_specs(raw, "storage", "plugins", "storageserver.plugins")?;
-        let client_plugins = plugin_specs(raw, "client", "storage.plugins", "storageclient.plugins")?;
+        let client_plugins =
+            plugin_specs(raw, "client", "storage.plugins", "storageclient.plugins")?;
         Ok(Self {
             node_dir: node_dir.to_owned(),
             listen,
@@ -231,17 +250,25 @@ fn plugin_specs(
     key: &str,
     prefix: &str,
 ) -> Result<Vec<PluginSpec>, ConfigError> {
-    let names = raw.typed(section, key, parse_name_list)?.unwrap_or_default();
+    let names = raw
+        .typed(section, key, parse_name_list)?
+        .unwrap_or_default();
     names
         .into_iter()
         .map(|name| {
             let plugin_section = format!("{prefix}.{name}");
             let mut settings: BTreeMap<String, String> = raw
                 .section(&plugin_section)
-                .map(|s| s.iter().map(|(k, v)| (k.clone(), v.value.clone())).collect())
+                .map(|s| {
+                    s.iter()
+                        .map(|(k, v)| (k.clone(), v.value.clone()))
+                        .collect()
+                })
                 .unwrap_or_default();
             let sources: Vec<PluginSource> = [
-                settings.remove("library").map(|p| PluginSource::Library(PathBuf::from(p))),
+                settings
+                    .remove("library")
+                    .map(|p| PluginSource::Library(PathBuf::from(p))),
                 settings.remove("url").map(PluginSource::Url),
                 settings.remove("command").map(PluginSource::Command),
             ]
@@ -256,7 +283,11 @@ fn plugin_specs(
                         .into_iter()
                         .find(|k| raw.get(&plugin_section, k).is_some())
                         .unwrap_or("library");
-                    return Err(raw.bad(&plugin_section, key, "give only one of library, url or command"));
+                    return Err(raw.bad(
+                        &plugin_section,
+                        key,
+                        "give only one of library, url or command",
+                    ));
                 }
             };
             if let PluginSource::Library(path) = &source {
@@ -264,7 +295,11 @@ fn plugin_specs(
                     return Err(raw.bad(&plugin_section, "library", "must not be empty"));
                 }
             }
-            Ok(PluginSpec { name, source, settings })
+            Ok(PluginSpec {
+                name,
+                source,
+                settings,
+            })
         })
         .collect()
 }
@@ -279,8 +314,13 @@ fn parse_name_list(text: &str) -> Result<Vec<String>, String> {
             }
             return Err("empty plugin name in the list".into());
         }
-        if !name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.')) {
-            return Err(format!("plugin name {name:?} may only use letters, digits, '-', '_' and '.'"));
+        if !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        {
+            return Err(format!(
+                "plugin name {name:?} may only use letters, digits, '-', '_' and '.'"
+            ));
         }
         if names.iter().any(|n| n == name) {
             return Err(format!("plugin {name:?} is listed twice"));
@@ -304,7 +344,9 @@ fn parse_bool(text: &str) -> Result<bool, String> {
 pub fn parse_size(text: &str) -> Result<u64, String> {
     let bad = || format!("{text:?} is not a size such as 1000, 10K, 5MB or 2GiB");
     let lower = text.trim().to_ascii_lowercase();
-    let digits_end = lower.find(|c: char| !c.is_ascii_digit()).unwrap_or(lower.len());
+    let digits_end = lower
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(lower.len());
     let (number, unit) = lower.split_at(digits_end);
     let number: u64 = number.parse().map_err(|_| bad())?;
     let unit = unit.trim().trim_end_matches('b');
@@ -336,7 +378,10 @@ fn parse_listen(text: &str) -> Result<SocketAddr, String> {
     if !rest.is_empty() {
         // IPv6 interfaces contain colons; Twisted escapes them with backslashes.
         let joined = rest.join(":").replace("\\:", ":");
-        interface = joined.strip_prefix("interface=").ok_or_else(bad)?.to_owned();
+        interface = joined
+            .strip_prefix("interface=")
+            .ok_or_else(bad)?
+            .to_owned();
     }
     let ip: std::net::IpAddr = interface.parse().map_err(|_| bad())?;
     Ok(SocketAddr::new(ip, port))
@@ -375,7 +420,10 @@ mod tests {
         assert!(cfg.storage_enabled);
         assert_eq!(cfg.reserved_space, 1_000_000_000);
         assert_eq!(cfg.server_plugins.len(), 2);
-        assert_eq!(cfg.server_plugins[0].source, PluginSource::Library("plugins/liba.so".into()));
+        assert_eq!(
+            cfg.server_plugins[0].source,
+            PluginSource::Library("plugins/liba.so".into())
+        );
         assert_eq!(cfg.server_plugins[0].settings["price"], "3");
         assert_eq!(cfg.server_plugins[1].source, PluginSource::Lookup);
         assert_eq!(cfg.storage_dir(), Path::new("/node/storage"));
@@ -383,19 +431,31 @@ mod tests {
 
     #[test]
     fn bad_values_name_section_key_and_line() {
-        let err = config(&format!("{BASE}reserved_space = lots\n")).unwrap_err().to_string();
-        assert_eq!(err, "tahoe.cfg:6: [storage] reserved_space: \"lots\" is not a size such as 1000, 10K, 5MB or 2GiB");
-        let err = config("[node]\ntub.port = udp:1\n").unwrap_err().to_string();
-        assert!(err.starts_with("tahoe.cfg:2: [node] tub.port:"), "{err}");
-        let err = config("[storage]\nenabled = true\n").unwrap_err().to_string();
-        assert_eq!(err, "tahoe.cfg: [node] tub.port is required");
-        let err = config(&format!("{BASE}plugins = a, a\n")).unwrap_err().to_string();
-        assert!(err.contains("listed twice"), "{err}");
-        let err = config(&format!("{BASE}plugins = a\n[storageserver.plugins.a]\nlibrary = x.so\nurl = http://x\n"))
+        let err = config(&format!("{BASE}reserved_space = lots\n"))
             .unwrap_err()
             .to_string();
+        assert_eq!(err, "tahoe.cfg:6: [storage] reserved_space: \"lots\" is not a size such as 1000, 10K, 5MB or 2GiB");
+        let err = config("[node]\ntub.port = udp:1\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("tahoe.cfg:2: [node] tub.port:"), "{err}");
+        let err = config("[storage]\nenabled = true\n")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(err, "tahoe.cfg: [node] tub.port is required");
+        let err = config(&format!("{BASE}plugins = a, a\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("listed twice"), "{err}");
+        let err = config(&format!(
+            "{BASE}plugins = a\n[storageserver.plugins.a]\nlibrary = x.so\nurl = http://x\n"
+        ))
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("only one of library, url or command"), "{err}");
-        let err = config("[node]\nkey without equals\n").unwrap_err().to_string();
+        let err = config("[node]\nkey without equals\n")
+            .unwrap_err()
+            .to_string();
         assert_eq!(err, "tahoe.cfg:2: not a section header or key = value line");
     }
 

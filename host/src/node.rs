@@ -39,7 +39,10 @@ pub enum NodeError {
 }
 
 fn io_error(path: &Path) -> impl FnOnce(io::Error) -> NodeError + '_ {
-    move |source| NodeError::Io { path: path.to_owned(), source }
+    move |source| NodeError::Io {
+        path: path.to_owned(),
+        source,
+    }
 }
 
 /// The TLS key and certificate, swissnum and node id of a storage server.
@@ -54,13 +57,25 @@ pub struct NodeIdentity {
 impl NodeIdentity {
     /// Makes a new identity: an ECDSA P-256 self-signed certificate and a fresh swissnum.
     pub fn generate() -> Result<Self, NodeError> {
-        let bad = |e: rcgen::Error| NodeError::BadIdentity { path: PathBuf::new(), problem: e.to_string() };
+        let bad = |e: rcgen::Error| NodeError::BadIdentity {
+            path: PathBuf::new(),
+            problem: e.to_string(),
+        };
         let key_pair = rcgen::KeyPair::generate().map_err(bad)?;
         let params = rcgen::CertificateParams::new(vec!["gbs".to_owned()]).map_err(bad)?;
         let certificate = params.self_signed(&key_pair).map_err(bad)?;
-        let key = PrivateKeyDer::try_from(key_pair.serialize_der())
-            .map_err(|problem| NodeError::BadIdentity { path: PathBuf::new(), problem: problem.to_owned() })?;
-        Self::from_parts(certificate.der().clone(), key, Swissnum::generate(), Path::new(""))
+        let key = PrivateKeyDer::try_from(key_pair.serialize_der()).map_err(|problem| {
+            NodeError::BadIdentity {
+                path: PathBuf::new(),
+                problem: problem.to_owned(),
+            }
+        })?;
+        Self::from_parts(
+            certificate.der().clone(),
+            key,
+            Swissnum::generate(),
+            Path::new(""),
+        )
     }
 
     fn from_parts(
@@ -69,9 +84,16 @@ impl NodeIdentity {
         swissnum: Swissnum,
         path: &Path,
     ) -> Result<Self, NodeError> {
-        let spki_hash = spki_hash_of(&certificate)
-            .map_err(|problem| NodeError::BadIdentity { path: path.to_owned(), problem })?;
-        Ok(Self { certificate, key, spki_hash, swissnum })
+        let spki_hash = spki_hash_of(&certificate).map_err(|problem| NodeError::BadIdentity {
+            path: path.to_owned(),
+            problem,
+        })?;
+        Ok(Self {
+            certificate,
+            key,
+            spki_hash,
+            swissnum,
+        })
     }
 
     /// Writes `node.pem` (certificate then key) and `swissnum` into `private_dir`, readable
@@ -84,19 +106,26 @@ impl NodeIdentity {
             pem_block("PRIVATE KEY", self.key.secret_der())
         );
         write_private(&private_dir.join("node.pem"), pem.as_bytes())?;
-        write_private(&private_dir.join("swissnum"), format!("{}\n", self.swissnum.expose()).as_bytes())
+        write_private(
+            &private_dir.join("swissnum"),
+            format!("{}\n", self.swissnum.expose()).as_bytes(),
+        )
     }
 
     /// Reads the identity from `private_dir`.
     pub fn load(private_dir: &Path) -> Result<Self, NodeError> {
         let pem_path = private_dir.join("node.pem");
         let pem = std::fs::read(&pem_path).map_err(io_error(&pem_path))?;
-        let bad = |problem: &str| NodeError::BadIdentity { path: pem_path.clone(), problem: problem.to_owned() };
+        let bad = |problem: &str| NodeError::BadIdentity {
+            path: pem_path.clone(),
+            problem: problem.to_owned(),
+        };
         let certificate = CertificateDer::pem_slice_iter(&pem)
             .next()
             .ok_or_else(|| bad("no CERTIFICATE block"))?
             .map_err(|_| bad("unreadable CERTIFICATE block"))?;
-        let key = PrivateKeyDer::from_pem_slice(&pem).map_err(|_| bad("no readable private key block"))?;
+        let key = PrivateKeyDer::from_pem_slice(&pem)
+            .map_err(|_| bad("no readable private key block"))?;
         let swissnum = read_swissnum(private_dir)?;
         Self::from_parts(certificate, key, swissnum, &pem_path)
     }
@@ -142,7 +171,9 @@ impl NodeIdentity {
 pub fn spki_hash_of(certificate: &CertificateDer<'_>) -> Result<SpkiHash, String> {
     let (_, parsed) = x509_parser::parse_x509_certificate(certificate.as_ref())
         .map_err(|e| format!("cannot parse certificate: {e}"))?;
-    Ok(SpkiHash::of_spki_der(parsed.tbs_certificate.subject_pki.raw))
+    Ok(SpkiHash::of_spki_der(
+        parsed.tbs_certificate.subject_pki.raw,
+    ))
 }
 
 fn read_swissnum(private_dir: &Path) -> Result<Swissnum, NodeError> {
@@ -152,7 +183,8 @@ fn read_swissnum(private_dir: &Path) -> Result<Swissnum, NodeError> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             // A stock node keeps the swissnum as the last path segment of its storage fURL.
             let furl_path = private_dir.join("storage.furl");
-            let furl = std::fs::read_to_string(&furl_path).map_err(|_| NodeError::Io { path, source: e })?;
+            let furl = std::fs::read_to_string(&furl_path)
+                .map_err(|_| NodeError::Io { path, source: e })?;
             let swissnum = furl.trim().rsplit('/').next().unwrap_or_default();
             valid_swissnum(swissnum, &furl_path)
         }
@@ -189,7 +221,9 @@ fn write_private(path: &Path, contents: &[u8]) -> Result<(), NodeError> {
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
     let mut file = options.open(path).map_err(io_error(path))?;
-    file.write_all(contents).and_then(|()| file.sync_all()).map_err(io_error(path))
+    file.write_all(contents)
+        .and_then(|()| file.sync_all())
+        .map_err(io_error(path))
 }
 
 /// Settings for `gbs create-node`.
@@ -270,18 +304,32 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         NodeIdentity::generate().unwrap().write(dir.path()).unwrap();
         std::fs::remove_file(dir.path().join("swissnum")).unwrap();
-        std::fs::write(dir.path().join("storage.furl"), "pb://tubid@tcp:h:1/abcdefghijklmnopqrstuvwxyz234567\n").unwrap();
+        std::fs::write(
+            dir.path().join("storage.furl"),
+            "pb://tubid@tcp:h:1/abcdefghijklmnopqrstuvwxyz234567\n",
+        )
+        .unwrap();
         let loaded = NodeIdentity::load(dir.path()).unwrap();
-        assert_eq!(loaded.swissnum().expose(), "abcdefghijklmnopqrstuvwxyz234567");
+        assert_eq!(
+            loaded.swissnum().expose(),
+            "abcdefghijklmnopqrstuvwxyz234567"
+        );
     }
 
     #[test]
     fn create_node_refuses_to_overwrite() {
         let dir = tempfile::tempdir().unwrap();
-        let options = CreateOptions { hostname: "127.0.0.1".into(), listen: [127, 0, 0, 1].into(), port: None };
+        let options = CreateOptions {
+            hostname: "127.0.0.1".into(),
+            listen: [127, 0, 0, 1].into(),
+            port: None,
+        };
         let nurl = create_node(dir.path(), &options).unwrap();
         let cfg = crate::config::NodeConfig::load(dir.path()).unwrap();
         assert_eq!(cfg.location, ("127.0.0.1".to_owned(), nurl.port));
-        assert!(matches!(create_node(dir.path(), &options), Err(NodeError::AlreadyExists(_))));
+        assert!(matches!(
+            create_node(dir.path(), &options),
+            Err(NodeError::AlreadyExists(_))
+        ));
     }
 }

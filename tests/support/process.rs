@@ -18,9 +18,39 @@ pub fn run_python(script: &str, args: &[&str]) -> Output {
         .unwrap_or_else(|e| panic!("cannot run {script}: {e}"))
 }
 
-/// The `gbs` binary built for these tests.
+/// Asserts that a run of an interop checker passed, i.e. exited 0 with a last line of
+/// `N passed, 0 failed` where `N >= at_least`, and returns `N`. Otherwise panics with the
+/// whole report (stdout and stderr), headed by `what`.
+pub fn assert_all_passed(output: &Output, what: &str, at_least: usize) -> usize {
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let summary = stdout.lines().last().unwrap_or_default();
+    assert!(
+        output.status.success() && summary.ends_with(" passed, 0 failed"),
+        "{what} failed ({}):\n{stdout}\n{stderr}",
+        output.status
+    );
+    let passed: usize = summary
+        .split(' ')
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(
+        passed >= at_least,
+        "{what} ran only {passed} checks, expected at least {at_least}:\n{stdout}"
+    );
+    passed
+}
+
+/// The `gbs` binary built for these tests. Cargo names it in `CARGO_BIN_EXE_gbs-under-test`
+/// when it runs a test; this library cannot use `env!` for it, since Cargo sets that at
+/// compile time only for test crates. A test binary started by hand finds it in
+/// `target/<profile>/`.
 pub fn gbs_binary() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_gbs-under-test"))
+    std::env::var_os("CARGO_BIN_EXE_gbs-under-test").map_or_else(
+        || crate::profile_dir().join(format!("gbs-under-test{}", std::env::consts::EXE_SUFFIX)),
+        PathBuf::from,
+    )
 }
 
 /// Reads the first line of a child's stdout that starts with `prefix`, returning the rest.
@@ -59,7 +89,11 @@ impl GbsNode {
             .arg(dir)
             .output()
             .expect("run gbs create-node");
-        assert!(output.status.success(), "create-node failed: {}", String::from_utf8_lossy(&output.stderr));
+        assert!(
+            output.status.success(),
+            "create-node failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
         String::from_utf8_lossy(&output.stdout).trim().to_owned()
     }
 
@@ -68,14 +102,21 @@ impl GbsNode {
         let mut child = Command::new(gbs_binary())
             .arg("run")
             .arg(dir.path())
-            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()))
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .spawn()
             .expect("spawn gbs run");
         let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
         let nurl = read_line_starting(&mut stdout, "pb://", "gbs run");
-        Self { child: Some(child), nurl: format!("pb://{nurl}"), dir }
+        Self {
+            child: Some(child),
+            nurl: format!("pb://{nurl}"),
+            dir,
+        }
     }
 
     /// The NURL it printed.
@@ -125,7 +166,11 @@ impl StockServer {
             .expect("spawn stock_server.py");
         let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
         let nurl = read_line_starting(&mut stdout, "NURL ", "stock_server.py");
-        Self { child: Some(child), nurl, dir }
+        Self {
+            child: Some(child),
+            nurl,
+            dir,
+        }
     }
 
     /// Its NURL.
@@ -148,6 +193,9 @@ impl Drop for StockServer {
 }
 
 fn terminate(mut child: Child) -> ExitStatus {
-    let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status();
     child.wait().expect("wait for child")
 }

@@ -38,7 +38,11 @@ pub(super) struct CreateArgs {
 
 pub(super) fn create(args: &CreateArgs) -> anyhow::Result<()> {
     let dir = args.dir.dir();
-    let options = CreateOptions { hostname: args.hostname.clone(), listen: args.listen, port: args.port };
+    let options = CreateOptions {
+        hostname: args.hostname.clone(),
+        listen: args.listen,
+        port: args.port,
+    };
     let nurl = create_node(&dir, &options)?;
     eprintln!("created node in {}", dir.display());
     println!("{nurl}");
@@ -57,7 +61,11 @@ pub(super) fn run(args: &DirArg) -> anyhow::Result<()> {
     init_logging();
     let dir = args.dir();
     if !dir.join("tahoe.cfg").exists() {
-        let options = CreateOptions { hostname: "127.0.0.1".into(), listen: [127, 0, 0, 1].into(), port: None };
+        let options = CreateOptions {
+            hostname: "127.0.0.1".into(),
+            listen: [127, 0, 0, 1].into(),
+            port: None,
+        };
         create_node(&dir, &options)?;
         tracing::info!(dir = %dir.display(), "created a new node");
     }
@@ -77,7 +85,10 @@ pub(super) fn run(args: &DirArg) -> anyhow::Result<()> {
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
 }
 
 /// Completes on SIGINT or SIGTERM.

@@ -93,7 +93,9 @@ impl MapReader {
 
 pub(crate) fn uint(value: Value, what: &str) -> Result<u64, DecodeError> {
     match value {
-        Value::Integer(i) => u64::try_from(i).map_err(|_| schema(format!("{what} must be a uint below 2^64"))),
+        Value::Integer(i) => {
+            u64::try_from(i).map_err(|_| schema(format!("{what} must be a uint below 2^64")))
+        }
         _ => Err(schema(format!("{what} must be a uint below 2^64"))),
     }
 }

@@ -16,14 +16,14 @@ mod storage_index;
 pub use base32::{decode as base32_decode, encode as base32_encode};
 pub use cbor::DecodeError;
 pub use messages::{
-    AllocateRequest, AllocateResponse, CborMessage, CorruptionReport, ReadTestWriteRequest,
-    ReadTestWriteResponse, ReadVector, TestVector, TestWriteVectors, UploadProgress, VersionInfo,
-    WriteVector, share_set_cbor, share_set_from_cbor,
+    share_set_cbor, share_set_from_cbor, AllocateRequest, AllocateResponse, CborMessage,
+    CorruptionReport, ReadTestWriteRequest, ReadTestWriteResponse, ReadVector, TestVector,
+    TestWriteVectors, UploadProgress, VersionInfo, WriteVector,
 };
 pub use nurl::{Nurl, NurlError, NurlScheme, SpkiHash};
 pub use range::{ContentRange, RangeError, ReadRange};
 pub use secrets::{
-    authorization_value, LeaseCancelSecret, LeaseRenewSecret, LeaseSecrets, SecretError,
-    secret_header_line, SecretKind, Secrets, Swissnum, UploadSecret, WriteEnabler,
+    authorization_value, secret_header_line, LeaseCancelSecret, LeaseRenewSecret, LeaseSecrets,
+    SecretError, SecretKind, Secrets, Swissnum, UploadSecret, WriteEnabler,
 };
 pub use storage_index::{ShareKind, ShareNumber, StorageIndex, StorageIndexError};

@@ -46,8 +46,13 @@ impl FromStr for SpkiHash {
         if text.len() != 43 {
             return Err(NurlError::BadSpkiHash);
         }
-        let bytes = URL_SAFE_NO_PAD.decode(text).map_err(|_| NurlError::BadSpkiHash)?;
-        bytes.try_into().map(Self).map_err(|_| NurlError::BadSpkiHash)
+        let bytes = URL_SAFE_NO_PAD
+            .decode(text)
+            .map_err(|_| NurlError::BadSpkiHash)?;
+        bytes
+            .try_into()
+            .map(Self)
+            .map_err(|_| NurlError::BadSpkiHash)
     }
 }
 
@@ -135,7 +140,13 @@ impl FromStr for Nurl {
         if scheme == NurlScheme::Tor && !host.ends_with(".onion") {
             return Err(NurlError::BadLocation);
         }
-        Ok(Self { scheme, spki_hash, host, port, swissnum: Swissnum::new(swissnum) })
+        Ok(Self {
+            scheme,
+            spki_hash,
+            host,
+            port,
+            swissnum: Swissnum::new(swissnum),
+        })
     }
 }
 
@@ -147,7 +158,9 @@ fn split_host_port(location: &str) -> Result<(String, u16), NurlError> {
         location.rsplit_once(':').ok_or(NurlError::BadLocation)?
     };
     let valid_host = !host.is_empty()
-        && host.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'_'));
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'_'));
     if !valid_host || port.is_empty() || !port.bytes().all(|b| b.is_ascii_digit()) {
         return Err(NurlError::BadLocation);
     }
@@ -175,7 +188,13 @@ impl fmt::Display for Nurl {
 impl fmt::Debug for Nurl {
     /// Leaves out the swissnum, which is a credential.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Nurl({}@{}:{})", self.spki_hash, self.bracketed_host(), self.port)
+        write!(
+            f,
+            "Nurl({}@{}:{})",
+            self.spki_hash,
+            self.bracketed_host(),
+            self.port
+        )
     }
 }
 
@@ -186,16 +205,25 @@ mod tests {
     const EXAMPLE: &str = "pb://WvQpEy1vElE-08RDYWr_X63JYNn5KR14kgfTbEnIDVU@127.0.0.1:47125/abcdefghijklmnopqrstuvwxyz234567#v=1";
 
     fn hex(text: &str) -> Vec<u8> {
-        (0..text.len()).step_by(2).map(|i| u8::from_str_radix(&text[i..i + 2], 16).unwrap()).collect()
+        (0..text.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&text[i..i + 2], 16).unwrap())
+            .collect()
     }
 
     #[test]
     fn spki_hash_vectors_from_the_reference() {
         let mut ed25519 = hex("302a300506032b6570032100");
         ed25519.extend(0..32u8);
-        assert_eq!(SpkiHash::of_spki_der(&ed25519).to_string(), "lAhFeu_Qcc7BJ8H5hTmTCGGtG6lMlA25dclywJ_Gi2g");
+        assert_eq!(
+            SpkiHash::of_spki_der(&ed25519).to_string(),
+            "lAhFeu_Qcc7BJ8H5hTmTCGGtG6lMlA25dclywJ_Gi2g"
+        );
         let p256 = hex("3059301306072a8648ce3d020106082a8648ce3d03010703420004b5fcdab60fb1286223f0a41f336053a9cde2dd1c57a0d7a2f7b67daa4013a91e6cfe257d90a0089b9ed02859d5ee5edfc2244254a26b4a1c385f8dd962167193");
-        assert_eq!(SpkiHash::of_spki_der(&p256).to_string(), "WvQpEy1vElE-08RDYWr_X63JYNn5KR14kgfTbEnIDVU");
+        assert_eq!(
+            SpkiHash::of_spki_der(&p256).to_string(),
+            "WvQpEy1vElE-08RDYWr_X63JYNn5KR14kgfTbEnIDVU"
+        );
     }
 
     #[test]
@@ -219,8 +247,14 @@ mod tests {
             (EXAMPLE.replace("WvQp", "Wv"), NurlError::BadSpkiHash),
             (EXAMPLE.replace(":47125", ""), NurlError::BadLocation),
             (EXAMPLE.replace(":47125", ":99999"), NurlError::BadLocation),
-            (EXAMPLE.replace("/abcdefghijklmnopqrstuvwxyz234567", "/"), NurlError::BadSwissnum),
-            (EXAMPLE.replace("127.0.0.1", "evil host"), NurlError::BadLocation),
+            (
+                EXAMPLE.replace("/abcdefghijklmnopqrstuvwxyz234567", "/"),
+                NurlError::BadSwissnum,
+            ),
+            (
+                EXAMPLE.replace("127.0.0.1", "evil host"),
+                NurlError::BadLocation,
+            ),
         ];
         for (text, expected) in cases {
             assert_eq!(text.parse::<Nurl>().unwrap_err(), expected, "{text}");

@@ -22,7 +22,10 @@ impl ContentRange {
     /// The range covering `len` bytes at `offset`; `None` when it would be empty or overflow.
     pub fn new(offset: u64, len: u64) -> Option<Self> {
         (len > 0).then_some(())?;
-        Some(Self { start: offset, end: offset.checked_add(len)? })
+        Some(Self {
+            start: offset,
+            end: offset.checked_add(len)?,
+        })
     }
 
     /// Parses the header as stock Tahoe does, but answers 416 (not 500) for `bytes */N`.
@@ -81,7 +84,10 @@ pub struct ReadRange {
 impl ReadRange {
     /// The range of `len` bytes at `offset`; `None` when empty.
     pub fn new(offset: u64, len: u64) -> Option<Self> {
-        (len > 0).then_some(Self { start: offset, end: offset.saturating_add(len) })
+        (len > 0).then_some(Self {
+            start: offset,
+            end: offset.saturating_add(len),
+        })
     }
 
     /// Parses a `Range` header value. Suffix, open and multiple ranges are refused, as
@@ -94,7 +100,10 @@ impl ReadRange {
         if first > last {
             return Err(RangeError);
         }
-        Ok(Self { start: first, end: last.saturating_add(1) })
+        Ok(Self {
+            start: first,
+            end: last.saturating_add(1),
+        })
     }
 
     /// First byte offset.
@@ -174,8 +183,18 @@ mod tests {
         assert_eq!(served, 10..26);
         assert_eq!(ReadRange::content_range(&served), "bytes 10-25/*");
         assert_eq!(ReadRange::parse("bytes=26-30").unwrap().clamp(26), None);
-        assert_eq!(ReadRange::parse_content_range("bytes 10-25/*").unwrap(), 10..26);
-        for bad in ["bytes=-5", "bytes=5-", "bytes=1-2,4-5", "items=1-2", "bytes=3-2", "bytes 1-2"] {
+        assert_eq!(
+            ReadRange::parse_content_range("bytes 10-25/*").unwrap(),
+            10..26
+        );
+        for bad in [
+            "bytes=-5",
+            "bytes=5-",
+            "bytes=1-2,4-5",
+            "items=1-2",
+            "bytes=3-2",
+            "bytes 1-2",
+        ] {
             assert_eq!(ReadRange::parse(bad), Err(RangeError), "{bad:?}");
         }
     }

@@ -14,7 +14,11 @@ use subtle::ConstantTimeEq;
 /// Formats a secret for `Debug`: its kind and the first bytes of its SHA-256.
 fn redacted(f: &mut fmt::Formatter<'_>, kind: &str, secret: &[u8]) -> fmt::Result {
     let digest = Sha256::digest(secret);
-    write!(f, "{kind}(sha256:{:02x}{:02x}{:02x}{:02x}…)", digest[0], digest[1], digest[2], digest[3])
+    write!(
+        f,
+        "{kind}(sha256:{:02x}{:02x}{:02x}{:02x}…)",
+        digest[0], digest[1], digest[2], digest[3]
+    )
 }
 
 /// The node's swissnum: the shared secret in the NURL's path that every request presents.
@@ -171,9 +175,14 @@ impl SecretKind {
     }
 
     fn from_name(name: &str) -> Option<Self> {
-        [Self::LeaseRenew, Self::LeaseCancel, Self::Upload, Self::WriteEnabler]
-            .into_iter()
-            .find(|kind| kind.name() == name)
+        [
+            Self::LeaseRenew,
+            Self::LeaseCancel,
+            Self::Upload,
+            Self::WriteEnabler,
+        ]
+        .into_iter()
+        .find(|kind| kind.name() == name)
     }
 }
 
@@ -202,7 +211,11 @@ pub enum SecretError {
 }
 
 fn names(kinds: &[SecretKind]) -> String {
-    kinds.iter().map(|k| k.name()).collect::<Vec<_>>().join(", ")
+    kinds
+        .iter()
+        .map(|k| k.name())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// The decoded secrets of one request, checked against the set its endpoint takes.
@@ -225,7 +238,9 @@ impl Secrets {
     ) -> Result<Self, SecretError> {
         let mut found = BTreeMap::new();
         for line in lines {
-            let line = std::str::from_utf8(line).map_err(|_| SecretError::Malformed)?.trim();
+            let line = std::str::from_utf8(line)
+                .map_err(|_| SecretError::Malformed)?
+                .trim();
             let (name, value) = line.split_once(' ').ok_or(SecretError::Malformed)?;
             let kind = SecretKind::from_name(name).ok_or(SecretError::Malformed)?;
             let bytes = decode_lenient_base64(value).ok_or(SecretError::Undecodable(kind))?;
@@ -238,13 +253,19 @@ impl Secrets {
         let mut wanted = expected.to_vec();
         wanted.sort();
         if !found.keys().copied().eq(wanted.iter().copied()) {
-            return Err(SecretError::WrongSet { expected: wanted, got: found.into_keys().collect() });
+            return Err(SecretError::WrongSet {
+                expected: wanted,
+                got: found.into_keys().collect(),
+            });
         }
         Ok(Self(found))
     }
 
     fn fixed(&self, kind: SecretKind) -> [u8; 32] {
-        self.0.get(&kind).and_then(|v| v.as_slice().try_into().ok()).unwrap_or([0; 32])
+        self.0
+            .get(&kind)
+            .and_then(|v| v.as_slice().try_into().ok())
+            .unwrap_or([0; 32])
     }
 
     /// The lease secrets. Only meaningful when they were among the expected names.
@@ -257,12 +278,18 @@ impl Secrets {
 
     /// The upload secret, when it was among the expected names.
     pub fn upload(&self) -> Option<UploadSecret> {
-        self.0.get(&SecretKind::Upload).cloned().and_then(UploadSecret::new)
+        self.0
+            .get(&SecretKind::Upload)
+            .cloned()
+            .and_then(UploadSecret::new)
     }
 
     /// The write enabler, when it was among the expected names.
     pub fn write_enabler(&self) -> Option<WriteEnabler> {
-        self.0.get(&SecretKind::WriteEnabler).cloned().and_then(WriteEnabler::new)
+        self.0
+            .get(&SecretKind::WriteEnabler)
+            .cloned()
+            .and_then(WriteEnabler::new)
     }
 }
 
@@ -295,7 +322,10 @@ mod tests {
     fn authorization_is_base64_of_the_swissnum_text() {
         let swissnum = Swissnum::new("abcdefghijklmnopqrstuvwxyz234567");
         let value = authorization_value(&swissnum);
-        assert_eq!(value, "Tahoe-LAFS YWJjZGVmZ2hpamtsbW5vcHFyc3R1dnd4eXoyMzQ1Njc=");
+        assert_eq!(
+            value,
+            "Tahoe-LAFS YWJjZGVmZ2hpamtsbW5vcHFyc3R1dnd4eXoyMzQ1Njc="
+        );
         assert!(swissnum.authorizes(value.as_bytes()));
         assert!(!swissnum.authorizes(b"Tahoe-LAFS YWJjZGVmZ2hpamtsbW5vcHFyc3R1dnd4eXoyMzQ1Njc"));
         assert!(!swissnum.authorizes(b"tahoe-lafs YWJjZGVmZ2hpamtsbW5vcHFyc3R1dnd4eXoyMzQ1Njc="));
@@ -303,7 +333,10 @@ mod tests {
 
     #[test]
     fn parses_exactly_the_expected_set() {
-        let lines = [line(SecretKind::LeaseRenew, &[1; 32]), line(SecretKind::LeaseCancel, &[2; 32])];
+        let lines = [
+            line(SecretKind::LeaseRenew, &[1; 32]),
+            line(SecretKind::LeaseCancel, &[2; 32]),
+        ];
         let secrets = Secrets::parse(lines.iter().map(Vec::as_slice), &LEASE).unwrap();
         assert_eq!(secrets.lease().renew.expose(), &[1; 32]);
         assert_eq!(secrets.lease().cancel.expose(), &[2; 32]);
@@ -315,7 +348,10 @@ mod tests {
 
     #[test]
     fn refuses_bad_values_without_echoing_them() {
-        let short = [line(SecretKind::LeaseRenew, &[1; 31]), line(SecretKind::LeaseCancel, &[2; 32])];
+        let short = [
+            line(SecretKind::LeaseRenew, &[1; 31]),
+            line(SecretKind::LeaseCancel, &[2; 32]),
+        ];
         assert_eq!(
             Secrets::parse(short.iter().map(Vec::as_slice), &LEASE).unwrap_err(),
             SecretError::WrongLength(SecretKind::LeaseRenew)
@@ -329,6 +365,9 @@ mod tests {
                 SecretError::Malformed
             );
         }
-        assert!(format!("{:?}", UploadSecret::new(b"hunter2".to_vec()).unwrap()).starts_with("UploadSecret(sha256:"));
+        assert!(
+            format!("{:?}", UploadSecret::new(b"hunter2".to_vec()).unwrap())
+                .starts_with("UploadSecret(sha256:")
+        );
     }
 }
