@@ -72,11 +72,12 @@ pub(super) fn run(args: &DirArg) -> anyhow::Result<()> {
     let config = NodeConfig::load(&dir)?;
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async {
+        let shutdown = shutdown_signal().context("cannot listen for signals")?;
         let node = RunningNode::bind(&config).await?;
         tracing::info!(listen = %node.local_addr()?, "serving storage");
         // The NURL goes to stdout alone so that scripts can read it.
         println!("{}", node.nurl());
-        node.serve(shutdown_signal()).await;
+        node.serve(shutdown).await;
         anyhow::Ok(())
     })
 }
@@ -91,25 +92,27 @@ fn init_logging() {
         .try_init();
 }
 
-/// Completes on SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut terminate) => {
-                tokio::select! {
-                    _ = interrupt => {}
-                    _ = terminate.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = interrupt.await;
-            }
+/// Registers for SIGINT and SIGTERM now, so that a signal arriving any time after start-up
+/// (even before serving begins) shuts down cleanly, and returns a future that completes on
+/// the first of them.
+#[cfg(unix)]
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut terminate = signal(SignalKind::terminate())?;
+    Ok(async move {
+        tokio::select! {
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => {}
         }
-    }
-    #[cfg(not(unix))]
-    let _ = interrupt.await;
-    tracing::info!("shutdown requested");
+        tracing::info!("shutdown requested");
+    })
+}
+
+#[cfg(not(unix))]
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
+    Ok(async {
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("shutdown requested");
+    })
 }
