@@ -159,9 +159,12 @@ impl StockServer {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut child = Command::new(crate::tahoe_python())
             .arg(crate::interop_script("stock_server.py"))
-            .arg(dir.path())
+            .arg(dir.path().join("storage"))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
+            // Stock Tahoe logs a traceback for each of its own 500s, which the suite provokes
+            // on purpose; keep them out of the test output but on disk for a failing test.
+            .stderr(std::fs::File::create(dir.path().join("stock_server.log")).expect("log file"))
             .spawn()
             .expect("spawn stock_server.py");
         let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
@@ -178,9 +181,9 @@ impl StockServer {
         &self.nurl
     }
 
-    /// Its storage directory.
-    pub fn dir(&self) -> &Path {
-        self.dir.path()
+    /// Its storage directory (its log, `stock_server.log`, sits beside it).
+    pub fn storage_dir(&self) -> PathBuf {
+        self.dir.path().join("storage")
     }
 }
 
