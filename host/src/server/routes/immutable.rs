@@ -13,13 +13,13 @@ use http_body_util::BodyExt as _;
 use super::{cbor, share};
 use crate::protocol::paths::route;
 use crate::protocol::{
-    AllocateRequest, ContentRange, CorruptionReport, RangeError, ShareKind, ShareNumber,
-    StorageIndex, UploadProgress, UploadSecret,
+    AllocateRequest, ContentRange, RangeError, ShareNumber, StorageIndex, UploadProgress,
+    UploadSecret,
 };
 use crate::server::error::{blocking, ApiError};
 use crate::server::extract::{
-    refuse_after_draining, AcceptsCbor, AllocateSecrets, Authorized, Cbor, NoSecrets, SharePath,
-    SiPath, UploadSecrets,
+    refuse_after_draining, AcceptsCbor, AllocateSecrets, Authorized, Cbor, SharePath, SiPath,
+    UploadSecrets,
 };
 use crate::server::AppState;
 use crate::storage::WriteProgress;
@@ -30,10 +30,19 @@ const WRITE_PIECE: usize = 1 << 20;
 pub(super) fn router() -> Router<AppState> {
     Router::new()
         .route(route::IMMUTABLE_ALLOCATE, post(allocate))
-        .route(route::IMMUTABLE_SHARE, get(read).patch(upload))
+        .route(
+            route::IMMUTABLE_SHARE,
+            get(share::read_handler::<share::Immutable>).patch(upload),
+        )
         .route(route::IMMUTABLE_ABORT, put(abort))
-        .route(route::IMMUTABLE_SHARES, get(list))
-        .route(route::IMMUTABLE_CORRUPT, post(corrupt))
+        .route(
+            route::IMMUTABLE_SHARES,
+            get(share::list::<share::Immutable>),
+        )
+        .route(
+            route::IMMUTABLE_CORRUPT,
+            post(share::corrupt::<share::Immutable>),
+        )
 }
 
 async fn allocate(
@@ -174,40 +183,4 @@ async fn abort(
     let store = state.store.clone();
     blocking(move || store.abort_immutable(&si, shnum, &secret)).await?;
     Ok(StatusCode::OK.into_response())
-}
-
-async fn list(
-    SiPath(si): SiPath,
-    _: Authorized<NoSecrets>,
-    _: AcceptsCbor,
-    State(state): State<AppState>,
-) -> Result<Response, ApiError> {
-    let store = state.store.clone();
-    let shares = blocking(move || store.list_immutable(&si)).await?;
-    Ok(share::share_set_response(&shares))
-}
-
-async fn read(
-    path: Result<SharePath, ApiError>,
-    auth: Result<Authorized<NoSecrets>, ApiError>,
-    State(state): State<AppState>,
-    headers: HeaderMap,
-) -> Response {
-    share::octet_stream(
-        async {
-            let SharePath(si, shnum) = path?;
-            auth?;
-            share::read(&state, ShareKind::Immutable, si, shnum, &headers).await
-        }
-        .await,
-    )
-}
-
-async fn corrupt(
-    SharePath(si, shnum): SharePath,
-    _: Authorized<NoSecrets>,
-    State(state): State<AppState>,
-    Cbor(report): Cbor<CorruptionReport>,
-) -> Result<Response, ApiError> {
-    share::advise_corrupt(&state, ShareKind::Immutable, si, shnum, report.reason).await
 }

@@ -1,21 +1,93 @@
 //! What immutable and mutable shares have in common: ranged reads and corruption reports.
 
 use axum::body::Body;
+use axum::extract::State;
 use axum::http::header::{CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, RANGE};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _};
 
-use crate::protocol::{ReadRange, ShareKind, ShareNumber, StorageIndex};
+use crate::protocol::{CorruptionReport, ReadRange, ShareKind, ShareNumber, StorageIndex};
 use crate::server::error::{blocking, ApiError};
+use crate::server::extract::{AcceptsCbor, Authorized, Cbor, NoSecrets, SharePath, SiPath};
 use crate::server::AppState;
+
+/// Which kind of share a route serves, as a type so that one handler serves both.
+pub(super) trait Kind {
+    const KIND: ShareKind;
+}
+
+/// Routes under `/storage/v1/immutable/`.
+pub(super) struct Immutable;
+
+impl Kind for Immutable {
+    const KIND: ShareKind = ShareKind::Immutable;
+}
+
+/// Routes under `/storage/v1/mutable/`.
+pub(super) struct Mutable;
+
+impl Kind for Mutable {
+    const KIND: ShareKind = ShareKind::Mutable;
+}
+
+/// `GET .../{si}/shares`: the share numbers held, as a tag-258 set.
+pub(super) async fn list<K: Kind>(
+    SiPath(si): SiPath,
+    _: Authorized<NoSecrets>,
+    _: AcceptsCbor,
+    State(state): State<AppState>,
+) -> Result<Response, ApiError> {
+    let store = state.store.clone();
+    let shares = blocking(move || match K::KIND {
+        ShareKind::Immutable => store.list_immutable(&si),
+        ShareKind::Mutable => store.list_mutable(&si),
+    })
+    .await?;
+    let body = crate::protocol::share_set_cbor(&shares);
+    Ok((
+        StatusCode::OK,
+        [(CONTENT_TYPE, HeaderValue::from_static("application/cbor"))],
+        body,
+    )
+        .into_response())
+}
+
+/// `GET .../{si}/{shnum}`: a share's data, whole or ranged.
+pub(super) async fn read_handler<K: Kind>(
+    path: Result<SharePath, ApiError>,
+    auth: Result<Authorized<NoSecrets>, ApiError>,
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Response {
+    octet_stream(
+        async {
+            let SharePath(si, shnum) = path?;
+            auth?;
+            read(&state, K::KIND, si, shnum, &headers).await
+        }
+        .await,
+    )
+}
+
+/// `POST .../{si}/{shnum}/corrupt`: records a corruption report for an existing share.
+pub(super) async fn corrupt<K: Kind>(
+    SharePath(si, shnum): SharePath,
+    _: Authorized<NoSecrets>,
+    State(state): State<AppState>,
+    Cbor(report): Cbor<CorruptionReport>,
+) -> Result<Response, ApiError> {
+    let store = state.store.clone();
+    blocking(move || store.advise_corrupt(K::KIND, &si, shnum, &report.reason)).await?;
+    Ok(StatusCode::OK.into_response())
+}
 use crate::storage::ShareReader;
 
 const OCTET_STREAM: HeaderValue = HeaderValue::from_static("application/octet-stream");
 
 /// Sets `Content-Type: application/octet-stream` on every answer of a read endpoint, errors
 /// included: stock clients check it before the status.
-pub(super) fn octet_stream(result: Result<Response, ApiError>) -> Response {
+fn octet_stream(result: Result<Response, ApiError>) -> Response {
     let mut response = result.unwrap_or_else(IntoResponse::into_response);
     response.headers_mut().insert(CONTENT_TYPE, OCTET_STREAM);
     response
@@ -23,7 +95,7 @@ pub(super) fn octet_stream(result: Result<Response, ApiError>) -> Response {
 
 /// Answers a read: 200 with everything without `Range`, 206 with the clamped range, 204
 /// when the range starts at or past the end, 416 for a range stock Tahoe does not support.
-pub(super) async fn read(
+async fn read(
     state: &AppState,
     kind: ShareKind,
     si: StorageIndex,
@@ -90,28 +162,4 @@ async fn stream(
         response.headers_mut().insert(CONTENT_RANGE, value);
     }
     Ok(response)
-}
-
-/// Records a corruption report for an existing share; 404 otherwise.
-pub(super) async fn advise_corrupt(
-    state: &AppState,
-    kind: ShareKind,
-    si: StorageIndex,
-    shnum: ShareNumber,
-    reason: String,
-) -> Result<Response, ApiError> {
-    let store = state.store.clone();
-    blocking(move || store.advise_corrupt(kind, &si, shnum, &reason)).await?;
-    Ok(StatusCode::OK.into_response())
-}
-
-/// A tag-258 set of share numbers, as both list endpoints answer.
-pub(super) fn share_set_response(shares: &std::collections::BTreeSet<ShareNumber>) -> Response {
-    let value = crate::protocol::share_set_cbor(shares);
-    (
-        StatusCode::OK,
-        [(CONTENT_TYPE, HeaderValue::from_static("application/cbor"))],
-        value,
-    )
-        .into_response()
 }
