@@ -7,8 +7,8 @@
 //! waiting for another.
 
 use std::collections::BTreeSet;
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Seek, SeekFrom};
+use std::fs::{self, OpenOptions};
+use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -273,18 +273,7 @@ impl Store {
     /// Files that are not immutable containers (a mutable share, say) are not listed,
     /// where stock Tahoe fails with a 500.
     pub fn list_immutable(&self, si: &StorageIndex) -> Result<BTreeSet<ShareNumber>, StorageError> {
-        let mut listed = BTreeSet::new();
-        for (shnum, path) in self.share_files(si)? {
-            let file = match File::open(&path) {
-                Ok(file) => file,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(StorageError::io(path, e)),
-            };
-            if ImmutableContainer::open(file).map_err(at(&path))?.is_some() {
-                listed.insert(shnum);
-            }
-        }
-        Ok(listed)
+        self.list_shares::<ImmutableContainer>(si)
     }
 
     /// Opens a completed immutable share for reading (§4.5).
@@ -295,27 +284,7 @@ impl Store {
         si: &StorageIndex,
         shnum: ShareNumber,
     ) -> Result<ShareReader, StorageError> {
-        // Under the lock, so that the lease count and the file size belong together.
-        let _guard = self.locks.lock(si);
-        let path = self.layout.share_path(si, shnum);
-        if !path.is_file() {
-            return Err(StorageError::ShareNotFound);
-        }
-        let file = File::open(&path).map_err(at(&path))?;
-        let container = ImmutableContainer::open(file)
-            .map_err(at(&path))?
-            .ok_or_else(|| StorageError::WrongContainer {
-                path: path.clone(),
-                expected: "immutable",
-            })?;
-        let (data_offset, len) = (container.data_offset(), container.data_len());
-        let mut file = container.into_file();
-        file.seek(SeekFrom::Start(data_offset)).map_err(at(&path))?;
-        Ok(ShareReader {
-            file,
-            data_offset,
-            len,
-        })
+        self.open_share::<ImmutableContainer>(si, shnum)
     }
 }
 

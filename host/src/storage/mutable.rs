@@ -1,8 +1,8 @@
 //! Mutable shares: read-test-write (§5.4), list and open (§4.5, §4.9).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Seek, SeekFrom};
+use std::fs::{self, OpenOptions};
+use std::io;
 use std::path::PathBuf;
 
 use super::container::lease::{LeaseChange, LeaseGrant};
@@ -213,18 +213,7 @@ impl Store {
     /// Tahoe, which lists every numeric file name, only valid mutable containers are
     /// listed, so that every listed share can be read.
     pub fn list_mutable(&self, si: &StorageIndex) -> Result<BTreeSet<ShareNumber>, StorageError> {
-        let mut listed = BTreeSet::new();
-        for (shnum, path) in self.share_files(si)? {
-            let file = match File::open(&path) {
-                Ok(file) => file,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(StorageError::io(path, e)),
-            };
-            if MutableContainer::open(file).map_err(at(&path))?.is_some() {
-                listed.insert(shnum);
-            }
-        }
-        Ok(listed)
+        self.list_shares::<MutableContainer>(si)
     }
 
     /// Opens a mutable share for reading its data (§4.5). [`StorageError::ShareNotFound`]
@@ -235,27 +224,7 @@ impl Store {
         si: &StorageIndex,
         shnum: ShareNumber,
     ) -> Result<ShareReader, StorageError> {
-        // Under the lock, so that the header is not read halfway through a write.
-        let _guard = self.locks.lock(si);
-        let path = self.layout.share_path(si, shnum);
-        if !path.is_file() {
-            return Err(StorageError::ShareNotFound);
-        }
-        let file = File::open(&path).map_err(at(&path))?;
-        let container = MutableContainer::open(file)
-            .map_err(at(&path))?
-            .ok_or_else(|| StorageError::WrongContainer {
-                path: path.clone(),
-                expected: "mutable",
-            })?;
-        let (data_offset, len) = (container.data_offset(), container.data_len());
-        let mut file = container.into_file();
-        file.seek(SeekFrom::Start(data_offset)).map_err(at(&path))?;
-        Ok(ShareReader {
-            file,
-            data_offset,
-            len,
-        })
+        self.open_share::<MutableContainer>(si, shnum)
     }
 }
 

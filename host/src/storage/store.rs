@@ -1,8 +1,9 @@
 //! The [`Store`]: opening a storage directory, free space, leases and corruption reports.
 //! Immutable uploads and reads are in `immutable.rs`, read-test-write in `mutable.rs`.
 
+use std::collections::BTreeSet;
 use std::fs::{self, File, OpenOptions};
-use std::io;
+use std::io::{self, Seek, SeekFrom};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -10,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use super::container::immutable::ImmutableContainer;
 use super::container::lease::{LeaseChange, LeaseGrant};
 use super::container::mutable::MutableContainer;
-use super::container::{self, ContainerKind};
+use super::container::{self, ContainerKind, ShareContainer};
 use super::layout::Layout;
 use super::lock::SiLocks;
 use super::space::SpaceGauge;
@@ -180,6 +181,62 @@ impl Store {
     }
 
     /// The share files of `si`, by number.
+    /// Share numbers of `si` whose files are containers of kind `C`; other files are
+    /// skipped, where stock Tahoe fails with a 500 or lists them anyway.
+    pub(super) fn list_shares<C: ShareContainer>(
+        &self,
+        si: &StorageIndex,
+    ) -> Result<BTreeSet<ShareNumber>, StorageError> {
+        let mut listed = BTreeSet::new();
+        for (shnum, path) in self.share_files(si)? {
+            let file = match File::open(&path) {
+                Ok(file) => file,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(StorageError::io(path, e)),
+            };
+            if C::open(file)
+                .map_err(|e| StorageError::io(&path, e))?
+                .is_some()
+            {
+                listed.insert(shnum);
+            }
+        }
+        Ok(listed)
+    }
+
+    /// Opens a share of kind `C` positioned at its data. [`StorageError::ShareNotFound`]
+    /// if there is none (uploads in progress included); [`StorageError::WrongContainer`]
+    /// if the file is of the other kind or no container at all.
+    pub(super) fn open_share<C: ShareContainer>(
+        &self,
+        si: &StorageIndex,
+        shnum: ShareNumber,
+    ) -> Result<ShareReader, StorageError> {
+        // Under the lock, so that the header is not read halfway through a write.
+        let _guard = self.locks.lock(si);
+        let path = self.layout.share_path(si, shnum);
+        if !path.is_file() {
+            return Err(StorageError::ShareNotFound);
+        }
+        let io_error = |e| StorageError::io(&path, e);
+        let file = File::open(&path).map_err(io_error)?;
+        let container =
+            C::open(file)
+                .map_err(io_error)?
+                .ok_or_else(|| StorageError::WrongContainer {
+                    path: path.clone(),
+                    expected: C::KIND_NAME,
+                })?;
+        let (data_offset, len) = (container.data_offset(), container.data_len());
+        let mut file = container.into_file();
+        file.seek(SeekFrom::Start(data_offset)).map_err(at(&path))?;
+        Ok(ShareReader {
+            file,
+            data_offset,
+            len,
+        })
+    }
+
     pub(super) fn share_files(
         &self,
         si: &StorageIndex,

@@ -279,3 +279,48 @@ mod tests {
         assert!(got[2].is_err());
     }
 }
+
+/// What reading a share needs from either container kind.
+pub(crate) trait ShareContainer: Sized {
+    /// `"immutable"` or `"mutable"`, for errors.
+    const KIND_NAME: &'static str;
+
+    /// Recognises the container; `None` when the file is not one of this kind.
+    fn open(file: std::fs::File) -> std::io::Result<Option<Self>>;
+
+    /// Where share data byte 0 is in the file.
+    fn data_offset(&self) -> u64;
+
+    /// Length of the share data.
+    fn data_len(&self) -> u64;
+
+    /// Gives the file back.
+    fn into_file(self) -> std::fs::File;
+}
+
+macro_rules! share_container {
+    ($type:ty, $name:literal) => {
+        impl ShareContainer for $type {
+            const KIND_NAME: &'static str = $name;
+
+            fn open(file: std::fs::File) -> std::io::Result<Option<Self>> {
+                <$type>::open(file)
+            }
+
+            fn data_offset(&self) -> u64 {
+                <$type>::data_offset(self)
+            }
+
+            fn data_len(&self) -> u64 {
+                <$type>::data_len(self)
+            }
+
+            fn into_file(self) -> std::fs::File {
+                <$type>::into_file(self)
+            }
+        }
+    };
+}
+
+share_container!(immutable::ImmutableContainer, "immutable");
+share_container!(mutable::MutableContainer, "mutable");

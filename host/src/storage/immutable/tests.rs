@@ -1,6 +1,7 @@
 // `[0..16]` here is a list of byte ranges, not a range to collect.
 #![allow(clippy::single_range_in_vec_init)]
 
+use std::fs::File;
 use std::io::Read;
 use std::path::Path;
 
