@@ -340,3 +340,54 @@ async fn patch_needs_a_valid_content_range() {
         StatusCode::NOT_FOUND
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_patches_that_complete_a_share_never_answer_404() {
+    let h = Harness::new();
+    // Input tried: two one-byte PATCHes of a two-byte share sent at once, 40 times; whichever
+    // finishes second used to find the upload gone and answer 404.
+    for round in 0..40u8 {
+        let si = StorageIndex::from_bytes([round; 16]);
+        let allocate = with_secrets(
+            h.request("POST", &paths::immutable_allocate(&si)),
+            &[
+                (SecretKind::LeaseRenew, &[1; 32]),
+                (SecretKind::LeaseCancel, &[2; 32]),
+                (SecretKind::Upload, b"up"),
+            ],
+        );
+        let body = AllocateRequest {
+            share_numbers: [ShareNumber(0)].into(),
+            allocated_size: 2,
+        }
+        .to_cbor();
+        assert_eq!(
+            h.send(allocate.body(Body::from(body)).unwrap())
+                .await
+                .status(),
+            StatusCode::OK
+        );
+        let patch = |offset: u64| {
+            let request = with_secrets(
+                h.request("PATCH", &paths::immutable_share(&si, ShareNumber(0))),
+                &[(SecretKind::Upload, b"up")],
+            )
+            .header(header::CONTENT_RANGE, format!("bytes {offset}-{offset}/*"))
+            .body(Body::from(vec![b'x']))
+            .unwrap();
+            h.send(request)
+        };
+        let (first, second) = tokio::join!(patch(0), patch(1));
+        let statuses = [first.status(), second.status()];
+        assert!(
+            statuses.contains(&StatusCode::CREATED),
+            "round {round}: {statuses:?}"
+        );
+        assert!(
+            statuses
+                .iter()
+                .all(|s| *s == StatusCode::OK || *s == StatusCode::CREATED),
+            "round {round}: {statuses:?}"
+        );
+    }
+}

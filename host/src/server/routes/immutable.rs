@@ -22,7 +22,7 @@ use crate::server::extract::{
     UploadSecrets,
 };
 use crate::server::AppState;
-use crate::storage::WriteProgress;
+use crate::storage::{StorageError, WriteProgress};
 
 /// Upload bytes are handed to the store in pieces of this size, bounding memory per request.
 const WRITE_PIECE: usize = 1 << 20;
@@ -170,7 +170,18 @@ impl PieceWriter {
             self.shnum,
             self.secret.clone(),
         );
-        blocking(move || store.finish_immutable(&si, shnum, &secret)).await
+        blocking(move || match store.finish_immutable(&si, shnum, &secret) {
+            // Another PATCH of the same upload completed the share between our write and
+            // this check: our bytes are part of a complete share, so this request finished
+            // it as much as the other did.
+            Err(StorageError::NoSuchUpload) if store.open_immutable(&si, shnum).is_ok() => {
+                Ok(WriteProgress {
+                    required: Vec::new(),
+                })
+            }
+            other => other,
+        })
+        .await
     }
 }
 
