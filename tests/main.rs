@@ -2,5 +2,6 @@
 //! interop tests against stock Tahoe-LAFS 1.20 from PyPI.
 
 mod cli;
+mod client;
 mod interop;
 mod storage_dir;

@@ -8,9 +8,11 @@
 //! - [`storage`]: the share store in Tahoe's on-disk layout; knows nothing of HTTP.
 //! - [`config`], [`node`]: `tahoe.cfg` and the node directory with its TLS identity.
 //! - [`server`]: the HTTPS server: TLS, authorization, one file per group of endpoints.
+//! - [`client`]: the HTTPS client: SPKI-pinned TLS, every operation, streaming uploads and reads.
 //! - [`cli`]: the `gbs` command.
 
 pub mod cli;
+pub mod client;
 pub mod config;
 pub mod node;
 pub mod protocol;

@@ -3,6 +3,7 @@
 //! Each command lives in its own file; [`main`] is the only place that turns errors into
 //! exit statuses.
 
+mod client;
 mod node;
 
 use std::ffi::OsString;
@@ -27,6 +28,8 @@ enum Command {
     Run(node::DirArg),
     /// Print a node's NURL.
     Nurl(node::DirArg),
+    /// Talk to a storage server: version, put, get, ls, lease, abort, corrupt, mutable.
+    Client(client::ClientArgs),
 }
 
 /// Runs the `gbs` command with the process arguments.
@@ -43,6 +46,7 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
         Command::CreateNode(args) => node::create(&args),
         Command::Run(args) => node::run(&args),
         Command::Nurl(args) => node::nurl(&args),
+        Command::Client(args) => client::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
