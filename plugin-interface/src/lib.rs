@@ -1,8 +1,77 @@
-//! The contract between a `gbs` host and its storage plugins.
+//! The contract between a `gbs` host and its storage plugins, and the SDK to write them.
 //!
-//! This crate is the only one a plugin author depends on. The hook types arrive with the
-//! plugin-system work (issue 4); until then it only fixes the crate's name and version.
-#![deny(missing_docs)]
+//! A plugin library is a `cdylib` that depends on this crate only. It implements
+//! [`Plugin`] for each named plugin it provides, with a [`ServerPlugin`] and/or
+//! [`ClientPlugin`] side, and exports them with [`export_plugins!`]. The host loads the
+//! library, checks its ABI before running any of its code, and calls the hooks for every
+//! storage operation. Hook semantics are described in `docs/hooks.md`.
+//!
+//! A complete plugin that refuses uploads larger than a configured size:
+//!
+//! ```
+//! use gbs_plugin_interface::{
+//!     export_plugins, Host, Interests, Operation, OperationKind, Plugin, PluginError,
+//!     Rejection, Roles, ServerPlugin, Settings, Unused,
+//! };
+//!
+//! pub struct SizeLimit;
+//!
+//! pub struct SizeLimitServer {
+//!     max: u64,
+//! }
+//!
+//! impl Plugin for SizeLimit {
+//!     const NAME: &'static str = "size-limit";
+//!     const VERSION: &'static str = "1.0.0";
+//!     const ROLES: Roles = Roles::SERVER;
+//!     const INTERESTS: Interests = Interests(0).with(OperationKind::ALLOCATE);
+//!     type Server = SizeLimitServer;
+//!     type Client = Unused;
+//!
+//!     fn server(settings: &Settings, _host: Host) -> Result<SizeLimitServer, PluginError> {
+//!         let max = settings.get("max-share-size").map_or(Ok(u64::MAX), |v| v.parse())
+//!             .map_err(|_| PluginError::failed("max-share-size must be a number"))?;
+//!         Ok(SizeLimitServer { max })
+//!     }
+//! }
+//!
+//! impl ServerPlugin for SizeLimitServer {
+//!     async fn admit(&self, op: Operation, _data: Option<Vec<u8>>) -> Result<(), Rejection> {
+//!         match op {
+//!             Operation::Allocate { allocated_size, .. } if allocated_size > self.max => {
+//!                 Err(Rejection::new(413, "share-too-large", "shares here are smaller"))
+//!             }
+//!             _ => Ok(()),
+//!         }
+//!     }
+//! }
+//!
+//! export_plugins!(SizeLimit);
+//! # fn main() {}
+//! ```
 
-/// The interface version this crate implements, as `(major, minor)`.
-pub const INTERFACE_VERSION: (u16, u16) = (1, 0);
+// The abi_stable derives expand to unsafe code (vtables, Send/Sync impls); this module is
+// only declarations, and the layout checks at load time are what keep it sound.
+mod export;
+#[allow(unsafe_code)]
+pub mod ffi;
+mod sdk;
+mod value;
+
+pub use export::{PluginList, INTERFACE_VERSION};
+pub use ffi::{
+    Interests, LogLevel, OperationKind, PluginError, Rejection, Roles, RouteRequest, RouteResponse,
+};
+pub use sdk::{ClientPlugin, Host, Plugin, ServerConnection, ServerPlugin, Settings, Unused};
+pub use value::{
+    from_cbor, to_cbor, LeaseHash, LeaseRequest, MutableShareChange, Operation, Outcome, ShareInfo,
+    ShareKind, StorageIndex,
+};
+
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::export::{describe_list, library};
+    #[doc(hidden)]
+    pub use crate::sdk::server_connection_box;
+    pub use abi_stable;
+}
