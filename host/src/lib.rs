@@ -15,6 +15,7 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod node;
+pub mod plugins;
 pub mod protocol;
 pub mod server;
 pub mod storage;

@@ -1,0 +1,1 @@
+//! Work in progress (issue 4); see plugins/mod.rs.
