@@ -4,7 +4,7 @@
 //! [`Plugin`] for each named plugin it provides, with a [`ServerPlugin`] and/or
 //! [`ClientPlugin`] side, and exports them with [`export_plugins!`]. The host loads the
 //! library, checks its ABI before running any of its code, and calls the hooks for every
-//! storage operation. Hook semantics are described in `docs/hooks.md`.
+//! storage operation. The semantics of every hook follow the example below.
 //!
 //! A complete plugin that refuses uploads larger than a configured size:
 //!
@@ -49,6 +49,7 @@
 //! export_plugins!(SizeLimit);
 //! # fn main() {}
 //! ```
+#![doc = include_str!("../docs/hooks.md")]
 
 // The abi_stable derives expand to unsafe code (vtables, Send/Sync impls); this module is
 // only declarations, and the layout checks at load time are what keep it sound.
