@@ -7,15 +7,19 @@ mod venv;
 pub use process::{assert_all_passed, gbs_binary, run_python, GbsNode, StockServer};
 pub use venv::{interop_script, tahoe_python};
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-/// `target/<profile>/`, the directory above the running test binary's `deps/`.
+/// `target/<profile>/`: where the running binary is, or the directory above it for test
+/// binaries, which live in `deps/`.
 fn profile_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("path of the running test binary");
-    exe.parent()
-        .and_then(Path::parent)
-        .expect("test binaries live in target/<profile>/deps/")
-        .to_owned()
+    let exe = std::env::current_exe().expect("path of the running binary");
+    let dir = exe.parent().expect("binaries live in target/<profile>/");
+    // Test binaries live one level down, in target/<profile>/deps/.
+    if dir.file_name().is_some_and(|name| name == "deps") {
+        dir.parent().unwrap_or(dir).to_owned()
+    } else {
+        dir.to_owned()
+    }
 }
 
 /// `target/tmp/`, Cargo's scratch directory for tests.
