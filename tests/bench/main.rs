@@ -45,17 +45,40 @@ fn main() {
     let rows = runtime.block_on(async {
         let mut rows = Vec::new();
         for (name, stock_time, gbs_time) in [
-            ("version, 8 concurrent", version(&stock_client).await, version(&gbs_client).await),
-            ("upload 16 x 1 MiB", upload(&stock_client, 1).await, upload(&gbs_client, 1).await),
-            ("read 16 x 1 MiB", read(&stock_client, 1).await, read(&gbs_client, 1).await),
-            ("mutable write 300 x 1 KiB", mutable(&stock_client).await, mutable(&gbs_client).await),
+            (
+                "version, 8 concurrent",
+                version(&stock_client).await,
+                version(&gbs_client).await,
+            ),
+            (
+                "upload 16 x 1 MiB",
+                upload(&stock_client, 1).await,
+                upload(&gbs_client, 1).await,
+            ),
+            (
+                "read 16 x 1 MiB",
+                read(&stock_client, 1).await,
+                read(&gbs_client, 1).await,
+            ),
+            (
+                "mutable write 300 x 1 KiB",
+                mutable(&stock_client).await,
+                mutable(&gbs_client).await,
+            ),
         ] {
-            rows.push(Row { name: name.to_owned(), stock: stock_time, gbs: gbs_time });
+            rows.push(Row {
+                name: name.to_owned(),
+                stock: stock_time,
+                gbs: gbs_time,
+            });
         }
         rows
     });
 
-    println!("{:<28} {:>12} {:>12} {:>10}", "workload", "stock Tahoe", "gbs", "speed-up");
+    println!(
+        "{:<28} {:>12} {:>12} {:>10}",
+        "workload", "stock Tahoe", "gbs", "speed-up"
+    );
     for row in rows {
         println!(
             "{:<28} {:>10.1}ms {:>10.1}ms {:>9.1}x",
@@ -69,11 +92,17 @@ fn main() {
 
 fn client(nurl: &str) -> Client {
     let nurl: Nurl = nurl.parse().expect("NURL");
-    ClientBuilder::new(nurl).max_connections(CONCURRENCY).build().expect("client")
+    ClientBuilder::new(nurl)
+        .max_connections(CONCURRENCY)
+        .build()
+        .expect("client")
 }
 
 fn lease() -> LeaseSecrets {
-    LeaseSecrets { renew: LeaseRenewSecret::new([1; 32]), cancel: LeaseCancelSecret::new([2; 32]) }
+    LeaseSecrets {
+        renew: LeaseRenewSecret::new([1; 32]),
+        cancel: LeaseCancelSecret::new([2; 32]),
+    }
 }
 
 async fn version(client: &Client) -> Duration {
@@ -104,10 +133,20 @@ async fn upload(client: &Client, seed: u8) -> Duration {
     let start = Instant::now();
     let secret = UploadSecret::new(vec![seed; 20]).expect("secret");
     let upload = client
-        .allocate(storage_index(seed), shares, SHARE_SIZE as u64, &lease(), secret)
+        .allocate(
+            storage_index(seed),
+            shares,
+            SHARE_SIZE as u64,
+            &lease(),
+            secret,
+        )
         .await
         .expect("allocate");
-    assert_eq!(upload.allocated().len(), usize::from(SHARES), "fresh storage index");
+    assert_eq!(
+        upload.allocated().len(),
+        usize::from(SHARES),
+        "fresh storage index"
+    );
     for shnum in upload.allocated().clone() {
         upload.upload_share(shnum, &data[..]).await.expect("upload");
     }
@@ -120,7 +159,13 @@ async fn read(client: &Client, seed: u8) -> Duration {
     for shnum in (0..SHARES).map(ShareNumber) {
         let mut out = Vec::with_capacity(SHARE_SIZE);
         total += client
-            .read_share(ShareKind::Immutable, &storage_index(seed), shnum, None, &mut out)
+            .read_share(
+                ShareKind::Immutable,
+                &storage_index(seed),
+                shnum,
+                None,
+                &mut out,
+            )
             .await
             .expect("read");
     }
@@ -137,7 +182,10 @@ async fn mutable(client: &Client) -> Duration {
             ShareNumber(0),
             TestWriteVectors {
                 test: vec![],
-                write: vec![WriteVector { offset: (i as u64 % 64) * 1024, data: vec![i as u8; 1024] }],
+                write: vec![WriteVector {
+                    offset: (i as u64 % 64) * 1024,
+                    data: vec![i as u8; 1024],
+                }],
                 new_length: None,
             },
         );
