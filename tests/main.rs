@@ -4,4 +4,5 @@
 mod cli;
 mod client;
 mod interop;
+mod shutdown;
 mod storage_dir;
