@@ -162,19 +162,45 @@ pub fn library<L: PluginList>(
 macro_rules! export_plugins {
     ($($plugin:ty),+ $(,)?) => {
         const _: () = {
-            use $crate::__private::abi_stable;
+            use $crate::__private::abi_stable::library::{
+                CheckTypeLayout, LibHeader, RootModuleResult, __call_root_module_loader,
+            };
 
             extern "C" fn __gbs_describe() -> $crate::ffi::LibraryDescription {
                 // Evaluated in the plugin's crate: its own panic strategy.
                 $crate::__private::describe_list::<($($plugin,)+)>(cfg!(panic = "unwind"))
             }
 
-            // The attribute emits the `#[no_mangle]` library header the host looks up.
-            #[allow(unsafe_code)]
-            #[abi_stable::export_root_module]
             fn __gbs_plugin_root() -> $crate::ffi::PluginLibraryRef {
                 $crate::__private::library::<($($plugin,)+)>(__gbs_describe)
             }
+
+            extern "C" fn __gbs_erased_root() -> RootModuleResult {
+                __call_root_module_loader(__gbs_plugin_root)
+            }
+
+            // What abi_stable's `#[export_root_module]` emits, spelled through this crate so
+            // that plugins need no direct abi_stable dependency: the library header under the
+            // symbol the loader looks up (`abi_stable::library::ROOT_MODULE_LOADER_NAME`).
+            #[allow(unsafe_code, non_upper_case_globals)]
+            #[unsafe(no_mangle)]
+            pub static _1as_0lib_1header_0root_bmodule_bloader: LibHeader = unsafe {
+                LibHeader::from_constructor::<$crate::ffi::PluginLibraryRef>(
+                    __gbs_erased_root,
+                    CheckTypeLayout::Yes,
+                )
+            };
         };
     };
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_exported_symbol_is_the_one_abi_stable_loads() {
+        assert_eq!(
+            abi_stable::library::ROOT_MODULE_LOADER_NAME,
+            "_1as_0lib_1header_0root_bmodule_bloader"
+        );
+    }
 }
