@@ -11,9 +11,9 @@ use gbs::protocol::{
 use gbs_tests::GbsNode;
 
 fn client(node: &GbsNode) -> Client {
-    ClientBuilder::new(node.nurl().parse().unwrap())
+    ClientBuilder::new(node.nurl().parse().expect("gbs printed a valid NURL"))
         .build()
-        .unwrap()
+        .expect("client")
 }
 
 fn lease() -> LeaseSecrets {
