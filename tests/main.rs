@@ -4,5 +4,6 @@
 mod cli;
 mod client;
 mod interop;
+mod plugin_loading;
 mod shutdown;
 mod storage_dir;

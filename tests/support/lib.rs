@@ -1,9 +1,11 @@
 //! Shared helpers for the integration tests: the stock Tahoe venv, and `gbs` and stock
 //! Tahoe servers running as real processes on loopback.
 
+mod fixtures;
 mod process;
 mod venv;
 
+pub use fixtures::{build_fixture, failing_constructor_plugin, fixtures_dir, panicking_plugin};
 pub use process::{assert_all_passed, gbs_binary, run_python, GbsNode, StockServer};
 pub use venv::{interop_script, tahoe_python};
 

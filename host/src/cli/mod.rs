@@ -5,6 +5,7 @@
 
 mod client;
 mod node;
+mod plugin;
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -30,6 +31,8 @@ enum Command {
     Nurl(node::DirArg),
     /// Talk to a storage server: version, put, get, ls, lease, abort, corrupt, mutable.
     Client(client::ClientArgs),
+    /// Check plugin libraries, and list the plugins a node's config names.
+    Plugin(plugin::PluginArgs),
 }
 
 /// Runs the `gbs` command with the process arguments.
@@ -47,6 +50,11 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
         Command::Run(args) => node::run(&args),
         Command::Nurl(args) => node::nurl(&args),
         Command::Client(args) => client::run(args),
+        // Plugin checks have their own exit statuses (0, 1 or 2 per verdict).
+        Command::Plugin(args) => match plugin::run(&args) {
+            Ok(code) => return code,
+            Err(error) => Err(error),
+        },
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

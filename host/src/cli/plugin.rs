@@ -1,0 +1,466 @@
+//! `gbs plugin check` and `gbs plugin list`: what a plugin library provides and whether
+//! this host can load it, without running any plugin constructor.
+//!
+//! Every library is opened in a child process (`gbs plugin __check-one FILE`, which prints
+//! a JSON [`Report`]): a library cannot be unloaded once opened, its initialisers run on
+//! `dlopen`, and a broken one may crash the process that opens it.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, ExitStatus, Stdio};
+
+use anyhow::Context as _;
+use clap::Subcommand;
+use gbs_plugin_interface::Roles;
+use serde::{Deserialize, Serialize};
+
+use crate::config::{NodeConfig, PluginSource, PluginSpec};
+use crate::plugins::dylib;
+
+#[derive(Debug, clap::Args)]
+pub(super) struct PluginArgs {
+    #[command(subcommand)]
+    command: PluginCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum PluginCommand {
+    /// Check plugin libraries: what they provide and whether this gbs can load them.
+    ///
+    /// Runs no plugin constructor, only each library's own description, in a child process.
+    /// Exit status: 0 all compatible, 1 some incompatible, 2 some not a plugin, unreadable
+    /// or crashing.
+    Check {
+        /// Also print abi_stable's full report for incompatible types.
+        #[arg(long, short)]
+        verbose: bool,
+        /// Plugin libraries (.so files).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Show the plugins a node's tahoe.cfg names and whether each would load.
+    ///
+    /// Exit status 0 when all of them would.
+    List {
+        /// Node directory [default: $GBS_NODE_DIR or ~/.gbs]
+        dir: Option<PathBuf>,
+    },
+    /// Checks one library in this process and prints a JSON report (used by the others).
+    #[command(name = "__check-one", hide = true)]
+    CheckOne { file: PathBuf },
+}
+
+pub(super) fn run(args: &PluginArgs) -> anyhow::Result<ExitCode> {
+    match &args.command {
+        PluginCommand::Check { verbose, files } => Ok(check(files, *verbose)),
+        PluginCommand::List { dir } => list(&dir.clone().unwrap_or_else(super::default_node_dir)),
+        PluginCommand::CheckOne { file } => check_one(file),
+    }
+}
+
+/// The outcome of checking one library, as the child process reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+enum Status {
+    Compatible,
+    Incompatible,
+    /// Not a plugin, unreadable, missing, or the check crashed.
+    Unusable,
+}
+
+impl Status {
+    fn exit_code(self) -> ExitCode {
+        ExitCode::from(match self {
+            Self::Compatible => 0,
+            Self::Incompatible => 1,
+            Self::Unusable => 2,
+        })
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Report {
+    status: Status,
+    /// The interface version it was built against, when known.
+    interface: Option<String>,
+    plugins: Vec<PluginLine>,
+    /// Why it is not compatible, one line each.
+    reasons: Vec<String>,
+    /// abi_stable's full report, for `--verbose`.
+    details: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct PluginLine {
+    name: String,
+    version: String,
+    server: bool,
+    client: bool,
+}
+
+impl PluginLine {
+    fn roles(&self) -> &'static str {
+        match (self.server, self.client) {
+            (true, true) => "server, client",
+            (true, false) => "server",
+            (false, true) => "client",
+            (false, false) => "no roles",
+        }
+    }
+}
+
+impl Report {
+    fn unusable(reason: String) -> Self {
+        Self {
+            status: Status::Unusable,
+            interface: None,
+            plugins: Vec::new(),
+            reasons: vec![reason],
+            details: None,
+        }
+    }
+
+    /// The first reason, with a count of the others.
+    fn reason(&self) -> String {
+        match self.reasons.split_first() {
+            None => "unknown reason".into(),
+            Some((first, [])) => first.clone(),
+            Some((first, rest)) => format!("{first} (and {} more)", rest.len()),
+        }
+    }
+}
+
+fn plugin_lines(description: &gbs_plugin_interface::ffi::LibraryDescription) -> Vec<PluginLine> {
+    description
+        .plugins
+        .iter()
+        .map(|p| PluginLine {
+            name: p.name.to_string(),
+            version: p.version.to_string(),
+            server: p.roles.contains(Roles::SERVER),
+            client: p.roles.contains(Roles::CLIENT),
+        })
+        .collect()
+}
+
+/// The child's side: open the library here and report.
+fn check_one(file: &Path) -> anyhow::Result<ExitCode> {
+    let report = match dylib::open(file) {
+        Ok(loaded) => Report {
+            status: Status::Compatible,
+            interface: Some(loaded.interface_version.clone()),
+            plugins: plugin_lines(&loaded.description),
+            reasons: Vec::new(),
+            details: None,
+        },
+        Err(error) => Report {
+            status: if error.is_plugin() {
+                Status::Incompatible
+            } else {
+                Status::Unusable
+            },
+            interface: error.interface_version().map(str::to_owned),
+            plugins: error.description().map(plugin_lines).unwrap_or_default(),
+            reasons: error.reasons(),
+            details: error.details(),
+        },
+    };
+    println!("{}", serde_json::to_string(&report)?);
+    Ok(report.status.exit_code())
+}
+
+/// The parent's side: check a library in a child process.
+fn check_in_child(file: &Path) -> Report {
+    let exe = match std::env::current_exe() {
+        Ok(exe) => exe,
+        Err(error) => return Report::unusable(format!("cannot find the gbs executable: {error}")),
+    };
+    let output = Command::new(exe)
+        .args(["plugin", "__check-one"])
+        .arg(file)
+        .stdin(Stdio::null())
+        .output();
+    let output = match output {
+        Ok(output) => output,
+        Err(error) => return Report::unusable(format!("cannot start the check: {error}")),
+    };
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    match stdout.lines().last().map(serde_json::from_str::<Report>) {
+        Some(Ok(report)) => report,
+        _ => {
+            let mut report = Report::unusable(format!(
+                "the check crashed ({})",
+                describe_exit(output.status)
+            ));
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            if !stderr.trim().is_empty() {
+                report.details = Some(stderr.into_owned());
+            }
+            report
+        }
+    }
+}
+
+fn describe_exit(status: ExitStatus) -> String {
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::ExitStatusExt as _;
+        if let Some(signal) = status.signal() {
+            return format!("signal {signal}");
+        }
+    }
+    match status.code() {
+        Some(code) => format!("exit status {code}"),
+        None => "no exit status".into(),
+    }
+}
+
+fn check(files: &[PathBuf], verbose: bool) -> ExitCode {
+    let mut worst = Status::Compatible;
+    for file in files {
+        let report = check_in_child(file);
+        print!("{}", render_check(file, &report, verbose));
+        worst = worst.max(report.status);
+    }
+    worst.exit_code()
+}
+
+/// One file's block of `gbs plugin check` output: the verdict after the file name, then
+/// what the library declares, then the reasons, one per line.
+fn render_check(file: &Path, report: &Report, verbose: bool) -> String {
+    let verdict = match report.status {
+        Status::Compatible => "compatible",
+        Status::Incompatible => "incompatible",
+        Status::Unusable => "unusable",
+    };
+    let mut out = format!("{}: {verdict}\n", file.display());
+    if let Some(interface) = &report.interface {
+        let _ = writeln!(out, "    interface: {}", interface.escape_debug());
+    }
+    for plugin in &report.plugins {
+        let _ = writeln!(
+            out,
+            "    plugin: {} {} ({})",
+            plugin.name.escape_debug(),
+            plugin.version.escape_debug(),
+            plugin.roles()
+        );
+    }
+    for reason in &report.reasons {
+        let _ = writeln!(out, "    {reason}");
+    }
+    if verbose {
+        if let Some(details) = &report.details {
+            for line in details.lines() {
+                let _ = writeln!(out, "        {line}");
+            }
+        }
+    }
+    out
+}
+
+/// `gbs plugin list`: every configured plugin and whether it would load.
+fn list(dir: &Path) -> anyhow::Result<ExitCode> {
+    let config = NodeConfig::load(dir)?;
+    let mut checked = Checked::default();
+    let mut all_load = true;
+    for (title, specs, role) in [
+        ("server plugins", &config.server_plugins, Roles::SERVER),
+        ("client plugins", &config.client_plugins, Roles::CLIENT),
+    ] {
+        if specs.is_empty() {
+            println!("{title}: none");
+            continue;
+        }
+        println!("{title}:");
+        for spec in specs {
+            let (source, verdict) = checked.verdict(&config, spec, role)?;
+            all_load &= verdict.is_ok();
+            let verdict = verdict.unwrap_or_else(|reason| format!("will not load: {reason}"));
+            println!("    {} ({source}): {verdict}", spec.name);
+        }
+    }
+    Ok(if all_load {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+const OUT_OF_PROCESS: &str = "out-of-process plugins (url, command) are not available yet";
+
+/// Reports of libraries already checked, by path, so each is opened once.
+#[derive(Debug, Default)]
+struct Checked {
+    reports: BTreeMap<PathBuf, Report>,
+    /// `<node>/plugins/*.so`, once listed.
+    lookup_dir: Option<Vec<PathBuf>>,
+}
+
+impl Checked {
+    fn report(&mut self, path: &Path) -> &Report {
+        self.reports
+            .entry(path.to_owned())
+            .or_insert_with(|| check_in_child(path))
+    }
+
+    /// Where the plugin comes from (for display) and `Ok(what loads)` or `Err(why not)`.
+    fn verdict(
+        &mut self,
+        config: &NodeConfig,
+        spec: &PluginSpec,
+        role: Roles,
+    ) -> anyhow::Result<(String, Result<String, String>)> {
+        Ok(match &spec.source {
+            PluginSource::Library(path) => {
+                let source = format!("library {}", path.display());
+                let full = config.node_dir.join(path);
+                (source, self.library_verdict(&full, &spec.name, role))
+            }
+            // As `plugins::registry` decides at start-up.
+            PluginSource::Url(url) => (format!("url {url}"), Err(OUT_OF_PROCESS.into())),
+            PluginSource::Command(command) => {
+                (format!("command {command}"), Err(OUT_OF_PROCESS.into()))
+            }
+            PluginSource::Lookup => {
+                let plugins_dir = config.node_dir.join("plugins");
+                let source = format!("looked up in {}", plugins_dir.display());
+                (source, self.lookup_verdict(&plugins_dir, &spec.name, role)?)
+            }
+        })
+    }
+
+    fn library_verdict(&mut self, path: &Path, name: &str, role: Roles) -> Result<String, String> {
+        let report = self.report(path);
+        if report.status != Status::Compatible {
+            return Err(report.reason());
+        }
+        let Some(plugin) = report.plugins.iter().find(|p| p.name == name) else {
+            let names: Vec<&str> = report.plugins.iter().map(|p| p.name.as_str()).collect();
+            return Err(format!(
+                "the library has no plugin named {name:?} (it has {})",
+                names.join(", ")
+            ));
+        };
+        let has_role = if role == Roles::SERVER {
+            plugin.server
+        } else {
+            plugin.client
+        };
+        if !has_role {
+            let side = if role == Roles::SERVER {
+                "server"
+            } else {
+                "client"
+            };
+            return Err(format!("the plugin has no {side} side"));
+        }
+        Ok(format!(
+            "would load (version {}, interface {})",
+            plugin.version.escape_debug(),
+            report.interface.as_deref().unwrap_or("?")
+        ))
+    }
+
+    fn lookup_verdict(
+        &mut self,
+        plugins_dir: &Path,
+        name: &str,
+        role: Roles,
+    ) -> anyhow::Result<Result<String, String>> {
+        if self.lookup_dir.is_none() {
+            self.lookup_dir = Some(libraries_in(plugins_dir)?);
+        }
+        let libraries = self.lookup_dir.clone().unwrap_or_default();
+        let mut found = Vec::new();
+        for library in &libraries {
+            let report = self.report(library);
+            if report.status == Status::Compatible && report.plugins.iter().any(|p| p.name == name)
+            {
+                found.push(library.clone());
+            }
+        }
+        Ok(match found.as_slice() {
+            [] => Err(format!(
+                "no compatible library in {} provides it",
+                plugins_dir.display()
+            )),
+            [library] => self
+                .library_verdict(library, name, role)
+                .map(|verdict| format!("{verdict} from {}", library.display())),
+            several => Err(format!(
+                "several libraries provide it: {}",
+                several
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
+        })
+    }
+}
+
+/// The shared libraries in a directory, sorted; none if it does not exist.
+fn libraries_in(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(error) => return Err(error).with_context(|| format!("cannot list {}", dir.display())),
+    };
+    let suffix = std::env::consts::DLL_SUFFIX;
+    let mut libraries = Vec::new();
+    for entry in entries {
+        let path = entry
+            .with_context(|| format!("cannot list {}", dir.display()))?
+            .path();
+        if path.to_string_lossy().ends_with(suffix) && path.is_file() {
+            libraries.push(path);
+        }
+    }
+    libraries.sort();
+    Ok(libraries)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(status: Status, reasons: &[&str]) -> Report {
+        Report {
+            status,
+            interface: Some("1.0.0".into()),
+            plugins: vec![PluginLine {
+                name: "access-log".into(),
+                version: "0.1.0".into(),
+                server: true,
+                client: false,
+            }],
+            reasons: reasons.iter().map(|r| (*r).to_owned()).collect(),
+            details: Some("raw\ntext".into()),
+        }
+    }
+
+    #[test]
+    fn check_output_names_plugins_and_verdict() {
+        let out = render_check(Path::new("a.so"), &report(Status::Compatible, &[]), false);
+        assert_eq!(
+            out,
+            "a.so: compatible\n    interface: 1.0.0\n    plugin: access-log 0.1.0 (server)\n"
+        );
+    }
+
+    #[test]
+    fn check_output_gives_one_line_per_reason_and_details_only_when_verbose() {
+        let r = report(Status::Incompatible, &["x: a", "y: b"]);
+        let quiet = render_check(Path::new("a.so"), &r, false);
+        assert!(quiet.starts_with("a.so: incompatible\n"), "{quiet}");
+        assert!(quiet.ends_with("    x: a\n    y: b\n"), "{quiet}");
+        let verbose = render_check(Path::new("a.so"), &r, true);
+        assert!(
+            verbose.ends_with("        raw\n        text\n"),
+            "{verbose}"
+        );
+        assert_eq!(r.reason(), "x: a (and 1 more)");
+    }
+}

@@ -1,0 +1,357 @@
+//! Loading compiled plugins: `gbs plugin check` and `gbs plugin list` on the fixture
+//! libraries of `tests/fixtures/`, one per way loading can go right or wrong, and a host one
+//! interface minor ahead loading a 1.0 plugin with the real compatibility code.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::process::{Command, Output};
+
+use gbs_tests::{build_fixture, fixtures_dir, gbs_binary};
+
+fn gbs(args: &[&std::ffi::OsStr]) -> Output {
+    Command::new(gbs_binary())
+        .args(args)
+        .output()
+        .expect("run gbs")
+}
+
+/// `gbs plugin check FILE`: exit status and stdout.
+fn check(file: &Path) -> (i32, String) {
+    let out = gbs(&["plugin".as_ref(), "check".as_ref(), file.as_os_str()]);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    (out.status.code().expect("exit status"), stdout)
+}
+
+/// Checks one file and asserts the status, the verdict after the file name, and that
+/// `line` is one of the report's lines (without its indentation).
+fn assert_check(file: &Path, status: i32, verdict: &str, line: &str) -> String {
+    let (code, stdout) = check(file);
+    assert_eq!(code, status, "{stdout}");
+    let mut lines = stdout.lines();
+    assert_eq!(
+        lines.next(),
+        Some(format!("{}: {verdict}", file.display()).as_str())
+    );
+    assert!(
+        lines.any(|l| l.trim() == line),
+        "no line {line:?} in:\n{stdout}"
+    );
+    stdout
+}
+
+#[test]
+fn check_accepts_a_plugin_built_against_the_same_interface() {
+    let lib = build_fixture("plugin-1.0");
+    let (code, stdout) = check(&lib);
+    assert_eq!(code, 0, "{stdout}");
+    assert_eq!(
+        stdout,
+        format!(
+            "{}: compatible\n    interface: 1.0.0\n    plugin: fixture-1.0 0.1.0 (server, client)\n",
+            lib.display()
+        )
+    );
+}
+
+#[test]
+fn check_accepts_a_plugin_built_against_a_newer_minor_interface() {
+    let lib = build_fixture("plugin-1.1");
+    assert_check(&lib, 0, "compatible", "interface: 1.1.0");
+}
+
+#[test]
+fn check_refuses_another_interface_major() {
+    let lib = build_fixture("plugin-2.0");
+    assert_check(
+        &lib,
+        1,
+        "incompatible",
+        "built against plugin interface 2.0; this host speaks 1.x",
+    );
+}
+
+#[test]
+fn check_names_the_changed_parameter_of_a_changed_interface() {
+    let lib = build_fixture("plugin-changed");
+    let stdout = assert_check(
+        &lib,
+        1,
+        "incompatible",
+        "incompatible type: new_server.param_2.obj.vtable.sleep_millis.param_1: mismatched type (expected u64, found u32)",
+    );
+    // One line per mismatch, not abi_stable's dump (hundreds of lines)...
+    assert_eq!(stdout.lines().count(), 3, "{stdout}");
+    // ...which --verbose adds.
+    let verbose = gbs(&[
+        "plugin".as_ref(),
+        "check".as_ref(),
+        "--verbose".as_ref(),
+        lib.as_os_str(),
+    ]);
+    let verbose = String::from_utf8_lossy(&verbose.stdout);
+    assert!(verbose.contains("Error:mismatched type"), "{verbose}");
+    assert!(verbose.lines().count() > 100);
+}
+
+#[test]
+fn check_refuses_a_plugin_built_with_panic_abort_and_still_lists_it() {
+    let lib = build_fixture("plugin-abort");
+    let stdout = assert_check(
+        &lib,
+        1,
+        "incompatible",
+        "built with panic=abort; plugins must unwind",
+    );
+    assert!(stdout.contains("    plugin: fixture-abort 0.1.0 (server, client)\n"));
+}
+
+#[test]
+fn check_refuses_another_abi_stable_line() {
+    let lib = build_fixture("plugin-abi-0.10");
+    assert_check(
+        &lib,
+        1,
+        "incompatible",
+        "built with abi_stable 0.10; this host uses 0.11",
+    );
+}
+
+#[test]
+fn check_runs_no_constructor() {
+    // Both of its constructors fail; check only asks it to describe itself.
+    let lib = build_fixture("plugin-ctor-fails");
+    assert_check(
+        &lib,
+        0,
+        "compatible",
+        "plugin: fixture-ctor-fails 0.1.0 (server, client)",
+    );
+}
+
+#[test]
+fn check_says_a_library_without_root_module_is_not_a_plugin() {
+    let lib = build_fixture("not-a-plugin");
+    assert_check(
+        &lib,
+        2,
+        "unusable",
+        "not a gbs plugin (no abi_stable root module)",
+    );
+}
+
+#[test]
+fn check_says_a_missing_file_or_a_file_that_is_no_library_is_unusable() {
+    let dir = tempfile::tempdir().unwrap();
+    assert_check(&dir.path().join("nope.so"), 2, "unusable", "no such file");
+    let text = dir.path().join("text.so");
+    std::fs::write(&text, "not ELF at all\n").unwrap();
+    let (code, stdout) = check(&text);
+    assert_eq!(code, 2, "{stdout}");
+    assert!(stdout.contains("\n    cannot load: "), "{stdout}");
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn check_survives_a_library_that_crashes_the_process_loading_it() {
+    let lib = build_fixture("crashes-on-load");
+    assert_check(&lib, 2, "unusable", "the check crashed (signal 6)");
+}
+
+#[test]
+fn check_finds_a_bare_file_name_in_the_current_directory() {
+    // dlopen would search the system directories for a name without a slash.
+    let lib = build_fixture("plugin-1.0");
+    let name = lib.file_name().unwrap();
+    let out = Command::new(gbs_binary())
+        .args(["plugin".as_ref(), "check".as_ref(), name])
+        .current_dir(lib.parent().unwrap())
+        .output()
+        .expect("run gbs");
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+}
+
+#[test]
+fn check_of_several_files_reports_each_and_exits_with_the_worst() {
+    let good = build_fixture("plugin-1.0");
+    let major = build_fixture("plugin-2.0");
+    let out = gbs(&[
+        "plugin".as_ref(),
+        "check".as_ref(),
+        good.as_os_str(),
+        major.as_os_str(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains(&format!("{}: compatible\n", good.display())));
+    assert!(stdout.contains(&format!("{}: incompatible\n", major.display())));
+    let missing = Path::new("/nonexistent/lib.so");
+    let out = gbs(&[
+        "plugin".as_ref(),
+        "check".as_ref(),
+        good.as_os_str(),
+        missing.as_os_str(),
+        major.as_os_str(),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn list_shows_whether_each_configured_plugin_would_load() {
+    let node = tempfile::tempdir().unwrap();
+    let plugins = node.path().join("plugins");
+    std::fs::create_dir(&plugins).unwrap();
+    // Relative to the node directory, as an operator writes it.
+    std::fs::copy(build_fixture("plugin-1.0"), plugins.join("good.so")).unwrap();
+    // Found by name in plugins/.
+    std::fs::copy(
+        build_fixture("plugin-ctor-fails"),
+        plugins.join("ctor-fails.so"),
+    )
+    .unwrap();
+    let major = build_fixture("plugin-2.0");
+    std::fs::write(
+        node.path().join("tahoe.cfg"),
+        format!(
+            "[node]\ntub.port = tcp:3457:interface=127.0.0.1\n\
+             [storage]\nenabled = true\nplugins = fixture-1.0, gone, fixture-2.0, fixture-ctor-fails\n\
+             [storageserver.plugins.fixture-1.0]\nlibrary = plugins/good.so\n\
+             [storageserver.plugins.gone]\nlibrary = plugins/gone.so\n\
+             [storageserver.plugins.fixture-2.0]\nlibrary = {}\n\
+             [client]\nstorage.plugins = fixture-1.0\n\
+             [storageclient.plugins.fixture-1.0]\nlibrary = plugins/good.so\n",
+            major.display()
+        ),
+    )
+    .unwrap();
+    let out = gbs(&["plugin".as_ref(), "list".as_ref(), node.path().as_os_str()]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    let expected = format!(
+        "server plugins:\n\
+         \x20   fixture-1.0 (library plugins/good.so): would load (version 0.1.0, interface 1.0.0)\n\
+         \x20   gone (library plugins/gone.so): will not load: no such file\n\
+         \x20   fixture-2.0 (library {major}): will not load: built against plugin interface 2.0; this host speaks 1.x\n\
+         \x20   fixture-ctor-fails (looked up in {dir}): would load (version 0.1.0, interface 1.0.0) from {dir}/ctor-fails.so\n\
+         client plugins:\n\
+         \x20   fixture-1.0 (library plugins/good.so): would load (version 0.1.0, interface 1.0.0)\n",
+        major = major.display(),
+        dir = plugins.display(),
+    );
+    assert_eq!(stdout, expected);
+}
+
+#[test]
+fn a_host_one_minor_ahead_loads_a_plugin_built_against_the_older_interface() {
+    let host = build_fixture("host-1.1");
+    let out = Command::new(&host)
+        .arg(build_fixture("plugin-1.0"))
+        .output()
+        .expect("run the 1.1 host");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert_eq!(
+        stdout,
+        "library interface: 1.0.0\n\
+         accepted: OlderMinor\n\
+         plugin: fixture-1.0 0.1.0\n\
+         features field: None\n\
+         announce: 1 bytes\n\
+         health: 0 bytes (the 1.1 default)\n\
+         OK\n"
+    );
+}
+
+#[test]
+fn a_host_one_minor_ahead_still_refuses_a_changed_type_in_an_older_plugin() {
+    let host = build_fixture("host-1.1");
+    let out = Command::new(&host)
+        .arg(build_fixture("plugin-changed"))
+        .output()
+        .expect("run the 1.1 host");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    // Checked with the layouts swapped, but reported in the host's terms.
+    assert!(stdout.ends_with(
+        "refused: incompatible type: new_server.param_2.obj.vtable.sleep_millis.param_1: mismatched type (expected u64, found u32)\n"
+    ), "{stdout}");
+}
+
+/// The non-empty lines, trimmed, of every file under `src/` and `docs/` of an interface crate.
+fn interface_lines(root: &Path) -> BTreeMap<String, BTreeSet<String>> {
+    let mut files = BTreeMap::new();
+    for dir in ["src", "docs"] {
+        let entries = std::fs::read_dir(root.join(dir)).expect("list the interface crate");
+        for path in entries.map(|e| e.expect("list the interface crate").path()) {
+            let text = std::fs::read_to_string(&path).expect("read the interface crate");
+            let file = path.file_name().unwrap_or_default().to_string_lossy();
+            let lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
+            files.insert(format!("{dir}/{file}"), lines.map(str::to_owned).collect());
+        }
+    }
+    files
+}
+
+/// The snapshots must follow `plugin-interface` except for their one documented change,
+/// or the compatibility tests above would test an interface that no longer exists.
+#[test]
+fn interface_snapshots_differ_from_the_interface_only_as_documented() {
+    let real = interface_lines(&fixtures_dir().join("../../plugin-interface"));
+    let version_1_0 = "pub const INTERFACE_VERSION: (u16, u16) = (1, 0);";
+    let cases: [(&str, &[&str], &[&str]); 3] = [
+        (
+            "interface-1.1",
+            &[version_1_0],
+            &[
+                "pub const INTERFACE_VERSION: (u16, u16) = (1, 1);",
+                "/// Added in 1.1: bit set of optional interface features the library supports.",
+                "pub features: extern \"C\" fn() -> u64,",
+                "extern \"C\" fn features() -> u64 {",
+                "1",
+                "features,",
+                "/// Added in 1.1: a health report (CBOR); the default reports nothing.",
+                "fn health(&self) -> RResult<RVec<u8>, PluginError> {",
+                "RResult::ROk(RVec::new())",
+            ],
+        ),
+        (
+            "interface-2.0",
+            &[version_1_0],
+            &["pub const INTERFACE_VERSION: (u16, u16) = (2, 0);"],
+        ),
+        (
+            "interface-changed",
+            &[
+                "fn sleep_millis(&self, millis: u64) -> FfiFuture<()>;",
+                ".sleep_millis(u64::try_from(duration.as_millis()).unwrap_or(u64::MAX))",
+            ],
+            &[
+                "fn sleep_millis(&self, millis: u32) -> FfiFuture<()>;",
+                ".sleep_millis(u32::try_from(duration.as_millis()).unwrap_or(u32::MAX))",
+            ],
+        ),
+    ];
+    for (snapshot, removed, added) in cases {
+        let copy = interface_lines(&fixtures_dir().join(snapshot));
+        assert_eq!(
+            copy.keys().collect::<Vec<_>>(),
+            real.keys().collect::<Vec<_>>(),
+            "{snapshot}: copy plugin-interface's files again"
+        );
+        let (mut gone, mut new) = (BTreeSet::new(), BTreeSet::new());
+        for (file, lines) in &real {
+            gone.extend(lines.difference(&copy[file]).cloned());
+            new.extend(copy[file].difference(lines).cloned());
+        }
+        let expected = |lines: &[&str]| lines.iter().map(|l| (*l).to_owned()).collect();
+        assert_eq!(
+            gone,
+            expected(removed),
+            "{snapshot} lacks lines of plugin-interface"
+        );
+        assert_eq!(
+            new,
+            expected(added),
+            "{snapshot} has lines plugin-interface lacks"
+        );
+    }
+}

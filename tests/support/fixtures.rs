@@ -1,0 +1,119 @@
+//! The crates in `tests/fixtures/`, built on demand: plugin libraries for every way loading
+//! can go right or wrong, interface snapshots they are built against, and a host built
+//! against a newer interface.
+//!
+//! Each fixture is its own Cargo workspace (never a member of ours), with a committed
+//! `Cargo.lock`, built with the `cargo` running the tests into one shared target directory,
+//! `target/fixtures/`, so the dependencies are compiled once for all of them. The first
+//! build takes about 15 s; later ones are no-ops.
+//!
+//! | fixture | what it is |
+//! |---|---|
+//! | `plugin-1.0` | a plain plugin (`fixture-1.0`, server and client) on the workspace's interface |
+//! | `plugin-1.1` | the same on interface 1.1 (one field and one trait method more) |
+//! | `plugin-2.0` | the same on interface 2.0 |
+//! | `plugin-changed` | the same on a 1.0 interface whose `HostApiFfi::sleep_millis` takes `u32` |
+//! | `plugin-abort` | the same built with `panic = "abort"` |
+//! | `plugin-abi-0.10` | a gbs-shaped root module exported with abi_stable 0.10 |
+//! | `plugin-ctor-fails` | `fixture-ctor-fails`: describes itself, both constructors fail |
+//! | `plugin-panics` | `fixture-panics`: every hook panics, or those in its `panic-in` setting |
+//! | `not-a-plugin` | a shared library without an abi_stable root module |
+//! | `crashes-on-load` | a shared library whose initialiser aborts the process (ELF only) |
+//! | `host-1.1` | an executable on interface 1.1 that loads a library with the host's `compat.rs` |
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Mutex;
+
+/// Builds `tests/fixtures/<name>` (once per test process; concurrent test processes wait
+/// for each other) and returns the path of what it builds: the executable for `host-*`
+/// fixtures, the shared library for the others.
+///
+/// # Panics
+/// When the fixture does not build; the panic message has Cargo's output.
+pub fn build_fixture(name: &str) -> PathBuf {
+    static BUILT: Mutex<BTreeMap<String, PathBuf>> = Mutex::new(BTreeMap::new());
+    let mut built = BUILT
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Some(path) = built.get(name) {
+        return path.clone();
+    }
+    let path = build(name).unwrap_or_else(|e| panic!("fixture {name}: {e}"));
+    built.insert(name.to_owned(), path.clone());
+    path
+}
+
+/// `fixture-panics`, whose hooks panic: for the tests that a plugin panic fails one
+/// request and the server keeps serving.
+pub fn panicking_plugin() -> PathBuf {
+    build_fixture("plugin-panics")
+}
+
+/// `fixture-ctor-fails`, which passes `gbs plugin check` but whose constructors fail.
+pub fn failing_constructor_plugin() -> PathBuf {
+    build_fixture("plugin-ctor-fails")
+}
+
+/// `tests/fixtures/`.
+pub fn fixtures_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures")
+}
+
+fn build(name: &str) -> Result<PathBuf, String> {
+    let manifest = fixtures_dir().join(name).join("Cargo.toml");
+    if !manifest.is_file() {
+        return Err(format!(
+            "no such fixture ({} is missing)",
+            manifest.display()
+        ));
+    }
+    let profile = crate::profile_dir();
+    let target = profile.parent().unwrap_or(&profile).join("fixtures");
+    std::fs::create_dir_all(&target).map_err(|e| format!("{}: {e}", target.display()))?;
+    let lock_path = target.join("build.lock");
+    let lock = File::create(&lock_path).map_err(|e| format!("{}: {e}", lock_path.display()))?;
+    // fs4's lock, not std's `File::lock`, which needs a newer Rust than the workspace's MSRV.
+    fs4::FileExt::lock(&lock).map_err(|e| format!("lock {}: {e}", lock_path.display()))?;
+
+    // The cargo running these tests (it sets $CARGO), else the one that built them.
+    let cargo = std::env::var_os("CARGO")
+        .or_else(|| option_env!("CARGO").map(Into::into))
+        .unwrap_or_else(|| "cargo".into());
+    let output = Command::new(cargo)
+        .arg("build")
+        .arg("--manifest-path")
+        .arg(&manifest)
+        .arg("--target-dir")
+        .arg(&target)
+        .output()
+        .map_err(|e| format!("cannot run cargo: {e}"))?;
+    if !output.status.success() {
+        return Err(format!(
+            "cargo build failed:\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        ));
+    }
+    let artifact = target.join("debug").join(artifact_name(name));
+    if !artifact.is_file() {
+        return Err(format!("built, but {} is missing", artifact.display()));
+    }
+    Ok(artifact)
+}
+
+/// Package `gbs-fixture-<name>` with dots as dashes; its library or executable follows.
+fn artifact_name(name: &str) -> String {
+    let package = format!("gbs-fixture-{}", name.replace('.', "-"));
+    if name.starts_with("host-") {
+        format!("{package}{}", std::env::consts::EXE_SUFFIX)
+    } else {
+        format!(
+            "{}{}{}",
+            std::env::consts::DLL_PREFIX,
+            package.replace('-', "_"),
+            std::env::consts::DLL_SUFFIX
+        )
+    }
+}
