@@ -4,6 +4,7 @@
 mod cli;
 mod client;
 mod interop;
+mod plugin_hooks;
 mod plugin_loading;
 mod shutdown;
 mod storage_dir;

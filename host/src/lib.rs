@@ -7,6 +7,8 @@
 //! - [`protocol`]: wire types, CBOR, paths, secrets, NURLs. Pure, no I/O.
 //! - [`storage`]: the share store in Tahoe's on-disk layout; knows nothing of HTTP.
 //! - [`config`], [`node`]: `tahoe.cfg` and the node directory with its TLS identity.
+//! - [`plugins`]: storage plugin libraries: loading and checking them, the host API they
+//!   get, and the hook dispatch the server and client call.
 //! - [`server`]: the HTTPS server: TLS, authorization, one file per group of endpoints.
 //! - [`client`]: the HTTPS client: SPKI-pinned TLS, every operation, streaming uploads and reads.
 //! - [`cli`]: the `gbs` command.

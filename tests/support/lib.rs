@@ -1,12 +1,15 @@
-//! Shared helpers for the integration tests: the stock Tahoe venv, and `gbs` and stock
-//! Tahoe servers running as real processes on loopback.
+//! Shared helpers for the integration tests: the stock Tahoe venv, `gbs` and stock
+//! Tahoe servers running as real processes on loopback, and the fixture plugin libraries
+//! of `tests/fixtures/`.
 
 mod fixtures;
 mod process;
+mod samples;
 mod venv;
 
 pub use fixtures::{build_fixture, failing_constructor_plugin, fixtures_dir, panicking_plugin};
 pub use process::{assert_all_passed, gbs_binary, run_python, GbsNode, StockServer};
+pub use samples::sample_plugin;
 pub use venv::{interop_script, tahoe_python};
 
 use std::path::PathBuf;

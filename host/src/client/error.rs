@@ -49,6 +49,9 @@ pub struct PluginRejection {
     pub code: String,
     /// A human-readable explanation.
     pub message: String,
+    /// The `details` value for the client plugin, re-encoded as CBOR; empty when absent or
+    /// null.
+    pub details: Vec<u8>,
 }
 
 /// Why a client operation failed.
@@ -125,6 +128,15 @@ pub enum ClientError {
     /// A storage plugin on the server refused the operation.
     #[error("refused by server plugin {} ({}, {}): {}", .0.plugin, .0.status, .0.code, .0.message)]
     PluginRejected(PluginRejection),
+    /// A client-side storage plugin failed while preparing the request or handling a
+    /// rejection; nothing was sent for this attempt.
+    #[error("client storage plugin {plugin} failed: {message}")]
+    Plugin {
+        /// The plugin.
+        plugin: String,
+        /// The plugin's explanation.
+        message: String,
+    },
     /// Any other status.
     #[error("unexpected HTTP status {status}{}", detail(.message))]
     UnexpectedStatus {

@@ -11,8 +11,11 @@ use bytes::Bytes;
 use reqwest::header::CONTENT_RANGE;
 use reqwest::{Method, StatusCode};
 
+use gbs_plugin_interface::Outcome;
+
 use super::request::Request;
 use super::{Client, ClientError};
+use crate::plugins::operation;
 use crate::protocol::{
     paths, AllocateRequest, AllocateResponse, ContentRange, LeaseSecrets, SecretKind, ShareNumber,
     StorageIndex, UploadProgress, UploadSecret,
@@ -67,11 +70,15 @@ impl Client {
             .secret(SecretKind::LeaseCancel, lease.cancel.expose())
             .secret(SecretKind::Upload, secret.expose())
             .cbor(&body);
-        let (_, allocation) = self
-            .send(request)
-            .await?
-            .cbor::<AllocateResponse>(&[StatusCode::OK])
+        let (reply, applied) = self
+            .send_with_plugins(request, || operation::allocate(&si, &body, lease))
             .await?;
+        let (_, allocation) = reply.cbor::<AllocateResponse>(&[StatusCode::OK]).await?;
+        self.plugins_committed(applied, || Outcome::Allocated {
+            allocated: allocation.allocated.iter().map(|n| n.0).collect(),
+            already_have: allocation.already_have.iter().map(|n| n.0).collect(),
+        })
+        .await;
         Ok(ImmutableUpload {
             client: self.clone(),
             si,
@@ -137,18 +144,29 @@ impl ImmutableUpload {
         let range = ContentRange::new(offset, data.len() as u64).ok_or(
             ClientError::InvalidArgument("a chunk must hold at least one byte and end below 2^64"),
         )?;
+        let length = data.len() as u64;
         let request = Request::new(Method::PATCH, paths::immutable_share(&self.si, shnum))
             .secret(SecretKind::Upload, self.secret.expose())
             .header(CONTENT_RANGE, range.to_string())
             .bytes(data);
-        let (status, progress) = self
+        let (reply, applied) = self
             .client
-            .send(request)
-            .await?
+            .send_with_plugins(request, || {
+                operation::upload(&self.si, shnum, offset, length)
+            })
+            .await?;
+        let (status, progress) = reply
             .cbor::<UploadProgress>(&[StatusCode::OK, StatusCode::CREATED])
             .await?;
+        let complete = status == StatusCode::CREATED;
+        self.client
+            .plugins_committed(applied, || Outcome::Uploaded {
+                bytes: length,
+                complete,
+            })
+            .await;
         Ok(ChunkWritten {
-            complete: status == StatusCode::CREATED,
+            complete,
             required: progress.required,
         })
     }
@@ -158,11 +176,14 @@ impl ImmutableUpload {
     pub async fn abort(&self, shnum: ShareNumber) -> Result<(), ClientError> {
         let request = Request::new(Method::PUT, paths::immutable_abort(&self.si, shnum))
             .secret(SecretKind::Upload, self.secret.expose());
+        let (reply, applied) = self
+            .client
+            .send_with_plugins(request, || operation::abort(&self.si, shnum))
+            .await?;
+        reply.empty(&[StatusCode::OK]).await?;
         self.client
-            .send(request)
-            .await?
-            .empty(&[StatusCode::OK])
-            .await
-            .map(drop)
+            .plugins_committed(applied, || Outcome::Done)
+            .await;
+        Ok(())
     }
 }

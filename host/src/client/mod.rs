@@ -28,11 +28,13 @@
 //! Files: `tls` (the pin verifier), `request` and `response` (one exchange, its deadlines and
 //! body checks), `error`, then one file per group of operations: `share` (list, read,
 //! corruption reports and leases, for both kinds), `immutable` (allocate, chunks, abort),
-//! `upload` (streaming a whole share) and `mutable` (read-test-write).
+//! `upload` (streaming a whole share), `mutable` (read-test-write) and `plugin` (client
+//! storage plugins: announcements, plugin data, rejections and retries, plugin routes).
 
 mod error;
 mod immutable;
 mod mutable;
+mod plugin;
 mod request;
 mod response;
 mod share;
@@ -49,8 +51,10 @@ use tokio::sync::Semaphore;
 
 pub use error::{BoxError, ClientError, PluginRejection, Stage};
 pub use immutable::{ChunkWritten, ImmutableUpload};
+pub use plugin::{PluginAnnouncement, MAX_PLUGIN_RETRIES};
 pub use upload::UploadReport;
 
+use crate::plugins::ClientPluginHandle;
 use crate::protocol::{authorization_value, paths, Nurl, NurlScheme, VersionInfo};
 use request::Request;
 use tls::KeyPolicy;
@@ -88,6 +92,7 @@ pub struct ClientBuilder {
     max_connections: usize,
     upload_chunk_size: usize,
     uploads_in_flight: usize,
+    plugins: Vec<ClientPluginHandle>,
 }
 
 impl ClientBuilder {
@@ -102,7 +107,15 @@ impl ClientBuilder {
             max_connections: 10,
             upload_chunk_size: 1 << 20,
             uploads_in_flight: 4,
+            plugins: Vec::new(),
         }
+    }
+
+    /// Adds a client storage plugin. It takes part in this client's operations if the
+    /// server announces a plugin of the same name and the plugin accepts the announcement.
+    pub fn plugin(mut self, plugin: ClientPluginHandle) -> Self {
+        self.plugins.push(plugin);
+        self
     }
 
     /// Replaces all deadlines.
@@ -189,6 +202,8 @@ impl ClientBuilder {
                 upload_chunk_size: self.upload_chunk_size,
                 uploads_in_flight: self.uploads_in_flight,
                 server: format!("{:?}", self.nurl),
+                plugins: self.plugins,
+                active_plugins: tokio::sync::OnceCell::new(),
             }),
         })
     }
@@ -225,6 +240,10 @@ struct Inner {
     uploads_in_flight: usize,
     /// The NURL's `Debug` form, which leaves out the swissnum.
     server: String,
+    /// Client storage plugins, as configured.
+    plugins: Vec<ClientPluginHandle>,
+    /// Those that apply to this server, found at the first operation.
+    active_plugins: tokio::sync::OnceCell<plugin::ActivePlugins>,
 }
 
 impl fmt::Debug for Client {
@@ -238,13 +257,15 @@ impl fmt::Debug for Client {
 impl Client {
     /// `GET /storage/v1/version`: the server's version and free space.
     pub async fn version(&self) -> Result<VersionInfo, ClientError> {
-        let reply = self
-            .send(Request::new(Method::GET, paths::version()))
+        let (reply, applied) = self
+            .send_with_plugins(Request::new(Method::GET, paths::version()), || {
+                gbs_plugin_interface::Operation::Version
+            })
             .await?;
-        reply
-            .cbor(&[reqwest::StatusCode::OK])
-            .await
-            .map(|(_, info)| info)
+        let (_, info) = reply.cbor(&[reqwest::StatusCode::OK]).await?;
+        self.plugins_committed(applied, || gbs_plugin_interface::Outcome::Done)
+            .await;
+        Ok(info)
     }
 }
 

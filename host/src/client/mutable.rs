@@ -3,8 +3,11 @@
 
 use reqwest::{Method, StatusCode};
 
+use gbs_plugin_interface::Outcome;
+
 use super::request::Request;
 use super::{Client, ClientError};
+use crate::plugins::operation;
 use crate::protocol::{
     paths, LeaseSecrets, ReadTestWriteRequest, ReadTestWriteResponse, SecretKind, StorageIndex,
     WriteEnabler,
@@ -29,7 +32,13 @@ impl Client {
             .secret(SecretKind::LeaseCancel, lease.cancel.expose())
             .secret(SecretKind::WriteEnabler, write_enabler.expose())
             .cbor(request);
-        let (_, response) = self.send(http).await?.cbor(&[StatusCode::OK]).await?;
+        let (reply, applied) = self
+            .send_with_plugins(http, || operation::read_test_write(si, request, lease))
+            .await?;
+        let (_, response): (_, ReadTestWriteResponse) = reply.cbor(&[StatusCode::OK]).await?;
+        let success = response.success;
+        self.plugins_committed(applied, || Outcome::ReadTestWrite { success })
+            .await;
         Ok(response)
     }
 }

@@ -17,7 +17,9 @@ pub(super) const OCTET_STREAM: &str = "application/octet-stream";
 
 const X_TAHOE_AUTHORIZATION: HeaderName = HeaderName::from_static("x-tahoe-authorization");
 
-/// A request being put together.
+/// A request being put together; cheap to clone (the body is shared), so that a request
+/// refused by a storage plugin can be sent again with new plugin data.
+#[derive(Clone)]
 pub(super) struct Request {
     method: Method,
     path: String,
@@ -25,7 +27,7 @@ pub(super) struct Request {
     /// Complete `X-Tahoe-Authorization` values, in the order the stock client sends them.
     secrets: Vec<String>,
     headers: Vec<(HeaderName, String)>,
-    body: Option<(&'static str, Bytes)>,
+    body: Option<(HeaderValue, Bytes)>,
 }
 
 impl Request {
@@ -61,13 +63,24 @@ impl Request {
 
     /// Sends a CBOR message as the body.
     pub(super) fn cbor(mut self, message: &impl CborMessage) -> Self {
-        self.body = Some((CBOR, Bytes::from(message.to_cbor())));
+        self.body = Some((
+            HeaderValue::from_static(CBOR),
+            Bytes::from(message.to_cbor()),
+        ));
         self
     }
 
     /// Sends raw bytes as the body.
     pub(super) fn bytes(mut self, data: Bytes) -> Self {
-        self.body = Some((OCTET_STREAM, data));
+        self.body = Some((HeaderValue::from_static(OCTET_STREAM), data));
+        self
+    }
+
+    /// Sends bytes of any media type (an invalid one is sent as octet-stream).
+    pub(super) fn body(mut self, content_type: &str, data: Bytes) -> Self {
+        let content_type =
+            HeaderValue::from_str(content_type).unwrap_or(HeaderValue::from_static(OCTET_STREAM));
+        self.body = Some((content_type, data));
         self
     }
 }
@@ -103,9 +116,7 @@ impl Client {
             builder = builder.header(name, header_value(&value, false)?);
         }
         if let Some((content_type, body)) = request.body {
-            builder = builder
-                .header(CONTENT_TYPE, HeaderValue::from_static(content_type))
-                .body(body);
+            builder = builder.header(CONTENT_TYPE, content_type).body(body);
         }
         // The semaphore lives as long as the client and is never closed.
         let permit = inner

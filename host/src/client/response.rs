@@ -50,7 +50,7 @@ impl Reply {
         }
     }
 
-    fn status(&self) -> StatusCode {
+    pub(super) fn status(&self) -> StatusCode {
         self.response.status()
     }
 
@@ -243,6 +243,24 @@ impl Reply {
         Ok(received)
     }
 
+    /// Whether a storage plugin on the server refused the request.
+    pub(super) fn is_plugin_rejection(&self) -> bool {
+        !self.status().is_success()
+            && self
+                .response
+                .headers()
+                .contains_key(X_TAHOE_PLUGIN_REJECTED)
+    }
+
+    /// Status, content type and body (at most `limit` bytes) of any answer: for plugin
+    /// routes, whose answers are the plugin's business.
+    pub(super) async fn raw(mut self, limit: u64) -> Result<(u16, String, Vec<u8>), ClientError> {
+        let status = self.status().as_u16();
+        let content_type = self.header(&CONTENT_TYPE).unwrap_or_default().to_owned();
+        let body = self.read_capped(limit).await?;
+        Ok((status, content_type, body))
+    }
+
     /// The error a non-success answer stands for.
     pub(super) async fn into_error(mut self) -> ClientError {
         let status = self.status();
@@ -320,11 +338,22 @@ fn plugin_rejection(status: StatusCode, body: &[u8]) -> Option<PluginRejection> 
             _ => None,
         })
     };
+    let details = entries
+        .iter()
+        .find_map(|(k, v)| match k {
+            Value::Text(k) if k == "details" && !v.is_null() => {
+                let mut bytes = Vec::new();
+                ciborium::into_writer(v, &mut bytes).ok().map(|()| bytes)
+            }
+            _ => None,
+        })
+        .unwrap_or_default();
     Some(PluginRejection {
         status: status.as_u16(),
         plugin: text("plugin")?,
         code: text("code")?,
         message: text("message")?,
+        details,
     })
 }
 

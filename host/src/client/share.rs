@@ -6,8 +6,11 @@ use reqwest::header::RANGE;
 use reqwest::{Method, StatusCode};
 use tokio::io::AsyncWrite;
 
+use gbs_plugin_interface::Outcome;
+
 use super::request::{Request, OCTET_STREAM};
 use super::{Client, ClientError};
+use crate::plugins::operation;
 use crate::protocol::{
     paths, share_set_from_cbor, CorruptionReport, LeaseSecrets, ReadRange, SecretKind, ShareKind,
     ShareNumber, StorageIndex,
@@ -26,10 +29,14 @@ impl Client {
             ShareKind::Immutable => paths::immutable_shares(si),
             ShareKind::Mutable => paths::mutable_shares(si),
         };
-        self.send(Request::new(Method::GET, path))
-            .await?
-            .cbor_with(share_set_from_cbor)
-            .await
+        let (reply, applied) = self
+            .send_with_plugins(Request::new(Method::GET, path), || {
+                operation::list(kind, si)
+            })
+            .await?;
+        let shares = reply.cbor_with(share_set_from_cbor).await?;
+        self.plugins_committed(applied, || Outcome::Done).await;
+        Ok(shares)
     }
 
     /// `GET /storage/v1/{immutable|mutable}/{si}/{shnum}`: copies share data to `out` and
@@ -57,7 +64,13 @@ impl Client {
         if let Some(range) = range {
             request = request.header(RANGE, range.to_string());
         }
-        self.send(request).await?.share(range, out).await
+        let (reply, applied) = self
+            .send_with_plugins(request, || operation::read(kind, si, shnum, range.as_ref()))
+            .await?;
+        let bytes = reply.share(range, out).await?;
+        self.plugins_committed(applied, || Outcome::Read { bytes })
+            .await;
+        Ok(bytes)
     }
 
     /// `POST /storage/v1/{immutable|mutable}/{si}/{shnum}/corrupt`: tells the operator a
@@ -78,11 +91,12 @@ impl Client {
             reason: reason.to_owned(),
         };
         let request = Request::new(Method::POST, paths::corrupt(kind, si, shnum)).cbor(&report);
-        self.send(request)
-            .await?
-            .empty(&[StatusCode::OK])
-            .await
-            .map(drop)
+        let (reply, applied) = self
+            .send_with_plugins(request, || operation::advise_corrupt(kind, si, shnum))
+            .await?;
+        reply.empty(&[StatusCode::OK]).await?;
+        self.plugins_committed(applied, || Outcome::Done).await;
+        Ok(())
     }
 
     /// `PUT /storage/v1/lease/{si}`: adds a lease identified by `lease.renew` to every share
@@ -96,10 +110,11 @@ impl Client {
         let request = Request::new(Method::PUT, paths::lease(si))
             .secret(SecretKind::LeaseRenew, lease.renew.expose())
             .secret(SecretKind::LeaseCancel, lease.cancel.expose());
-        self.send(request)
-            .await?
-            .empty(&[StatusCode::NO_CONTENT])
-            .await
-            .map(drop)
+        let (reply, applied) = self
+            .send_with_plugins(request, || operation::lease(si, lease))
+            .await?;
+        reply.empty(&[StatusCode::NO_CONTENT]).await?;
+        self.plugins_committed(applied, || Outcome::Done).await;
+        Ok(())
     }
 }

@@ -2,11 +2,27 @@
 //!
 //! - `dylib` and `compat`: open a library and decide whether it is compatible, without
 //!   running any plugin constructor (used by `gbs plugin check` and at start-up).
-//! - `registry`: the plugins a node's config names, built and ready, with the hook dispatch
-//!   the server and client call.
-//! - `host_api`: what the host offers plugins (logging, clock, state, metrics, storage).
+//! - [`registry`]: the plugins a node's config names, built and ready ([`ServerPlugins`],
+//!   [`ClientPluginHandle`]), with one start-up error line per failure.
+//! - [`dispatch`]: calling server hooks (admit, committed, routes, services) and checking
+//!   whatever plugins return.
+//! - [`data`]: the `X-Tahoe-Plugin-Data` header, parsed and encoded.
+//! - [`operation`]: protocol values as the typed operations plugins see.
+//! - [`host_api`]: what the host offers plugins (logging, clock, state, counters, storage).
 
 pub mod compat;
+pub mod data;
+pub mod dispatch;
 pub mod dylib;
 pub mod host_api;
+pub mod operation;
 pub mod registry;
+#[cfg(test)]
+pub(crate) mod test_plugins;
+
+pub use data::{PluginData, PluginDataError};
+pub use dispatch::{Admission, Refusal, Services};
+pub use registry::{
+    ClientPluginHandle, LoadFailure, OpenedLibrary, PluginLoadError, ServerPlugins,
+    ServerPluginsBuilder,
+};

@@ -1,1 +1,467 @@
-//! Work in progress (issue 4); see plugins/mod.rs.
+//! The plugins a node's config names, built and ready: [`ServerPlugins`] for the server
+//! (dispatch is in `dispatch.rs`) and [`ClientPluginHandle`]s for the client.
+//!
+//! Loading follows design §6: `library = PATH` (relative to the node directory), or without
+//! a source, the first library in `<node>/plugins/` that provides the name. Out-of-process
+//! sources (`url`, `command`) are refused here until their adapter exists. Any failure stops
+//! start-up with one [`PluginLoadError`] line naming the plugin and the reason.
+//!
+//! Announcements are taken once, right after each constructor: one that is not a single
+//! CBOR item of at most 64 KiB refuses start-up like a failing constructor, so the
+//! `GET /storage/v1/plugins` answer is encoded once and never changes.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use abi_stable::std_types::{RResult, RStr};
+use gbs_plugin_interface::ffi::{
+    ClientPluginBox, Interests, LibraryDescription, PluginDescription, PluginLibraryRef, Roles,
+    ServerPluginBox,
+};
+use gbs_plugin_interface::to_cbor;
+
+use super::data::{is_one_cbor_item, MAX_PLUGIN_DATA};
+use super::host_api::PluginHost;
+use crate::config::{NodeConfig, PluginSource, PluginSpec};
+use crate::storage::Store;
+
+/// Why a configured plugin could not be loaded; its `Display` is the one start-up line.
+#[derive(Debug, thiserror::Error)]
+#[error("storage plugin {plugin}: {reason}")]
+#[non_exhaustive]
+pub struct PluginLoadError {
+    /// The plugin's name from `tahoe.cfg`.
+    pub plugin: String,
+    /// What went wrong.
+    pub reason: LoadFailure,
+}
+
+/// The reasons a plugin does not load.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum LoadFailure {
+    /// No library file, or no library that provides the name.
+    Missing(String),
+    /// The library exists but cannot be used by this host.
+    Incompatible(String),
+    /// The plugin's constructor reported an error (or panicked).
+    Constructor(String),
+    /// Two plugins with one name.
+    Duplicate,
+    /// A source this host cannot run yet.
+    Unsupported(&'static str),
+    /// The plugin's state directory could not be created.
+    StateDir(std::io::Error),
+    /// The announcement is not a CBOR item of at most 64 KiB.
+    BadAnnouncement(String),
+}
+
+impl fmt::Display for LoadFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Missing(why) => write!(f, "missing: {why}"),
+            Self::Incompatible(why) => write!(f, "incompatible: {why}"),
+            Self::Constructor(why) => write!(f, "constructor failed: {why}"),
+            Self::Duplicate => f.write_str("duplicate plugin name"),
+            Self::Unsupported(why) => write!(f, "unsupported: {why}"),
+            Self::StateDir(e) => write!(f, "cannot create its state directory: {e}"),
+            Self::BadAnnouncement(why) => write!(f, "invalid announcement: {why}"),
+        }
+    }
+}
+
+fn fail(plugin: &str, reason: LoadFailure) -> PluginLoadError {
+    PluginLoadError {
+        plugin: plugin.to_owned(),
+        reason,
+    }
+}
+
+/// A library opened and described (no plugin constructor has run).
+#[derive(Clone)]
+pub struct OpenedLibrary {
+    /// Where it was loaded from, for messages.
+    pub path: PathBuf,
+    /// What it says about itself.
+    pub description: LibraryDescription,
+    /// Its root module.
+    pub root: PluginLibraryRef,
+}
+
+impl fmt::Debug for OpenedLibrary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OpenedLibrary")
+            .field("path", &self.path)
+            .field("description", &self.description)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Opens and checks a plugin library without running any plugin constructor; the error is one
+/// short line.
+pub fn open_library(path: &Path) -> Result<OpenedLibrary, String> {
+    super::dylib::open(path)
+        .map(|loaded| OpenedLibrary {
+            path: loaded.path,
+            description: loaded.description,
+            root: loaded.root,
+        })
+        .map_err(|e| e.to_string())
+}
+
+/// Finds the library that provides `spec`.
+fn locate(node_dir: &Path, spec: &PluginSpec) -> Result<OpenedLibrary, PluginLoadError> {
+    match &spec.source {
+        PluginSource::Library(path) => {
+            let path = node_dir.join(path);
+            if !path.is_file() {
+                return Err(fail(
+                    &spec.name,
+                    LoadFailure::Missing(format!("no file {}", path.display())),
+                ));
+            }
+            open_library(&path).map_err(|e| fail(&spec.name, LoadFailure::Incompatible(e)))
+        }
+        PluginSource::Lookup => {
+            let dir = node_dir.join("plugins");
+            let mut candidates: Vec<PathBuf> = std::fs::read_dir(&dir)
+                .map(|entries| {
+                    entries
+                        .filter_map(Result::ok)
+                        .map(|e| e.path())
+                        .filter(|p| {
+                            p.is_file()
+                                && p.file_name()
+                                    .and_then(|n| n.to_str())
+                                    .is_some_and(|n| n.ends_with(std::env::consts::DLL_SUFFIX))
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            candidates.sort();
+            for path in candidates {
+                match open_library(&path) {
+                    Ok(library) if describes(&library.description, &spec.name).is_some() => {
+                        return Ok(library)
+                    }
+                    Ok(_) => {}
+                    Err(error) => {
+                        tracing::debug!(path = %path.display(), %error, "not a usable plugin library")
+                    }
+                }
+            }
+            Err(fail(
+                &spec.name,
+                LoadFailure::Missing(format!(
+                    "no library in {} provides it (set library = PATH)",
+                    dir.display()
+                )),
+            ))
+        }
+        PluginSource::Url(_) | PluginSource::Command(_) => Err(fail(
+            &spec.name,
+            LoadFailure::Unsupported("out-of-process plugins (url, command) are not available yet"),
+        )),
+    }
+}
+
+fn describes<'a>(description: &'a LibraryDescription, name: &str) -> Option<&'a PluginDescription> {
+    description.plugins.iter().find(|p| p.name.as_str() == name)
+}
+
+/// Checks that `library` provides `name` once, for `role`, and can catch its panics.
+fn check<'a>(
+    library: &'a OpenedLibrary,
+    name: &str,
+    role: Roles,
+) -> Result<&'a PluginDescription, PluginLoadError> {
+    let description = &library.description;
+    let found = describes(description, name).ok_or_else(|| {
+        fail(
+            name,
+            LoadFailure::Missing(format!(
+                "{} provides no plugin of that name",
+                library.path.display()
+            )),
+        )
+    })?;
+    if description
+        .plugins
+        .iter()
+        .filter(|p| p.name.as_str() == name)
+        .count()
+        > 1
+    {
+        return Err(fail(name, LoadFailure::Duplicate));
+    }
+    if !description.panic_unwind {
+        return Err(fail(
+            name,
+            LoadFailure::Incompatible("built with panic=abort; plugins must unwind".into()),
+        ));
+    }
+    if !found.roles.contains(role) {
+        let side = if role == Roles::SERVER {
+            "server"
+        } else {
+            "client"
+        };
+        return Err(fail(
+            name,
+            LoadFailure::Incompatible(format!("it has no {side} side")),
+        ));
+    }
+    Ok(found)
+}
+
+fn settings_cbor(settings: &BTreeMap<String, String>) -> Vec<u8> {
+    to_cbor(settings)
+}
+
+/// One loaded server plugin.
+pub(super) struct ServerEntry {
+    pub(super) name: String,
+    pub(super) interests: Interests,
+    pub(super) object: ServerPluginBox,
+    pub(super) host: PluginHost,
+}
+
+/// The server plugins of a node, in config order, with the hook dispatch the server calls.
+pub struct ServerPlugins {
+    pub(super) plugins: Vec<ServerEntry>,
+    /// Union of every plugin's interests: an operation outside it costs one bit test.
+    pub(super) interests: Interests,
+    /// The encoded `GET /storage/v1/plugins` answer.
+    pub(super) listing: Vec<u8>,
+}
+
+impl fmt::Debug for ServerPlugins {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list()
+            .entries(self.plugins.iter().map(|p| &p.name))
+            .finish()
+    }
+}
+
+impl ServerPlugins {
+    /// No plugins: every hook is a no-op.
+    pub fn none() -> Self {
+        ServerPluginsBuilder::new(Path::new(""), None).build()
+    }
+
+    /// Loads every plugin `config` names for the server, in order, running constructors.
+    pub fn load(config: &NodeConfig, store: Arc<Store>) -> Result<Self, PluginLoadError> {
+        let mut builder = ServerPluginsBuilder::new(&config.node_dir, Some(store));
+        for spec in &config.server_plugins {
+            if builder.contains(&spec.name) {
+                return Err(fail(&spec.name, LoadFailure::Duplicate));
+            }
+            let library = locate(&config.node_dir, spec)?;
+            builder.add(&spec.name, &spec.settings, &library)?;
+        }
+        Ok(builder.build())
+    }
+
+    /// Whether a plugin of that name is loaded.
+    pub fn contains(&self, name: &str) -> bool {
+        self.plugins.iter().any(|p| p.name == name)
+    }
+
+    /// Whether no plugin is loaded.
+    pub fn is_empty(&self) -> bool {
+        self.plugins.is_empty()
+    }
+
+    /// The names of the loaded plugins, in config order.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.plugins.iter().map(|p| p.name.as_str())
+    }
+
+    /// The encoded `GET /storage/v1/plugins` answer: a CBOR list of
+    /// `{"name": tstr, "version": tstr, "announcement": any}`.
+    pub fn listing(&self) -> &[u8] {
+        &self.listing
+    }
+
+    /// A snapshot of the counters a plugin keeps through the host API.
+    pub fn counters(&self, name: &str) -> Option<BTreeMap<String, u64>> {
+        self.plugins
+            .iter()
+            .find(|p| p.name == name)
+            .map(|p| p.host.counters())
+    }
+}
+
+/// Builds [`ServerPlugins`] from opened libraries; [`ServerPlugins::load`] uses it, and
+/// tests use it with libraries linked into the test binary.
+#[derive(Debug)]
+pub struct ServerPluginsBuilder {
+    node_dir: PathBuf,
+    store: Option<Arc<Store>>,
+    plugins: Vec<ServerEntry>,
+    announcements: Vec<ciborium::Value>,
+}
+
+impl fmt::Debug for ServerEntry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.name)
+    }
+}
+
+impl ServerPluginsBuilder {
+    /// Plugins of the node at `node_dir` (their state goes under `plugins-state/`), with
+    /// storage access for the host API when `store` is given.
+    pub fn new(node_dir: &Path, store: Option<Arc<Store>>) -> Self {
+        Self {
+            node_dir: node_dir.to_owned(),
+            store,
+            plugins: Vec::new(),
+            announcements: Vec::new(),
+        }
+    }
+
+    fn contains(&self, name: &str) -> bool {
+        self.plugins.iter().any(|p| p.name == name)
+    }
+
+    /// Builds plugin `name` of `library` with `settings` and takes its announcement.
+    pub fn add(
+        &mut self,
+        name: &str,
+        settings: &BTreeMap<String, String>,
+        library: &OpenedLibrary,
+    ) -> Result<&mut Self, PluginLoadError> {
+        if self.contains(name) {
+            return Err(fail(name, LoadFailure::Duplicate));
+        }
+        let description = check(library, name, Roles::SERVER)?;
+        let host = PluginHost::new(&self.node_dir, name, self.store.clone())
+            .map_err(|e| fail(name, LoadFailure::StateDir(e)))?;
+        let constructor = library.root.new_server();
+        let object = match constructor(
+            RStr::from_str(name),
+            settings_cbor(settings).into(),
+            host.to_ffi(),
+        ) {
+            RResult::ROk(object) => object,
+            RResult::RErr(error) => {
+                return Err(fail(name, LoadFailure::Constructor(error.to_string())))
+            }
+        };
+        let announcement = match object.announce() {
+            RResult::ROk(bytes) if bytes.len() > MAX_PLUGIN_DATA => {
+                return Err(fail(
+                    name,
+                    LoadFailure::BadAnnouncement(format!("{} bytes", bytes.len())),
+                ))
+            }
+            RResult::ROk(bytes) if is_one_cbor_item(&bytes) => {
+                ciborium::from_reader::<ciborium::Value, _>(bytes.as_slice())
+                    .map_err(|e| fail(name, LoadFailure::BadAnnouncement(e.to_string())))?
+            }
+            RResult::ROk(_) => {
+                return Err(fail(
+                    name,
+                    LoadFailure::BadAnnouncement("not a single CBOR item".into()),
+                ))
+            }
+            RResult::RErr(error) => {
+                return Err(fail(name, LoadFailure::BadAnnouncement(error.to_string())))
+            }
+        };
+        let text = |s: &str| ciborium::Value::Text(s.to_owned());
+        self.announcements.push(ciborium::Value::Map(vec![
+            (text("name"), text(name)),
+            (text("version"), text(description.version.as_str())),
+            (text("announcement"), announcement),
+        ]));
+        tracing::info!(plugin = name, version = %description.version, library = %library.path.display(), "storage plugin loaded");
+        self.plugins.push(ServerEntry {
+            name: name.to_owned(),
+            interests: description.interests,
+            object,
+            host,
+        });
+        Ok(self)
+    }
+
+    /// The finished set.
+    pub fn build(self) -> ServerPlugins {
+        let interests = self
+            .plugins
+            .iter()
+            .fold(Interests(0), |all, p| Interests(all.0 | p.interests.0));
+        ServerPlugins {
+            listing: to_cbor(&ciborium::Value::Array(self.announcements)),
+            plugins: self.plugins,
+            interests,
+        }
+    }
+}
+
+/// One client plugin, built and ready to hand to [`crate::client::ClientBuilder::plugin`].
+#[derive(Clone)]
+pub struct ClientPluginHandle {
+    pub(crate) name: Arc<str>,
+    pub(crate) object: Arc<ClientPluginBox>,
+}
+
+impl fmt::Debug for ClientPluginHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("ClientPluginHandle")
+            .field(&self.name)
+            .finish()
+    }
+}
+
+impl ClientPluginHandle {
+    /// Builds the client side of plugin `name` of `library`; its state directory is under
+    /// `<node_dir>/plugins-state/`.
+    pub fn build(
+        node_dir: &Path,
+        name: &str,
+        settings: &BTreeMap<String, String>,
+        library: &OpenedLibrary,
+    ) -> Result<Self, PluginLoadError> {
+        check(library, name, Roles::CLIENT)?;
+        let host = PluginHost::new(node_dir, name, None)
+            .map_err(|e| fail(name, LoadFailure::StateDir(e)))?;
+        let constructor = library.root.new_client();
+        match constructor(
+            RStr::from_str(name),
+            settings_cbor(settings).into(),
+            host.to_ffi(),
+        ) {
+            RResult::ROk(object) => Ok(Self {
+                name: name.into(),
+                object: Arc::new(object),
+            }),
+            RResult::RErr(error) => Err(fail(name, LoadFailure::Constructor(error.to_string()))),
+        }
+    }
+
+    /// Loads every client plugin `config` names, in order.
+    pub fn load_all(config: &NodeConfig) -> Result<Vec<Self>, PluginLoadError> {
+        let mut loaded: Vec<Self> = Vec::new();
+        for spec in &config.client_plugins {
+            if loaded.iter().any(|p| *p.name == *spec.name) {
+                return Err(fail(&spec.name, LoadFailure::Duplicate));
+            }
+            let library = locate(&config.node_dir, spec)?;
+            loaded.push(Self::build(
+                &config.node_dir,
+                &spec.name,
+                &spec.settings,
+                &library,
+            )?);
+        }
+        Ok(loaded)
+    }
+
+    /// The plugin's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}

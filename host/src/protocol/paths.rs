@@ -24,6 +24,12 @@ pub mod route {
     pub const MUTABLE_SHARE: &str = "/storage/v1/mutable/{si}/{shnum}";
     /// `GET` list.
     pub const MUTABLE_SHARES: &str = "/storage/v1/mutable/{si}/shares";
+    /// `GET` the storage plugins and their announcements.
+    pub const PLUGINS: &str = "/storage/v1/plugins";
+    /// Any method: a storage plugin's own routes.
+    pub const PLUGIN_ROUTE: &str = "/storage/v1/plugin/{name}/{*path}";
+    /// Any method: a storage plugin's root route.
+    pub const PLUGIN_ROOT: &str = "/storage/v1/plugin/{name}";
     /// `POST` advise corrupt.
     pub const MUTABLE_CORRUPT: &str = "/storage/v1/mutable/{si}/{shnum}/corrupt";
 }
@@ -76,4 +82,19 @@ pub fn mutable_share(si: &StorageIndex, shnum: ShareNumber) -> String {
 /// `/storage/v1/mutable/{si}/shares`
 pub fn mutable_shares(si: &StorageIndex) -> String {
     format!("/storage/v1/mutable/{si}/shares")
+}
+
+/// `/storage/v1/plugins`
+pub fn plugins() -> String {
+    route::PLUGINS.to_owned()
+}
+
+/// `/storage/v1/plugin/{name}/{path}`, or `/storage/v1/plugin/{name}` for an empty path.
+/// `name` and `path` are used as given; callers pass plugin names and paths they trust.
+pub fn plugin_route(name: &str, path: &str) -> String {
+    if path.is_empty() {
+        format!("/storage/v1/plugin/{name}")
+    } else {
+        format!("/storage/v1/plugin/{name}/{}", path.trim_start_matches('/'))
+    }
 }

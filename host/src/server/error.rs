@@ -3,6 +3,8 @@
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 
+use crate::plugins::data::PLUGIN_REJECTED_HEADER;
+use crate::plugins::{PluginDataError, Refusal};
 use crate::protocol::{DecodeError, RangeError, SecretError};
 use crate::storage::StorageError;
 
@@ -36,6 +38,16 @@ pub(crate) enum ApiError {
     Storage(#[from] StorageError),
     #[error("internal error")]
     Internal,
+    #[error(transparent)]
+    PluginData(#[from] PluginDataError),
+    #[error("refused by a storage plugin")]
+    Plugin(Refusal),
+}
+
+impl From<Refusal> for ApiError {
+    fn from(refusal: Refusal) -> Self {
+        Self::Plugin(refusal)
+    }
 }
 
 impl ApiError {
@@ -50,6 +62,16 @@ impl ApiError {
             Self::Range(_) => StatusCode::RANGE_NOT_SATISFIABLE,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::PluginData(_) => StatusCode::BAD_REQUEST,
+            Self::Plugin(refusal) => match refusal {
+                // The status was checked against the allowed set by the dispatcher.
+                Refusal::Rejected { status, .. } => {
+                    StatusCode::from_u16(*status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+                }
+                Refusal::Failed { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+                Refusal::BadRouteResponse { .. } => StatusCode::BAD_GATEWAY,
+                Refusal::NoSuchPlugin => StatusCode::NOT_FOUND,
+            },
             Self::Storage(e) => match e {
                 StorageError::UploadSecretMismatch | StorageError::WriteEnablerMismatch => {
                     StatusCode::UNAUTHORIZED
@@ -72,6 +94,9 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
+        if let Self::Plugin(refusal) = self {
+            return plugin_response(status, refusal);
+        }
         let body = if status.is_server_error() {
             tracing::error!(error = %self, "request failed");
             "internal error".to_owned()
@@ -91,6 +116,34 @@ impl IntoResponse for ApiError {
             body,
         )
             .into_response()
+    }
+}
+
+/// A plugin's refusal: the structured rejection body, or a short text naming the plugin.
+/// Plugin messages for the log never reach the client.
+fn plugin_response(status: StatusCode, refusal: Refusal) -> Response {
+    let text = |body: String| {
+        (
+            status,
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            body,
+        )
+            .into_response()
+    };
+    match refusal {
+        Refusal::Rejected { plugin, body, .. } => {
+            let mut response =
+                (status, [(header::CONTENT_TYPE, "application/cbor")], body).into_response();
+            if let Ok(value) = header::HeaderValue::from_str(&plugin) {
+                response.headers_mut().insert(PLUGIN_REJECTED_HEADER, value);
+            }
+            response
+        }
+        Refusal::Failed { plugin } => text(format!("storage plugin {plugin} failed")),
+        Refusal::BadRouteResponse { plugin } => text(format!(
+            "storage plugin {plugin} answered with an invalid response"
+        )),
+        Refusal::NoSuchPlugin => text("no such storage plugin".to_owned()),
     }
 }
 

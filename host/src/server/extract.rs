@@ -1,8 +1,9 @@
 //! Work every route needs, written once as extractors: path parameters, the swissnum and
-//! secrets, content negotiation and size-capped CBOR bodies.
+//! secrets, storage plugin data, content negotiation and size-capped CBOR bodies.
 //!
 //! Handlers list them in the order stock Tahoe checks: path (404), then [`Authorized`]
-//! (401, then 400 for secrets), then [`AcceptsCbor`] (406), then the body (415, 413, 400).
+//! (401, then 400 for secrets), then [`Plugins`] (400, never for stock clients, which send
+//! no plugin data), then [`AcceptsCbor`] (406), then the body (415, 413, 400).
 
 use std::marker::PhantomData;
 
@@ -14,6 +15,8 @@ use http_body_util::BodyExt as _;
 
 use super::error::ApiError;
 use super::AppState;
+use crate::plugins::data::PLUGIN_DATA_HEADER;
+use crate::plugins::PluginData;
 use crate::protocol::{
     AllocateRequest, CborMessage, CorruptionReport, ReadTestWriteRequest, SecretKind, Secrets,
     ShareNumber, StorageIndex,
@@ -98,6 +101,29 @@ impl<S: SecretSet> FromRequestParts<AppState> for Authorized<S> {
             secrets,
             _set: PhantomData,
         })
+    }
+}
+
+/// The request's `X-Tahoe-Plugin-Data`, checked (400 for anything malformed, over 64 KiB,
+/// or for a plugin not loaded here) before any plugin sees it. Free without the header.
+pub(crate) struct Plugins(pub(crate) PluginData);
+
+impl FromRequestParts<AppState> for Plugins {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let mut values = parts
+            .headers
+            .get_all(PLUGIN_DATA_HEADER)
+            .iter()
+            .map(|v| v.as_bytes())
+            .peekable();
+        if values.peek().is_none() {
+            return Ok(Self(PluginData::default()));
+        }
+        PluginData::parse(values, |name| state.plugins.contains(name))
+            .map(Self)
+            .map_err(ApiError::PluginData)
     }
 }
 
@@ -207,7 +233,7 @@ pub(crate) async fn refuse_after_draining(body: Body, error: ApiError) -> ApiErr
 
 /// Reads a whole body of at most `limit` bytes; a longer one is drained (within
 /// [`DRAIN_LIMIT`]) and refused with 413.
-async fn read_limited(body: Body, limit: usize) -> Result<bytes::Bytes, ApiError> {
+pub(crate) async fn read_limited(body: Body, limit: usize) -> Result<bytes::Bytes, ApiError> {
     let mut body = body;
     let mut collected = bytes::BytesMut::new();
     let mut total = 0usize;

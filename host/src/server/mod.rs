@@ -23,10 +23,13 @@ use tokio::net::TcpListener;
 pub use tls::tls_config;
 
 #[cfg(test)]
+mod plugin_tests;
+#[cfg(test)]
 mod tests;
 
 use crate::config::NodeConfig;
 use crate::node::{NodeError, NodeIdentity};
+use crate::plugins::ServerPlugins;
 use crate::protocol::{Nurl, Swissnum};
 use crate::storage::{Store, StoreConfig, SystemClock};
 
@@ -44,12 +47,23 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct AppState {
     store: Arc<Store>,
     swissnum: Swissnum,
+    plugins: Arc<ServerPlugins>,
 }
 
 impl AppState {
-    /// State for a server of `store` guarded by `swissnum`.
+    /// State for a server of `store` guarded by `swissnum`, without plugins.
     pub fn new(store: Arc<Store>, swissnum: Swissnum) -> Self {
-        Self { store, swissnum }
+        Self {
+            store,
+            swissnum,
+            plugins: Arc::new(ServerPlugins::none()),
+        }
+    }
+
+    /// The same state with these storage plugins.
+    pub fn with_plugins(mut self, plugins: Arc<ServerPlugins>) -> Self {
+        self.plugins = plugins;
+        self
     }
 }
 
@@ -59,7 +73,8 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// Serves `state` over TLS on `listener` until `shutdown` completes, then drains requests in
-/// flight for up to 30 seconds. Uploads cut off by shutdown stay in `incoming/`, which the
+/// flight for up to 30 seconds. Storage plugins' background services start first and are
+/// stopped last. Uploads cut off by shutdown stay in `incoming/`, which the
 /// next start wipes; completed data was fsynced before it was acknowledged.
 pub async fn serve(
     listener: TcpListener,
@@ -71,6 +86,8 @@ pub async fn serve(
     let service = TowerToHyperService::new(router(state.clone()));
     let graceful = GracefulShutdown::new();
     let sweeper = tokio::spawn(expire_idle_uploads(state.store.clone()));
+    // The listener is bound: plugins' background services may start.
+    let services = state.plugins.start_services();
     tokio::pin!(shutdown);
     loop {
         let (tcp, peer) = tokio::select! {
@@ -112,6 +129,7 @@ pub async fn serve(
     {
         tracing::warn!("requests still in flight after {DRAIN_TIMEOUT:?}; dropping them");
     }
+    services.stop().await;
 }
 
 async fn expire_idle_uploads(store: Arc<Store>) {
@@ -150,6 +168,9 @@ pub enum StartError {
         /// The cause.
         source: std::io::Error,
     },
+    /// A configured storage plugin could not be loaded (one line naming it and why).
+    #[error(transparent)]
+    Plugin(#[from] crate::plugins::PluginLoadError),
     /// `[storage] enabled = false`: nothing to serve.
     #[error("[storage] enabled is not true in tahoe.cfg; this node has nothing to serve")]
     StorageDisabled,
@@ -165,7 +186,8 @@ pub struct RunningNode {
 }
 
 impl RunningNode {
-    /// Loads the identity, opens the store and binds the port named in `config`.
+    /// Loads the identity, opens the store, loads the storage plugins and binds the port
+    /// named in `config`.
     pub async fn bind(config: &NodeConfig) -> Result<Self, StartError> {
         if !config.storage_enabled {
             return Err(StartError::StorageDisabled);
@@ -186,6 +208,9 @@ impl RunningNode {
                 std::io::Error::other(e),
             ))
         })??;
+        let store = Arc::new(store);
+        // Before the port is bound: a plugin that does not load stops the node.
+        let plugins = Arc::new(ServerPlugins::load(config, store.clone())?);
         let listener =
             TcpListener::bind(config.listen)
                 .await
@@ -206,7 +231,7 @@ impl RunningNode {
         }
         let nurl = identity.nurl(&host, port);
         let tls = Arc::new(tls_config(&identity)?);
-        let state = AppState::new(Arc::new(store), identity.swissnum().clone());
+        let state = AppState::new(store, identity.swissnum().clone()).with_plugins(plugins);
         Ok(Self {
             listener,
             tls,

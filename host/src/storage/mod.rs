@@ -35,6 +35,7 @@ mod clock;
 mod container;
 mod error;
 mod immutable;
+mod inspect;
 mod layout;
 mod lock;
 mod mutable;
@@ -47,4 +48,5 @@ mod fixture;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::StorageError;
+pub use inspect::ShareFacts;
 pub use store::{ShareReader, Store, StoreConfig, WriteProgress, MAXIMUM_MUTABLE_SHARE_SIZE};

@@ -10,7 +10,11 @@ use axum::Router;
 use bytes::BytesMut;
 use http_body_util::BodyExt as _;
 
+use gbs_plugin_interface::ffi::OperationKind;
+use gbs_plugin_interface::Outcome;
+
 use super::{cbor, share};
+use crate::plugins::operation;
 use crate::protocol::paths::route;
 use crate::protocol::{
     AllocateRequest, ContentRange, RangeError, ShareNumber, StorageIndex, UploadProgress,
@@ -18,8 +22,8 @@ use crate::protocol::{
 };
 use crate::server::error::{blocking, ApiError};
 use crate::server::extract::{
-    refuse_after_draining, AcceptsCbor, AllocateSecrets, Authorized, Cbor, SharePath, SiPath,
-    UploadSecrets,
+    refuse_after_draining, AcceptsCbor, AllocateSecrets, Authorized, Cbor, Plugins, SharePath,
+    SiPath, UploadSecrets,
 };
 use crate::server::AppState;
 use crate::storage::{StorageError, WriteProgress};
@@ -48,12 +52,21 @@ pub(super) fn router() -> Router<AppState> {
 async fn allocate(
     SiPath(si): SiPath,
     auth: Authorized<AllocateSecrets>,
+    Plugins(data): Plugins,
     _: AcceptsCbor,
     State(state): State<AppState>,
     Cbor(request): Cbor<AllocateRequest>,
 ) -> Result<Response, ApiError> {
     let upload = upload_secret(&auth)?;
     let lease = auth.secrets.lease();
+    let admission = state
+        .plugins
+        .admit(
+            OperationKind::ALLOCATE,
+            || operation::allocate(&si, &request, &lease),
+            &data,
+        )
+        .await?;
     let store = state.store.clone();
     let response = blocking(move || {
         store.allocate(
@@ -65,6 +78,13 @@ async fn allocate(
         )
     })
     .await?;
+    state
+        .plugins
+        .committed(admission, || Outcome::Allocated {
+            allocated: response.allocated.iter().map(|n| n.0).collect(),
+            already_have: response.already_have.iter().map(|n| n.0).collect(),
+        })
+        .await;
     Ok(cbor(StatusCode::OK, &response))
 }
 
@@ -78,6 +98,7 @@ fn upload_secret<S>(auth: &Authorized<S>) -> Result<UploadSecret, ApiError> {
 async fn upload(
     SharePath(si, shnum): SharePath,
     auth: Authorized<UploadSecrets>,
+    Plugins(data): Plugins,
     _: AcceptsCbor,
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -91,6 +112,19 @@ async fn upload(
         Ok(range) => range,
         Err(e) => return Err(refuse_after_draining(body, e.into()).await),
     };
+    let admitted = state
+        .plugins
+        .admit(
+            OperationKind::UPLOAD,
+            || operation::upload(&si, shnum, range.start(), range.len()),
+            &data,
+        )
+        .await;
+    let admission = match admitted {
+        Ok(admission) => admission,
+        Err(refusal) => return Err(refuse_after_draining(body, refusal.into()).await),
+    };
+    let plugins = state.plugins.clone();
     let writer = PieceWriter {
         state,
         si,
@@ -131,7 +165,14 @@ async fn upload(
     }
     writer.write(offset, piece).await?;
     let progress = writer.finish().await?;
-    let status = if progress.required.is_empty() {
+    let complete = progress.required.is_empty();
+    plugins
+        .committed(admission, || Outcome::Uploaded {
+            bytes: range.len(),
+            complete,
+        })
+        .await;
+    let status = if complete {
         StatusCode::CREATED
     } else {
         StatusCode::OK
@@ -188,10 +229,16 @@ impl PieceWriter {
 async fn abort(
     SharePath(si, shnum): SharePath,
     auth: Authorized<UploadSecrets>,
+    Plugins(data): Plugins,
     State(state): State<AppState>,
 ) -> Result<Response, ApiError> {
     let secret = upload_secret(&auth)?;
+    let admission = state
+        .plugins
+        .admit(OperationKind::ABORT, || operation::abort(&si, shnum), &data)
+        .await?;
     let store = state.store.clone();
     blocking(move || store.abort_immutable(&si, shnum, &secret)).await?;
+    state.plugins.committed(admission, || Outcome::Done).await;
     Ok(StatusCode::OK.into_response())
 }

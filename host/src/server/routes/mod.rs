@@ -1,8 +1,10 @@
-//! The twelve GBS endpoints, one file per group, each exposing `router()`.
+//! The twelve GBS endpoints and the storage plugin routes, one file per group, each
+//! exposing `router()`.
 
 mod immutable;
 mod lease;
 mod mutable;
+mod plugin;
 mod share;
 mod version;
 
@@ -20,6 +22,7 @@ pub(super) fn router() -> Router<AppState> {
         .merge(immutable::router())
         .merge(mutable::router())
         .merge(lease::router())
+        .merge(plugin::router())
 }
 
 /// A CBOR answer with the content type stock clients require.

@@ -7,14 +7,24 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _};
 
+use gbs_plugin_interface::ffi::OperationKind;
+use gbs_plugin_interface::Outcome;
+
+use crate::plugins::operation;
 use crate::protocol::{CorruptionReport, ReadRange, ShareKind, ShareNumber, StorageIndex};
 use crate::server::error::{blocking, ApiError};
-use crate::server::extract::{AcceptsCbor, Authorized, Cbor, NoSecrets, SharePath, SiPath};
+use crate::server::extract::{
+    AcceptsCbor, Authorized, Cbor, NoSecrets, Plugins, SharePath, SiPath,
+};
 use crate::server::AppState;
 
 /// Which kind of share a route serves, as a type so that one handler serves both.
 pub(super) trait Kind {
     const KIND: ShareKind;
+    /// The plugin operation kinds of listing, reading and reporting corruption.
+    const LIST: OperationKind;
+    const READ: OperationKind;
+    const CORRUPT: OperationKind;
 }
 
 /// Routes under `/storage/v1/immutable/`.
@@ -22,6 +32,9 @@ pub(super) struct Immutable;
 
 impl Kind for Immutable {
     const KIND: ShareKind = ShareKind::Immutable;
+    const LIST: OperationKind = OperationKind::LIST_IMMUTABLE;
+    const READ: OperationKind = OperationKind::READ_IMMUTABLE;
+    const CORRUPT: OperationKind = OperationKind::CORRUPT_IMMUTABLE;
 }
 
 /// Routes under `/storage/v1/mutable/`.
@@ -29,21 +42,30 @@ pub(super) struct Mutable;
 
 impl Kind for Mutable {
     const KIND: ShareKind = ShareKind::Mutable;
+    const LIST: OperationKind = OperationKind::LIST_MUTABLE;
+    const READ: OperationKind = OperationKind::READ_MUTABLE;
+    const CORRUPT: OperationKind = OperationKind::CORRUPT_MUTABLE;
 }
 
 /// `GET .../{si}/shares`: the share numbers held, as a tag-258 set.
 pub(super) async fn list<K: Kind>(
     SiPath(si): SiPath,
     _: Authorized<NoSecrets>,
+    Plugins(data): Plugins,
     _: AcceptsCbor,
     State(state): State<AppState>,
 ) -> Result<Response, ApiError> {
+    let admission = state
+        .plugins
+        .admit(K::LIST, || operation::list(K::KIND, &si), &data)
+        .await?;
     let store = state.store.clone();
     let shares = blocking(move || match K::KIND {
         ShareKind::Immutable => store.list_immutable(&si),
         ShareKind::Mutable => store.list_mutable(&si),
     })
     .await?;
+    state.plugins.committed(admission, || Outcome::Done).await;
     let body = crate::protocol::share_set_cbor(&shares);
     Ok((
         StatusCode::OK,
@@ -53,10 +75,12 @@ pub(super) async fn list<K: Kind>(
         .into_response())
 }
 
-/// `GET .../{si}/{shnum}`: a share's data, whole or ranged.
+/// `GET .../{si}/{shnum}`: a share's data, whole or ranged. Plugins are told the outcome
+/// once the answer is ready to stream, with the number of bytes it carries.
 pub(super) async fn read_handler<K: Kind>(
     path: Result<SharePath, ApiError>,
     auth: Result<Authorized<NoSecrets>, ApiError>,
+    data: Result<Plugins, ApiError>,
     State(state): State<AppState>,
     headers: HeaderMap,
 ) -> Response {
@@ -64,7 +88,25 @@ pub(super) async fn read_handler<K: Kind>(
         async {
             let SharePath(si, shnum) = path?;
             auth?;
-            read(&state, K::KIND, si, shnum, &headers).await
+            let Plugins(data) = data?;
+            let range = headers
+                .get(RANGE)
+                .map(|value| ReadRange::parse(value.to_str().unwrap_or_default()))
+                .transpose()?;
+            let admission = state
+                .plugins
+                .admit(
+                    K::READ,
+                    || operation::read(K::KIND, &si, shnum, range.as_ref()),
+                    &data,
+                )
+                .await?;
+            let (response, bytes) = read(&state, K::KIND, si, shnum, range).await?;
+            state
+                .plugins
+                .committed(admission, || Outcome::Read { bytes })
+                .await;
+            Ok(response)
         }
         .await,
     )
@@ -74,11 +116,21 @@ pub(super) async fn read_handler<K: Kind>(
 pub(super) async fn corrupt<K: Kind>(
     SharePath(si, shnum): SharePath,
     _: Authorized<NoSecrets>,
+    Plugins(data): Plugins,
     State(state): State<AppState>,
     Cbor(report): Cbor<CorruptionReport>,
 ) -> Result<Response, ApiError> {
+    let admission = state
+        .plugins
+        .admit(
+            K::CORRUPT,
+            || operation::advise_corrupt(K::KIND, &si, shnum),
+            &data,
+        )
+        .await?;
     let store = state.store.clone();
     blocking(move || store.advise_corrupt(K::KIND, &si, shnum, &report.reason)).await?;
+    state.plugins.committed(admission, || Outcome::Done).await;
     Ok(StatusCode::OK.into_response())
 }
 use crate::storage::ShareReader;
@@ -94,18 +146,14 @@ fn octet_stream(result: Result<Response, ApiError>) -> Response {
 }
 
 /// Answers a read: 200 with everything without `Range`, 206 with the clamped range, 204
-/// when the range starts at or past the end, 416 for a range stock Tahoe does not support.
+/// when the range starts at or past the end. Also returns how many bytes it sends.
 async fn read(
     state: &AppState,
     kind: ShareKind,
     si: StorageIndex,
     shnum: ShareNumber,
-    headers: &HeaderMap,
-) -> Result<Response, ApiError> {
-    let range = headers
-        .get(RANGE)
-        .map(|value| ReadRange::parse(value.to_str().unwrap_or_default()))
-        .transpose()?;
+    range: Option<ReadRange>,
+) -> Result<(Response, u64), ApiError> {
     let store = state.store.clone();
     let reader = blocking(move || match kind {
         ShareKind::Immutable => store.open_immutable(&si, shnum),
@@ -114,19 +162,21 @@ async fn read(
     .await?;
     let Some(range) = range else {
         let len = reader.len;
-        return stream(reader, 0..len, StatusCode::OK, None).await;
+        return Ok((stream(reader, 0..len, StatusCode::OK, None).await?, len));
     };
     match range.clamp(reader.len) {
-        None => Ok(StatusCode::NO_CONTENT.into_response()),
+        None => Ok((StatusCode::NO_CONTENT.into_response(), 0)),
         Some(served) => {
             let content_range = ReadRange::content_range(&served);
-            stream(
+            let len = served.end - served.start;
+            let response = stream(
                 reader,
                 served,
                 StatusCode::PARTIAL_CONTENT,
                 Some(content_range),
             )
-            .await
+            .await?;
+            Ok((response, len))
         }
     }
 }

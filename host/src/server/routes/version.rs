@@ -6,9 +6,13 @@ use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
 
+use gbs_plugin_interface::ffi::OperationKind;
+use gbs_plugin_interface::{Operation, Outcome};
+
 use super::cbor;
 use crate::protocol::{paths::route, VersionInfo};
-use crate::server::extract::{AcceptsCbor, Authorized, NoSecrets};
+use crate::server::error::ApiError;
+use crate::server::extract::{AcceptsCbor, Authorized, NoSecrets, Plugins};
 use crate::server::AppState;
 use crate::storage::MAXIMUM_MUTABLE_SHARE_SIZE;
 
@@ -20,8 +24,13 @@ pub(super) fn router() -> Router<AppState> {
 async fn version(
     State(state): State<AppState>,
     _: Authorized<NoSecrets>,
+    Plugins(data): Plugins,
     _: AcceptsCbor,
-) -> Response {
+) -> Result<Response, ApiError> {
+    let admission = state
+        .plugins
+        .admit(OperationKind::VERSION, || Operation::Version, &data)
+        .await?;
     let available = state.store.available_space();
     let info = VersionInfo {
         // Stock Tahoe announces the available space here; a smaller value would make
@@ -31,5 +40,6 @@ async fn version(
         available_space: available,
         application_version: format!("gbs/{}", env!("CARGO_PKG_VERSION")).into_bytes(),
     };
-    cbor(StatusCode::OK, &info)
+    state.plugins.committed(admission, || Outcome::Done).await;
+    Ok(cbor(StatusCode::OK, &info))
 }

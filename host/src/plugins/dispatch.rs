@@ -1,0 +1,322 @@
+//! Calling server plugins' hooks: admit before storage is touched, committed after success,
+//! plugin routes, and background services. Whatever a plugin returns is checked here before
+//! it reaches a client.
+//!
+//! - An operation no plugin is interested in costs one bit test: the operation is not even
+//!   built, let alone encoded.
+//! - `committed` runs after the store succeeded and before the answer is sent, so a plugin
+//!   has counted an operation by the time its client learns of it. Its failures are logged
+//!   and never change the answer.
+//! - Every hook runs under [`HOOK_DEADLINE`]; a plugin that overruns it fails closed (503).
+//! - A plugin error, a panic caught in the plugin (or one that escaped its future), or an
+//!   invalid rejection becomes [`Refusal::Failed`] (500 naming the plugin), logged with the
+//!   plugin's message; the server goes on serving.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::Duration;
+
+use abi_stable::std_types::{RNone, ROption, RResult, RSome, RVec};
+use async_ffi::FfiFuture;
+use futures_util::FutureExt as _;
+use gbs_plugin_interface::ffi::{
+    OperationKind, PluginError, Rejection, RouteRequest, RouteResponse,
+};
+use gbs_plugin_interface::{to_cbor, Operation, Outcome};
+use tokio::task::JoinHandle;
+
+use super::data::{is_one_cbor_item, PluginData};
+use super::registry::{ServerEntry, ServerPlugins};
+
+/// How long one hook call may take.
+pub const HOOK_DEADLINE: Duration = Duration::from_secs(30);
+/// The largest plugin route response body passed on.
+pub const MAX_ROUTE_RESPONSE: usize = 16 << 20;
+/// The statuses a plugin may reject with (design §3).
+pub const REJECTION_STATUSES: [u16; 8] = [400, 401, 402, 403, 409, 413, 429, 503];
+/// The largest `details` of a rejection, so that the whole body fits the client's limit.
+const MAX_DETAILS: usize = 32 * 1024;
+const MAX_CODE: usize = 128;
+const MAX_MESSAGE: usize = 1024;
+/// How long shutdown waits for a background service to end after `stop`.
+const SERVICE_GRACE: Duration = Duration::from_secs(5);
+
+/// An operation admitted by every interested plugin; hand it back to
+/// [`ServerPlugins::committed`] after success.
+#[derive(Debug, Default)]
+#[must_use = "pass the admission to `committed` after the operation succeeds"]
+pub struct Admission {
+    /// Indexes of the plugins that admitted it.
+    admitted: Vec<usize>,
+    /// The encoded operation; empty when `admitted` is.
+    operation: Vec<u8>,
+}
+
+/// Why plugins stopped a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Refusal {
+    /// A valid rejection (or a deadline overrun, as 503): send `status` with the CBOR `body`
+    /// and `X-Tahoe-Plugin-Rejected: plugin`.
+    Rejected {
+        /// The plugin.
+        plugin: String,
+        /// One of [`REJECTION_STATUSES`].
+        status: u16,
+        /// `{"plugin", "code", "message", "details"}` as CBOR.
+        body: Vec<u8>,
+    },
+    /// The plugin failed or answered something invalid: 500 naming it.
+    Failed {
+        /// The plugin.
+        plugin: String,
+    },
+    /// A plugin route answered something the host does not pass on: 502 naming it.
+    BadRouteResponse {
+        /// The plugin.
+        plugin: String,
+    },
+    /// No plugin of that name (a plugin route): 404.
+    NoSuchPlugin,
+}
+
+enum CallError {
+    TimedOut,
+    Failed(String),
+}
+
+/// Awaits one hook under the deadline, catching a panic that escaped the plugin's guard.
+async fn call<T>(future: FfiFuture<RResult<T, PluginError>>) -> Result<T, CallError> {
+    match tokio::time::timeout(HOOK_DEADLINE, AssertUnwindSafe(future).catch_unwind()).await {
+        Err(_) => Err(CallError::TimedOut),
+        Ok(Err(_)) => Err(CallError::Failed("its future panicked".into())),
+        Ok(Ok(RResult::RErr(error))) => Err(CallError::Failed(error.to_string())),
+        Ok(Ok(RResult::ROk(value))) => Ok(value),
+    }
+}
+
+fn text(s: &str) -> ciborium::Value {
+    ciborium::Value::Text(s.to_owned())
+}
+
+fn rejection_body(plugin: &str, code: &str, message: &str, details: ciborium::Value) -> Vec<u8> {
+    to_cbor(&ciborium::Value::Map(vec![
+        (text("plugin"), text(plugin)),
+        (text("code"), text(code)),
+        (text("message"), text(message)),
+        (text("details"), details),
+    ]))
+}
+
+impl CallError {
+    fn into_refusal(self, plugin: &str, hook: &str) -> Refusal {
+        match self {
+            Self::TimedOut => {
+                tracing::error!(
+                    plugin,
+                    hook,
+                    "storage plugin did not answer within {HOOK_DEADLINE:?}"
+                );
+                Refusal::Rejected {
+                    plugin: plugin.to_owned(),
+                    status: 503,
+                    body: rejection_body(
+                        plugin,
+                        "plugin-timeout",
+                        "the storage plugin did not answer in time",
+                        ciborium::Value::Null,
+                    ),
+                }
+            }
+            Self::Failed(message) => {
+                tracing::error!(plugin, hook, %message, "storage plugin failed");
+                Refusal::Failed {
+                    plugin: plugin.to_owned(),
+                }
+            }
+        }
+    }
+}
+
+/// Checks a plugin's rejection and encodes the body a client gets.
+fn checked_rejection(plugin: &str, rejection: &Rejection) -> Result<Refusal, String> {
+    if !REJECTION_STATUSES.contains(&rejection.status) {
+        return Err(format!(
+            "status {} is not one a plugin may reject with",
+            rejection.status
+        ));
+    }
+    if rejection.code.len() > MAX_CODE || rejection.message.len() > MAX_MESSAGE {
+        return Err("code or message too long".into());
+    }
+    let details = if rejection.details.is_empty() {
+        ciborium::Value::Null
+    } else if rejection.details.len() > MAX_DETAILS || !is_one_cbor_item(&rejection.details) {
+        return Err("details are not one CBOR item of at most 32 KiB".into());
+    } else {
+        ciborium::from_reader(rejection.details.as_slice()).map_err(|e| e.to_string())?
+    };
+    Ok(Refusal::Rejected {
+        plugin: plugin.to_owned(),
+        status: rejection.status,
+        body: rejection_body(plugin, &rejection.code, &rejection.message, details),
+    })
+}
+
+impl ServerPlugins {
+    fn interested(&self, kind: OperationKind) -> impl Iterator<Item = (usize, &ServerEntry)> {
+        self.plugins
+            .iter()
+            .enumerate()
+            .filter(move |(_, p)| p.interests.contains(kind))
+    }
+
+    /// Asks every plugin interested in `kind`, in config order, to admit the operation
+    /// `operation` builds (called only if some plugin is interested).
+    pub async fn admit(
+        &self,
+        kind: OperationKind,
+        operation: impl FnOnce() -> Operation,
+        data: &PluginData,
+    ) -> Result<Admission, Refusal> {
+        if !self.interests.contains(kind) {
+            return Ok(Admission::default());
+        }
+        let encoded = to_cbor(&operation());
+        let mut admitted = Vec::new();
+        for (index, plugin) in self.interested(kind) {
+            let plugin_data: ROption<RVec<u8>> = match data.get(&plugin.name) {
+                Some(bytes) => RSome(bytes.to_vec().into()),
+                None => RNone,
+            };
+            let answer = call(plugin.object.admit(encoded.clone().into(), plugin_data))
+                .await
+                .map_err(|e| e.into_refusal(&plugin.name, "admit"))?;
+            if let RSome(rejection) = answer {
+                return Err(match checked_rejection(&plugin.name, &rejection) {
+                    Ok(refusal) => {
+                        tracing::debug!(plugin = %plugin.name, status = rejection.status, code = %rejection.code, "request rejected by storage plugin");
+                        refusal
+                    }
+                    Err(why) => {
+                        tracing::error!(plugin = %plugin.name, %why, "storage plugin sent an invalid rejection");
+                        Refusal::Failed {
+                            plugin: plugin.name.clone(),
+                        }
+                    }
+                });
+            }
+            admitted.push(index);
+        }
+        Ok(Admission {
+            admitted,
+            operation: encoded,
+        })
+    }
+
+    /// Tells the plugins that admitted an operation what it did. Failures are logged only:
+    /// the operation already happened.
+    pub async fn committed(&self, admission: Admission, outcome: impl FnOnce() -> Outcome) {
+        if admission.admitted.is_empty() {
+            return;
+        }
+        let outcome = to_cbor(&outcome());
+        for index in admission.admitted {
+            let Some(plugin) = self.plugins.get(index) else {
+                continue;
+            };
+            let future = plugin
+                .object
+                .committed(admission.operation.clone().into(), outcome.clone().into());
+            if let Err(error) = call(future).await {
+                // Logged inside; the client's request already succeeded.
+                let _ = error.into_refusal(&plugin.name, "committed");
+            }
+        }
+    }
+
+    /// Serves `/storage/v1/plugin/<name>/<path>`: the plugin's answer if it is a valid one.
+    pub async fn route(&self, name: &str, request: RouteRequest) -> Result<RouteResponse, Refusal> {
+        let plugin = self
+            .plugins
+            .iter()
+            .find(|p| p.name == name)
+            .ok_or(Refusal::NoSuchPlugin)?;
+        let response = call(plugin.object.route(request))
+            .await
+            .map_err(|e| e.into_refusal(&plugin.name, "route"))?;
+        let content_type_ok = response.content_type.len() <= 256
+            && response
+                .content_type
+                .bytes()
+                .all(|b| b == b' ' || b.is_ascii_graphic());
+        if !(200..=599).contains(&response.status)
+            || response.body.len() > MAX_ROUTE_RESPONSE
+            || !content_type_ok
+        {
+            tracing::error!(plugin = %plugin.name, status = response.status, bytes = response.body.len(), "storage plugin route answered something invalid");
+            return Err(Refusal::BadRouteResponse {
+                plugin: plugin.name.clone(),
+            });
+        }
+        Ok(response)
+    }
+
+    /// Starts every plugin's background service; call once the server is listening.
+    pub fn start_services(self: &Arc<Self>) -> Services {
+        let tasks = self
+            .plugins
+            .iter()
+            .map(|plugin| {
+                let name = plugin.name.clone();
+                let future = plugin.object.start();
+                tokio::spawn(async move {
+                    match AssertUnwindSafe(future).catch_unwind().await {
+                        Ok(RResult::ROk(())) => {
+                            tracing::debug!(plugin = %name, "background service ended")
+                        }
+                        Ok(RResult::RErr(error)) => {
+                            tracing::error!(plugin = %name, %error, "background service failed")
+                        }
+                        Err(_) => tracing::error!(plugin = %name, "background service panicked"),
+                    }
+                })
+            })
+            .collect();
+        Services {
+            plugins: self.clone(),
+            tasks,
+        }
+    }
+}
+
+/// Running background services; [`Services::stop`] ends them.
+#[derive(Debug)]
+#[must_use = "stop the services at shutdown"]
+pub struct Services {
+    plugins: Arc<ServerPlugins>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Services {
+    /// Calls every plugin's `stop`, then waits briefly for each service to end and drops
+    /// the ones that do not.
+    pub async fn stop(self) {
+        for plugin in &self.plugins.plugins {
+            if let Err(error) = call(plugin.object.stop()).await {
+                let _ = error.into_refusal(&plugin.name, "stop");
+            }
+            tracing::debug!(plugin = %plugin.name, counters = ?plugin.host.counters(), "storage plugin stopped");
+        }
+        for (task, plugin) in self.tasks.into_iter().zip(&self.plugins.plugins) {
+            let abort = task.abort_handle();
+            if tokio::time::timeout(SERVICE_GRACE, task).await.is_err() {
+                tracing::warn!(plugin = %plugin.name, "background service still running after stop; dropped");
+                abort.abort();
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,109 @@
+//! Storage plugins on the wire: `GET /storage/v1/plugins` lists the loaded plugins with
+//! their announcements, and `/storage/v1/plugin/{name}/...` reaches a plugin's own routes,
+//! behind the same swissnum check as every other route.
+
+use axum::body::Body;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::header::CONTENT_TYPE;
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get};
+use axum::Router;
+use gbs_plugin_interface::RouteRequest;
+
+use crate::protocol::paths::route;
+use crate::server::error::ApiError;
+use crate::server::extract::{read_limited, AcceptsCbor, Authorized, NoSecrets};
+use crate::server::AppState;
+
+/// The largest request body passed to a plugin route (large plugin data goes here).
+const MAX_ROUTE_REQUEST: usize = 16 << 20;
+
+pub(super) fn router() -> Router<AppState> {
+    Router::new()
+        .route(route::PLUGINS, get(list))
+        .route(route::PLUGIN_ROUTE, any(plugin_route))
+        .route(route::PLUGIN_ROOT, any(plugin_root))
+}
+
+/// A CBOR list of `{"name", "version", "announcement"}`, encoded once at start-up.
+async fn list(State(state): State<AppState>, _: Authorized<NoSecrets>, _: AcceptsCbor) -> Response {
+    (
+        StatusCode::OK,
+        [(CONTENT_TYPE, HeaderValue::from_static("application/cbor"))],
+        state.plugins.listing().to_vec(),
+    )
+        .into_response()
+}
+
+async fn plugin_root(
+    Path(name): Path<String>,
+    auth: Authorized<NoSecrets>,
+    state: State<AppState>,
+    method: Method,
+    query: RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    forward(
+        name,
+        String::new(),
+        auth,
+        state,
+        method,
+        query,
+        headers,
+        body,
+    )
+    .await
+}
+
+async fn plugin_route(
+    Path((name, path)): Path<(String, String)>,
+    auth: Authorized<NoSecrets>,
+    state: State<AppState>,
+    method: Method,
+    query: RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    forward(name, path, auth, state, method, query, headers, body).await
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn forward(
+    name: String,
+    path: String,
+    _: Authorized<NoSecrets>,
+    State(state): State<AppState>,
+    method: Method,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    if !state.plugins.contains(&name) {
+        return Err(ApiError::NotFound);
+    }
+    let body = read_limited(body, MAX_ROUTE_REQUEST).await?;
+    let content_type = headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let request = RouteRequest {
+        method: method.as_str().into(),
+        path: path.as_str().into(),
+        query: query.unwrap_or_default().into(),
+        content_type: content_type.into(),
+        body: body.to_vec().into(),
+    };
+    let answer = state.plugins.route(&name, request).await?;
+    // The dispatcher checked the status range and the content type's characters.
+    let status = StatusCode::from_u16(answer.status).map_err(|_| ApiError::Internal)?;
+    let mut response = (status, answer.body.into_vec()).into_response();
+    if let Ok(value) = HeaderValue::from_str(answer.content_type.as_str()) {
+        if !value.is_empty() {
+            response.headers_mut().insert(CONTENT_TYPE, value);
+        }
+    }
+    Ok(response)
+}

@@ -1,0 +1,169 @@
+//! `gbs-plugin-bench`: the per-request cost of storage plugins, with 0, 1 and 3 loaded.
+//!
+//! ```sh
+//! cargo run --release -p gbs-tests --bin gbs-plugin-bench
+//! ```
+//!
+//! Requests go straight into the server's router, in this process, without TLS or sockets,
+//! so the plugins' share of the time is not hidden behind the network. The operation is
+//! `GET /storage/v1/immutable/{si}/shares`, which every loaded plugin is interested in:
+//!
+//! - 1 plugin: `access-log` (admits, counts in `committed`);
+//! - 3 plugins: `access-log`, `allow-list` (checks a token in the request's plugin data)
+//!   and the `fixture-panics` test fixture with no hook set to panic (admits everything).
+//!
+//! The plugins are built on demand in the profile of this binary. Numbers are wall-clock on
+//! whatever else the machine is doing; each row is the best of several rounds.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::http::Request;
+use gbs::plugins::registry::open_library;
+use gbs::plugins::{PluginData, ServerPlugins, ServerPluginsBuilder};
+use gbs::protocol::{authorization_value, paths, StorageIndex, Swissnum};
+use gbs::server::{router, AppState};
+use gbs::storage::{Store, StoreConfig, SystemClock};
+use gbs_tests::{build_fixture, sample_plugin};
+use tower::ServiceExt as _;
+
+const REQUESTS: u32 = 20_000;
+const ROUNDS: usize = 3;
+const TOKEN: &str = "bench-token";
+
+fn settings(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+}
+
+fn load(
+    dir: &Path,
+    store: &Arc<Store>,
+    plugins: &[(&str, &Path, BTreeMap<String, String>)],
+) -> ServerPlugins {
+    let mut builder = ServerPluginsBuilder::new(dir, Some(store.clone()));
+    for (name, library, settings) in plugins {
+        let library = open_library(library).unwrap_or_else(|e| panic!("{name}: {e}"));
+        builder
+            .add(name, settings, &library)
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    builder.build()
+}
+
+/// Mean time per request over the best of [`ROUNDS`] rounds.
+async fn measure(state: &AppState, auth: &str, plugin_data: Option<&str>) -> Duration {
+    let si = StorageIndex::from_bytes([7; 16]);
+    let path = paths::immutable_shares(&si);
+    let request = || {
+        let mut builder = Request::get(&path).header("authorization", auth);
+        if let Some(data) = plugin_data {
+            builder = builder.header("x-tahoe-plugin-data", data);
+        }
+        builder.body(Body::empty()).expect("a request")
+    };
+    let app = router(state.clone());
+    let mut best = Duration::MAX;
+    for _ in 0..ROUNDS {
+        let started = Instant::now();
+        for _ in 0..REQUESTS {
+            let response = app.clone().oneshot(request()).await.expect("infallible");
+            assert!(response.status().is_success(), "{}", response.status());
+            let _ = axum::body::to_bytes(response.into_body(), 1 << 20).await;
+        }
+        best = best.min(started.elapsed() / REQUESTS);
+    }
+    best
+}
+
+fn main() {
+    let access_log = sample_plugin("gbs-sample-access-log");
+    let allow_list = sample_plugin("gbs-sample-allow-list");
+    let admit_all = build_fixture("plugin-panics");
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = Arc::new(
+        Store::open(
+            &dir.path().join("storage"),
+            StoreConfig {
+                reserved_space: 0,
+                nodeid: [0; 20],
+            },
+            Arc::new(SystemClock),
+        )
+        .expect("store"),
+    );
+    let swissnum = Swissnum::new("benchbenchbenchbenchbenchbench23");
+    let auth = authorization_value(&swissnum);
+    let mut token = Vec::new();
+    ciborium::into_writer(
+        &ciborium::Value::Map(vec![(
+            ciborium::Value::Text("token".into()),
+            ciborium::Value::Text(TOKEN.into()),
+        )]),
+        &mut token,
+    )
+    .expect("CBOR into a Vec");
+    let token_header = PluginData::header_value("allow-list", &token);
+
+    let none = load(dir.path(), &store, &[]);
+    let one = load(
+        dir.path(),
+        &store,
+        &[("access-log", &access_log, settings(&[]))],
+    );
+    let three = load(
+        dir.path(),
+        &store,
+        &[
+            ("access-log", &access_log, settings(&[])),
+            ("allow-list", &allow_list, settings(&[("tokens", TOKEN)])),
+            (
+                "fixture-panics",
+                &admit_all,
+                settings(&[("panic-in", "nothing")]),
+            ),
+        ],
+    );
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let state = |plugins: ServerPlugins| {
+        AppState::new(store.clone(), swissnum.clone()).with_plugins(Arc::new(plugins))
+    };
+    let rows = runtime.block_on(async {
+        vec![
+            ("0 plugins", measure(&state(none), &auth, None).await),
+            ("1 plugin", measure(&state(one), &auth, None).await),
+            (
+                "3 plugins",
+                measure(&state(three), &auth, Some(&token_header)).await,
+            ),
+        ]
+    });
+    let base = rows[0].1;
+    println!(
+        "GET .../shares in process, {REQUESTS} requests, best of {ROUNDS} rounds ({} build)",
+        if cfg!(debug_assertions) {
+            "debug"
+        } else {
+            "release"
+        }
+    );
+    println!("{:<10} {:>12} {:>14}", "", "per request", "over 0 plugins");
+    for (name, per_request) in rows {
+        let extra = per_request.saturating_sub(base);
+        println!(
+            "{name:<10} {:>9.2} µs {:>11.2} µs",
+            per_request.as_secs_f64() * 1e6,
+            extra.as_secs_f64() * 1e6
+        );
+    }
+}

@@ -1,0 +1,416 @@
+//! Storage plugin hooks end to end: the real `gbs` binary serving a node whose `tahoe.cfg`
+//! names the sample plugins (real `.so` files built by the test) and the fixture plugins,
+//! driven by our client with and without the client side of the plugins.
+//!
+//! Covered: announcements, admission and the structured rejection, the client's retry with
+//! new plugin data, plugin routes, `committed` with real outcomes (through access-log's
+//! counters), the background service's stop (access-log saves its counters), a panicking
+//! plugin failing one request while the server goes on, and start-up refusals naming the
+//! plugin.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use bytes::Bytes;
+use gbs::client::{Client, ClientBuilder, ClientError};
+use gbs::plugins::registry::open_library;
+use gbs::plugins::ClientPluginHandle;
+use gbs::protocol::{
+    LeaseCancelSecret, LeaseRenewSecret, LeaseSecrets, Nurl, ShareKind, ShareNumber, StorageIndex,
+    UploadSecret,
+};
+use gbs_plugin_interface::RouteRequest;
+use gbs_tests::{gbs_binary, panicking_plugin, sample_plugin, GbsNode};
+
+fn access_log() -> PathBuf {
+    sample_plugin("gbs-sample-access-log")
+}
+
+fn allow_list() -> PathBuf {
+    sample_plugin("gbs-sample-allow-list")
+}
+
+/// A new node directory whose `tahoe.cfg` lists `plugins` with their sections (keys and
+/// values as written).
+fn node_with_plugins(plugins: &[(&str, &[(&str, &str)])]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("temp dir");
+    GbsNode::create(dir.path());
+    let cfg_path = dir.path().join("tahoe.cfg");
+    let mut cfg = std::fs::read_to_string(&cfg_path).expect("read tahoe.cfg");
+    let names: Vec<&str> = plugins.iter().map(|(name, _)| *name).collect();
+    cfg = cfg.replacen(
+        "[storage]\n",
+        &format!("[storage]\nplugins = {}\n", names.join(", ")),
+        1,
+    );
+    for (name, keys) in plugins {
+        cfg.push_str(&format!("\n[storageserver.plugins.{name}]\n"));
+        for (key, value) in *keys {
+            cfg.push_str(&format!("{key} = {value}\n"));
+        }
+    }
+    std::fs::write(&cfg_path, cfg).expect("write tahoe.cfg");
+    dir
+}
+
+fn client_plugin(name: &str, library: &Path, settings: &[(&str, &str)]) -> ClientPluginHandle {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let settings: BTreeMap<String, String> = settings
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    let library = open_library(library).expect("open the library");
+    ClientPluginHandle::build(dir.path(), name, &settings, &library).expect("build client plugin")
+}
+
+fn client(node: &GbsNode, plugins: Vec<ClientPluginHandle>) -> Client {
+    let nurl: Nurl = node.nurl().parse().expect("NURL");
+    plugins
+        .into_iter()
+        .fold(ClientBuilder::new(nurl), ClientBuilder::plugin)
+        .build()
+        .expect("client")
+}
+
+fn lease() -> LeaseSecrets {
+    LeaseSecrets {
+        renew: LeaseRenewSecret::new([1; 32]),
+        cancel: LeaseCancelSecret::new([2; 32]),
+    }
+}
+
+fn secret() -> UploadSecret {
+    UploadSecret::new(vec![3; 32]).expect("non-empty")
+}
+
+/// Allocates share 0 of `si` (size 4), writes it and reads it back.
+async fn store_and_read(client: &Client, si: StorageIndex) -> Result<Vec<u8>, ClientError> {
+    let upload = client
+        .allocate(si, BTreeSet::from([ShareNumber(0)]), 4, &lease(), secret())
+        .await?;
+    let written = upload
+        .write_chunk(ShareNumber(0), 0, Bytes::from_static(b"data"))
+        .await?;
+    assert!(written.complete);
+    let mut out = Vec::new();
+    client
+        .read_share(ShareKind::Immutable, &si, ShareNumber(0), None, &mut out)
+        .await?;
+    Ok(out)
+}
+
+fn rejection(result: Result<impl std::fmt::Debug, ClientError>) -> gbs::client::PluginRejection {
+    match result {
+        Err(ClientError::PluginRejected(rejection)) => rejection,
+        other => panic!("expected a plugin rejection, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn allow_list_refuses_clients_without_the_token_and_admits_those_with_it() {
+    let allow_list = allow_list();
+    let library = allow_list.display().to_string();
+    let dir = node_with_plugins(&[(
+        "allow-list",
+        &[("library", &library), ("tokens", "good-token")],
+    )]);
+    let node = GbsNode::start_in(dir);
+
+    // Input tried: our client without any client plugin. Version stays open.
+    let plain = client(&node, Vec::new());
+    plain.version().await.expect("version is open");
+    let refused = rejection(
+        plain
+            .list_shares(ShareKind::Immutable, &StorageIndex::from_bytes([1; 16]))
+            .await,
+    );
+    assert_eq!(
+        (
+            refused.status,
+            refused.plugin.as_str(),
+            refused.code.as_str()
+        ),
+        (401, "allow-list", "token-required")
+    );
+
+    // Input tried: the client side with the configured token.
+    let with_token = client(
+        &node,
+        vec![client_plugin(
+            "allow-list",
+            &allow_list,
+            &[("token", "good-token")],
+        )],
+    );
+    let data = store_and_read(&with_token, StorageIndex::from_bytes([2; 16]))
+        .await
+        .expect("admitted");
+    assert_eq!(data, b"data");
+
+    // Input tried: a wrong token, without a fallback: 403 token-refused.
+    let wrong = client(
+        &node,
+        vec![client_plugin(
+            "allow-list",
+            &allow_list,
+            &[("token", "bad-token")],
+        )],
+    );
+    let refused = rejection(
+        wrong
+            .list_shares(ShareKind::Immutable, &StorageIndex::from_bytes([2; 16]))
+            .await,
+    );
+    assert_eq!(
+        (refused.status, refused.code.as_str()),
+        (403, "token-refused")
+    );
+
+    // Input tried: a wrong token with the right fallback: one retry, then admitted.
+    let rotated = client(
+        &node,
+        vec![client_plugin(
+            "allow-list",
+            &allow_list,
+            &[("token", "bad-token"), ("fallback-token", "good-token")],
+        )],
+    );
+    let shares = rotated
+        .list_shares(ShareKind::Immutable, &StorageIndex::from_bytes([2; 16]))
+        .await
+        .expect("admitted after the retry");
+    assert_eq!(shares, BTreeSet::from([ShareNumber(0)]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn access_log_announces_counts_outcomes_serves_its_route_and_saves_at_stop() {
+    let access_log = access_log();
+    // Found by name in <node>/plugins/, without `library =`.
+    let node_dir = node_with_plugins(&[("access-log", &[])]);
+    std::fs::create_dir_all(node_dir.path().join("plugins")).expect("plugins dir");
+    std::fs::copy(
+        &access_log,
+        node_dir
+            .path()
+            .join("plugins")
+            .join(access_log.file_name().expect("file name")),
+    )
+    .expect("copy the library");
+    let node = GbsNode::start_in(node_dir);
+    let client = client(&node, Vec::new());
+
+    let announced = client.plugin_announcements().await.expect("plugin list");
+    assert_eq!(announced.len(), 1);
+    assert_eq!(announced[0].name, "access-log");
+    assert!(!announced[0].version.is_empty());
+
+    let data = store_and_read(&client, StorageIndex::from_bytes([5; 16]))
+        .await
+        .expect("access-log admits everything");
+    assert_eq!(data, b"data");
+
+    let answer = client
+        .call_plugin_route(
+            "access-log",
+            RouteRequest::new("GET", "counters", Vec::new()),
+        )
+        .await
+        .expect("counters route");
+    assert_eq!(answer.status, 200);
+    assert_eq!(answer.content_type.as_str(), "application/cbor");
+    let counters: ciborium::Value =
+        ciborium::from_reader(answer.body.as_slice()).expect("CBOR counters");
+    let get = |key: &str| {
+        counters
+            .as_map()
+            .and_then(|m| {
+                m.iter()
+                    .find(|(k, _)| k.as_text() == Some(key))
+                    .map(|(_, v)| v.clone())
+            })
+            .and_then(|v| v.as_integer())
+            .and_then(|i| u64::try_from(i).ok())
+    };
+    assert_eq!(get("uploaded-bytes"), Some(4));
+    assert_eq!(get("read-bytes"), Some(4));
+    assert_eq!(get("allocated-bytes"), Some(4));
+
+    // The background service's stop saves the counters into the plugin's state directory.
+    let (status, dir) = node.stop();
+    assert!(status.success(), "{status:?}");
+    let saved = dir.path().join("plugins-state/access-log/counters.cbor");
+    assert!(saved.is_file(), "{} missing after stop", saved.display());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn panicking_plugin_fails_one_request_naming_it_and_the_server_goes_on() {
+    let library = panicking_plugin().display().to_string();
+    let dir = node_with_plugins(&[(
+        "fixture-panics",
+        &[("library", &library), ("panic-in", "admit, route")],
+    )]);
+    let node = GbsNode::start_in(dir);
+    let client = client(&node, Vec::new());
+    for _ in 0..2 {
+        match client.version().await {
+            Err(ClientError::UnexpectedStatus { status, message }) => {
+                assert_eq!(status, 500);
+                assert_eq!(message, "storage plugin fixture-panics failed");
+            }
+            other => panic!("expected a 500, got {other:?}"),
+        }
+    }
+    let answer = client
+        .call_plugin_route("fixture-panics", RouteRequest::new("GET", "x", Vec::new()))
+        .await
+        .expect("an answer");
+    assert_eq!(answer.status, 500);
+    assert_eq!(
+        answer.body.as_slice(),
+        b"storage plugin fixture-panics failed"
+    );
+    // Still serving: the plugin list needs no admission.
+    assert_eq!(client.plugin_announcements().await.expect("list").len(), 1);
+}
+
+/// `gbs run` on a node whose config names a plugin that cannot load: exit status and the
+/// last line of stderr.
+fn refused_start(plugins: &[(&str, &[(&str, &str)])]) -> String {
+    let dir = node_with_plugins(plugins);
+    let output = Command::new(gbs_binary())
+        .arg("run")
+        .arg(dir.path())
+        .output()
+        .expect("run gbs");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    stderr.trim().lines().last().unwrap_or_default().to_owned()
+}
+
+#[test]
+fn start_up_refuses_a_missing_library_naming_the_plugin() {
+    // Input tried: `library = plugins/nothing-here.so`.
+    let line = refused_start(&[("ghost", &[("library", "plugins/nothing-here.so")])]);
+    assert!(
+        line.contains("storage plugin ghost: missing: no file") && line.contains("nothing-here.so"),
+        "{line}"
+    );
+    // Input tried: no `library` and nothing in <node>/plugins/.
+    let line = refused_start(&[("ghost", &[])]);
+    assert!(
+        line.contains("storage plugin ghost: missing: no library in"),
+        "{line}"
+    );
+}
+
+#[test]
+fn start_up_refuses_a_failing_constructor_and_a_wrong_name() {
+    let failing = gbs_tests::failing_constructor_plugin()
+        .display()
+        .to_string();
+    let line = refused_start(&[("fixture-ctor-fails", &[("library", &failing)])]);
+    assert!(
+        line.contains("storage plugin fixture-ctor-fails: constructor failed"),
+        "{line}"
+    );
+    // Input tried: a library that does not provide the configured name.
+    let line = refused_start(&[("other-name", &[("library", &failing)])]);
+    assert!(
+        line.contains("storage plugin other-name: missing:")
+            && line.contains("provides no plugin of that name"),
+        "{line}"
+    );
+}
+
+#[test]
+fn start_up_refuses_an_announcement_that_panics() {
+    // Input tried: fixture-panics with every hook panicking, announce included.
+    let library = panicking_plugin().display().to_string();
+    let line = refused_start(&[("fixture-panics", &[("library", &library)])]);
+    assert!(
+        line.contains("storage plugin fixture-panics: invalid announcement: panicked"),
+        "{line}"
+    );
+}
+
+#[test]
+fn stock_client_works_against_a_plugin_that_admits_everything() {
+    let library = access_log().display().to_string();
+    let dir = node_with_plugins(&[("access-log", &[("library", &library)])]);
+    let node = GbsNode::start_in(dir);
+    let output = gbs_tests::run_python("stock_client_suite.py", &[node.nurl(), "--target", "gbs"]);
+    gbs_tests::assert_all_passed(&output, "stock client suite with access-log", 40);
+}
+
+#[test]
+fn stock_client_is_refused_with_a_clear_status_by_a_plugin_requiring_data() {
+    let library = allow_list().display().to_string();
+    let dir = node_with_plugins(&[(
+        "allow-list",
+        &[("library", &library), ("tokens", "good-token")],
+    )]);
+    let node = GbsNode::start_in(dir);
+    let output = gbs_tests::run_python("stock_client_refused.py", &[node.nurl()]);
+    gbs_tests::assert_all_passed(&output, "stock client against allow-list", 5);
+}
+
+#[test]
+fn start_up_refuses_incompatible_libraries_naming_the_plugin() {
+    // Inputs tried: a plugin built against interface 2.0, and one built with panic=abort.
+    let major = gbs_tests::build_fixture("plugin-2.0").display().to_string();
+    let line = refused_start(&[("fixture-2.0", &[("library", &major)])]);
+    assert!(
+        line.contains("storage plugin fixture-2.0: incompatible: "),
+        "{line}"
+    );
+    let abort = gbs_tests::build_fixture("plugin-abort")
+        .display()
+        .to_string();
+    let line = refused_start(&[("fixture-abort", &[("library", &abort)])]);
+    assert!(
+        line.contains(
+            "storage plugin fixture-abort: incompatible: built with panic=abort; plugins must unwind"
+        ),
+        "{line}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_built_against_interface_1_1_serves_requests() {
+    let newer = gbs_tests::build_fixture("plugin-1.1").display().to_string();
+    let dir = node_with_plugins(&[("fixture-1.1", &[("library", &newer)])]);
+    let node = GbsNode::start_in(dir);
+    let client = client(&node, Vec::new());
+    let data = store_and_read(&client, StorageIndex::from_bytes([9; 16]))
+        .await
+        .expect("the 1.1 plugin admits");
+    assert_eq!(data, b"data");
+    let announced = client.plugin_announcements().await.expect("list");
+    assert_eq!(announced[0].name, "fixture-1.1");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_plugins_stay_silent_against_stock_tahoe() {
+    // Input tried: our client with the allow-list client side, against stock Tahoe, which
+    // has no plugin list (404) and must see no plugin data.
+    let server = gbs_tests::StockServer::start();
+    let nurl: Nurl = server.nurl().parse().expect("NURL");
+    let client = ClientBuilder::new(nurl)
+        .plugin(client_plugin(
+            "allow-list",
+            &allow_list(),
+            &[("token", "good-token")],
+        ))
+        .build()
+        .expect("client");
+    assert!(client
+        .plugin_announcements()
+        .await
+        .expect("list")
+        .is_empty());
+    let data = store_and_read(&client, StorageIndex::from_bytes([6; 16]))
+        .await
+        .expect("stock Tahoe serves us");
+    assert_eq!(data, b"data");
+}
