@@ -274,6 +274,30 @@ async fn panicking_plugin_fails_one_request_naming_it_and_the_server_goes_on() {
     assert_eq!(client.plugin_announcements().await.expect("list").len(), 1);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn panics_in_committed_and_the_background_service_do_not_fail_requests_or_shutdown() {
+    // Input tried: fixture-panics with `panic-in = committed, start, stop`: the request was
+    // already served when `committed` runs, and the service hooks run outside any request.
+    let library = panicking_plugin().display().to_string();
+    let dir = node_with_plugins(&[(
+        "fixture-panics",
+        &[
+            ("library", &library),
+            ("panic-in", "committed, start, stop"),
+        ],
+    )]);
+    let node = GbsNode::start_in(dir);
+    let client = client(&node, Vec::new());
+    for _ in 0..3 {
+        client
+            .version()
+            .await
+            .expect("served despite the panic in committed");
+    }
+    let (status, _dir) = node.stop();
+    assert!(status.success(), "gbs run exited with {status:?}");
+}
+
 /// `gbs run` on a node whose config names a plugin that cannot load: exit status and the
 /// last line of stderr.
 fn refused_start(plugins: &[(&str, &[(&str, &str)])]) -> String {
