@@ -80,3 +80,31 @@ fn sigterm_stops_the_server_cleanly() {
     let (status, _dir) = node.stop();
     assert!(status.success(), "gbs run exited with {status}");
 }
+
+/// The README's first command: `gbs run` on a directory with no node yet creates one, and
+/// with the sample plugins built beside the binary it serves with them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn first_run_creates_a_node_that_serves_the_sample_plugins() {
+    gbs_tests::sample_plugin("gbs-sample-access-log");
+    gbs_tests::sample_plugin("gbs-sample-allow-list");
+    let node = GbsNode::start_in(tempfile::tempdir().unwrap());
+    let cfg = std::fs::read_to_string(node.dir().join("tahoe.cfg")).unwrap();
+    assert!(cfg.contains("\nplugins = access-log\n"), "{cfg}");
+    assert!(
+        cfg.contains("[storageserver.plugins.allow-list]\ntokens = "),
+        "{cfg}"
+    );
+    let client = gbs::client::ClientBuilder::new(node.nurl().parse().unwrap())
+        .build()
+        .unwrap();
+    let announced: Vec<String> = client
+        .plugin_announcements()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|a| a.name)
+        .collect();
+    assert_eq!(announced, ["access-log"]);
+    // Stock clients and ours without plugins are still served: access-log admits everything.
+    client.version().await.unwrap();
+}

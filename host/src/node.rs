@@ -235,6 +235,41 @@ pub struct CreateOptions {
     pub listen: std::net::IpAddr,
     /// Port; `None` picks a free one now so that the NURL stays fixed.
     pub port: Option<u16>,
+    /// A directory holding the sample plugin libraries (as `cargo build` leaves them beside
+    /// the `gbs` binary): when they are there, they are copied into `<node>/plugins/` and
+    /// the config enables `access-log` and prepares `allow-list`.
+    pub sample_plugins_from: Option<PathBuf>,
+}
+
+/// The sample plugins a new node can start with, by plugin name and library stem.
+const SAMPLE_PLUGINS: [(&str, &str); 2] = [
+    ("access-log", "gbs_sample_access_log"),
+    ("allow-list", "gbs_sample_allow_list"),
+];
+
+/// Copies the sample plugin libraries found in `from` into `<dir>/plugins/`; returns
+/// whether all of them were there.
+fn install_sample_plugins(dir: &Path, from: &Path) -> Result<bool, NodeError> {
+    let file = |stem: &str| {
+        format!(
+            "{}{stem}{}",
+            std::env::consts::DLL_PREFIX,
+            std::env::consts::DLL_SUFFIX
+        )
+    };
+    if !SAMPLE_PLUGINS
+        .iter()
+        .all(|(_, stem)| from.join(file(stem)).is_file())
+    {
+        return Ok(false);
+    }
+    let plugins = dir.join("plugins");
+    std::fs::create_dir_all(&plugins).map_err(io_error(&plugins))?;
+    for (_, stem) in SAMPLE_PLUGINS {
+        let target = plugins.join(file(stem));
+        std::fs::copy(from.join(file(stem)), &target).map_err(io_error(&target))?;
+    }
+    Ok(true)
 }
 
 /// Creates a node directory and returns its NURL.
@@ -262,6 +297,29 @@ pub fn create_node(dir: &Path, options: &CreateOptions) -> Result<Nurl, NodeErro
     } else {
         options.hostname.clone()
     };
+    let samples = match &options.sample_plugins_from {
+        Some(from) => install_sample_plugins(dir, from)?,
+        None => false,
+    };
+    let plugins = if samples {
+        // allow-list would refuse every client without its token, stock Tahoe's included,
+        // so it is prepared with a fresh token but left for the operator to enable.
+        let token = crate::protocol::base32_encode(&rand::random::<[u8; 16]>());
+        format!(
+            "# Sample plugins, loaded by name from plugins/. To admit only clients that\n\
+             # present the token, add allow-list here (their [client] section then needs\n\
+             # storage.plugins = allow-list and [storageclient.plugins.allow-list] token = ...).\n\
+             plugins = access-log\n\
+             \n\
+             [storageserver.plugins.access-log]\n\
+             interval-seconds = 300\n\
+             \n\
+             [storageserver.plugins.allow-list]\n\
+             tokens = {token}\n"
+        )
+    } else {
+        "# plugins = name1, name2\n".to_owned()
+    };
     let cfg = format!(
         "# Written by gbs create-node. Keys follow Tahoe-LAFS's tahoe.cfg.\n\
          [node]\n\
@@ -272,7 +330,7 @@ pub fn create_node(dir: &Path, options: &CreateOptions) -> Result<Nurl, NodeErro
          [storage]\n\
          enabled = true\n\
          reserved_space = 1G\n\
-         # plugins = name1, name2\n\
+         {plugins}\
          \n\
          [client]\n\
          # storage.plugins = name1\n"
@@ -323,6 +381,7 @@ mod tests {
             hostname: "127.0.0.1".into(),
             listen: [127, 0, 0, 1].into(),
             port: None,
+            sample_plugins_from: None,
         };
         let nurl = create_node(dir.path(), &options).unwrap();
         let cfg = crate::config::NodeConfig::load(dir.path()).unwrap();

@@ -86,6 +86,8 @@ impl GbsNode {
     pub fn create(dir: &Path) -> String {
         let output = Command::new(gbs_binary())
             .arg("create-node")
+            // Tests choose their plugins; the samples may or may not be built beside us.
+            .arg("--no-sample-plugins")
             .arg(dir)
             .output()
             .expect("run gbs create-node");

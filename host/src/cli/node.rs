@@ -34,6 +34,17 @@ pub(super) struct CreateArgs {
     /// TCP port [default: a free port, chosen now and kept]
     #[arg(long)]
     port: Option<u16>,
+    /// Do not install the sample plugins, even when they are built beside this binary
+    #[arg(long)]
+    no_sample_plugins: bool,
+}
+
+/// Where `cargo build --workspace` leaves the sample plugin libraries: beside `gbs`.
+fn sample_plugins_dir() -> Option<std::path::PathBuf> {
+    std::env::current_exe()
+        .ok()?
+        .parent()
+        .map(ToOwned::to_owned)
 }
 
 pub(super) fn create(args: &CreateArgs) -> anyhow::Result<()> {
@@ -42,6 +53,11 @@ pub(super) fn create(args: &CreateArgs) -> anyhow::Result<()> {
         hostname: args.hostname.clone(),
         listen: args.listen,
         port: args.port,
+        sample_plugins_from: if args.no_sample_plugins {
+            None
+        } else {
+            sample_plugins_dir()
+        },
     };
     let nurl = create_node(&dir, &options)?;
     eprintln!("created node in {}", dir.display());
@@ -65,6 +81,7 @@ pub(super) fn run(args: &DirArg) -> anyhow::Result<()> {
             hostname: "127.0.0.1".into(),
             listen: [127, 0, 0, 1].into(),
             port: None,
+            sample_plugins_from: sample_plugins_dir(),
         };
         create_node(&dir, &options)?;
         tracing::info!(dir = %dir.display(), "created a new node");
