@@ -45,6 +45,26 @@ async fn read(server: &FakeServer, range: Option<(u64, u64)>) -> Result<Vec<u8>,
         .map(|_| out)
 }
 
+/// Starts a server that sends `answer` and then does `then`, and returns the error that
+/// `version()` against it must give; `what` names the input in the failure message.
+async fn version_error(answer: Vec<u8>, then: Then, what: &str) -> ClientError {
+    let server = FakeServer::start(answer, then).await;
+    client(server.nurl()).version().await.expect_err(what)
+}
+
+/// As [`version_error`], for a read of `range` (offset, length) from share 0.
+async fn read_error(answer: Vec<u8>, then: Then, range: (u64, u64), what: &str) -> ClientError {
+    let server = FakeServer::start(answer, then).await;
+    read(&server, Some(range)).await.expect_err(what)
+}
+
+/// Asserts that `error` matches the pattern, and shows the error when it does not.
+macro_rules! assert_error {
+    ($error:ident, $($pattern:tt)+) => {
+        assert!(matches!($error, $($pattern)+), "{:?}", $error)
+    };
+}
+
 const OCTETS: (&str, &str) = ("Content-Type", "application/octet-stream");
 const CBOR: (&str, &str) = ("Content-Type", "application/cbor");
 
@@ -239,15 +259,12 @@ async fn a_server_that_never_finishes_the_handshake_hits_the_connect_deadline() 
     .build()
     .expect("client");
     let error = client.version().await.expect_err("no handshake");
-    assert!(
-        matches!(
-            error,
-            ClientError::Timeout {
-                stage: Stage::Connect,
-                ..
-            }
-        ),
-        "{error:?}"
+    assert_error!(
+        error,
+        ClientError::Timeout {
+            stage: Stage::Connect,
+            ..
+        }
     );
     drop(listener);
 }
@@ -255,7 +272,7 @@ async fn a_server_that_never_finishes_the_handshake_hits_the_connect_deadline() 
 #[tokio::test]
 async fn a_server_closing_mid_body_is_an_error() {
     let body = [9u8; 50];
-    let server = FakeServer::start(
+    let error = read_error(
         response(
             "206 Partial Content",
             &[
@@ -266,44 +283,30 @@ async fn a_server_closing_mid_body_is_an_error() {
             &body,
         ),
         Then::Close,
+        (0, 100),
+        "truncated body",
     )
     .await;
-    let error = read(&server, Some((0, 100)))
-        .await
-        .expect_err("truncated body");
-    assert!(
-        matches!(error, ClientError::BodyInterrupted { .. }),
-        "{error:?}"
-    );
+    assert_error!(error, ClientError::BodyInterrupted { .. });
 
     let cbor = version_cbor();
-    let server = FakeServer::start(
+    let error = version_error(
         response(
             "200 OK",
             &[CBOR, ("Content-Length", &(cbor.len() + 10).to_string())],
             &cbor,
         ),
         Then::Close,
+        "truncated CBOR",
     )
     .await;
-    let error = client(server.nurl())
-        .version()
-        .await
-        .expect_err("truncated CBOR");
-    assert!(
-        matches!(error, ClientError::BodyInterrupted { .. }),
-        "{error:?}"
-    );
+    assert_error!(error, ClientError::BodyInterrupted { .. });
 }
 
 #[tokio::test]
 async fn a_server_hanging_up_without_answering_is_an_error() {
-    let server = FakeServer::start(Vec::new(), Then::Close).await;
-    let error = client(server.nurl())
-        .version()
-        .await
-        .expect_err("no answer");
-    assert!(matches!(error, ClientError::Transport(_)), "{error:?}");
+    let error = version_error(Vec::new(), Then::Close, "no answer").await;
+    assert_error!(error, ClientError::Transport(_));
 }
 
 #[tokio::test]
@@ -319,38 +322,35 @@ async fn a_closed_port_is_a_connect_error() {
     .version()
     .await
     .expect_err("nothing listens");
-    assert!(matches!(error, ClientError::Connect(_)), "{error:?}");
+    assert_error!(error, ClientError::Connect(_));
 }
 
 #[tokio::test]
 async fn a_body_that_is_not_the_expected_cbor_is_refused() {
-    let server = FakeServer::start(
+    let error = version_error(
         response("200 OK", &[CBOR, ("Content-Length", "5")], b"hello"),
         Then::Close,
+        "not CBOR",
     )
     .await;
-    let error = client(server.nurl()).version().await.expect_err("not CBOR");
-    assert!(matches!(error, ClientError::Decode(_)), "{error:?}");
+    assert_error!(error, ClientError::Decode(_));
 
     let mut trailing = version_cbor();
     trailing.push(0);
-    let server = FakeServer::start(
+    let error = version_error(
         response(
             "200 OK",
             &[CBOR, ("Transfer-Encoding", "chunked")],
             &chunked(&trailing),
         ),
         Then::Close,
+        "trailing byte",
     )
     .await;
-    let error = client(server.nurl())
-        .version()
-        .await
-        .expect_err("trailing byte");
-    assert!(matches!(error, ClientError::Decode(_)), "{error:?}");
+    assert_error!(error, ClientError::Decode(_));
 
     let cbor = version_cbor();
-    let server = FakeServer::start(
+    let error = version_error(
         response(
             "200 OK",
             &[
@@ -360,43 +360,31 @@ async fn a_body_that_is_not_the_expected_cbor_is_refused() {
             &cbor,
         ),
         Then::Close,
+        "not labelled CBOR",
     )
     .await;
-    let error = client(server.nurl())
-        .version()
-        .await
-        .expect_err("not labelled CBOR");
-    assert!(
-        matches!(
-            error,
-            ClientError::UnexpectedContentType { status: 200, .. }
-        ),
-        "{error:?}"
+    assert_error!(
+        error,
+        ClientError::UnexpectedContentType { status: 200, .. }
     );
 }
 
 #[tokio::test]
 async fn an_oversized_cbor_body_is_refused_before_it_is_read() {
     // 30 MiB + 1 announced and nothing sent: reading would hang until the idle deadline.
-    let server = FakeServer::start(
+    let error = version_error(
         response("200 OK", &[CBOR, ("Content-Length", "31457281")], b""),
         Then::Stall,
+        "too large",
     )
     .await;
-    let error = client(server.nurl())
-        .version()
-        .await
-        .expect_err("too large");
-    assert!(
-        matches!(error, ClientError::BodyTooLarge { limit: 31_457_280 }),
-        "{error:?}"
-    );
+    assert_error!(error, ClientError::BodyTooLarge { limit: 31_457_280 });
 }
 
 #[tokio::test]
 async fn a_share_body_longer_than_announced_is_refused() {
     let body = [1u8; 20];
-    let server = FakeServer::start(
+    let error = read_error(
         response(
             "206 Partial Content",
             &[
@@ -407,15 +395,13 @@ async fn a_share_body_longer_than_announced_is_refused() {
             &chunked(&body),
         ),
         Then::Close,
+        (0, 10),
+        "too long",
     )
     .await;
-    let error = read(&server, Some((0, 10))).await.expect_err("too long");
-    assert!(
-        matches!(error, ClientError::BodyTooLong { announced: 10 }),
-        "{error:?}"
-    );
+    assert_error!(error, ClientError::BodyTooLong { announced: 10 });
 
-    let server = FakeServer::start(
+    let error = read_error(
         response(
             "206 Partial Content",
             &[
@@ -426,18 +412,16 @@ async fn a_share_body_longer_than_announced_is_refused() {
             &body,
         ),
         Then::Close,
+        (0, 10),
+        "too long",
     )
     .await;
-    let error = read(&server, Some((0, 10))).await.expect_err("too long");
-    assert!(
-        matches!(error, ClientError::BodyTooLong { announced: 10 }),
-        "{error:?}"
-    );
+    assert_error!(error, ClientError::BodyTooLong { announced: 10 });
 }
 
 #[tokio::test]
 async fn a_share_body_shorter_than_announced_is_refused() {
-    let server = FakeServer::start(
+    let error = read_error(
         response(
             "206 Partial Content",
             &[
@@ -448,18 +432,16 @@ async fn a_share_body_shorter_than_announced_is_refused() {
             &[1; 5],
         ),
         Then::Close,
+        (0, 10),
+        "too short",
     )
     .await;
-    let error = read(&server, Some((0, 10))).await.expect_err("too short");
-    assert!(
-        matches!(
-            error,
-            ClientError::BodyTooShort {
-                announced: 10,
-                received: 5
-            }
-        ),
-        "{error:?}"
+    assert_error!(
+        error,
+        ClientError::BodyTooShort {
+            announced: 10,
+            received: 5
+        }
     );
 }
 
@@ -476,36 +458,33 @@ async fn a_lying_content_range_is_refused() {
         if let Some(header) = header {
             headers.push(("Content-Range", header));
         }
-        let server = FakeServer::start(
+        let error = read_error(
             response("206 Partial Content", &headers, &[1; 10]),
             Then::Close,
+            (0, 10),
+            "lying range",
         )
         .await;
-        let error = read(&server, Some((0, 10))).await.expect_err("lying range");
         assert!(
             matches!(error, ClientError::BadContentRange { ref requested, .. } if *requested == (0..10)),
             "{header:?}: {error:?}"
         );
     }
     // A full answer to a ranged request is refused too: the stock client wants 206 or 204.
-    let server = FakeServer::start(
+    let error = read_error(
         response("200 OK", &[OCTETS, ("Content-Length", "10")], &[1; 10]),
         Then::Close,
+        (0, 5),
+        "200 for a range",
     )
     .await;
-    let error = read(&server, Some((0, 5)))
-        .await
-        .expect_err("200 for a range");
-    assert!(
-        matches!(error, ClientError::UnexpectedStatus { status: 200, .. }),
-        "{error:?}"
-    );
+    assert_error!(error, ClientError::UnexpectedStatus { status: 200, .. });
 }
 
 #[tokio::test]
 async fn read_answers_must_be_octet_streams_before_their_status_counts() {
     let page = b"<html>Not Found</html>";
-    let server = FakeServer::start(
+    let error = read_error(
         response(
             "404 Not Found",
             &[
@@ -515,34 +494,28 @@ async fn read_answers_must_be_octet_streams_before_their_status_counts() {
             page,
         ),
         Then::Close,
+        (0, 10),
+        "HTML",
     )
     .await;
-    let error = read(&server, Some((0, 10))).await.expect_err("HTML");
-    assert!(
-        matches!(
-            error,
-            ClientError::UnexpectedContentType { status: 404, .. }
-        ),
-        "{error:?}"
+    assert_error!(
+        error,
+        ClientError::UnexpectedContentType { status: 404, .. }
     );
 }
 
 #[tokio::test]
 async fn a_silent_server_or_stalled_body_hits_a_deadline() {
-    let server = FakeServer::start(Vec::new(), Then::Stall).await;
-    let error = client(server.nurl()).version().await.expect_err("silence");
-    assert!(
-        matches!(
-            error,
-            ClientError::Timeout {
-                stage: Stage::Response,
-                ..
-            }
-        ),
-        "{error:?}"
+    let error = version_error(Vec::new(), Then::Stall, "silence").await;
+    assert_error!(
+        error,
+        ClientError::Timeout {
+            stage: Stage::Response,
+            ..
+        }
     );
 
-    let server = FakeServer::start(
+    let error = read_error(
         response(
             "206 Partial Content",
             &[
@@ -553,20 +526,16 @@ async fn a_silent_server_or_stalled_body_hits_a_deadline() {
             &[0; 10],
         ),
         Then::Stall,
+        (0, 100),
+        "stalled body",
     )
     .await;
-    let error = read(&server, Some((0, 100)))
-        .await
-        .expect_err("stalled body");
-    assert!(
-        matches!(
-            error,
-            ClientError::Timeout {
-                stage: Stage::Body,
-                ..
-            }
-        ),
-        "{error:?}"
+    assert_error!(
+        error,
+        ClientError::Timeout {
+            stage: Stage::Body,
+            ..
+        }
     );
 }
 
@@ -576,7 +545,7 @@ async fn plugin_rejections_are_typed() {
         &b"\xa4\x66plugin\x64zkap\x64code\x69no-passes\x67message\x6aspend more\x67details\xf6"[..],
     ]
     .concat();
-    let server = FakeServer::start(
+    let error = version_error(
         response(
             "402 Payment Required",
             &[
@@ -587,9 +556,9 @@ async fn plugin_rejections_are_typed() {
             &body,
         ),
         Then::Close,
+        "rejected",
     )
     .await;
-    let error = client(server.nurl()).version().await.expect_err("rejected");
     let ClientError::PluginRejected(rejection) = error else {
         panic!("{error:?}")
     };
@@ -667,7 +636,7 @@ async fn a_404_mid_upload_fails_it_unless_another_chunk_completed_the_share() {
         .upload_share(ShareNumber(0), &[5u8; 30][..])
         .await
         .expect_err("gone");
-    assert!(matches!(error, ClientError::NotFound), "{error:?}");
+    assert_error!(error, ClientError::NotFound);
 
     // Two chunks in flight: one completes the share, the other finds it complete. Done.
     let server = FakeServer::start_sequence(

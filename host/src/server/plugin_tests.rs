@@ -2,83 +2,14 @@
 //! `plugins::test_plugins`): admission before the store, structured rejections, plugin
 //! data checks, plugin routes and the plugin list. Each test names the input it tries.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
+use std::collections::BTreeSet;
 
 use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
-use axum::response::Response;
-use http_body_util::BodyExt as _;
-use tower::ServiceExt as _;
 
-use super::{router, AppState};
-use crate::plugins::test_plugins::test_library;
-use crate::plugins::{PluginData, ServerPlugins, ServerPluginsBuilder};
-use crate::protocol::{
-    authorization_value, paths, secret_header_line, AllocateRequest, CborMessage, SecretKind,
-    ShareNumber, StorageIndex, Swissnum,
-};
-use crate::storage::{Store, StoreConfig, SystemClock};
-
-const SI: &str = "aaaqeayeaudaocajbifqydiob4";
-
-struct Harness {
-    _dir: tempfile::TempDir,
-    state: AppState,
-    plugins: Arc<ServerPlugins>,
-    auth: String,
-}
-
-impl Harness {
-    fn new(names: &[&str]) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let config = StoreConfig {
-            reserved_space: 0,
-            nodeid: [7; 20],
-        };
-        let store = Arc::new(
-            Store::open(&dir.path().join("storage"), config, Arc::new(SystemClock)).unwrap(),
-        );
-        let library = test_library();
-        let mut builder = ServerPluginsBuilder::new(dir.path(), Some(store.clone()));
-        for name in names {
-            builder.add(name, &BTreeMap::new(), &library).unwrap();
-        }
-        let plugins = Arc::new(builder.build());
-        let swissnum = Swissnum::new("abcdefghijklmnopqrstuvwxyz234567");
-        let auth = authorization_value(&swissnum);
-        Self {
-            _dir: dir,
-            state: AppState::new(store, swissnum).with_plugins(plugins.clone()),
-            plugins,
-            auth,
-        }
-    }
-
-    fn request(&self, method: &str, path: &str) -> axum::http::request::Builder {
-        Request::builder()
-            .method(method)
-            .uri(path)
-            .header(header::AUTHORIZATION, &self.auth)
-    }
-
-    async fn send(&self, request: Request<Body>) -> Response {
-        router(self.state.clone()).oneshot(request).await.unwrap()
-    }
-
-    fn counter(&self, plugin: &str, name: &str) -> u64 {
-        self.plugins
-            .counters(plugin)
-            .unwrap()
-            .get(name)
-            .copied()
-            .unwrap_or(0)
-    }
-}
-
-fn si() -> StorageIndex {
-    SI.parse().unwrap()
-}
+use super::tests::{body_bytes, si, unauthenticated, with_secrets, Harness};
+use crate::plugins::PluginData;
+use crate::protocol::{paths, AllocateRequest, CborMessage, SecretKind, ShareNumber};
 
 fn word(text: &str) -> (&'static str, String) {
     (
@@ -87,25 +18,15 @@ fn word(text: &str) -> (&'static str, String) {
     )
 }
 
-async fn body_bytes(response: Response) -> Vec<u8> {
-    response
-        .into_body()
-        .collect()
-        .await
-        .unwrap()
-        .to_bytes()
-        .to_vec()
-}
-
 fn allocate(h: &Harness, data: Option<(&'static str, String)>) -> Request<Body> {
-    let mut builder = h.request("POST", &paths::immutable_allocate(&si()));
-    for (kind, value) in [
-        (SecretKind::LeaseRenew, [1u8; 32]),
-        (SecretKind::LeaseCancel, [2; 32]),
-        (SecretKind::Upload, [3; 32]),
-    ] {
-        builder = builder.header("x-tahoe-authorization", secret_header_line(kind, &value));
-    }
+    let mut builder = with_secrets(
+        h.request("POST", &paths::immutable_allocate(&si())),
+        &[
+            (SecretKind::LeaseRenew, &[1; 32]),
+            (SecretKind::LeaseCancel, &[2; 32]),
+            (SecretKind::Upload, &[3; 32]),
+        ],
+    );
     if let Some((name, value)) = data {
         builder = builder.header(name, value);
     }
@@ -120,13 +41,11 @@ fn allocate(h: &Harness, data: Option<(&'static str, String)>) -> Request<Body> 
 }
 
 fn upload(h: &Harness, data: Option<(&'static str, String)>) -> Request<Body> {
-    let mut builder = h
-        .request("PATCH", &paths::immutable_share(&si(), ShareNumber(0)))
-        .header(
-            "x-tahoe-authorization",
-            secret_header_line(SecretKind::Upload, &[3; 32]),
-        )
-        .header(header::CONTENT_RANGE, "bytes 0-3/*");
+    let mut builder = with_secrets(
+        h.request("PATCH", &paths::immutable_share(&si(), ShareNumber(0))),
+        &[(SecretKind::Upload, &[3; 32])],
+    )
+    .header(header::CONTENT_RANGE, "bytes 0-3/*");
     if let Some((name, value)) = data {
         builder = builder.header(name, value);
     }
@@ -135,34 +54,20 @@ fn upload(h: &Harness, data: Option<(&'static str, String)>) -> Request<Body> {
 
 #[tokio::test]
 async fn plugin_list_without_plugins_is_an_empty_cbor_array() {
-    let h = Harness::new(&[]);
-    let response = h
-        .send(
-            h.request("GET", "/storage/v1/plugins")
-                .body(Body::empty())
-                .unwrap(),
-        )
-        .await;
+    let h = Harness::with_plugins(&[]);
+    let response = h.get("/storage/v1/plugins").await;
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(response.headers()[header::CONTENT_TYPE], "application/cbor");
     assert_eq!(body_bytes(response).await, [0x80]);
     // Input tried: no Authorization header.
-    let anonymous = Request::get("/storage/v1/plugins")
-        .body(Body::empty())
-        .unwrap();
+    let anonymous = unauthenticated("GET", "/storage/v1/plugins");
     assert_eq!(h.send(anonymous).await.status(), StatusCode::UNAUTHORIZED);
 }
 
 #[tokio::test]
 async fn version_without_plugin_data_is_rejected_with_the_structured_body() {
-    let h = Harness::new(&["gate"]);
-    let response = h
-        .send(
-            h.request("GET", "/storage/v1/version")
-                .body(Body::empty())
-                .unwrap(),
-        )
-        .await;
+    let h = Harness::with_plugins(&["gate"]);
+    let response = h.get("/storage/v1/version").await;
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(response.headers()[header::CONTENT_TYPE], "application/cbor");
     assert_eq!(response.headers()["x-tahoe-plugin-rejected"], "gate");
@@ -186,7 +91,7 @@ async fn version_without_plugin_data_is_rejected_with_the_structured_body() {
 
 #[tokio::test]
 async fn malformed_plugin_data_is_400_before_any_plugin_sees_it() {
-    let h = Harness::new(&["gate"]);
+    let h = Harness::with_plugins(&["gate"]);
     // Inputs tried: bad base64, base64 of a lone CBOR break byte, an unknown plugin, two
     // headers for one plugin, and 70 KB of data.
     let big = PluginData::header_value("gate", &gbs_plugin_interface::to_cbor(&vec![0u8; 70_000]));
@@ -210,7 +115,7 @@ async fn malformed_plugin_data_is_400_before_any_plugin_sees_it() {
 
 #[tokio::test]
 async fn allocate_and_upload_are_admitted_first_and_committed_with_the_outcome() {
-    let h = Harness::new(&["gate"]);
+    let h = Harness::with_plugins(&["gate"]);
     // Input tried: allocate without plugin data; the store must not be touched.
     let response = h.send(allocate(&h, None)).await;
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
@@ -239,24 +144,18 @@ async fn allocate_and_upload_are_admitted_first_and_committed_with_the_outcome()
 
 #[tokio::test]
 async fn panic_in_admit_is_500_naming_the_plugin_and_the_server_goes_on() {
-    let h = Harness::new(&["panics"]);
+    let h = Harness::with_plugins(&["panics"]);
     let response = h.send(allocate(&h, None)).await;
     assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
     let text = String::from_utf8(body_bytes(response).await).unwrap();
     assert_eq!(text, "storage plugin panics failed");
-    let response = h
-        .send(
-            h.request("GET", "/storage/v1/version")
-                .body(Body::empty())
-                .unwrap(),
-        )
-        .await;
+    let response = h.get("/storage/v1/version").await;
     assert_eq!(response.status(), StatusCode::OK);
 }
 
 #[tokio::test]
 async fn rejection_with_status_418_is_500_naming_the_plugin() {
-    let h = Harness::new(&["bad-status"]);
+    let h = Harness::with_plugins(&["bad-status"]);
     let response = h.send(allocate(&h, None)).await;
     assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
     assert!(!response.headers().contains_key("x-tahoe-plugin-rejected"));
@@ -266,7 +165,7 @@ async fn rejection_with_status_418_is_500_naming_the_plugin() {
 
 #[tokio::test]
 async fn plugin_routes_pass_checked_answers_on() {
-    let h = Harness::new(&["gate"]);
+    let h = Harness::with_plugins(&["gate"]);
     let response = h
         .send(
             h.request("POST", "/storage/v1/plugin/gate/echo?x=1")
@@ -282,29 +181,19 @@ async fn plugin_routes_pass_checked_answers_on() {
     assert_eq!(body_bytes(response).await, b"ping");
     // Inputs tried: a 16 MiB + 1 body and status 99 from the plugin.
     for path in ["huge", "status-99"] {
-        let response = h
-            .send(
-                h.request("GET", &format!("/storage/v1/plugin/gate/{path}"))
-                    .body(Body::empty())
-                    .unwrap(),
-            )
-            .await;
+        let response = h.get(&format!("/storage/v1/plugin/gate/{path}")).await;
         assert_eq!(response.status(), StatusCode::BAD_GATEWAY, "{path}");
         let text = String::from_utf8(body_bytes(response).await).unwrap();
         assert!(text.contains("gate"), "{text}");
     }
+    // Input tried: the plugin's root, which reaches the plugin with an empty path.
+    let response = h.get("/storage/v1/plugin/gate").await;
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    assert_eq!(body_bytes(response).await, b"no such gate route");
     // Input tried: a plugin that is not loaded.
-    let response = h
-        .send(
-            h.request("GET", "/storage/v1/plugin/zkap/x")
-                .body(Body::empty())
-                .unwrap(),
-        )
-        .await;
+    let response = h.get("/storage/v1/plugin/zkap/x").await;
     assert_eq!(response.status(), StatusCode::NOT_FOUND);
     // Input tried: no Authorization header.
-    let anonymous = Request::get("/storage/v1/plugin/gate/echo")
-        .body(Body::empty())
-        .unwrap();
+    let anonymous = unauthenticated("GET", "/storage/v1/plugin/gate/echo");
     assert_eq!(h.send(anonymous).await.status(), StatusCode::UNAUTHORIZED);
 }

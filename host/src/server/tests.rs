@@ -1,6 +1,7 @@
 //! Router tests without a socket: order of checks, statuses and headers for bad input.
 //! Each test names the input it tries. End-to-end tests over TLS live in `tests/`.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -10,6 +11,8 @@ use http_body_util::BodyExt as _;
 use tower::ServiceExt as _;
 
 use super::{router, AppState};
+use crate::plugins::test_plugins::test_library;
+use crate::plugins::{ServerPlugins, ServerPluginsBuilder};
 use crate::protocol::{
     authorization_value, paths, secret_header_line, AllocateRequest, CborMessage,
     ReadTestWriteRequest, SecretKind, ShareNumber, StorageIndex, Swissnum, TestWriteVectors,
@@ -19,43 +22,84 @@ use crate::storage::{Store, StoreConfig, SystemClock};
 
 const SI: &str = "aaaqeayeaudaocajbifqydiob4";
 
-struct Harness {
+/// A router over a store in a temporary directory, with a swissnum and optional plugins.
+pub(super) struct Harness {
     _dir: tempfile::TempDir,
-    state: AppState,
+    pub(super) state: AppState,
+    plugins: Arc<ServerPlugins>,
     auth: String,
 }
 
 impl Harness {
     fn new() -> Self {
+        Self::with_plugins(&[])
+    }
+
+    /// A harness with the named plugins of `plugins::test_plugins`, in order.
+    pub(super) fn with_plugins(names: &[&str]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let config = StoreConfig {
             reserved_space: 0,
             nodeid: [7; 20],
         };
-        let store =
-            Store::open(&dir.path().join("storage"), config, Arc::new(SystemClock)).unwrap();
+        let store = Arc::new(
+            Store::open(&dir.path().join("storage"), config, Arc::new(SystemClock)).unwrap(),
+        );
+        let library = test_library();
+        let mut builder = ServerPluginsBuilder::new(dir.path(), Some(store.clone()));
+        for name in names {
+            builder.add(name, &BTreeMap::new(), &library).unwrap();
+        }
+        let plugins = Arc::new(builder.build());
         let swissnum = Swissnum::new("abcdefghijklmnopqrstuvwxyz234567");
         let auth = authorization_value(&swissnum);
         Self {
             _dir: dir,
-            state: AppState::new(Arc::new(store), swissnum),
+            state: AppState::new(store, swissnum).with_plugins(plugins.clone()),
+            plugins,
             auth,
         }
     }
 
-    fn request(&self, method: &str, path: &str) -> axum::http::request::Builder {
+    /// A request with the right `Authorization` header.
+    pub(super) fn request(&self, method: &str, path: &str) -> axum::http::request::Builder {
         Request::builder()
             .method(method)
             .uri(path)
             .header(header::AUTHORIZATION, &self.auth)
     }
 
-    async fn send(&self, request: Request<Body>) -> Response {
+    pub(super) async fn send(&self, request: Request<Body>) -> Response {
         router(self.state.clone()).oneshot(request).await.unwrap()
+    }
+
+    /// The plugin's counter `name`, 0 if it never counted it.
+    pub(super) fn counter(&self, plugin: &str, name: &str) -> u64 {
+        self.plugins
+            .counters(plugin)
+            .unwrap()
+            .get(name)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Sends an authorized GET of `path` with an empty body.
+    pub(super) async fn get(&self, path: &str) -> Response {
+        self.send(self.request("GET", path).body(Body::empty()).unwrap())
+            .await
     }
 }
 
-fn si() -> StorageIndex {
+/// A request with an empty body and no `Authorization` header.
+pub(super) fn unauthenticated(method: &str, path: &str) -> Request<Body> {
+    Request::builder()
+        .method(method)
+        .uri(path)
+        .body(Body::empty())
+        .unwrap()
+}
+
+pub(super) fn si() -> StorageIndex {
     SI.parse().unwrap()
 }
 
@@ -63,7 +107,7 @@ fn secret(kind: SecretKind, value: &[u8]) -> (&'static str, String) {
     ("x-tahoe-authorization", secret_header_line(kind, value))
 }
 
-fn with_secrets(
+pub(super) fn with_secrets(
     mut builder: axum::http::request::Builder,
     secrets: &[(SecretKind, &[u8])],
 ) -> axum::http::request::Builder {
@@ -74,7 +118,7 @@ fn with_secrets(
     builder
 }
 
-async fn body_bytes(response: Response) -> Vec<u8> {
+pub(super) async fn body_bytes(response: Response) -> Vec<u8> {
     response
         .into_body()
         .collect()
@@ -87,13 +131,6 @@ async fn body_bytes(response: Response) -> Vec<u8> {
 #[tokio::test]
 async fn routing_errors_come_before_authorization() {
     let h = Harness::new();
-    let unauthenticated = |method: &str, path: &str| {
-        Request::builder()
-            .method(method)
-            .uri(path)
-            .body(Body::empty())
-            .unwrap()
-    };
     // Inputs tried: an uppercase SI, a non-canonical last character, a trailing slash, a path
     // with `..`, and a wrong method, all without credentials.
     for path in [
@@ -268,35 +305,20 @@ async fn not_acceptable_has_no_side_effects() {
         .send(rtw.body(Body::from(request.to_cbor())).unwrap())
         .await;
     assert_eq!(response.status(), StatusCode::NOT_ACCEPTABLE);
-    let list = h
-        .send(
-            h.request("GET", &paths::mutable_shares(&si()))
-                .body(Body::empty())
-                .unwrap(),
-        )
-        .await;
+    let list = h.get(&paths::mutable_shares(&si())).await;
     assert_eq!(body_bytes(list).await, [0xd9, 0x01, 0x02, 0x80]);
 }
 
 #[tokio::test]
 async fn read_errors_carry_octet_stream() {
     let h = Harness::new();
-    let missing = h
-        .send(
-            h.request("GET", &paths::immutable_share(&si(), ShareNumber(3)))
-                .body(Body::empty())
-                .unwrap(),
-        )
-        .await;
+    let missing = h.get(&paths::immutable_share(&si(), ShareNumber(3))).await;
     assert_eq!(missing.status(), StatusCode::NOT_FOUND);
     assert_eq!(
         missing.headers()[header::CONTENT_TYPE],
         "application/octet-stream"
     );
-    let unauthorized = Request::builder()
-        .uri(paths::mutable_share(&si(), ShareNumber(3)))
-        .body(Body::empty())
-        .unwrap();
+    let unauthorized = unauthenticated("GET", &paths::mutable_share(&si(), ShareNumber(3)));
     let response = h.send(unauthorized).await;
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(

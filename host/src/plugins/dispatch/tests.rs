@@ -25,6 +25,19 @@ fn word(text: &str) -> PluginData {
     PluginData::parse([header.as_bytes()], |n| n == "gate").unwrap()
 }
 
+/// Asks `plugins` to admit a version-shaped operation of `kind` with no plugin data.
+async fn admit_plain(plugins: &ServerPlugins, kind: OperationKind) -> Result<Admission, Refusal> {
+    plugins
+        .admit(kind, || Operation::Version, &PluginData::default())
+        .await
+}
+
+fn failed(plugin: &str) -> Refusal {
+    Refusal::Failed {
+        plugin: plugin.into(),
+    }
+}
+
 fn decode_body(body: &[u8]) -> BTreeMap<String, ciborium::Value> {
     let value: ciborium::Value = ciborium::from_reader(body).unwrap();
     value
@@ -65,12 +78,7 @@ async fn no_interested_plugin_never_builds_the_operation() {
 #[tokio::test]
 async fn gate_without_data_rejects_with_a_structured_body() {
     let (_dir, plugins) = load(&["gate"]);
-    let refusal = plugins
-        .admit(
-            OperationKind::VERSION,
-            || Operation::Version,
-            &PluginData::default(),
-        )
+    let refusal = admit_plain(&plugins, OperationKind::VERSION)
         .await
         .unwrap_err();
     let Refusal::Rejected {
@@ -116,39 +124,19 @@ async fn gate_with_the_word_admits_and_is_told_the_real_outcome() {
 #[tokio::test]
 async fn rejection_with_status_418_becomes_a_failure_naming_the_plugin() {
     let (_dir, plugins) = load(&["bad-status"]);
-    let refusal = plugins
-        .admit(
-            OperationKind::ALLOCATE,
-            || Operation::Version,
-            &PluginData::default(),
-        )
+    let refusal = admit_plain(&plugins, OperationKind::ALLOCATE)
         .await
         .unwrap_err();
-    assert_eq!(
-        refusal,
-        Refusal::Failed {
-            plugin: "bad-status".into()
-        }
-    );
+    assert_eq!(refusal, failed("bad-status"));
 }
 
 #[tokio::test]
 async fn rejection_with_details_0xff00_becomes_a_failure() {
     let (_dir, plugins) = load(&["bad-details"]);
-    let refusal = plugins
-        .admit(
-            OperationKind::VERSION,
-            || Operation::Version,
-            &PluginData::default(),
-        )
+    let refusal = admit_plain(&plugins, OperationKind::VERSION)
         .await
         .unwrap_err();
-    assert_eq!(
-        refusal,
-        Refusal::Failed {
-            plugin: "bad-details".into()
-        }
-    );
+    assert_eq!(refusal, failed("bad-details"));
 }
 
 #[tokio::test]
@@ -167,31 +155,15 @@ async fn panic_in_admit_fails_that_request_and_the_next_one_is_served() {
         )
         .await
         .unwrap_err();
-    assert_eq!(
-        refusal,
-        Refusal::Failed {
-            plugin: "panics".into()
-        }
-    );
-    let admitted = plugins
-        .admit(
-            OperationKind::VERSION,
-            || Operation::Version,
-            &PluginData::default(),
-        )
-        .await;
+    assert_eq!(refusal, failed("panics"));
+    let admitted = admit_plain(&plugins, OperationKind::VERSION).await;
     assert!(admitted.is_ok());
 }
 
 #[tokio::test(start_paused = true)]
 async fn admit_that_sleeps_an_hour_fails_closed_with_503() {
     let (_dir, plugins) = load(&["slow"]);
-    let refusal = plugins
-        .admit(
-            OperationKind::VERSION,
-            || Operation::Version,
-            &PluginData::default(),
-        )
+    let refusal = admit_plain(&plugins, OperationKind::VERSION)
         .await
         .unwrap_err();
     let Refusal::Rejected { status, body, .. } = refusal else {
@@ -218,15 +190,11 @@ async fn route_answers_are_checked() {
     }
     assert_eq!(
         plugins.route("gate", request("fail")).await,
-        Err(Refusal::Failed {
-            plugin: "gate".into()
-        })
+        Err(failed("gate"))
     );
     assert_eq!(
         plugins.route("panics", request("anything")).await,
-        Err(Refusal::Failed {
-            plugin: "panics".into()
-        })
+        Err(failed("panics"))
     );
     assert_eq!(
         plugins.route("zkap", request("echo")).await,

@@ -10,6 +10,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use axum::Router;
 use gbs_plugin_interface::RouteRequest;
+use serde::Deserialize;
 
 use crate::protocol::paths::route;
 use crate::server::error::ApiError;
@@ -23,7 +24,7 @@ pub(super) fn router() -> Router<AppState> {
     Router::new()
         .route(route::PLUGINS, get(list))
         .route(route::PLUGIN_ROUTE, any(plugin_route))
-        .route(route::PLUGIN_ROOT, any(plugin_root))
+        .route(route::PLUGIN_ROOT, any(plugin_route))
 }
 
 /// A CBOR list of `{"name", "version", "announcement"}`, encoded once at start-up.
@@ -36,44 +37,16 @@ async fn list(State(state): State<AppState>, _: Authorized<NoSecrets>, _: Accept
         .into_response()
 }
 
-async fn plugin_root(
-    Path(name): Path<String>,
-    auth: Authorized<NoSecrets>,
-    state: State<AppState>,
-    method: Method,
-    query: RawQuery,
-    headers: HeaderMap,
-    body: Body,
-) -> Result<Response, ApiError> {
-    forward(
-        name,
-        String::new(),
-        auth,
-        state,
-        method,
-        query,
-        headers,
-        body,
-    )
-    .await
+/// The plugin's name and the rest of the path below its root (empty at the root itself).
+#[derive(Deserialize)]
+struct PluginPath {
+    name: String,
+    #[serde(default)]
+    path: String,
 }
 
 async fn plugin_route(
-    Path((name, path)): Path<(String, String)>,
-    auth: Authorized<NoSecrets>,
-    state: State<AppState>,
-    method: Method,
-    query: RawQuery,
-    headers: HeaderMap,
-    body: Body,
-) -> Result<Response, ApiError> {
-    forward(name, path, auth, state, method, query, headers, body).await
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn forward(
-    name: String,
-    path: String,
+    Path(PluginPath { name, path }): Path<PluginPath>,
     _: Authorized<NoSecrets>,
     State(state): State<AppState>,
     method: Method,
