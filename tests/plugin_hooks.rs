@@ -438,3 +438,43 @@ async fn client_plugins_stay_silent_against_stock_tahoe() {
         .expect("stock Tahoe serves us");
     assert_eq!(data, b"data");
 }
+
+#[test]
+fn gbs_client_uses_the_client_plugins_of_a_node_directory() {
+    let library = allow_list().display().to_string();
+    let server = node_with_plugins(&[(
+        "allow-list",
+        &[("library", &library), ("tokens", "open-sesame")],
+    )]);
+    let node = GbsNode::start_in(server);
+    let si = "aaaqeayeaudaocajbifqydiob4";
+    let ls = |extra: &[&std::ffi::OsStr]| {
+        Command::new(gbs_binary())
+            .arg("client")
+            .args(extra)
+            .args(["ls", node.nurl(), si])
+            .output()
+            .expect("run gbs client")
+    };
+    // Input tried: no --node, so no plugin data: refused by the server's allow-list.
+    let refused = ls(&[]);
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("allow-list"), "{stderr}");
+
+    let client_dir = tempfile::tempdir().expect("temp dir");
+    std::fs::write(
+        client_dir.path().join("tahoe.cfg"),
+        format!(
+            "[node]\ntub.port = tcp:0\n[client]\nstorage.plugins = allow-list\n\
+             [storageclient.plugins.allow-list]\nlibrary = {library}\ntoken = open-sesame\n"
+        ),
+    )
+    .expect("write tahoe.cfg");
+    let admitted = ls(&["--node".as_ref(), client_dir.path().as_os_str()]);
+    assert!(
+        admitted.status.success(),
+        "{}",
+        String::from_utf8_lossy(&admitted.stderr)
+    );
+}

@@ -19,6 +19,7 @@ use clap::Subcommand;
 use serde_json::json;
 
 use crate::client::{Client, ClientBuilder, ClientError, ImmutableUpload};
+use crate::plugins::ClientPluginHandle;
 use crate::protocol::{
     base32_decode, base32_encode, LeaseCancelSecret, LeaseRenewSecret, LeaseSecrets, Nurl,
     ReadRange, ReadTestWriteRequest, ShareKind, ShareNumber, StorageIndex, TestWriteVectors,
@@ -36,6 +37,9 @@ pub(super) struct ClientArgs {
     /// Print one JSON object on stdout instead of text
     #[arg(long, global = true)]
     json: bool,
+    /// Use the client plugins ([client] storage.plugins) of this node directory's tahoe.cfg
+    #[arg(long, global = true, value_name = "DIR")]
+    node: Option<std::path::PathBuf>,
     #[command(subcommand)]
     command: ClientCommand,
 }
@@ -288,12 +292,23 @@ fn merge(mut value: serde_json::Value, extra: serde_json::Value) -> serde_json::
     value
 }
 
+/// The client plugins of `--node`, loaded once per command before any connection. A
+/// command runs once per process, so a process-wide slot is all the state needed.
+static CLIENT_PLUGINS: std::sync::OnceLock<Vec<ClientPluginHandle>> = std::sync::OnceLock::new();
+
 fn connect(nurl: &Nurl) -> anyhow::Result<Client> {
-    Ok(ClientBuilder::new(nurl.clone()).build()?)
+    let plugins = CLIENT_PLUGINS.get().into_iter().flatten().cloned();
+    Ok(plugins
+        .fold(ClientBuilder::new(nurl.clone()), ClientBuilder::plugin)
+        .build()?)
 }
 
 /// Runs a `gbs client` command.
 pub(super) fn run(args: ClientArgs) -> anyhow::Result<()> {
+    if let Some(dir) = &args.node {
+        let config = crate::config::NodeConfig::load(dir)?;
+        let _ = CLIENT_PLUGINS.set(ClientPluginHandle::load_all(&config)?);
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
