@@ -30,7 +30,7 @@ enum Command {
     /// Print a node's NURL.
     Nurl(node::DirArg),
     /// Talk to a storage server: version, put, get, ls, lease, abort, corrupt, mutable.
-    Client(client::ClientArgs),
+    Client(Box<client::ClientArgs>),
     /// Check plugin libraries, and list the plugins a node's config names.
     Plugin(plugin::PluginArgs),
 }
@@ -49,7 +49,7 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
         Command::CreateNode(args) => node::create(&args),
         Command::Run(args) => node::run(&args),
         Command::Nurl(args) => node::nurl(&args),
-        Command::Client(args) => client::run(args),
+        Command::Client(args) => client::run(*args),
         // Plugin checks have their own exit statuses (0, 1 or 2 per verdict).
         Command::Plugin(args) => match plugin::run(&args) {
             Ok(code) => return code,
