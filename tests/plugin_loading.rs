@@ -2,7 +2,6 @@
 //! libraries of `tests/fixtures/`, one per way loading can go right or wrong, and a host one
 //! interface minor ahead loading a 1.0 plugin with the real compatibility code.
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::process::{Command, Output};
 
@@ -276,82 +275,230 @@ fn a_host_one_minor_ahead_still_refuses_a_changed_type_in_an_older_plugin() {
     ), "{stdout}");
 }
 
-/// The non-empty lines, trimmed, of every file under `src/` and `docs/` of an interface crate.
-fn interface_lines(root: &Path) -> BTreeMap<String, BTreeSet<String>> {
-    let mut files = BTreeMap::new();
-    for dir in ["src", "docs"] {
-        let entries = std::fs::read_dir(root.join(dir)).expect("list the interface crate");
-        for path in entries.map(|e| e.expect("list the interface crate").path()) {
-            let text = std::fs::read_to_string(&path).expect("read the interface crate");
-            let file = path.file_name().unwrap_or_default().to_string_lossy();
-            let lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
-            files.insert(format!("{dir}/{file}"), lines.map(str::to_owned).collect());
-        }
+/// One documented change of a snapshot: these whole lines of plugin-interface's file
+/// become those.
+type Change = (&'static [&'static str], &'static [&'static str]);
+
+/// A snapshot's own files, each with its documented changes.
+type OwnFiles = &'static [(&'static str, &'static [Change])];
+
+/// Where the snapshots' sources live relative to their `src/lib.rs`.
+const REAL_SRC: &str = "../../../../plugin-interface/src/";
+
+/// The lines of a `lib.rs` that are code: without its docs (`//!`, `#![doc = ...]`) and
+/// without the `#[path]` attributes that point a snapshot's modules at plugin-interface.
+fn lib_code(text: &str) -> String {
+    let code = text.lines().filter(|l| {
+        !l.starts_with("//!") && !l.starts_with("#![doc") && !l.starts_with("#[path = ")
+    });
+    let code: Vec<&str> = code.skip_while(|l| l.is_empty()).collect();
+    code.join("\n")
+}
+
+/// `real` with each change made once; the changed lines must be there exactly once, else
+/// the change no longer describes the snapshot.
+fn apply(real: &str, changes: &[Change], what: &str) -> String {
+    let block = |lines: &[&str]| format!("\n{}\n", lines.join("\n"));
+    let mut text = format!("\n{real}");
+    for (from, to) in changes {
+        let (from, to) = (block(from), block(to));
+        assert_eq!(
+            text.matches(&from).count(),
+            1,
+            "{what}: the documented change no longer applies to plugin-interface: {from}"
+        );
+        text = text.replacen(&from, &to, 1);
     }
-    files
+    text.split_off(1)
+}
+
+/// Panics at the first line where `copy` differs from what it should be.
+fn assert_same_text(copy: &str, expected: &str, what: &str) {
+    let mut copy_lines = copy.lines();
+    for (number, line) in expected.lines().enumerate() {
+        let found = copy_lines.next();
+        assert!(
+            found == Some(line),
+            "{what}: line {} is {found:?}, not {line:?}: copy plugin-interface's file again \
+             and make the documented change",
+            number + 1
+        );
+    }
+    let rest: Vec<&str> = copy_lines.collect();
+    assert!(
+        rest.is_empty(),
+        "{what}: lines more than expected: {rest:?}"
+    );
+    assert_eq!(
+        copy.ends_with('\n'),
+        expected.ends_with('\n'),
+        "{what}: final newline"
+    );
 }
 
 /// The snapshots must follow `plugin-interface` except for their one documented change,
-/// or the compatibility tests above would test an interface that no longer exists.
+/// or the compatibility tests above would test an interface that no longer exists. Each
+/// keeps only the files that change (`interface-2.0` none: only its version differs) and
+/// takes the others from plugin-interface with `#[path]`.
 #[test]
 fn interface_snapshots_differ_from_the_interface_only_as_documented() {
-    let real = interface_lines(&fixtures_dir().join("../../plugin-interface"));
-    let version_1_0 = "pub const INTERFACE_VERSION: (u16, u16) = (1, 0);";
-    let cases: [(&str, &[&str], &[&str]); 3] = [
+    let real_dir = fixtures_dir().join("../../plugin-interface/src");
+    let read = |path: &Path| {
+        std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    };
+    let cases: [(&str, OwnFiles); 2] = [
         (
             "interface-1.1",
-            &[version_1_0],
             &[
-                "pub const INTERFACE_VERSION: (u16, u16) = (1, 1);",
-                "/// Added in 1.1: bit set of optional interface features the library supports.",
-                "pub features: extern \"C\" fn() -> u64,",
-                "extern \"C\" fn features() -> u64 {",
-                "1",
-                "features,",
-                "/// Added in 1.1: a health report (CBOR); the default reports nothing.",
-                "fn health(&self) -> RResult<RVec<u8>, PluginError> {",
-                "RResult::ROk(RVec::new())",
+                (
+                    "ffi.rs",
+                    &[
+                        (
+                            &["    pub new_client:", "        extern \"C\" fn(RStr<'_>, RVec<u8>, HostApiBox) -> RResult<ClientPluginBox, PluginError>,"],
+                            &[
+                                "    pub new_client:",
+                                "        extern \"C\" fn(RStr<'_>, RVec<u8>, HostApiBox) -> RResult<ClientPluginBox, PluginError>,",
+                                "    /// Added in 1.1: bit set of optional interface features the library supports.",
+                                "    pub features: extern \"C\" fn() -> u64,",
+                            ],
+                        ),
+                        (
+                            &["    fn stop(&self) -> FfiFuture<RResult<(), PluginError>>;"],
+                            &[
+                                "    fn stop(&self) -> FfiFuture<RResult<(), PluginError>>;",
+                                "",
+                                "    /// Added in 1.1: a health report (CBOR); the default reports nothing.",
+                                "    fn health(&self) -> RResult<RVec<u8>, PluginError> {",
+                                "        RResult::ROk(RVec::new())",
+                                "    }",
+                            ],
+                        ),
+                    ],
+                ),
+                (
+                    "export.rs",
+                    &[
+                        (
+                            &["pub const INTERFACE_VERSION: (u16, u16) = (1, 0);"],
+                            &["pub const INTERFACE_VERSION: (u16, u16) = (1, 1);"],
+                        ),
+                        (
+                            &["/// Builds the root module for a plugin list. `panic_unwind` must be evaluated in the"],
+                            &[
+                                "extern \"C\" fn features() -> u64 {",
+                                "    1",
+                                "}",
+                                "",
+                                "/// Builds the root module for a plugin list. `panic_unwind` must be evaluated in the",
+                            ],
+                        ),
+                        (
+                            &["        new_client: new_client::<L>,"],
+                            &["        new_client: new_client::<L>,", "        features,"],
+                        ),
+                    ],
+                ),
             ],
-        ),
-        (
-            "interface-2.0",
-            &[version_1_0],
-            &["pub const INTERFACE_VERSION: (u16, u16) = (2, 0);"],
         ),
         (
             "interface-changed",
             &[
-                "fn sleep_millis(&self, millis: u64) -> FfiFuture<()>;",
-                ".sleep_millis(u64::try_from(duration.as_millis()).unwrap_or(u64::MAX))",
-            ],
-            &[
-                "fn sleep_millis(&self, millis: u32) -> FfiFuture<()>;",
-                ".sleep_millis(u32::try_from(duration.as_millis()).unwrap_or(u32::MAX))",
+                (
+                    "ffi.rs",
+                    &[(
+                        &["    fn sleep_millis(&self, millis: u64) -> FfiFuture<()>;"],
+                        &["    fn sleep_millis(&self, millis: u32) -> FfiFuture<()>;"],
+                    )],
+                ),
+                (
+                    "sdk.rs",
+                    &[(
+                        &["            .sleep_millis(u64::try_from(duration.as_millis()).unwrap_or(u64::MAX))"],
+                        &["            .sleep_millis(u32::try_from(duration.as_millis()).unwrap_or(u32::MAX))"],
+                    )],
+                ),
             ],
         ),
     ];
-    for (snapshot, removed, added) in cases {
-        let copy = interface_lines(&fixtures_dir().join(snapshot));
+    let real_lib = read(&real_dir.join("lib.rs"));
+    for (snapshot, own) in cases {
+        let src = fixtures_dir().join(snapshot).join("src");
+        let mut files: Vec<String> = std::fs::read_dir(&src)
+            .expect("list the snapshot")
+            .map(|e| {
+                e.expect("list the snapshot")
+                    .file_name()
+                    .to_string_lossy()
+                    .into_owned()
+            })
+            .collect();
+        files.sort();
+        let mut expected: Vec<String> = own.iter().map(|(file, _)| (*file).to_owned()).collect();
+        expected.push("lib.rs".to_owned());
+        expected.sort();
         assert_eq!(
-            copy.keys().collect::<Vec<_>>(),
-            real.keys().collect::<Vec<_>>(),
-            "{snapshot}: copy plugin-interface's files again"
+            files, expected,
+            "{snapshot}: only the changed files are copies"
         );
-        let (mut gone, mut new) = (BTreeSet::new(), BTreeSet::new());
-        for (file, lines) in &real {
-            gone.extend(lines.difference(&copy[file]).cloned());
-            new.extend(copy[file].difference(lines).cloned());
+        assert!(!fixtures_dir().join(snapshot).join("docs").exists());
+
+        // lib.rs: plugin-interface's code, with every module that is not its own taken
+        // from plugin-interface.
+        let lib = read(&src.join("lib.rs"));
+        assert_same_text(
+            &lib_code(&lib),
+            &lib_code(&real_lib),
+            &format!("{snapshot}/src/lib.rs (without docs and #[path])"),
+        );
+        let mut lines = lib.lines();
+        let mut taken = Vec::new();
+        while let Some(line) = lines.next() {
+            if let Some(path) = line.strip_prefix("#[path = \"") {
+                let file = path
+                    .strip_prefix(REAL_SRC)
+                    .and_then(|p| p.strip_suffix("\"]"))
+                    .unwrap_or_else(|| panic!("{snapshot}: {line} is not in plugin-interface"));
+                let module = file.strip_suffix(".rs").unwrap_or(file);
+                let next = lines.next().unwrap_or_default();
+                assert!(
+                    [format!("mod {module};"), format!("pub mod {module};")]
+                        .contains(&next.to_owned()),
+                    "{snapshot}: {line} is not for {next}"
+                );
+                taken.push(file.to_owned());
+            }
         }
-        let expected = |lines: &[&str]| lines.iter().map(|l| (*l).to_owned()).collect();
+        let mut all: Vec<String> = taken.iter().chain(&files).cloned().collect();
+        all.sort();
+        let mut real_files: Vec<String> = std::fs::read_dir(&real_dir)
+            .expect("list plugin-interface")
+            .map(|e| {
+                e.expect("list plugin-interface")
+                    .file_name()
+                    .to_string_lossy()
+                    .into_owned()
+            })
+            .collect();
+        real_files.sort();
         assert_eq!(
-            gone,
-            expected(removed),
-            "{snapshot} lacks lines of plugin-interface"
+            all, real_files,
+            "{snapshot}: each module once, its own or plugin-interface's"
         );
-        assert_eq!(
-            new,
-            expected(added),
-            "{snapshot} has lines plugin-interface lacks"
-        );
+
+        for (file, changes) in own {
+            let what = format!("{snapshot}/src/{file}");
+            let expected = apply(&read(&real_dir.join(file)), changes, &what);
+            assert_same_text(&read(&src.join(file)), &expected, &what);
+        }
     }
+
+    // interface-2.0 is plugin-interface's own sources under another version.
+    let major = fixtures_dir().join("interface-2.0");
+    assert!(!major.join("src").exists() && !major.join("docs").exists());
+    let manifest = read(&major.join("Cargo.toml"));
+    assert!(manifest.contains("\nversion = \"2.0.0\"\n"), "{manifest}");
+    assert!(
+        manifest.contains("\npath = \"../../../plugin-interface/src/lib.rs\"\n"),
+        "{manifest}"
+    );
 }
