@@ -76,7 +76,7 @@ fn check_names_the_changed_parameter_of_a_changed_interface() {
         &lib,
         1,
         "incompatible",
-        "incompatible type: new_server.param_2.obj.vtable.sleep_millis.param_1: mismatched type (expected u64, found u32)",
+        "incompatible type: new_server.param_2.obj.vtable.log.param_1.field_0: mismatched type (expected u8, found i8)",
     );
     // One line per mismatch, not abi_stable's dump (hundreds of lines)...
     assert_eq!(stdout.lines().count(), 3, "{stdout}");
@@ -271,7 +271,7 @@ fn a_host_one_minor_ahead_still_refuses_a_changed_type_in_an_older_plugin() {
     assert_eq!(out.status.code(), Some(1), "{stdout}");
     // Checked with the layouts swapped, but reported in the host's terms.
     assert!(stdout.ends_with(
-        "refused: incompatible type: new_server.param_2.obj.vtable.sleep_millis.param_1: mismatched type (expected u64, found u32)\n"
+        "refused: incompatible type: new_server.param_2.obj.vtable.log.param_1.field_0: mismatched type (expected u8, found i8)\n"
     ), "{stdout}");
 }
 
@@ -402,22 +402,13 @@ fn interface_snapshots_differ_from_the_interface_only_as_documented() {
         ),
         (
             "interface-changed",
-            &[
-                (
-                    "ffi.rs",
-                    &[(
-                        &["    fn sleep_millis(&self, millis: u64) -> FfiFuture<()>;"],
-                        &["    fn sleep_millis(&self, millis: u32) -> FfiFuture<()>;"],
-                    )],
-                ),
-                (
-                    "sdk.rs",
-                    &[(
-                        &["            .sleep_millis(u64::try_from(duration.as_millis()).unwrap_or(u64::MAX))"],
-                        &["            .sleep_millis(u32::try_from(duration.as_millis()).unwrap_or(u32::MAX))"],
-                    )],
-                ),
-            ],
+            &[(
+                "ffi.rs",
+                &[(
+                    &["pub struct LogLevel(pub u8);"],
+                    &["pub struct LogLevel(pub i8);"],
+                )],
+            )],
         ),
     ];
     let real_lib = read(&real_dir.join("lib.rs"));

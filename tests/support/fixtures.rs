@@ -12,7 +12,7 @@
 //! | `plugin-1.0` | a plain plugin (`fixture-1.0`, server and client) on the workspace's interface |
 //! | `plugin-1.1` | the same on interface 1.1 (one field and one trait method more) |
 //! | `plugin-2.0` | the same on interface 2.0 |
-//! | `plugin-changed` | the same on a 1.0 interface whose `HostApiFfi::sleep_millis` takes `u32` |
+//! | `plugin-changed` | the same on a 1.0 interface whose `LogLevel` holds an `i8` |
 //! | `plugin-abort` | the same built with `panic = "abort"` |
 //! | `plugin-abi-0.10` | a gbs-shaped root module exported with abi_stable 0.10 |
 //! | `plugin-ctor-fails` | `fixture-ctor-fails`: describes itself, both constructors fail |
