@@ -3,6 +3,7 @@
 
 mod cli;
 mod client;
+mod concurrent_uploads;
 mod interop;
 mod plugin_hooks;
 mod plugin_loading;
