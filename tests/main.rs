@@ -4,6 +4,7 @@
 mod cli;
 mod client;
 mod concurrent_uploads;
+mod hostile_clients;
 mod interop;
 mod plugin_hooks;
 mod plugin_loading;

@@ -8,7 +8,8 @@ use gbs::protocol::{
     LeaseCancelSecret, LeaseRenewSecret, LeaseSecrets, ShareKind, ShareNumber, StorageIndex,
     UploadSecret,
 };
-use gbs_tests::GbsNode;
+use gbs_tests::{read_status, GbsNode, RawConnection};
+use tokio::io::AsyncWriteExt as _;
 
 fn client(node: &GbsNode) -> Client {
     ClientBuilder::new(node.nurl().parse().expect("gbs printed a valid NURL"))
@@ -111,4 +112,64 @@ async fn sigterm_keeps_completed_shares_and_drops_unfinished_uploads() {
         .await
         .unwrap();
     assert_eq!(again.allocated(), &share0());
+}
+
+/// SIGTERM while an upload's body is half sent: the request finishes within the drain
+/// period and is acknowledged, and the share is there after a restart.
+#[tokio::test]
+async fn sigterm_lets_a_request_in_flight_finish() {
+    const SIZE: usize = 4 << 20;
+    let node = GbsNode::start();
+    let si = StorageIndex::from_bytes([3; 16]);
+    let upload = client(&node)
+        .allocate(
+            si,
+            share0(),
+            SIZE as u64,
+            &lease(),
+            UploadSecret::new(b"d".to_vec()).unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(upload.allocated(), &share0());
+    let mut connection = RawConnection::connect(node.nurl()).await.unwrap();
+    let headers = vec![
+        format!("Content-Range: bytes 0-{}/*", SIZE - 1),
+        format!(
+            "X-Tahoe-Authorization: {}",
+            gbs::protocol::secret_header_line(gbs::protocol::SecretKind::Upload, b"d")
+        ),
+    ];
+    let path = gbs::protocol::paths::immutable_share(&si, ShareNumber(0));
+    connection
+        .send_head("PATCH", &path, &headers, SIZE)
+        .await
+        .unwrap();
+    let data = vec![0x42u8; SIZE];
+    connection.tls.write_all(&data[..SIZE / 2]).await.unwrap();
+    connection.tls.flush().await.unwrap();
+    node.request_stop();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    connection.tls.write_all(&data[SIZE / 2..]).await.unwrap();
+    connection.tls.flush().await.unwrap();
+    assert_eq!(read_status(&mut connection.tls).await.unwrap(), 201);
+
+    let (status, dir) = node.stop();
+    assert!(status.success(), "gbs run exited with {status}");
+    let node = GbsNode::start_in(dir);
+    let mut read_back = Vec::new();
+    client(&node)
+        .read_share(
+            ShareKind::Immutable,
+            &si,
+            ShareNumber(0),
+            None,
+            &mut read_back,
+        )
+        .await
+        .unwrap();
+    assert!(
+        read_back == data,
+        "the share acknowledged during shutdown reads back"
+    );
 }

@@ -8,6 +8,9 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::limits::{parse_duration, Limits};
 
 /// One value with the line it came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -192,6 +195,8 @@ pub struct NodeConfig {
     pub server_plugins: Vec<PluginSpec>,
     /// `[client] storage.plugins` with their `[storageclient.plugins.NAME]` sections.
     pub client_plugins: Vec<PluginSpec>,
+    /// `[gbs]`: bounds on connections, time and memory.
+    pub limits: Limits,
 }
 
 impl NodeConfig {
@@ -222,6 +227,7 @@ impl NodeConfig {
         let server_plugins = plugin_specs(raw, "storage", "plugins", "storageserver.plugins")?;
         let client_plugins =
             plugin_specs(raw, "client", "storage.plugins", "storageclient.plugins")?;
+        let limits = limits(raw)?;
         Ok(Self {
             node_dir: node_dir.to_owned(),
             listen,
@@ -230,6 +236,7 @@ impl NodeConfig {
             reserved_space,
             server_plugins,
             client_plugins,
+            limits,
         })
     }
 
@@ -243,6 +250,79 @@ impl NodeConfig {
         self.node_dir.join("private")
     }
 }
+
+/// `[gbs]`: every key optional, each replacing one default of [`Limits`].
+fn limits(raw: &RawConfig) -> Result<Limits, ConfigError> {
+    const SECTION: &str = "gbs";
+    let mut limits = Limits::default();
+    let count = |text: &str| -> Result<usize, String> {
+        match text.trim().parse::<usize>() {
+            Ok(n) if n > 0 => Ok(n),
+            _ => Err(format!("{text:?} is not a whole number above 0")),
+        }
+    };
+    let bytes = |text: &str| -> Result<usize, String> {
+        parse_size(text).and_then(|n| usize::try_from(n).map_err(|e| e.to_string()))
+    };
+    let seconds = |text: &str| -> Result<Duration, String> {
+        parse_duration(text).and_then(|d| {
+            if d.is_zero() {
+                Err("must be longer than 0".into())
+            } else {
+                Ok(d)
+            }
+        })
+    };
+    if let Some(n) = raw.typed(SECTION, "max_connections", count)? {
+        limits.max_connections = n;
+    }
+    if let Some(n) = raw.typed(SECTION, "max_handshakes", count)? {
+        limits.max_handshakes = n;
+    }
+    if let Some(d) = raw.typed(SECTION, "handshake_timeout", seconds)? {
+        limits.handshake_timeout = d;
+    }
+    if let Some(d) = raw.typed(SECTION, "idle_timeout", seconds)? {
+        limits.idle_timeout = d;
+    }
+    if let Some(d) = raw.typed(SECTION, "drain_timeout", parse_duration)? {
+        limits.drain_timeout = d;
+    }
+    if let Some(n) = raw.typed(SECTION, "upload_buffer", bytes)? {
+        limits.upload_buffer = n;
+    }
+    let mutable = |text: &str| -> Result<usize, String> {
+        let n = bytes(text)?;
+        if n < Limits::MUTABLE_WRITE_BODY {
+            return Err(format!(
+                "must be at least {} bytes, the largest read-test-write body",
+                Limits::MUTABLE_WRITE_BODY
+            ));
+        }
+        Ok(n)
+    };
+    if let Some(n) = raw.typed(SECTION, "mutable_write_buffer", mutable)? {
+        limits.mutable_write_buffer = n;
+    }
+    if let Some(unknown) = raw
+        .section(SECTION)
+        .and_then(|keys| keys.keys().find(|key| !LIMIT_KEYS.contains(&key.as_str())))
+    {
+        return Err(raw.bad(SECTION, unknown, "unknown key"));
+    }
+    Ok(limits)
+}
+
+/// The keys `[gbs]` may hold.
+const LIMIT_KEYS: [&str; 7] = [
+    "max_connections",
+    "max_handshakes",
+    "handshake_timeout",
+    "idle_timeout",
+    "drain_timeout",
+    "upload_buffer",
+    "mutable_write_buffer",
+];
 
 fn plugin_specs(
     raw: &RawConfig,
@@ -457,6 +537,33 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert_eq!(err, "tahoe.cfg:2: not a section header or key = value line");
+    }
+
+    #[test]
+    fn limits_come_from_the_gbs_section() {
+        let cfg = config(BASE).unwrap();
+        assert_eq!(cfg.limits, Limits::default());
+        let cfg = config(&format!(
+            "{BASE}[gbs]\nmax_connections = 10\nidle_timeout = 2s\nupload_buffer = 1MiB\n"
+        ))
+        .unwrap();
+        assert_eq!(cfg.limits.max_connections, 10);
+        assert_eq!(cfg.limits.idle_timeout, Duration::from_secs(2));
+        assert_eq!(cfg.limits.upload_buffer, 1 << 20);
+        for (line, problem) in [
+            ("max_connections = 0", "not a whole number above 0"),
+            ("idle_timeout = 0s", "longer than 0"),
+            ("mutable_write_buffer = 1M", "at least"),
+            ("max_conections = 5", "unknown key"),
+        ] {
+            let err = config(&format!("{BASE}[gbs]\n{line}\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("[gbs]") && err.contains(problem),
+                "{line}: {err}"
+            );
+        }
     }
 
     #[test]

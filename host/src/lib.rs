@@ -6,6 +6,7 @@
 //!
 //! - [`protocol`]: wire types, CBOR, paths, secrets, NURLs. Pure, no I/O.
 //! - [`storage`]: the share store in Tahoe's on-disk layout; knows nothing of HTTP.
+//! - [`limits`]: the bounds a server keeps on connections, time and memory.
 //! - [`config`], [`node`]: `tahoe.cfg` and the node directory with its TLS identity.
 //! - [`plugins`]: storage plugin libraries: loading and checking them, the host API they
 //!   get, and the hook dispatch the server and client call.
@@ -16,6 +17,7 @@
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod limits;
 pub mod node;
 pub mod plugins;
 pub mod protocol;

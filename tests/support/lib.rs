@@ -4,11 +4,13 @@
 
 mod fixtures;
 mod process;
+mod raw;
 mod samples;
 mod venv;
 
 pub use fixtures::{build_fixture, failing_constructor_plugin, fixtures_dir, panicking_plugin};
 pub use process::{assert_all_passed, gbs_binary, run_python, GbsNode, StockServer};
+pub use raw::{read_status, ProcessStats, RawConnection};
 pub use samples::sample_plugin;
 pub use venv::{interop_script, tahoe_python};
 

@@ -99,11 +99,49 @@ impl GbsNode {
         String::from_utf8_lossy(&output.stdout).trim().to_owned()
     }
 
+    /// Creates a node whose `tahoe.cfg` ends with `extra` (sections and keys) and serves it.
+    pub fn start_configured(extra: &str) -> Self {
+        Self::start_with(extra, None)
+    }
+
+    /// Like [`GbsNode::start_configured`], in a process whose open-file limit (soft and
+    /// hard) is `nofile` when given.
+    pub fn start_with(extra: &str, nofile: Option<u64>) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        Self::create(dir.path());
+        let cfg = dir.path().join("tahoe.cfg");
+        let mut text = std::fs::read_to_string(&cfg).expect("read tahoe.cfg");
+        text.push('\n');
+        text.push_str(extra);
+        std::fs::write(&cfg, text).expect("write tahoe.cfg");
+        let command = match nofile {
+            None => {
+                let mut command = Command::new(gbs_binary());
+                command.arg("run").arg(dir.path());
+                command
+            }
+            Some(limit) => {
+                let mut command = Command::new("sh");
+                command
+                    .arg("-c")
+                    .arg(format!("ulimit -n {limit} && exec \"$0\" run \"$1\""))
+                    .arg(gbs_binary())
+                    .arg(dir.path());
+                command
+            }
+        };
+        Self::spawn(command, dir)
+    }
+
     /// Serves an existing node directory.
     pub fn start_in(dir: TempDir) -> Self {
-        let mut child = Command::new(gbs_binary())
-            .arg("run")
-            .arg(dir.path())
+        let mut command = Command::new(gbs_binary());
+        command.arg("run").arg(dir.path());
+        Self::spawn(command, dir)
+    }
+
+    fn spawn(mut command: Command, dir: TempDir) -> Self {
+        let mut child = command
             .env(
                 "RUST_LOG",
                 std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
@@ -126,9 +164,22 @@ impl GbsNode {
         &self.nurl
     }
 
+    /// The process id of `gbs run`.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
     /// The node directory.
     pub fn dir(&self) -> &Path {
         self.dir.path()
+    }
+
+    /// Sends SIGTERM without waiting for the process to exit.
+    pub fn request_stop(&self) {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.pid().to_string())
+            .status();
     }
 
     /// Sends SIGTERM and waits for the exit status.

@@ -87,7 +87,12 @@ pub(super) fn run(args: &DirArg) -> anyhow::Result<()> {
         tracing::info!(dir = %dir.display(), "created a new node");
     }
     let config = NodeConfig::load(&dir)?;
-    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        // Storage calls run on blocking threads; bound them (and the memory each holds).
+        .max_blocking_threads(MAX_BLOCKING_THREADS)
+        .build()
+        .context("cannot start the async runtime")?;
     runtime.block_on(async {
         let shutdown = shutdown_signal().context("cannot listen for signals")?;
         let node = RunningNode::bind(&config).await?;
@@ -98,6 +103,9 @@ pub(super) fn run(args: &DirArg) -> anyhow::Result<()> {
         anyhow::Ok(())
     })
 }
+
+/// Threads for blocking storage calls at most; more calls wait in line.
+const MAX_BLOCKING_THREADS: usize = 64;
 
 /// `RUST_LOG` when set, else info-level logs from gbs.
 fn init_logging() {

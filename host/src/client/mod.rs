@@ -52,6 +52,7 @@ use tokio::sync::Semaphore;
 pub use error::{BoxError, ClientError, PluginRejection, Stage};
 pub use immutable::{ChunkWritten, ImmutableUpload};
 pub use plugin::{PluginAnnouncement, MAX_PLUGIN_RETRIES};
+pub use tls::pinned_tls_config;
 pub use upload::UploadReport;
 
 use crate::plugins::ClientPluginHandle;
@@ -183,6 +184,8 @@ impl ClientBuilder {
             .no_proxy()
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(self.timeouts.connect)
+            // Small requests must not wait for a delayed ACK (reqwest's default, said aloud).
+            .tcp_nodelay(true)
             .pool_max_idle_per_host(self.max_connections)
             // Below the 60 s after which Twisted closes idle connections, so that a request
             // rarely meets a connection the server is closing.

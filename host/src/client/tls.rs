@@ -46,6 +46,14 @@ pub(crate) fn client_config(policy: KeyPolicy) -> Result<rustls::ClientConfig, r
     Ok(config)
 }
 
+/// The client's TLS settings pinned to `nurl`'s key, for tools and tests that speak HTTP
+/// over the TLS connection themselves.
+pub fn pinned_tls_config(
+    nurl: &crate::protocol::Nurl,
+) -> Result<rustls::ClientConfig, rustls::Error> {
+    client_config(KeyPolicy::Pinned(nurl.spki_hash))
+}
+
 #[derive(Debug)]
 struct PinnedKeyVerifier {
     policy: KeyPolicy,

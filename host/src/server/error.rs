@@ -42,6 +42,8 @@ pub(crate) enum ApiError {
     PluginData(#[from] PluginDataError),
     #[error("refused by a storage plugin")]
     Plugin(Refusal),
+    #[error("the server is busy; try again shortly")]
+    Busy,
 }
 
 impl From<Refusal> for ApiError {
@@ -62,6 +64,7 @@ impl ApiError {
             Self::Range(_) => StatusCode::RANGE_NOT_SATISFIABLE,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Busy => StatusCode::SERVICE_UNAVAILABLE,
             Self::PluginData(_) => StatusCode::BAD_REQUEST,
             Self::Plugin(refusal) => match refusal {
                 // The status was checked against the allowed set by the dispatcher.
@@ -97,7 +100,7 @@ impl IntoResponse for ApiError {
         if let Self::Plugin(refusal) = self {
             return plugin_response(status, refusal);
         }
-        let body = if status.is_server_error() {
+        let body = if status.is_server_error() && !matches!(self, Self::Busy) {
             tracing::error!(error = %self, "request failed");
             "internal error".to_owned()
         } else {

@@ -183,6 +183,32 @@ impl CborBody for ReadTestWriteRequest {
     const LIMIT: usize = 64 << 20;
 }
 
+/// Room in the read-test-write memory budget for this request's body, held until the
+/// request ends; 503 when none came in time. Runs before the body is read.
+pub(crate) struct MutableWriteMemory(#[allow(dead_code)] pub(crate) super::memory::Held);
+
+impl FromRequestParts<AppState> for MutableWriteMemory {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let declared = parts
+            .headers
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok());
+        // Without a length, as much as the largest body accepted.
+        let len = declared.map_or(ReadTestWriteRequest::LIMIT, |len| {
+            len.min(ReadTestWriteRequest::LIMIT)
+        });
+        state
+            .memory
+            .mutable_write(len)
+            .await
+            .map(Self)
+            .ok_or(ApiError::Busy)
+    }
+}
+
 /// A decoded CBOR body: 415 for another content type, 413 over the cap, 400 if malformed.
 pub(crate) struct Cbor<T>(pub(crate) T);
 
@@ -211,7 +237,8 @@ impl<T: CborBody, St: Sync> FromRequest<St> for Cbor<T> {
             // Far too large to be worth reading: answer now and let the connection close.
             return Err(ApiError::PayloadTooLarge);
         }
-        let bytes = read_limited(body, T::LIMIT).await?;
+        let expected = declared.map_or(0, |len| usize::try_from(len).unwrap_or(0));
+        let bytes = read_limited(body, T::LIMIT, expected).await?;
         T::from_cbor(&bytes).map(Self).map_err(ApiError::from)
     }
 }
@@ -232,10 +259,15 @@ pub(crate) async fn refuse_after_draining(body: Body, error: ApiError) -> ApiErr
 }
 
 /// Reads a whole body of at most `limit` bytes; a longer one is drained (within
-/// [`DRAIN_LIMIT`]) and refused with 413.
-pub(crate) async fn read_limited(body: Body, limit: usize) -> Result<bytes::Bytes, ApiError> {
+/// [`DRAIN_LIMIT`]) and refused with 413. `expected` (the declared length) sizes the buffer
+/// once, so that a large body is not copied as the buffer grows.
+pub(crate) async fn read_limited(
+    body: Body,
+    limit: usize,
+    expected: usize,
+) -> Result<bytes::Bytes, ApiError> {
     let mut body = body;
-    let mut collected = bytes::BytesMut::new();
+    let mut collected = bytes::BytesMut::with_capacity(expected.min(limit));
     let mut total = 0usize;
     while let Some(frame) = body.frame().await {
         let Ok(data) = frame.map_err(|_| ApiError::BodyRead)?.into_data() else {

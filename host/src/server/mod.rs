@@ -4,8 +4,11 @@
 //! runs it behind TLS on a listener until a shutdown future completes; [`RunningNode`]
 //! puts a node directory's config, identity and store together.
 
+mod connection;
 mod error;
 mod extract;
+mod listener;
+mod memory;
 mod routes;
 mod tls;
 
@@ -15,10 +18,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
-use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
+use tokio::sync::{watch, Semaphore};
 
 pub use tls::tls_config;
 
@@ -28,19 +29,17 @@ mod plugin_tests;
 mod tests;
 
 use crate::config::NodeConfig;
+use crate::limits::Limits;
 use crate::node::{NodeError, NodeIdentity};
 use crate::plugins::ServerPlugins;
 use crate::protocol::{Nurl, Swissnum};
 use crate::storage::{Store, StoreConfig, SystemClock};
+use connection::ConnectionContext;
+use listener::Connections;
+use memory::MemoryBudget;
 
 /// An upload with no PATCH for this long is aborted, as in stock Tahoe.
 const UPLOAD_IDLE_LIMIT: Duration = Duration::from_secs(30 * 60);
-/// A connection must finish its TLS handshake within this time.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
-/// A client must send a request's headers within this time.
-const HEADER_TIMEOUT: Duration = Duration::from_secs(60);
-/// How long shutdown waits for requests in flight before dropping them.
-const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// What every handler shares.
 #[derive(Clone, Debug)]
@@ -48,6 +47,7 @@ pub struct AppState {
     store: Arc<Store>,
     swissnum: Swissnum,
     plugins: Arc<ServerPlugins>,
+    memory: Arc<MemoryBudget>,
 }
 
 impl AppState {
@@ -57,7 +57,14 @@ impl AppState {
             store,
             swissnum,
             plugins: Arc::new(ServerPlugins::none()),
+            memory: Arc::new(MemoryBudget::new(&Limits::default())),
         }
+    }
+
+    /// The same state with the memory budgets of `limits`.
+    pub fn with_limits(mut self, limits: &Limits) -> Self {
+        self.memory = Arc::new(MemoryBudget::new(limits));
+        self
     }
 
     /// The same state with these storage plugins.
@@ -72,62 +79,45 @@ pub fn router(state: AppState) -> Router {
     routes::router().with_state(state)
 }
 
-/// Serves `state` over TLS on `listener` until `shutdown` completes, then drains requests in
-/// flight for up to 30 seconds. Storage plugins' background services start first and are
-/// stopped last. Uploads cut off by shutdown stay in `incoming/`, which the
-/// next start wipes; completed data was fsynced before it was acknowledged.
+/// Serves `state` over TLS on `listener` until `shutdown` completes, within `limits`, then
+/// lets requests in flight finish for up to the drain timeout. Storage plugins' background
+/// services start first and are stopped last. Uploads cut off by shutdown stay in
+/// `incoming/`, which the next start wipes; completed data was fsynced before it was
+/// acknowledged.
 pub async fn serve(
     listener: TcpListener,
     tls: Arc<rustls::ServerConfig>,
     state: AppState,
+    limits: Limits,
     shutdown: impl Future<Output = ()>,
 ) {
-    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
-    let service = TowerToHyperService::new(router(state.clone()));
-    let graceful = GracefulShutdown::new();
+    let (stop, stopping) = watch::channel(false);
+    let context = ConnectionContext {
+        acceptor: tokio_rustls::TlsAcceptor::from(tls),
+        router: router(state.clone()),
+        handshakes: Arc::new(Semaphore::new(limits.max_handshakes.max(1))),
+        limits: limits.clone(),
+        shutdown: stopping,
+    };
+    let connections = Connections::new(limits.max_connections);
     let sweeper = tokio::spawn(expire_idle_uploads(state.store.clone()));
     // The listener is bound: plugins' background services may start.
     let services = state.plugins.start_services();
-    tokio::pin!(shutdown);
-    loop {
-        let (tcp, peer) = tokio::select! {
-            () = &mut shutdown => break,
-            accepted = listener.accept() => match accepted {
-                Ok(pair) => pair,
-                Err(error) => {
-                    // Out of file descriptors and similar: back off instead of spinning.
-                    tracing::warn!(%error, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-        };
-        let acceptor = acceptor.clone();
-        let service = service.clone();
-        let watcher = graceful.watcher();
-        tokio::spawn(async move {
-            let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                Ok(Ok(tls)) => tls,
-                Ok(Err(error)) => return tracing::debug!(%peer, %error, "TLS handshake failed"),
-                Err(_) => return tracing::debug!(%peer, "TLS handshake timed out"),
-            };
-            let connection = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_TIMEOUT)
-                .max_headers(500)
-                .serve_connection(TokioIo::new(tls), service);
-            if let Err(error) = watcher.watch(connection).await {
-                tracing::debug!(%peer, %error, "connection ended with an error");
-            }
-        });
-    }
+    listener::accept_loop(listener, connections.clone(), context, shutdown).await;
     sweeper.abort();
-    tracing::info!("shutting down; draining requests in flight");
-    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
+    tracing::info!(
+        connections = connections.len(),
+        "shutting down; draining requests in flight"
+    );
+    let _ = stop.send(true);
+    if tokio::time::timeout(limits.drain_timeout, stop.closed())
         .await
         .is_err()
     {
-        tracing::warn!("requests still in flight after {DRAIN_TIMEOUT:?}; dropping them");
+        tracing::warn!(
+            "requests still in flight after {:?}; dropping them",
+            limits.drain_timeout
+        );
     }
     services.stop().await;
 }
@@ -182,6 +172,7 @@ pub struct RunningNode {
     listener: TcpListener,
     tls: Arc<rustls::ServerConfig>,
     state: AppState,
+    limits: Limits,
     nurl: Nurl,
 }
 
@@ -231,11 +222,14 @@ impl RunningNode {
         }
         let nurl = identity.nurl(&host, port);
         let tls = Arc::new(tls_config(&identity)?);
-        let state = AppState::new(store, identity.swissnum().clone()).with_plugins(plugins);
+        let state = AppState::new(store, identity.swissnum().clone())
+            .with_plugins(plugins)
+            .with_limits(&config.limits);
         Ok(Self {
             listener,
             tls,
             state,
+            limits: config.limits.clone(),
             nurl,
         })
     }
@@ -252,6 +246,6 @@ impl RunningNode {
 
     /// Serves until `shutdown` completes.
     pub async fn serve(self, shutdown: impl Future<Output = ()>) {
-        serve(self.listener, self.tls, self.state, shutdown).await;
+        serve(self.listener, self.tls, self.state, self.limits, shutdown).await;
     }
 }

@@ -1,6 +1,7 @@
 //! The client's plugin handling against a real TLS server in this process, both sides
 //! using the `gate` test plugin (linked in, no `.so`). Each test names the input it tries.
 
+use crate::limits::Limits;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -47,7 +48,7 @@ async fn server(plugins: &[&str]) -> Server {
     let port = listener.local_addr().unwrap().port();
     let tls = Arc::new(tls_config(&identity).unwrap());
     let (stop, stopped) = oneshot::channel();
-    tokio::spawn(serve(listener, tls, state, async {
+    tokio::spawn(serve(listener, tls, state, Limits::default(), async {
         let _ = stopped.await;
     }));
     Server {

@@ -14,7 +14,9 @@ use crate::plugins::operation;
 use crate::protocol::paths::route;
 use crate::protocol::ReadTestWriteRequest;
 use crate::server::error::{blocking, ApiError};
-use crate::server::extract::{AcceptsCbor, Authorized, Cbor, MutableWriteSecrets, Plugins, SiPath};
+use crate::server::extract::{
+    AcceptsCbor, Authorized, Cbor, MutableWriteMemory, MutableWriteSecrets, Plugins, SiPath,
+};
 use crate::server::AppState;
 
 pub(super) fn router() -> Router<AppState> {
@@ -37,6 +39,8 @@ async fn read_test_write(
     Plugins(data): Plugins,
     _: AcceptsCbor,
     State(state): State<AppState>,
+    // Before the body is read: concurrent large writes queue instead of multiplying memory.
+    _memory: MutableWriteMemory,
     Cbor(request): Cbor<ReadTestWriteRequest>,
 ) -> Result<Response, ApiError> {
     let write_enabler = auth.secrets.write_enabler().ok_or(ApiError::Internal)?;

@@ -57,7 +57,7 @@ async fn plugin_route(
     if !state.plugins.contains(&name) {
         return Err(ApiError::NotFound);
     }
-    let body = read_limited(body, MAX_ROUTE_REQUEST).await?;
+    let body = read_limited(body, MAX_ROUTE_REQUEST, 0).await?;
     let content_type = headers
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())

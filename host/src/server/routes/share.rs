@@ -5,6 +5,8 @@ use axum::extract::State;
 use axum::http::header::{CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, RANGE};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use std::io::{Read as _, Seek as _};
+
 use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _};
 
 use gbs_plugin_interface::ffi::OperationKind;
@@ -145,6 +147,21 @@ fn octet_stream(result: Result<Response, ApiError>) -> Response {
     response
 }
 
+/// Reads up to this many bytes are answered from one buffer read in the same blocking call
+/// that opens the share: Tahoe's downloader makes many small reads, and each hop to a
+/// blocking thread costs more than the read itself.
+const SMALL_READ: u64 = 256 << 10;
+
+/// What a read answers with, decided where the share is opened.
+enum Served {
+    /// The range starts at or past the end.
+    Nothing,
+    /// A small range, read whole.
+    Bytes(std::ops::Range<u64>, Vec<u8>),
+    /// A larger range, streamed from the open share.
+    Stream(ShareReader, std::ops::Range<u64>),
+}
+
 /// Answers a read: 200 with everything without `Range`, 206 with the clamped range, 204
 /// when the range starts at or past the end. Also returns how many bytes it sends.
 async fn read(
@@ -155,39 +172,66 @@ async fn read(
     range: Option<ReadRange>,
 ) -> Result<(Response, u64), ApiError> {
     let store = state.store.clone();
-    let reader = blocking(move || match kind {
-        ShareKind::Immutable => store.open_immutable(&si, shnum),
-        ShareKind::Mutable => store.open_mutable(&si, shnum),
+    let ranged = range.is_some();
+    let served = blocking(move || -> Result<Served, ApiError> {
+        let mut reader = match kind {
+            ShareKind::Immutable => store.open_immutable(&si, shnum),
+            ShareKind::Mutable => store.open_mutable(&si, shnum),
+        }?;
+        let wanted = match range {
+            None => 0..reader.len,
+            Some(range) => match range.clamp(reader.len) {
+                None => return Ok(Served::Nothing),
+                Some(served) => served,
+            },
+        };
+        if wanted.end - wanted.start > SMALL_READ {
+            return Ok(Served::Stream(reader, wanted));
+        }
+        let mut bytes = vec![0; usize::try_from(wanted.end - wanted.start).unwrap_or(0)];
+        reader
+            .file
+            .seek(std::io::SeekFrom::Start(reader.data_offset + wanted.start))
+            .and_then(|_| reader.file.read_exact(&mut bytes))
+            .map_err(|e| {
+                tracing::error!(error = %e, "reading a share failed");
+                ApiError::Internal
+            })?;
+        Ok(Served::Bytes(wanted, bytes))
     })
     .await?;
-    let Some(range) = range else {
-        let len = reader.len;
-        return Ok((stream(reader, 0..len, StatusCode::OK, None).await?, len));
-    };
-    match range.clamp(reader.len) {
-        None => Ok((StatusCode::NO_CONTENT.into_response(), 0)),
-        Some(served) => {
-            let content_range = ReadRange::content_range(&served);
-            let len = served.end - served.start;
-            let response = stream(
-                reader,
-                served,
-                StatusCode::PARTIAL_CONTENT,
-                Some(content_range),
-            )
-            .await?;
-            Ok((response, len))
+    let (status, wanted, body) = match served {
+        Served::Nothing => return Ok((StatusCode::NO_CONTENT.into_response(), 0)),
+        Served::Bytes(wanted, bytes) => (status_of(ranged), wanted, Body::from(bytes)),
+        Served::Stream(reader, wanted) => {
+            let body = stream(reader, wanted.clone()).await?;
+            (status_of(ranged), wanted, body)
         }
+    };
+    let len = wanted.end - wanted.start;
+    let mut response = (status, body).into_response();
+    response
+        .headers_mut()
+        .insert(CONTENT_LENGTH, HeaderValue::from(len));
+    if ranged {
+        if let Ok(value) = HeaderValue::from_str(&ReadRange::content_range(&wanted)) {
+            response.headers_mut().insert(CONTENT_RANGE, value);
+        }
+    }
+    Ok((response, len))
+}
+
+/// 206 for a ranged read, 200 for the whole share.
+fn status_of(ranged: bool) -> StatusCode {
+    if ranged {
+        StatusCode::PARTIAL_CONTENT
+    } else {
+        StatusCode::OK
     }
 }
 
 /// Streams `range` of the share data from disk; memory use does not grow with share size.
-async fn stream(
-    reader: ShareReader,
-    range: std::ops::Range<u64>,
-    status: StatusCode,
-    content_range: Option<String>,
-) -> Result<Response, ApiError> {
+async fn stream(reader: ShareReader, range: std::ops::Range<u64>) -> Result<Body, ApiError> {
     let len = range.end - range.start;
     let mut file = tokio::fs::File::from_std(reader.file);
     let start = reader
@@ -200,16 +244,7 @@ async fn stream(
             tracing::error!(error = %e, "seek in share failed");
             ApiError::Internal
         })?;
-    let body = Body::from_stream(tokio_util::io::ReaderStream::with_capacity(
-        file.take(len),
-        256 * 1024,
-    ));
-    let mut response = (status, body).into_response();
-    response
-        .headers_mut()
-        .insert(CONTENT_LENGTH, HeaderValue::from(len));
-    if let Some(value) = content_range.and_then(|v| HeaderValue::from_str(&v).ok()) {
-        response.headers_mut().insert(CONTENT_RANGE, value);
-    }
-    Ok(response)
+    Ok(Body::from_stream(
+        tokio_util::io::ReaderStream::with_capacity(file.take(len), 256 * 1024),
+    ))
 }

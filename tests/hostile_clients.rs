@@ -1,0 +1,412 @@
+//! Clients that stall, flood, hold connections or are refused mid-body, against the real
+//! `gbs` process: each test exceeds one bound of the README's "Limits" and checks the node
+//! keeps it and keeps serving others.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use gbs::client::{Client, ClientBuilder};
+use gbs::protocol::{
+    paths, secret_header_line, LeaseCancelSecret, LeaseRenewSecret, LeaseSecrets, ReadRange,
+    ReadTestWriteRequest, SecretKind, ShareKind, ShareNumber, StorageIndex, TestWriteVectors,
+    UploadSecret, WriteEnabler, WriteVector,
+};
+use gbs_tests::{read_status, GbsNode, ProcessStats, RawConnection};
+use tokio::io::AsyncWriteExt as _;
+
+fn client(node: &GbsNode) -> Client {
+    ClientBuilder::new(node.nurl().parse().expect("gbs printed a valid NURL"))
+        .build()
+        .expect("client")
+}
+
+fn lease() -> LeaseSecrets {
+    LeaseSecrets {
+        renew: LeaseRenewSecret::new([1; 32]),
+        cancel: LeaseCancelSecret::new([2; 32]),
+    }
+}
+
+fn upload_secret() -> UploadSecret {
+    UploadSecret::new(b"hostile-clients-upload-secret".to_vec()).expect("valid secret")
+}
+
+fn upload_secret_line() -> String {
+    format!(
+        "X-Tahoe-Authorization: {}",
+        secret_header_line(SecretKind::Upload, b"hostile-clients-upload-secret")
+    )
+}
+
+/// Allocates `count` shares of `size` bytes under `si`.
+async fn allocate(node: &GbsNode, si: StorageIndex, count: u16, size: u64) {
+    let shares: BTreeSet<ShareNumber> = (0..count).map(ShareNumber).collect();
+    let upload = client(node)
+        .allocate(si, shares, size, &lease(), upload_secret())
+        .await
+        .expect("allocate");
+    assert_eq!(upload.allocated().len(), usize::from(count));
+}
+
+/// A request that must be refused: what is wrong with it, method, path, headers, status.
+struct Refused(&'static str, &'static str, String, Vec<String>, u16);
+
+/// A request refused at the header stage while its body is still arriving: the client
+/// must read the status, not a reset. Each case sends `body_len` bytes as fast as it can
+/// while the answer is read.
+#[tokio::test]
+async fn refusals_before_the_body_is_read_reach_the_client() {
+    let node = GbsNode::start();
+    let si = StorageIndex::from_bytes([3; 16]);
+    allocate(&node, si, 1, 16 << 20).await;
+    let share = paths::immutable_share(&si, ShareNumber(0));
+    let patch_headers = |secret: bool| {
+        let mut headers = vec!["Content-Range: bytes 0-16777215/*".to_owned()];
+        if secret {
+            headers.push(upload_secret_line());
+        }
+        headers
+    };
+    let wrong_swissnum = {
+        let mut headers = patch_headers(true);
+        headers.push("Authorization: Tahoe-LAFS d3Jvbmc=".to_owned());
+        headers
+    };
+    let cases = [
+        Refused(
+            "wrong swissnum",
+            "PATCH",
+            share.clone(),
+            wrong_swissnum,
+            401,
+        ),
+        Refused(
+            "no upload secret",
+            "PATCH",
+            share.clone(),
+            patch_headers(false),
+            400,
+        ),
+        Refused(
+            "allocate without upload secret",
+            "POST",
+            paths::immutable_allocate(&StorageIndex::from_bytes([4; 16])),
+            vec!["Content-Type: application/cbor".to_owned()],
+            400,
+        ),
+        Refused(
+            "no such upload",
+            "PATCH",
+            paths::immutable_share(&si, ShareNumber(9)),
+            patch_headers(true),
+            404,
+        ),
+    ];
+    for case in cases {
+        assert_refused_while_sending(&node, case).await;
+    }
+}
+
+/// A storage plugin's refusal of an upload, with the body still arriving.
+#[tokio::test]
+async fn plugin_refusals_before_the_body_is_read_reach_the_client() {
+    let library = gbs_tests::sample_plugin("gbs-sample-allow-list");
+    let node = GbsNode::start_configured(&format!(
+        "[storage]\nplugins = allow-list\n[storageserver.plugins.allow-list]\nlibrary = {}\ntokens = t\n",
+        library.display()
+    ));
+    let si = StorageIndex::from_bytes([3; 16]);
+    let case = Refused(
+        "plugin refusal",
+        "PATCH",
+        paths::immutable_share(&si, ShareNumber(0)),
+        vec![
+            "Content-Range: bytes 0-16777215/*".to_owned(),
+            upload_secret_line(),
+        ],
+        401,
+    );
+    assert_refused_while_sending(&node, case).await;
+}
+
+/// Sends the request with a 16 MiB body, then reads the answer, three times; the answer
+/// must be the expected status each time.
+async fn assert_refused_while_sending(node: &GbsNode, case: Refused) {
+    let Refused(what, method, path, headers, expected) = case;
+    for round in 0..3 {
+        let mut connection = RawConnection::connect(node.nurl()).await.expect("connect");
+        connection
+            .send_head(method, &path, &headers, 16 << 20)
+            .await
+            .expect("send head");
+        // As Twisted's client does: the whole body first, then the answer. A write that
+        // fails (the server closed) does not stop the client looking for the answer.
+        let chunk = vec![0x5a; 64 << 10];
+        for _ in 0..256 {
+            if connection.tls.write_all(&chunk).await.is_err() {
+                break;
+            }
+        }
+        let _ = connection.tls.flush().await;
+        let status = read_status(&mut connection.tls)
+            .await
+            .unwrap_or_else(|e| panic!("{what}, round {round}: no status: {e}"));
+        assert_eq!(status, expected, "{what}, round {round}");
+    }
+}
+
+/// Small ranged reads on one connection: each answer must not wait for a delayed ACK
+/// (40 ms on Linux). 200 reads at 40 ms would take 8 s; the bound allows 4 s.
+#[tokio::test]
+async fn small_reads_do_not_wait_for_delayed_acks() {
+    let node = GbsNode::start();
+    let client = client(&node);
+    let si = StorageIndex::from_bytes([5; 16]);
+    let data: Vec<u8> = (0..1 << 20).map(|i: u32| (i % 251) as u8).collect();
+    let upload = client
+        .allocate(
+            si,
+            [ShareNumber(0)].into(),
+            data.len() as u64,
+            &lease(),
+            upload_secret(),
+        )
+        .await
+        .expect("allocate");
+    upload
+        .upload_share(ShareNumber(0), data.as_slice())
+        .await
+        .expect("upload");
+    let started = Instant::now();
+    for i in 0..200u64 {
+        let offset = (i * 4099) % (1 << 20);
+        let mut out = Vec::new();
+        let range = ReadRange::new(offset, 1024).expect("range");
+        client
+            .read_share(
+                ShareKind::Immutable,
+                &si,
+                ShareNumber(0),
+                Some(range),
+                &mut out,
+            )
+            .await
+            .expect("read");
+        let start = usize::try_from(offset).expect("small");
+        assert_eq!(out, data[start..(start + 1024).min(data.len())]);
+    }
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_secs(4),
+        "200 reads of 1 KiB took {took:?}: answers wait for delayed ACKs"
+    );
+}
+
+/// 200 uploads that send all but one byte of a 1 MiB body and stop: memory stays within
+/// the budget while they hang, and each is closed after the idle timeout.
+#[tokio::test]
+async fn stalled_upload_bodies_are_bounded_and_dropped() {
+    const STALLED: u16 = 200;
+    const BODY: usize = 1 << 20;
+    let node = GbsNode::start_configured("[gbs]\nidle_timeout = 3s\n");
+    let si = StorageIndex::from_bytes([6; 16]);
+    allocate(&node, si, STALLED, BODY as u64).await;
+    let before = ProcessStats::of(node.pid());
+    let mut stalled = Vec::new();
+    for shnum in 0..STALLED {
+        let mut connection = RawConnection::connect(node.nurl()).await.expect("connect");
+        let headers = vec![
+            format!("Content-Range: bytes 0-{}/*", BODY - 1),
+            upload_secret_line(),
+        ];
+        connection
+            .send_head(
+                "PATCH",
+                &paths::immutable_share(&si, ShareNumber(shnum)),
+                &headers,
+                BODY,
+            )
+            .await
+            .expect("head");
+        connection
+            .tls
+            .write_all(&vec![0xa5; BODY - 1])
+            .await
+            .expect("all but the last byte");
+        connection.tls.flush().await.expect("flush");
+        stalled.push(connection);
+    }
+    // Let the server take in what was sent.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let during = ProcessStats::of(node.pid());
+    let grown = during.rss.saturating_sub(before.rss);
+    assert!(
+        grown < 96 << 20,
+        "{STALLED} stalled uploads grew the server by {} MiB",
+        grown >> 20
+    );
+    // Each stalled request is answered (400: body could not be read) or closed once idle.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    for mut connection in stalled {
+        let wait = deadline.saturating_duration_since(Instant::now());
+        let outcome = tokio::time::timeout(wait, read_status(&mut connection.tls)).await;
+        assert!(
+            outcome.is_ok(),
+            "a stalled upload was still held {:?} after the idle timeout",
+            Duration::from_secs(20)
+        );
+    }
+    // And the node still serves.
+    client(&node)
+        .version()
+        .await
+        .expect("version after the stall");
+}
+
+/// Connections that never start their TLS handshake, more than the cap allows: a real
+/// client still gets its answer within the 5 s stock clients wait.
+#[tokio::test]
+async fn idle_connections_cannot_lock_out_a_client() {
+    let node = GbsNode::start_configured("[gbs]\nmax_connections = 64\n");
+    let nurl: gbs::protocol::Nurl = node.nurl().parse().expect("nurl");
+    let mut idle = Vec::new();
+    for _ in 0..300 {
+        idle.push(
+            tokio::net::TcpStream::connect((nurl.host.as_str(), nurl.port))
+                .await
+                .expect("connect"),
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = Instant::now();
+    let answer = tokio::time::timeout(Duration::from_secs(5), client(&node).version()).await;
+    assert!(
+        matches!(answer, Ok(Ok(_))),
+        "version with 300 idle connections open: {answer:?} after {:?}",
+        started.elapsed()
+    );
+    let fds = ProcessStats::of(node.pid()).open_fds;
+    assert!(
+        fds < 64 + 40,
+        "{fds} descriptors open with a cap of 64 connections"
+    );
+}
+
+/// The same with the node's own descriptor limit as the bound: 1,100 idle connections
+/// against a limit of 1,024 descriptors.
+#[tokio::test]
+async fn idle_connections_beyond_the_descriptor_limit_cannot_lock_out_a_client() {
+    let node = GbsNode::start_with("", Some(1024));
+    let nurl: gbs::protocol::Nurl = node.nurl().parse().expect("nurl");
+    let mut idle = Vec::new();
+    for _ in 0..1100 {
+        match tokio::net::TcpStream::connect((nurl.host.as_str(), nurl.port)).await {
+            Ok(stream) => idle.push(stream),
+            Err(e) => panic!("connect {}: {e}", idle.len()),
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = Instant::now();
+    let answer = tokio::time::timeout(Duration::from_secs(5), client(&node).version()).await;
+    assert!(
+        matches!(answer, Ok(Ok(_))),
+        "version with 1,100 idle connections and 1,024 descriptors: {answer:?} after {:?}",
+        started.elapsed()
+    );
+}
+
+/// Eight 48 MiB read-test-writes at once: they queue for the mutable-write budget instead
+/// of each holding its body (and its decoded copy) at the same time.
+#[tokio::test]
+async fn concurrent_large_mutable_writes_queue_within_the_budget() {
+    const SIZE: usize = 48 << 20;
+    let node = GbsNode::start();
+    let before = ProcessStats::of(node.pid());
+    let writes = (0..8u8).map(|i| {
+        let client = client(&node);
+        async move {
+            let si = StorageIndex::from_bytes([0x40 + i; 16]);
+            let request = ReadTestWriteRequest {
+                test_write_vectors: [(
+                    ShareNumber(0),
+                    TestWriteVectors {
+                        test: Vec::new(),
+                        write: vec![WriteVector {
+                            offset: 0,
+                            data: vec![i; SIZE],
+                        }],
+                        new_length: None,
+                    },
+                )]
+                .into(),
+                read_vector: Vec::new(),
+            };
+            let response = client
+                .read_test_write(
+                    &si,
+                    &WriteEnabler::new(vec![9; 32]).expect("write enabler"),
+                    &lease(),
+                    &request,
+                )
+                .await
+                .expect("read-test-write");
+            assert!(response.success);
+        }
+    });
+    futures_util::future::join_all(writes).await;
+    let after = ProcessStats::of(node.pid());
+    assert!(
+        after.peak_rss.saturating_sub(before.rss) < 200 << 20,
+        "8 concurrent 48 MiB writes peaked {} MiB above the idle node",
+        after.peak_rss.saturating_sub(before.rss) >> 20
+    );
+    let mut out = Vec::new();
+    let read = client(&node)
+        .read_share(
+            ShareKind::Mutable,
+            &StorageIndex::from_bytes([0x47; 16]),
+            ShareNumber(0),
+            Some(ReadRange::new(SIZE as u64 - 10, 10).expect("range")),
+            &mut out,
+        )
+        .await
+        .expect("read back");
+    assert_eq!((read, out), (10, vec![7; 10]));
+}
+
+/// Eight concurrent 64 MiB uploads: the server's peak memory stays under 64 MiB.
+#[tokio::test]
+async fn concurrent_large_uploads_stay_under_64_mib() {
+    const SIZE: usize = 64 << 20;
+    let node = GbsNode::start();
+    let data = Bytes::from(vec![0x33u8; SIZE]);
+    let uploads = (0..8u8).map(|i| {
+        let client = client(&node);
+        let data = data.clone();
+        async move {
+            let si = StorageIndex::from_bytes([0x60 + i; 16]);
+            let upload = client
+                .allocate(
+                    si,
+                    [ShareNumber(0)].into(),
+                    SIZE as u64,
+                    &lease(),
+                    upload_secret(),
+                )
+                .await
+                .expect("allocate");
+            upload
+                .upload_share(ShareNumber(0), &data[..])
+                .await
+                .expect("upload");
+        }
+    });
+    futures_util::future::join_all(uploads).await;
+    let peak = ProcessStats::of(node.pid()).peak_rss;
+    assert!(
+        peak < 64 << 20,
+        "8 concurrent 64 MiB uploads peaked at {} MiB",
+        peak >> 20
+    );
+}
