@@ -225,10 +225,15 @@ pub(crate) const DRAIN_LIMIT: usize = 4 << 20;
 
 /// Reads and discards up to [`DRAIN_LIMIT`] bytes of `body`, then hands back `error`.
 pub(crate) async fn refuse_after_draining(body: Body, error: ApiError) -> ApiError {
+    drain(body).await;
+    error
+}
+
+/// Reads and discards up to [`DRAIN_LIMIT`] bytes of `body`.
+pub(crate) async fn drain(body: Body) {
     let _ = http_body_util::Limited::new(body, DRAIN_LIMIT)
         .collect()
         .await;
-    error
 }
 
 /// Reads a whole body of at most `limit` bytes; a longer one is drained (within

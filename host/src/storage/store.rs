@@ -41,17 +41,34 @@ pub struct StoreConfig {
     pub nodeid: [u8; 20],
 }
 
-/// What an upload write left to do.
+/// What an upload write achieved. Exactly one write call of an upload (the one whose bytes
+/// completed it, or the first to find it complete after a failed finalization) returns
+/// [`WriteProgress::Completed`]; every other successful write returns
+/// [`WriteProgress::Partial`].
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct WriteProgress {
-    /// Byte ranges of `[0, allocated-size)` still missing, ascending, half-open.
-    pub required: Vec<Range<u64>>,
+pub enum WriteProgress {
+    /// Bytes are still missing.
+    Partial {
+        /// The ranges of `[0, allocated-size)` missing when this write's bytes landed:
+        /// ascending, half-open, never empty.
+        required: Vec<Range<u64>>,
+    },
+    /// This call finalized the share: it is durable and visible.
+    Completed,
 }
 
 impl WriteProgress {
-    /// Whether every byte has been written.
+    /// Whether this call completed the share.
     pub fn is_complete(&self) -> bool {
-        self.required.is_empty()
+        matches!(self, Self::Completed)
+    }
+
+    /// The ranges still missing; empty once completed.
+    pub fn required(&self) -> &[Range<u64>] {
+        match self {
+            Self::Partial { required } => required,
+            Self::Completed => &[],
+        }
     }
 }
 
