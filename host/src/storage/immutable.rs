@@ -15,7 +15,7 @@ use std::time::Duration;
 use super::container::immutable::ImmutableContainer;
 use super::container::lease::LeaseGrant;
 use super::container::{ContainerKind, IO_CHUNK};
-use super::layout::{create_dir_durably, remove_dir_if_empty, sync_dir};
+use super::layout::{remove_dir_if_empty, sync_dir};
 use super::lock::lock;
 use super::store::{at, ALLOCATE_LEASE_OWNER};
 use super::upload::{Phase, RangeSet, Upload, UploadKey, UploadState};
@@ -66,10 +66,9 @@ impl Store {
             response.allocated.insert(shnum);
         }
         if !response.allocated.is_empty() {
-            let dir = self.layout.share_dir(si);
-            if let Err(e) = create_dir_durably(&dir) {
+            if let Err(e) = self.create_share_dir(si) {
                 self.roll_back(si, &response.allocated);
-                return Err(StorageError::io(dir, e));
+                return Err(e);
             }
         }
         Ok(response)
@@ -187,7 +186,7 @@ impl Store {
             File::open(&upload.path)
                 .and_then(|file| file.sync_all())
                 .map_err(at(&upload.path))
-                .and_then(|()| create_dir_durably(&final_dir).map_err(at(&final_dir)))
+                .and_then(|()| self.create_share_dir(si).map(drop))
                 .and_then(|()| fs::rename(&upload.path, &final_path).map_err(at(&final_path)))
         };
         if let Err(e) = moved {
@@ -249,8 +248,9 @@ impl Store {
         expired
     }
 
-    /// Forgets an upload and deletes its file. The caller holds the storage index's lock
-    /// and the upload's state lock.
+    /// Forgets an upload and deletes its file, and the share directory if that is now
+    /// empty (allocate created it). The caller holds the storage index's lock and the
+    /// upload's state lock.
     fn discard(
         &self,
         key: &UploadKey,
@@ -264,6 +264,7 @@ impl Store {
             _ => Ok(()),
         };
         self.tidy_incoming(&key.0);
+        self.tidy_share_dir(&key.0);
         removed
     }
 

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use super::container::lease::{LeaseChange, LeaseGrant};
 use super::container::mutable::MutableContainer;
-use super::layout::{create_dir_durably, remove_dir_if_empty, sync_dir};
+use super::layout::sync_dir;
 use super::store::{at, open_read_write, LEASE_OWNER};
 use super::{ShareReader, StorageError, Store, MAXIMUM_MUTABLE_SHARE_SIZE};
 use crate::protocol::{
@@ -126,7 +126,7 @@ impl Store {
             fs::remove_file(&share.path).map_err(at(&share.path))?;
             sync_dir(&dir).map_err(at(&dir))?;
         }
-        remove_dir_if_empty(&dir);
+        self.tidy_share_dir(si);
         Ok(())
     }
 
@@ -172,11 +172,10 @@ impl Store {
         write_enabler: &WriteEnabler,
         grant: &LeaseGrant,
     ) -> Result<(), StorageError> {
-        let dir = self.layout.share_dir(si);
+        let dir = self.create_share_dir(si)?;
         let path = self.layout.share_path(si, shnum);
         let scratch = self.layout.scratch_path(si, shnum);
         let result = (|| -> io::Result<()> {
-            create_dir_durably(&dir)?;
             let mut container = match existing {
                 Some(share) => {
                     drop(share.container);

@@ -398,6 +398,31 @@ fn idle_uploads_expire_by_the_store_clock() {
 }
 
 #[test]
+fn aborted_and_expired_uploads_leave_no_share_directories() {
+    let fx = Fixture::new();
+    fx.upload_share(&si(3), 0, b"kept");
+    for n in [1, 2] {
+        fx.allocate(&si(n), &[0, 1], 10, 1);
+        assert!(fx.store.layout.share_dir(&si(n)).is_dir());
+    }
+    for shnum in [0, 1] {
+        fx.store
+            .abort_immutable(&si(1), ShareNumber(shnum), &upload_secret(1))
+            .unwrap();
+    }
+    fx.clock.advance(30 * 60);
+    assert_eq!(
+        fx.store.expire_idle_uploads(Duration::from_secs(30 * 60)),
+        2
+    );
+    for n in [1, 2] {
+        assert!(!fx.store.layout.share_dir(&si(n)).exists(), "si {n}");
+        assert!(!fx.store.layout.prefix_dir(&si(n)).exists(), "si {n}");
+    }
+    assert_eq!(fx.store.list_immutable(&si(3)).unwrap(), shares(&[0]));
+}
+
+#[test]
 fn restart_forgets_uploads() {
     let fx = Fixture::new();
     fx.allocate(&si(1), &[0], 10, 1);
