@@ -17,6 +17,7 @@ use super::container::lease::LeaseGrant;
 use super::container::{ContainerKind, IO_CHUNK};
 use super::layout::{remove_dir_if_empty, sync_dir};
 use super::lock::lock;
+use super::space::SpaceClaim;
 use super::store::{at, ALLOCATE_LEASE_OWNER};
 use super::upload::{Phase, RangeSet, Upload, UploadKey, UploadState};
 use super::{ShareReader, StorageError, Store, WriteProgress};
@@ -47,22 +48,21 @@ impl Store {
                 response.already_have.insert(*shnum);
             }
         }
-        let mut remaining = self.available_space();
         for &shnum in shares {
             let key = (*si, shnum);
             // A file of another kind at the share's path is skipped too: finishing the
             // upload would replace it.
-            if existing.contains_key(&shnum)
-                || self.uploads.contains(&key)
-                || remaining < allocated_size
-            {
+            if existing.contains_key(&shnum) || self.uploads.contains(&key) {
                 continue;
             }
-            if let Err(e) = self.start_upload(key, allocated_size, &grant, upload) {
+            // As in stock Tahoe, a share that does not fit is left out of the answer.
+            let Some(space) = self.space.try_claim(allocated_size) else {
+                continue;
+            };
+            if let Err(e) = self.start_upload(key, allocated_size, space, &grant, upload) {
                 self.roll_back(si, &response.allocated);
                 return Err(e);
             }
-            remaining -= allocated_size;
             response.allocated.insert(shnum);
         }
         if !response.allocated.is_empty() {
@@ -78,6 +78,7 @@ impl Store {
         &self,
         key: UploadKey,
         allocated_size: u64,
+        space: SpaceClaim,
         grant: &LeaseGrant,
         secret: &UploadSecret,
     ) -> Result<(), StorageError> {
@@ -95,7 +96,13 @@ impl Store {
         // The container (and its file) is dropped here: writes reopen the file.
         match ImmutableContainer::create(file, allocated_size, grant) {
             Ok(_) => {
-                let upload = Upload::new(secret.clone(), path, allocated_size, self.clock.now());
+                let upload = Upload::new(
+                    secret.clone(),
+                    path,
+                    allocated_size,
+                    space,
+                    self.clock.now(),
+                );
                 self.uploads.insert(key, Arc::new(upload));
                 Ok(())
             }

@@ -97,7 +97,7 @@ pub struct Store {
     pub(super) clock: Arc<dyn Clock>,
     pub(super) uploads: Uploads,
     pub(super) locks: SiLocks,
-    pub(super) space: SpaceGauge,
+    pub(super) space: Arc<SpaceGauge>,
     /// Serializes creating and removing directories under `incoming/`, whose prefix
     /// directories are shared by many storage indexes.
     pub(super) incoming_dirs: Mutex<()>,
@@ -138,7 +138,7 @@ impl Store {
             );
         }
         Ok(Self {
-            space: SpaceGauge::new(shares.to_owned(), config.reserved_space),
+            space: Arc::new(SpaceGauge::new(shares.to_owned(), config.reserved_space)),
             layout,
             config,
             clock,
@@ -151,9 +151,11 @@ impl Store {
     }
 
     /// Free bytes for new shares: filesystem available space minus reserved space, floored
-    /// at 0, minus space promised to uploads in progress. Cached for about a second.
+    /// at 0, minus space promised to uploads in progress and to mutable writes under way.
+    /// The measurement is cached for about a second, and taken again as soon as an upload
+    /// or a growing mutable write ends.
     pub fn available_space(&self) -> u64 {
-        self.space.free().saturating_sub(self.uploads.promised())
+        self.space.unclaimed()
     }
 
     /// Add or renew a lease on every share of `si` (§4.7): a lease with the same renew

@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 
 use super::lock::lock;
+use super::space::SpaceClaim;
 use super::StorageError;
 use crate::protocol::{ShareNumber, StorageIndex, UploadSecret};
 
@@ -92,6 +93,8 @@ pub(super) struct Upload {
     pub(super) state: Mutex<UploadState>,
     /// Signalled when a finalization ends, for writers waiting on it.
     settled: Condvar,
+    /// The allocated size, held out of the available space until the upload is dropped.
+    _space: SpaceClaim,
 }
 
 /// What a write changes.
@@ -115,7 +118,13 @@ pub(super) enum Phase {
 
 impl Upload {
     /// An upload of `allocated_size` bytes whose file has just been created at `now`.
-    pub(super) fn new(secret: UploadSecret, path: PathBuf, allocated_size: u64, now: u64) -> Self {
+    pub(super) fn new(
+        secret: UploadSecret,
+        path: PathBuf,
+        allocated_size: u64,
+        space: SpaceClaim,
+        now: u64,
+    ) -> Self {
         Self {
             secret,
             allocated_size,
@@ -126,6 +135,7 @@ impl Upload {
                 written: RangeSet::default(),
             }),
             settled: Condvar::new(),
+            _space: space,
         }
     }
 
@@ -207,13 +217,6 @@ impl Uploads {
     /// Every upload in progress.
     pub(super) fn all(&self) -> Vec<(UploadKey, Arc<Upload>)> {
         lock(&self.0).iter().map(|(k, v)| (*k, v.clone())).collect()
-    }
-
-    /// Bytes promised to uploads in progress.
-    pub(super) fn promised(&self) -> u64 {
-        lock(&self.0)
-            .values()
-            .fold(0u64, |sum, u| sum.saturating_add(u.allocated_size))
     }
 }
 

@@ -305,6 +305,29 @@ fn allocate_stops_when_space_runs_out() {
 }
 
 #[test]
+fn concurrent_allocations_never_promise_more_than_the_free_space() {
+    let fx = Fixture::with_reserved(100);
+    fx.store.space.set_disk_override(Some(100 + 100));
+    let store = &fx.store;
+    let allocated: usize = std::thread::scope(|scope| {
+        let handles: Vec<_> = (1..=8u8)
+            .map(|n| {
+                scope.spawn(move || {
+                    store
+                        .allocate(&si(n), &shares(&[0, 1]), 30, &lease(n), &upload_secret(n))
+                        .unwrap()
+                        .allocated
+                        .len()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).sum()
+    });
+    assert_eq!(allocated, 3, "three 30-byte shares fit in 100 bytes");
+    assert_eq!(fx.store.available_space(), 10);
+}
+
+#[test]
 fn absurd_sizes_are_not_allocated_and_create_nothing() {
     let fx = Fixture::new();
     for size in [1 << 63, u64::MAX, super::super::fixture::DISK + 1] {
