@@ -3,6 +3,7 @@
 
 mod cli;
 mod client;
+mod disk_space;
 mod interop;
 mod plugin_hooks;
 mod plugin_loading;

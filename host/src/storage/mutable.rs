@@ -216,6 +216,7 @@ impl Store {
         })();
         if result.is_err() {
             let _ = fs::remove_file(&scratch);
+            self.tidy_share_dir(si);
         }
         result.map_err(at(path))
     }

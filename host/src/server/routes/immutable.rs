@@ -164,7 +164,11 @@ async fn upload(
         if piece.len() >= WRITE_PIECE {
             let full = piece.split();
             let len = full.len() as u64;
-            progress = writer.write(offset, full).await?;
+            progress = match writer.write(offset, full).await {
+                Ok(progress) => progress,
+                // Read the rest first, so that the client sees the answer (a full disk, say).
+                Err(e) => return Err(refuse_after_draining(body, e).await),
+            };
             offset += len;
         }
     }
