@@ -112,7 +112,7 @@ async fn upload(client: &Client, si: StorageIndex, data: &Bytes) -> bool {
             share0(),
             data.len() as u64,
             &lease(),
-            UploadSecret::new(vec![7; 20]).unwrap(),
+            UploadSecret::new(vec![7; 20]).expect("secret"),
         )
         .await
         .expect("allocate");
@@ -152,7 +152,7 @@ async fn write_mutable(
         test_write_vectors: [(ShareNumber(0), vectors)].into(),
         read_vector: Vec::new(),
     };
-    let enabler = WriteEnabler::new(vec![3; 32]).unwrap();
+    let enabler = WriteEnabler::new(vec![3; 32]).expect("write enabler");
     client
         .read_test_write(si, &enabler, &lease(), &request)
         .await
