@@ -2,9 +2,14 @@
 //! §4.5).
 //!
 //! An upload is a file under `incoming/` plus an in-memory [`Upload`] record holding its
-//! secret and the byte ranges written so far; each write opens the file and closes it. Lock order: storage-index lock, then an
-//! upload's state lock, then the upload table's lock; the table's lock is never held while
-//! waiting for another.
+//! secret and the byte ranges written so far; each write opens the file and closes it.
+//!
+//! Lock order: storage-index lock, then an upload's state lock, then the upload table's
+//! lock; the table's lock is never held while waiting for another, and the directory and
+//! space locks are taken last. The write that completes an upload holds only its state
+//! lock, so it claims the finalization there (`Phase::Finishing`), lets go, and takes the
+//! locks again in order; writers that meet a claimed upload wait on its condition variable
+//! without holding a storage-index lock, so the finalizer can always proceed.
 
 use std::collections::BTreeSet;
 use std::fs::{self, File, OpenOptions};
