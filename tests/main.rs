@@ -4,6 +4,7 @@
 mod cli;
 mod client;
 mod concurrent_uploads;
+mod disk_space;
 mod hostile_clients;
 mod interop;
 mod plugin_hooks;

@@ -12,11 +12,12 @@
 //!   get, and the hook dispatch the server and client call.
 //! - [`server`]: the HTTPS server: TLS, authorization, one file per group of endpoints.
 //! - [`client`]: the HTTPS client: SPKI-pinned TLS, every operation, streaming uploads and reads.
-//! - [`cli`]: the `gbs` command.
+//! - [`cli`]: the `gbs` command; [`file_limit`] raises the open-file limit it runs with.
 
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod file_limit;
 pub mod limits;
 pub mod node;
 pub mod plugins;

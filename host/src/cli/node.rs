@@ -75,6 +75,10 @@ pub(super) fn nurl(args: &DirArg) -> anyhow::Result<()> {
 
 pub(super) fn run(args: &DirArg) -> anyhow::Result<()> {
     init_logging();
+    // Not fatal: a node under the old limit still serves, just fewer clients at once.
+    if let Err(error) = crate::file_limit::raise_open_file_limit() {
+        tracing::warn!(%error, "cannot raise the open-file limit");
+    }
     let dir = args.dir();
     if !dir.join("tahoe.cfg").exists() {
         let options = CreateOptions {

@@ -88,6 +88,7 @@ impl ApiError {
                 StorageError::ShareTooLarge | StorageError::ReadTooLarge { .. } => {
                     StatusCode::PAYLOAD_TOO_LARGE
                 }
+                StorageError::NoSpace => StatusCode::INSUFFICIENT_STORAGE,
                 _ => StatusCode::INTERNAL_SERVER_ERROR,
             },
         }
@@ -100,7 +101,10 @@ impl IntoResponse for ApiError {
         if let Self::Plugin(refusal) = self {
             return plugin_response(status, refusal);
         }
-        let body = if status.is_server_error() && !matches!(self, Self::Busy) {
+        let body = if matches!(self, Self::Storage(StorageError::NoSpace) | Self::Busy) {
+            // Logged where it was found; the client learns what to do next.
+            self.to_string()
+        } else if status.is_server_error() {
             tracing::error!(error = %self, "request failed");
             "internal error".to_owned()
         } else {
@@ -164,5 +168,20 @@ where
             tracing::error!(%join_error, "storage task failed");
             Err(ApiError::Internal)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use http_body_util::BodyExt as _;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_full_disk_answers_507_naming_the_lack_of_space() {
+        let response = ApiError::Storage(StorageError::NoSpace).into_response();
+        assert_eq!(response.status(), StatusCode::INSUFFICIENT_STORAGE);
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(&body[..], b"not enough disk space");
     }
 }

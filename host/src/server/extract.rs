@@ -252,10 +252,21 @@ pub(crate) const DRAIN_LIMIT: usize = 4 << 20;
 
 /// Reads and discards up to [`DRAIN_LIMIT`] bytes of `body`, then hands back `error`.
 pub(crate) async fn refuse_after_draining(body: Body, error: ApiError) -> ApiError {
-    let _ = http_body_util::Limited::new(body, DRAIN_LIMIT)
-        .collect()
-        .await;
+    drain(body).await;
     error
+}
+
+/// Reads and discards up to [`DRAIN_LIMIT`] bytes of `body`, a frame at a time: nothing is
+/// kept, so refused requests cost no memory beyond the connection's own buffers.
+pub(crate) async fn drain(body: Body) {
+    let mut body = body;
+    let mut drained = 0usize;
+    while drained < DRAIN_LIMIT {
+        match body.frame().await {
+            Some(Ok(frame)) => drained += frame.data_ref().map_or(0, |data| data.len()),
+            _ => break,
+        }
+    }
 }
 
 /// Reads a whole body of at most `limit` bytes; a longer one is drained (within

@@ -229,7 +229,10 @@ impl RunningNode {
             listener,
             tls,
             state,
-            limits: config.limits.clone(),
+            limits: match crate::file_limit::open_file_limit() {
+                Some(nofile) => config.limits.clone().fit_descriptors(nofile),
+                None => config.limits.clone(),
+            },
             nurl,
         })
     }

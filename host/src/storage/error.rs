@@ -1,5 +1,6 @@
 //! What can go wrong in the store. The server maps each variant to one HTTP status.
 
+use std::io::ErrorKind;
 use std::path::PathBuf;
 
 /// A failed store operation. Messages name shares and paths, never secrets.
@@ -45,6 +46,10 @@ pub enum StorageError {
         /// What the request expected.
         expected: &'static str,
     },
+    /// The disk has no room (507): a mutable write would eat into the reserved space, or
+    /// the filesystem itself ran out of space.
+    #[error("not enough disk space")]
+    NoSpace,
     /// The disk failed us.
     #[error("I/O error on {path}: {source}")]
     Io {
@@ -56,11 +61,33 @@ pub enum StorageError {
 }
 
 impl StorageError {
-    /// Wraps an I/O error with the path it concerns.
+    /// Wraps an I/O error with the path it concerns; a full disk or quota becomes
+    /// [`StorageError::NoSpace`], logged with the path.
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Self::Io {
-            path: path.into(),
-            source,
+        let path = path.into();
+        if matches!(
+            source.kind(),
+            ErrorKind::StorageFull | ErrorKind::QuotaExceeded
+        ) {
+            tracing::warn!(path = %path.display(), error = %source, "out of disk space");
+            return Self::NoSpace;
         }
+        Self::Io { path, source }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_disk_is_named_as_such() {
+        for kind in [ErrorKind::StorageFull, ErrorKind::QuotaExceeded] {
+            let error = StorageError::io("/x", std::io::Error::from(kind));
+            assert!(matches!(error, StorageError::NoSpace), "{kind:?}");
+            assert_eq!(error.to_string(), "not enough disk space");
+        }
+        let other = StorageError::io("/x", std::io::Error::from(ErrorKind::PermissionDenied));
+        assert!(matches!(other, StorageError::Io { .. }));
     }
 }

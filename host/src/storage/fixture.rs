@@ -111,11 +111,6 @@ impl Fixture {
             .write_immutable(si, ShareNumber(shnum), &secret, 0, data)
             .unwrap();
         assert!(progress.is_complete());
-        assert!(self
-            .store
-            .finish_immutable(si, ShareNumber(shnum), &secret)
-            .unwrap()
-            .is_complete());
     }
 }
 

@@ -2,12 +2,17 @@
 //! §4.5).
 //!
 //! An upload is a file under `incoming/` plus an in-memory [`Upload`] record holding its
-//! secret and the byte ranges written so far. Lock order: storage-index lock, then an
-//! upload's state lock, then the upload table's lock; the table's lock is never held while
-//! waiting for another.
+//! secret and the byte ranges written so far; each write opens the file and closes it.
+//!
+//! Lock order: storage-index lock, then an upload's state lock, then the upload table's
+//! lock; the table's lock is never held while waiting for another, and the directory and
+//! space locks are taken last. The write that completes an upload holds only its state
+//! lock, so it claims the finalization there (`Phase::Finishing`), lets go, and takes the
+//! locks again in order; writers that meet a claimed upload wait on its condition variable
+//! without holding a storage-index lock, so the finalizer can always proceed.
 
 use std::collections::BTreeSet;
-use std::fs::{self, OpenOptions};
+use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,10 +20,11 @@ use std::time::Duration;
 use super::container::immutable::ImmutableContainer;
 use super::container::lease::LeaseGrant;
 use super::container::{ContainerKind, IO_CHUNK};
-use super::layout::{create_dir_durably, remove_dir_if_empty, sync_dir};
+use super::layout::{remove_dir_if_empty, sync_dir};
 use super::lock::lock;
+use super::space::SpaceClaim;
 use super::store::{at, ALLOCATE_LEASE_OWNER};
-use super::upload::{Upload, UploadKey, UploadState};
+use super::upload::{Phase, RangeSet, Upload, UploadKey, UploadState};
 use super::{ShareReader, StorageError, Store, WriteProgress};
 use crate::protocol::{AllocateResponse, LeaseSecrets, ShareNumber, StorageIndex, UploadSecret};
 
@@ -47,29 +53,27 @@ impl Store {
                 response.already_have.insert(*shnum);
             }
         }
-        let mut remaining = self.available_space();
         for &shnum in shares {
             let key = (*si, shnum);
             // A file of another kind at the share's path is skipped too: finishing the
             // upload would replace it.
-            if existing.contains_key(&shnum)
-                || self.uploads.contains(&key)
-                || remaining < allocated_size
-            {
+            if existing.contains_key(&shnum) || self.uploads.contains(&key) {
                 continue;
             }
-            if let Err(e) = self.start_upload(key, allocated_size, &grant, upload) {
+            // As in stock Tahoe, a share that does not fit is left out of the answer.
+            let Some(space) = self.space.try_claim(allocated_size) else {
+                continue;
+            };
+            if let Err(e) = self.start_upload(key, allocated_size, space, &grant, upload) {
                 self.roll_back(si, &response.allocated);
                 return Err(e);
             }
-            remaining -= allocated_size;
             response.allocated.insert(shnum);
         }
         if !response.allocated.is_empty() {
-            let dir = self.layout.share_dir(si);
-            if let Err(e) = create_dir_durably(&dir) {
+            if let Err(e) = self.create_share_dir(si) {
                 self.roll_back(si, &response.allocated);
-                return Err(StorageError::io(dir, e));
+                return Err(e);
             }
         }
         Ok(response)
@@ -79,6 +83,7 @@ impl Store {
         &self,
         key: UploadKey,
         allocated_size: u64,
+        space: SpaceClaim,
         grant: &LeaseGrant,
         secret: &UploadSecret,
     ) -> Result<(), StorageError> {
@@ -93,9 +98,16 @@ impl Store {
             options.read(true).write(true).create(true).truncate(true);
             options.open(&path).map_err(at(&path))?
         };
+        // The container (and its file) is dropped here: writes reopen the file.
         match ImmutableContainer::create(file, allocated_size, grant) {
-            Ok(container) => {
-                let upload = Upload::new(secret.clone(), path, container, self.clock.now());
+            Ok(_) => {
+                let upload = Upload::new(
+                    secret.clone(),
+                    path,
+                    allocated_size,
+                    space,
+                    self.clock.now(),
+                );
                 self.uploads.insert(key, Arc::new(upload));
                 Ok(())
             }
@@ -120,11 +132,17 @@ impl Store {
         }
     }
 
-    /// Writes bytes of an in-progress upload (§4.2 steps 2-4). Does not finalize.
+    /// Writes bytes of an in-progress upload (§4.2) and, if they complete it, finalizes
+    /// the share: fsync, rename into place, fsync the directory.
     ///
     /// Bytes that overlap what was written before must equal it ([`StorageError::Conflict`]
     /// otherwise, with nothing written); bytes past the allocated size are refused with
-    /// [`StorageError::BeyondAllocation`]. Returns the ranges still missing.
+    /// [`StorageError::BeyondAllocation`]. Of concurrent writes, only the one that completes
+    /// the upload finalizes it and returns [`WriteProgress::Completed`]; a write arriving
+    /// while that runs waits for it, then finds no upload ([`StorageError::NoSuchUpload`],
+    /// as after completion) or, if finalizing failed, retries it. Finalizing fails with
+    /// [`StorageError::Conflict`] if a share file has appeared at the final path meanwhile
+    /// (only a mutable write can put one there); stock Tahoe would replace it.
     pub fn write_immutable(
         &self,
         si: &StorageIndex,
@@ -133,67 +151,65 @@ impl Store {
         offset: u64,
         data: &[u8],
     ) -> Result<WriteProgress, StorageError> {
-        let upload = self.uploads.authorized(&(*si, shnum), upload)?;
+        let key = (*si, shnum);
+        let upload = self.uploads.authorized(&key, upload)?;
         let end = offset
             .checked_add(data.len() as u64)
             .filter(|end| *end <= upload.allocated_size)
             .ok_or(StorageError::BeyondAllocation)?;
-        let mut state = lock(&upload.state);
-        let Some(container) = state.container.as_ref() else {
+        let mut state = upload.settled_state();
+        if state.phase == Phase::Closed {
             return Err(StorageError::NoSuchUpload);
-        };
-        for overlap in state.written.overlaps(offset..end) {
-            if !matches_on_disk(container, overlap, offset, data).map_err(at(&upload.path))? {
-                return Err(StorageError::Conflict);
-            }
         }
-        container
-            .write_data(offset, data)
-            .map_err(at(&upload.path))?;
-        state.written.insert(offset..end);
+        if !data.is_empty() {
+            write_checked(&upload, &state.written, offset, data).map_err(|e| match e {
+                Written::Conflict => StorageError::Conflict,
+                Written::Io(e) => StorageError::io(&upload.path, e),
+            })?;
+            state.written.insert(offset..end);
+        }
         upload.touch(self.clock.now());
-        Ok(WriteProgress {
-            required: state.written.missing(upload.allocated_size),
-        })
-    }
-
-    /// Finalizes the upload if every byte is written: fsync, rename into place, fsync the
-    /// directory. Returns the remaining ranges; empty means the share is now complete and
-    /// visible. [`StorageError::Conflict`] if a share file has appeared at the final path
-    /// meanwhile (only a mutable write can put one there); stock Tahoe would replace it.
-    pub fn finish_immutable(
-        &self,
-        si: &StorageIndex,
-        shnum: ShareNumber,
-        upload: &UploadSecret,
-    ) -> Result<WriteProgress, StorageError> {
-        let _guard = self.locks.lock(si);
-        let key = (*si, shnum);
-        let upload = self.uploads.authorized(&key, upload)?;
-        let mut state = lock(&upload.state);
         let required = state.written.missing(upload.allocated_size);
         if !required.is_empty() {
-            return Ok(WriteProgress { required });
+            return Ok(WriteProgress::Partial { required });
         }
-        let Some(container) = state.container.as_ref() else {
-            return Err(StorageError::NoSuchUpload);
-        };
-        let final_path = self.layout.share_path(si, shnum);
-        if final_path.exists() {
-            return Err(StorageError::Conflict);
-        }
-        container.sync().map_err(at(&upload.path))?;
-        let final_dir = self.layout.share_dir(si);
-        create_dir_durably(&final_dir).map_err(at(&final_dir))?;
-        fs::rename(&upload.path, &final_path).map_err(at(&final_path))?;
-        state.container = None;
+        // Claim the finalization, then take the locks in their documented order.
+        state.phase = Phase::Finishing;
         drop(state);
-        self.uploads.remove(&key, &upload);
+        self.finalize(&key, &upload)?;
+        Ok(WriteProgress::Completed)
+    }
+
+    /// Finalizes an upload whose finalization this thread has claimed. On failure the
+    /// claim is given up, so that a later write can try again.
+    fn finalize(&self, key: &UploadKey, upload: &Arc<Upload>) -> Result<(), StorageError> {
+        let (si, shnum) = key;
+        let _guard = self.locks.lock(si);
+        let mut state = lock(&upload.state);
+        if state.phase != Phase::Finishing {
+            // Aborted while we waited for the lock.
+            return Err(StorageError::NoSuchUpload);
+        }
+        let final_dir = self.layout.share_dir(si);
+        let final_path = self.layout.share_path(si, *shnum);
+        let moved = if final_path.exists() {
+            Err(StorageError::Conflict)
+        } else {
+            File::open(&upload.path)
+                .and_then(|file| file.sync_all())
+                .map_err(at(&upload.path))
+                .and_then(|()| self.create_share_dir(si).map(drop))
+                .and_then(|()| fs::rename(&upload.path, &final_path).map_err(at(&final_path)))
+        };
+        if let Err(e) = moved {
+            upload.settle(&mut state, Phase::Writing);
+            return Err(e);
+        }
+        upload.settle(&mut state, Phase::Closed);
+        drop(state);
+        self.uploads.remove(key, upload);
         self.tidy_incoming(si);
-        sync_dir(&final_dir).map_err(at(&final_dir))?;
-        Ok(WriteProgress {
-            required: Vec::new(),
-        })
+        sync_dir(&final_dir).map_err(at(&final_dir))
     }
 
     /// Abort an upload (§4.3): with the right secret the partial file is deleted and the
@@ -230,7 +246,7 @@ impl Store {
             let _guard = self.locks.lock(&key.0);
             let mut state = lock(&upload.state);
             // Checked again under the locks: a write may have arrived meanwhile.
-            if state.container.is_none() || !upload.idle_for(self.clock.now(), idle) {
+            if state.phase != Phase::Writing || !upload.idle_for(self.clock.now(), idle) {
                 continue;
             }
             match self.discard(&key, &upload, &mut state) {
@@ -244,21 +260,23 @@ impl Store {
         expired
     }
 
-    /// Forgets an upload and deletes its file. The caller holds the storage index's lock
-    /// and the upload's state lock.
+    /// Forgets an upload and deletes its file, and the share directory if that is now
+    /// empty (allocate created it). The caller holds the storage index's lock and the
+    /// upload's state lock.
     fn discard(
         &self,
         key: &UploadKey,
         upload: &Arc<Upload>,
         state: &mut UploadState,
     ) -> Result<(), StorageError> {
-        state.container = None;
+        upload.settle(state, Phase::Closed);
         self.uploads.remove(key, upload);
         let removed = match fs::remove_file(&upload.path) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => Err(StorageError::io(&upload.path, e)),
             _ => Ok(()),
         };
         self.tidy_incoming(&key.0);
+        self.tidy_share_dir(&key.0);
         removed
     }
 
@@ -286,6 +304,43 @@ impl Store {
     ) -> Result<ShareReader, StorageError> {
         self.open_share::<ImmutableContainer>(si, shnum)
     }
+}
+
+/// Why [`write_checked`] wrote nothing.
+enum Written {
+    Conflict,
+    Io(io::Error),
+}
+
+impl From<io::Error> for Written {
+    fn from(e: io::Error) -> Self {
+        Self::Io(e)
+    }
+}
+
+/// Writes `data` at share offset `offset` into the upload's file, opened for this write
+/// only, after checking that the bytes overlapping `written` equal what is on disk.
+fn write_checked(
+    upload: &Upload,
+    written: &RangeSet,
+    offset: u64,
+    data: &[u8],
+) -> Result<(), Written> {
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&upload.path)?;
+    let container = ImmutableContainer::open(file)?
+        .filter(|c| c.data_len() == upload.allocated_size)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "upload file was changed"))?;
+    let end = offset + data.len() as u64;
+    for overlap in written.overlaps(offset..end) {
+        if !matches_on_disk(&container, overlap, offset, data)? {
+            return Err(Written::Conflict);
+        }
+    }
+    container.write_data(offset, data)?;
+    Ok(())
 }
 
 /// Whether the bytes of `overlap` (share offsets) already in the file equal the matching

@@ -41,9 +41,14 @@ impl Layout {
         &self.advisories
     }
 
+    /// `shares/<prefix>`.
+    pub(super) fn prefix_dir(&self, si: &StorageIndex) -> PathBuf {
+        self.shares.join(si.shard_prefix())
+    }
+
     /// `shares/<prefix>/<si>`.
     pub(super) fn share_dir(&self, si: &StorageIndex) -> PathBuf {
-        self.shares.join(si.shard_prefix()).join(si.to_string())
+        self.prefix_dir(si).join(si.to_string())
     }
 
     /// `shares/<prefix>/<si>/<shnum>`.
@@ -108,6 +113,11 @@ fn share_number(name: &str) -> Option<ShareNumber> {
     canonical.then(|| name.parse().ok()).flatten()
 }
 
+/// Whether `name` is that of a scratch file ([`Layout::scratch_path`]).
+pub(super) fn is_scratch_name(name: &str) -> bool {
+    name.strip_suffix(".new").and_then(share_number).is_some()
+}
+
 /// Removes `dir` if it is empty; a directory that is not empty, or gone, is left alone.
 pub(super) fn remove_dir_if_empty(dir: &Path) {
     // `remove_dir` refuses non-empty directories, which is exactly the test we want.
@@ -165,6 +175,8 @@ mod tests {
                 .unwrap()
         )
         .is_none());
+        assert!(is_scratch_name("3.new"));
+        assert!(!is_scratch_name("03.new") && !is_scratch_name("3") && !is_scratch_name(".new"));
     }
 
     #[test]

@@ -16,7 +16,8 @@
 //! plus lease records); `store.rs`, `immutable.rs` and `mutable.rs` implement the operations
 //! on top of it without computing offsets; `upload.rs` tracks uploads in progress (memory
 //! only, as in stock Tahoe); `lock.rs` serializes work per storage index; `layout.rs` names
-//! the paths; `space.rs` measures free disk; `advisory.rs` writes corruption reports.
+//! the paths; `leftover.rs` removes what crashes and abandoned uploads leave;
+//! `space.rs` measures free disk; `advisory.rs` writes corruption reports.
 //!
 //! # Crash safety
 //!
@@ -37,6 +38,7 @@ mod error;
 mod immutable;
 mod inspect;
 mod layout;
+mod leftover;
 mod lock;
 mod mutable;
 mod space;

@@ -6,8 +6,8 @@ use std::io;
 use std::path::PathBuf;
 
 use super::container::lease::{LeaseChange, LeaseGrant};
-use super::container::mutable::MutableContainer;
-use super::layout::{create_dir_durably, remove_dir_if_empty, sync_dir};
+use super::container::mutable::{MutableContainer, EMPTY_CONTAINER_SIZE};
+use super::layout::sync_dir;
 use super::store::{at, open_read_write, LEASE_OWNER};
 use super::{ShareReader, StorageError, Store, MAXIMUM_MUTABLE_SHARE_SIZE};
 use crate::protocol::{
@@ -84,6 +84,18 @@ impl Store {
         let data = read_all(&slot.shares, &request.read_vector)?;
         if success {
             check_write_sizes(&request.test_write_vectors)?;
+            // Stock Tahoe checks no space here and runs into a full disk. A user expects a
+            // server that keeps its reserve to refuse, before writing anything, a write that
+            // would grow the slot into it (the old version stays intact, and the client can
+            // place the share elsewhere), but to accept writes that do not grow shares, so
+            // that a full server can still be updated and tidied. Rewriting a small share
+            // may dip into the reserve by that share's size (at most the rewrite limit)
+            // while its copy is prepared.
+            let growth = growth(&slot.shares, &request.test_write_vectors);
+            let _space = match growth {
+                0 => None,
+                bytes => Some(self.space.try_claim(bytes).ok_or(StorageError::NoSpace)?),
+            };
             let grant = self.grant(LEASE_OWNER, lease);
             for (&shnum, vectors) in &request.test_write_vectors {
                 let existing = slot.shares.remove(&shnum);
@@ -126,7 +138,7 @@ impl Store {
             fs::remove_file(&share.path).map_err(at(&share.path))?;
             sync_dir(&dir).map_err(at(&dir))?;
         }
-        remove_dir_if_empty(&dir);
+        self.tidy_share_dir(si);
         Ok(())
     }
 
@@ -172,11 +184,10 @@ impl Store {
         write_enabler: &WriteEnabler,
         grant: &LeaseGrant,
     ) -> Result<(), StorageError> {
-        let dir = self.layout.share_dir(si);
+        let dir = self.create_share_dir(si)?;
         let path = self.layout.share_path(si, shnum);
         let scratch = self.layout.scratch_path(si, shnum);
         let result = (|| -> io::Result<()> {
-            create_dir_durably(&dir)?;
             let mut container = match existing {
                 Some(share) => {
                     drop(share.container);
@@ -205,6 +216,7 @@ impl Store {
         })();
         if result.is_err() {
             let _ = fs::remove_file(&scratch);
+            self.tidy_share_dir(si);
         }
         result.map_err(at(path))
     }
@@ -308,6 +320,32 @@ fn check_write_sizes(
         return Err(StorageError::ShareTooLarge);
     }
     Ok(())
+}
+
+/// Bytes the writes would add to the disk: data past each share's current end, plus a whole
+/// empty container for each new share. Truncation never shrinks a container file, and
+/// deleted shares add nothing.
+fn growth(
+    shares: &BTreeMap<ShareNumber, SlotShare>,
+    vectors: &BTreeMap<ShareNumber, TestWriteVectors>,
+) -> u64 {
+    let added = |(shnum, v): (&ShareNumber, &TestWriteVectors)| {
+        let end = v
+            .write
+            .iter()
+            .map(|w| w.offset.saturating_add(w.data.len() as u64))
+            .max()
+            .unwrap_or(0);
+        match shares.get(shnum) {
+            Some(share) => end.saturating_sub(share.container.data_len()),
+            None => EMPTY_CONTAINER_SIZE.saturating_add(end),
+        }
+    };
+    vectors
+        .iter()
+        .filter(|(_, v)| v.new_length != Some(0))
+        .map(added)
+        .fold(0, u64::saturating_add)
 }
 
 /// Whether the vectors would change a share's data (as opposed to only leasing it).

@@ -12,8 +12,9 @@ use super::container::immutable::ImmutableContainer;
 use super::container::lease::{LeaseChange, LeaseGrant};
 use super::container::mutable::MutableContainer;
 use super::container::{self, ContainerKind, ShareContainer};
-use super::layout::Layout;
-use super::lock::SiLocks;
+use super::layout::{create_dir_durably, Layout};
+use super::leftover::{self, Swept};
+use super::lock::{lock, SiLocks};
 use super::space::SpaceGauge;
 use super::upload::Uploads;
 use super::{advisory, Clock, StorageError};
@@ -41,17 +42,34 @@ pub struct StoreConfig {
     pub nodeid: [u8; 20],
 }
 
-/// What an upload write left to do.
+/// What an upload write achieved. Exactly one write call of an upload (the one whose bytes
+/// completed it, or the first to find it complete after a failed finalization) returns
+/// [`WriteProgress::Completed`]; every other successful write returns
+/// [`WriteProgress::Partial`].
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct WriteProgress {
-    /// Byte ranges of `[0, allocated-size)` still missing, ascending, half-open.
-    pub required: Vec<Range<u64>>,
+pub enum WriteProgress {
+    /// Bytes are still missing.
+    Partial {
+        /// The ranges of `[0, allocated-size)` missing when this write's bytes landed:
+        /// ascending, half-open, never empty.
+        required: Vec<Range<u64>>,
+    },
+    /// This call finalized the share: it is durable and visible.
+    Completed,
 }
 
 impl WriteProgress {
-    /// Whether every byte has been written.
+    /// Whether this call completed the share.
     pub fn is_complete(&self) -> bool {
-        self.required.is_empty()
+        matches!(self, Self::Completed)
+    }
+
+    /// The ranges still missing; empty once completed.
+    pub fn required(&self) -> &[Range<u64>] {
+        match self {
+            Self::Partial { required } => required,
+            Self::Completed => &[],
+        }
     }
 }
 
@@ -79,17 +97,20 @@ pub struct Store {
     pub(super) clock: Arc<dyn Clock>,
     pub(super) uploads: Uploads,
     pub(super) locks: SiLocks,
-    pub(super) space: SpaceGauge,
+    pub(super) space: Arc<SpaceGauge>,
     /// Serializes creating and removing directories under `incoming/`, whose prefix
     /// directories are shared by many storage indexes.
     pub(super) incoming_dirs: Mutex<()>,
+    /// The same for the prefix directories of `shares/`.
+    pub(super) share_dirs: Mutex<()>,
     /// See [`REWRITE_LIMIT`]; tests lower it to reach the in-place path with small shares.
     pub(super) rewrite_limit: u64,
 }
 
 impl Store {
     /// Opens (creating if needed) the store rooted at `<node>/storage`; wipes `incoming/`,
-    /// since uploads do not survive a restart.
+    /// since uploads do not survive a restart, and removes scratch files and empty
+    /// directories that crashes and abandoned uploads left (see `leftover.rs`).
     pub fn open(
         storage_dir: &Path,
         config: StoreConfig,
@@ -108,22 +129,33 @@ impl Store {
         fs::create_dir_all(incoming).map_err(at(incoming))?;
         let advisories = layout.advisories_dir();
         fs::create_dir_all(advisories).map_err(at(advisories))?;
+        let swept = leftover::sweep(&layout);
+        if swept != Swept::default() {
+            tracing::info!(
+                scratch_files = swept.scratch_files,
+                directories = swept.directories,
+                "removed leftovers of crashes and abandoned uploads"
+            );
+        }
         Ok(Self {
-            space: SpaceGauge::new(shares.to_owned(), config.reserved_space),
+            space: Arc::new(SpaceGauge::new(shares.to_owned(), config.reserved_space)),
             layout,
             config,
             clock,
             uploads: Uploads::default(),
             locks: SiLocks::default(),
             incoming_dirs: Mutex::new(()),
+            share_dirs: Mutex::new(()),
             rewrite_limit: REWRITE_LIMIT,
         })
     }
 
     /// Free bytes for new shares: filesystem available space minus reserved space, floored
-    /// at 0, minus space promised to uploads in progress. Cached for about a second.
+    /// at 0, minus space promised to uploads in progress and to mutable writes under way.
+    /// The measurement is cached for about a second, and taken again as soon as an upload
+    /// or a growing mutable write ends.
     pub fn available_space(&self) -> u64 {
-        self.space.free().saturating_sub(self.uploads.promised())
+        self.space.unclaimed()
     }
 
     /// Add or renew a lease on every share of `si` (§4.7): a lease with the same renew
@@ -173,6 +205,21 @@ impl Store {
             advisory::write(dir, self.clock.now_micros(), si, shnum, &report).map_err(at(dir))?;
         tracing::warn!(kind = kind.as_str(), %si, %shnum, report = %path.display(), "client reports a corrupt share");
         Ok(())
+    }
+
+    /// Creates `shares/<prefix>/<si>` durably if needed, and returns it.
+    pub(super) fn create_share_dir(&self, si: &StorageIndex) -> Result<PathBuf, StorageError> {
+        let dir = self.layout.share_dir(si);
+        let _dirs = lock(&self.share_dirs);
+        create_dir_durably(&dir).map_err(at(&dir))?;
+        Ok(dir)
+    }
+
+    /// Removes the directory of `si`, and its prefix directory, if empty. The caller holds
+    /// the storage index's lock.
+    pub(super) fn tidy_share_dir(&self, si: &StorageIndex) {
+        let _dirs = lock(&self.share_dirs);
+        leftover::tidy_share_dir(&self.layout, si);
     }
 
     /// A lease granted now by this node.
@@ -315,6 +362,26 @@ mod tests {
         let fx = fx.reopen();
         assert!(!stale.exists());
         assert!(fx.dir.path().join("storage/shares/incoming").is_dir());
+    }
+
+    #[test]
+    fn open_removes_scratch_files_and_empty_share_directories() {
+        let fx = Fixture::new();
+        fx.upload_share(&si(1), 0, b"kept");
+        let scratch = fx.store.layout.scratch_path(&si(1), ShareNumber(4));
+        fs::write(&scratch, b"half a rewrite").unwrap();
+        let abandoned = fx.store.layout.share_dir(&si(2));
+        fs::create_dir_all(&abandoned).unwrap();
+        let crashed = fx.store.layout.scratch_path(&si(3), ShareNumber(0));
+        fs::create_dir_all(crashed.parent().unwrap()).unwrap();
+        fs::write(&crashed, b"new share, never renamed").unwrap();
+        let fx = fx.reopen();
+        assert!(!scratch.exists());
+        assert_eq!(fx.store.list_immutable(&si(1)).unwrap().len(), 1);
+        for n in [2, 3] {
+            assert!(!fx.store.layout.share_dir(&si(n)).exists(), "si {n}");
+            assert!(!fx.store.layout.prefix_dir(&si(n)).exists(), "si {n}");
+        }
     }
 
     #[test]

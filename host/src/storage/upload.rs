@@ -5,10 +5,10 @@ use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 
-use super::container::immutable::ImmutableContainer;
 use super::lock::lock;
+use super::space::SpaceClaim;
 use super::StorageError;
 use crate::protocol::{ShareNumber, StorageIndex, UploadSecret};
 
@@ -78,7 +78,8 @@ impl RangeSet {
     }
 }
 
-/// One upload in progress.
+/// One upload in progress. It holds no open file: each write opens the incoming file and
+/// closes it again, so descriptors do not grow with the number of uploads in progress.
 #[derive(Debug)]
 pub(super) struct Upload {
     /// Binds the upload to the client that allocated it.
@@ -88,36 +89,72 @@ pub(super) struct Upload {
     /// The incoming file.
     pub(super) path: PathBuf,
     last_write: AtomicU64,
-    /// The open container and what has been written. `container` is `None` once the
-    /// upload has completed or been discarded, for writers that raced with that.
+    /// Where the upload stands and what has been written.
     pub(super) state: Mutex<UploadState>,
+    /// Signalled when a finalization ends, for writers waiting on it.
+    settled: Condvar,
+    /// The allocated size, held out of the available space until the upload is dropped.
+    _space: SpaceClaim,
 }
 
 /// What a write changes.
 #[derive(Debug)]
 pub(super) struct UploadState {
-    pub(super) container: Option<ImmutableContainer>,
+    pub(super) phase: Phase,
     pub(super) written: RangeSet,
 }
 
+/// Where an upload stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Phase {
+    /// Taking writes.
+    Writing,
+    /// Every byte is written and one write call is finalizing the share; other writers
+    /// wait for it to end.
+    Finishing,
+    /// Finalized or discarded: writers that raced with that find no upload.
+    Closed,
+}
+
 impl Upload {
-    /// An upload whose file has just been created at `now`.
+    /// An upload of `allocated_size` bytes whose file has just been created at `now`.
     pub(super) fn new(
         secret: UploadSecret,
         path: PathBuf,
-        container: ImmutableContainer,
+        allocated_size: u64,
+        space: SpaceClaim,
         now: u64,
     ) -> Self {
         Self {
             secret,
-            allocated_size: container.data_len(),
+            allocated_size,
             path,
             last_write: AtomicU64::new(now),
             state: Mutex::new(UploadState {
-                container: Some(container),
+                phase: Phase::Writing,
                 written: RangeSet::default(),
             }),
+            settled: Condvar::new(),
+            _space: space,
         }
+    }
+
+    /// Locks the state once no finalization is under way.
+    pub(super) fn settled_state(&self) -> MutexGuard<'_, UploadState> {
+        let mut state = lock(&self.state);
+        while state.phase == Phase::Finishing {
+            state = self
+                .settled
+                .wait(state)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+        state
+    }
+
+    /// Ends a finalization (or a discard) with `phase`, waking the writers waiting on it.
+    pub(super) fn settle(&self, state: &mut UploadState, phase: Phase) {
+        state.phase = phase;
+        self.settled.notify_all();
     }
 
     /// Records a write at `now`, restarting the idle timer.
@@ -180,13 +217,6 @@ impl Uploads {
     /// Every upload in progress.
     pub(super) fn all(&self) -> Vec<(UploadKey, Arc<Upload>)> {
         lock(&self.0).iter().map(|(k, v)| (*k, v.clone())).collect()
-    }
-
-    /// Bytes promised to uploads in progress.
-    pub(super) fn promised(&self) -> u64 {
-        lock(&self.0)
-            .values()
-            .fold(0u64, |sum, u| sum.saturating_add(u.allocated_size))
     }
 }
 

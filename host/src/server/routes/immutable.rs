@@ -22,13 +22,14 @@ use crate::protocol::{
 };
 use crate::server::error::{blocking, ApiError};
 use crate::server::extract::{
-    refuse_after_draining, AcceptsCbor, AllocateSecrets, Authorized, Cbor, Plugins, SharePath,
-    SiPath, UploadSecrets,
+    drain, refuse_after_draining, AcceptsCbor, AllocateSecrets, Authorized, Cbor, Plugins,
+    SharePath, SiPath, UploadSecrets,
 };
 use crate::server::AppState;
-use crate::storage::{StorageError, WriteProgress};
+use crate::storage::WriteProgress;
 
-/// Upload bytes are handed to the store in pieces of this size, bounding memory per request.
+/// Upload bytes are handed to the store in pieces of at most this size, bounding memory per
+/// request; the pieces in memory at once are bounded by the upload budget.
 const WRITE_PIECE: usize = 1 << 20;
 
 pub(super) fn router() -> Router<AppState> {
@@ -94,7 +95,9 @@ fn upload_secret<S>(auth: &Authorized<S>) -> Result<UploadSecret, ApiError> {
 }
 
 /// Streams exactly the bytes named by `Content-Range` into the upload, in bounded pieces,
-/// then answers 201 if the share is now complete and 200 with what is still missing.
+/// then answers 201 if one of this request's writes completed the share and 200 with what
+/// is still missing otherwise. Once the share is complete, the rest of the body (bytes the
+/// share already holds) is read and dropped.
 async fn upload(
     SharePath(si, shnum): SharePath,
     auth: Authorized<UploadSecrets>,
@@ -125,6 +128,10 @@ async fn upload(
         Err(refusal) => return Err(refuse_after_draining(body, refusal.into()).await),
     };
     let plugins = state.plugins.clone();
+    // A piece of up to 1 MiB while the upload budget has room; else each frame as it comes
+    // (at most the HTTP read buffer), so stalled uploads cannot pile up memory.
+    let buffer = state.memory.upload_buffer(WRITE_PIECE);
+    let piece_limit = if buffer.is_some() { WRITE_PIECE } else { 1 };
     let writer = PieceWriter {
         state,
         si,
@@ -132,19 +139,24 @@ async fn upload(
         secret: upload_secret(&auth)?,
     };
     // An empty write checks the secret and that the upload exists before any body is read.
-    if let Err(e) = writer.write(range.start(), BytesMut::new()).await {
-        return Err(refuse_after_draining(body, e).await);
-    }
+    let mut progress = match writer.write(range.start(), BytesMut::new()).await {
+        Ok(progress) => progress,
+        Err(e) => return Err(refuse_after_draining(body, e).await),
+    };
 
     let mut body = body;
     let mut offset = range.start();
-    let mut piece = BytesMut::with_capacity(WRITE_PIECE.min(range.len() as usize));
-    while offset + (piece.len() as u64) < range.end() {
+    let mut piece = BytesMut::with_capacity(
+        piece_limit.min(usize::try_from(range.len()).unwrap_or(usize::MAX)),
+    );
+    while !progress.is_complete() && offset + (piece.len() as u64) < range.end() {
         let frame = match body.frame().await {
             Some(Ok(frame)) => frame,
             Some(Err(_)) => return Err(ApiError::BodyRead),
             None => {
-                writer.write(offset, piece).await?;
+                if !piece.is_empty() {
+                    writer.write(offset, piece).await?;
+                }
                 return Err(ApiError::ShortBody);
             }
         };
@@ -156,16 +168,27 @@ async fn upload(
             .len()
             .min(usize::try_from(wanted).unwrap_or(usize::MAX));
         piece.extend_from_slice(&data[..take]);
-        if piece.len() >= WRITE_PIECE {
+        if piece.len() >= piece_limit {
             let full = piece.split();
             let len = full.len() as u64;
-            writer.write(offset, full).await?;
+            progress = match writer.write(offset, full).await {
+                Ok(progress) => progress,
+                // Read the rest first, so that the client sees the answer (a full disk, say).
+                Err(e) => return Err(refuse_after_draining(body, e).await),
+            };
             offset += len;
         }
     }
-    writer.write(offset, piece).await?;
-    let progress = writer.finish().await?;
-    let complete = progress.required.is_empty();
+    // No empty trailing write: after another request completed the share it would find
+    // no upload.
+    if !progress.is_complete() && !piece.is_empty() {
+        progress = writer.write(offset, piece).await?;
+    }
+    if progress.is_complete() {
+        drain(body).await;
+    }
+    drop(buffer);
+    let complete = progress.is_complete();
     plugins
         .committed(admission, || Outcome::Uploaded {
             bytes: range.len(),
@@ -180,7 +203,7 @@ async fn upload(
     Ok(cbor(
         status,
         &UploadProgress {
-            required: progress.required,
+            required: progress.required().to_vec(),
         },
     ))
 }
@@ -202,27 +225,6 @@ impl PieceWriter {
             self.secret.clone(),
         );
         blocking(move || store.write_immutable(&si, shnum, &secret, offset, &piece)).await
-    }
-
-    async fn finish(&self) -> Result<WriteProgress, ApiError> {
-        let (store, si, shnum, secret) = (
-            self.state.store.clone(),
-            self.si,
-            self.shnum,
-            self.secret.clone(),
-        );
-        blocking(move || match store.finish_immutable(&si, shnum, &secret) {
-            // Another PATCH of the same upload completed the share between our write and
-            // this check: our bytes are part of a complete share, so this request finished
-            // it as much as the other did.
-            Err(StorageError::NoSuchUpload) if store.open_immutable(&si, shnum).is_ok() => {
-                Ok(WriteProgress {
-                    required: Vec::new(),
-                })
-            }
-            other => other,
-        })
-        .await
     }
 }
 

@@ -263,11 +263,6 @@ impl ImmutableContainer {
         Ok(change)
     }
 
-    /// Flushes data and metadata to disk.
-    pub(crate) fn sync(&self) -> io::Result<()> {
-        self.file.sync_all()
-    }
-
     /// The file, for streaming reads.
     pub(crate) fn into_file(self) -> File {
         self.file

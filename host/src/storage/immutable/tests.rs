@@ -83,23 +83,16 @@ fn completed_26_byte_share_is_110_bytes_and_readable() {
 }
 
 #[test]
-fn writes_in_any_order_report_missing_ranges_until_finished() {
+fn writes_in_any_order_report_missing_ranges_until_the_last_completes() {
     let fx = Fixture::new();
     fx.allocate(&si(1), &[0], 48, 1);
-    assert_eq!(write(&fx, 0, 1, 16, &[2; 32]).unwrap().required, [0..16]);
-    assert_eq!(
-        fx.store
-            .finish_immutable(&si(1), ShareNumber(0), &upload_secret(1))
-            .unwrap()
-            .required,
-        [0..16]
-    );
+    assert_eq!(write(&fx, 0, 1, 16, &[2; 32]).unwrap().required(), [0..16]);
     assert!(
         fx.store.list_immutable(&si(1)).unwrap().is_empty(),
-        "not visible until finished"
+        "not visible until complete"
     );
     assert_eq!(
-        write(&fx, 0, 1, 4, &[1; 4]).unwrap().required,
+        write(&fx, 0, 1, 4, &[1; 4]).unwrap().required(),
         [0..4, 8..16]
     );
     let conflict = write(&fx, 0, 1, 0, &[9; 16]);
@@ -108,27 +101,27 @@ fn writes_in_any_order_report_missing_ranges_until_finished() {
         "bytes 4..8 differ"
     );
     assert_eq!(
-        write(&fx, 0, 1, 16, &[2; 8]).unwrap().required,
+        write(&fx, 0, 1, 16, &[2; 8]).unwrap().required(),
         [0..4, 8..16],
         "matching overlap"
     );
-    let progress = write(&fx, 0, 1, 0, &[1; 8]).unwrap();
-    assert_eq!(progress.required, [8..16]);
-    assert!(write(&fx, 0, 1, 8, &[1; 8]).unwrap().is_complete());
-    assert!(
-        fx.store.list_immutable(&si(1)).unwrap().is_empty(),
-        "writing does not finalize"
+    assert_eq!(write(&fx, 0, 1, 0, &[1; 8]).unwrap().required(), [8..16]);
+    assert_eq!(
+        write(&fx, 0, 1, 8, &[1; 8]).unwrap(),
+        WriteProgress::Completed
     );
-    assert!(fx
-        .store
-        .finish_immutable(&si(1), ShareNumber(0), &upload_secret(1))
-        .unwrap()
-        .is_complete());
     let mut expected = vec![1; 16];
     expected.extend_from_slice(&[2; 32]);
     assert_eq!(
         read_all(fx.store.open_immutable(&si(1), ShareNumber(0)).unwrap()),
         expected
+    );
+    assert!(
+        matches!(
+            write(&fx, 0, 1, 8, &[1; 8]),
+            Err(StorageError::NoSuchUpload)
+        ),
+        "a write after completion finds no upload"
     );
 }
 
@@ -143,15 +136,14 @@ fn conflicting_bytes_leave_the_file_unchanged() {
         Err(StorageError::Conflict)
     ));
     let progress = write(&fx, 0, 1, 2, b"cd").unwrap();
-    assert_eq!(progress.required, [4..8], "the refused write wrote nothing");
+    assert_eq!(
+        progress.required(),
+        [4..8],
+        "the refused write wrote nothing"
+    );
     let incoming = fs::read(fx.store.layout.incoming_path(&si(1), ShareNumber(0))).unwrap();
     assert_eq!(&incoming[12..20], b"abcd\0\0\0\0");
-    write(&fx, 0, 1, 2, b"cdefgh").unwrap();
-    assert!(fx
-        .store
-        .finish_immutable(&si(1), ShareNumber(0), &upload_secret(1))
-        .unwrap()
-        .is_complete());
+    assert!(write(&fx, 0, 1, 2, b"cdefgh").unwrap().is_complete());
     assert_eq!(
         read_all(fx.store.open_immutable(&si(1), ShareNumber(0)).unwrap()),
         b"abcdefgh"
@@ -164,14 +156,14 @@ fn conflicts_are_found_across_chunk_boundaries() {
     let size = (IO_CHUNK * 2 + 10) as u64;
     fx.allocate(&si(1), &[0], size, 1);
     let data: Vec<u8> = (0..size).map(|i| (i % 253) as u8).collect();
-    write(&fx, 0, 1, 0, &data).unwrap();
+    write(&fx, 0, 1, 1, &data[1..]).unwrap();
     let mut changed = data.clone();
     changed[IO_CHUNK + 5] ^= 1;
     assert!(matches!(
         write(&fx, 0, 1, 0, &changed),
         Err(StorageError::Conflict)
     ));
-    assert!(write(&fx, 0, 1, 1, &data[1..]).unwrap().is_complete());
+    assert!(write(&fx, 0, 1, 0, &data).unwrap().is_complete());
 }
 
 #[test]
@@ -192,7 +184,7 @@ fn writes_past_the_allocation_or_overflowing_are_refused() {
             "{offset}+{len}"
         );
     }
-    assert_eq!(write(&fx, 0, 1, 10, b"").unwrap().required, [0..10]);
+    assert_eq!(write(&fx, 0, 1, 10, b"").unwrap().required(), [0..10]);
     let size = fs::metadata(fx.store.layout.incoming_path(&si(1), ShareNumber(0)))
         .unwrap()
         .len();
@@ -226,14 +218,7 @@ fn wrong_secrets_and_unknown_uploads_are_refused() {
         write(&fx, 1, 1, 0, b"abcd"),
         Err(StorageError::NoSuchUpload)
     ));
-    let result = fx
-        .store
-        .finish_immutable(&si(1), ShareNumber(0), &upload_secret(2));
-    assert!(matches!(result, Err(StorageError::UploadSecretMismatch)));
-    write(&fx, 0, 1, 0, b"abcd").unwrap();
-    fx.store
-        .finish_immutable(&si(1), ShareNumber(0), &upload_secret(1))
-        .unwrap();
+    assert!(write(&fx, 0, 1, 0, b"abcd").unwrap().is_complete());
     assert!(
         matches!(
             write(&fx, 0, 1, 0, b"abcd"),
@@ -241,10 +226,6 @@ fn wrong_secrets_and_unknown_uploads_are_refused() {
         ),
         "completed"
     );
-    let result = fx
-        .store
-        .finish_immutable(&si(1), ShareNumber(0), &upload_secret(1));
-    assert!(matches!(result, Err(StorageError::NoSuchUpload)));
 }
 
 #[test]
@@ -321,6 +302,29 @@ fn allocate_stops_when_space_runs_out() {
         .layout
         .incoming_path(&si(1), ShareNumber(2))
         .exists());
+}
+
+#[test]
+fn concurrent_allocations_never_promise_more_than_the_free_space() {
+    let fx = Fixture::with_reserved(100);
+    fx.store.space.set_disk_override(Some(100 + 100));
+    let store = &fx.store;
+    let allocated: usize = std::thread::scope(|scope| {
+        let handles: Vec<_> = (1..=8u8)
+            .map(|n| {
+                scope.spawn(move || {
+                    store
+                        .allocate(&si(n), &shares(&[0, 1]), 30, &lease(n), &upload_secret(n))
+                        .unwrap()
+                        .allocated
+                        .len()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).sum()
+    });
+    assert_eq!(allocated, 3, "three 30-byte shares fit in 100 bytes");
+    assert_eq!(fx.store.available_space(), 10);
 }
 
 #[test]
@@ -414,6 +418,31 @@ fn idle_uploads_expire_by_the_store_clock() {
     assert_eq!(fx.store.expire_idle_uploads(idle), 1);
     assert_eq!(fx.store.available_space(), super::super::fixture::DISK);
     assert!(!fx.store.layout.incoming_dir(&si(1)).exists());
+}
+
+#[test]
+fn aborted_and_expired_uploads_leave_no_share_directories() {
+    let fx = Fixture::new();
+    fx.upload_share(&si(3), 0, b"kept");
+    for n in [1, 2] {
+        fx.allocate(&si(n), &[0, 1], 10, 1);
+        assert!(fx.store.layout.share_dir(&si(n)).is_dir());
+    }
+    for shnum in [0, 1] {
+        fx.store
+            .abort_immutable(&si(1), ShareNumber(shnum), &upload_secret(1))
+            .unwrap();
+    }
+    fx.clock.advance(30 * 60);
+    assert_eq!(
+        fx.store.expire_idle_uploads(Duration::from_secs(30 * 60)),
+        2
+    );
+    for n in [1, 2] {
+        assert!(!fx.store.layout.share_dir(&si(n)).exists(), "si {n}");
+        assert!(!fx.store.layout.prefix_dir(&si(n)).exists(), "si {n}");
+    }
+    assert_eq!(fx.store.list_immutable(&si(3)).unwrap(), shares(&[0]));
 }
 
 #[test]
@@ -516,19 +545,43 @@ fn allocate_neither_reports_nor_replaces_files_of_other_kinds() {
 }
 
 #[test]
-fn finish_refuses_to_replace_a_share_that_appeared_meanwhile() {
+fn completion_refuses_to_replace_a_share_that_appeared_meanwhile() {
     let fx = Fixture::new();
     fx.allocate(&si(1), &[1], 4, 1);
-    write(&fx, 1, 1, 0, b"data").unwrap();
+    write(&fx, 1, 1, 0, b"da").unwrap();
     put_mutable_share(&fx, 1);
-    let result = fx
-        .store
-        .finish_immutable(&si(1), ShareNumber(1), &upload_secret(1));
+    let result = write(&fx, 1, 1, 2, b"ta");
     assert!(matches!(result, Err(StorageError::Conflict)));
     assert!(fx.store.open_mutable(&si(1), ShareNumber(1)).is_ok());
+    let retry = write(&fx, 1, 1, 0, b"data");
+    assert!(
+        matches!(retry, Err(StorageError::Conflict)),
+        "a failed finalization is retried by the next write"
+    );
     fx.store
         .abort_immutable(&si(1), ShareNumber(1), &upload_secret(1))
         .unwrap();
+}
+
+#[test]
+fn a_failed_finalization_is_completed_by_the_next_write() {
+    let fx = Fixture::new();
+    fx.allocate(&si(1), &[1], 4, 1);
+    let blocker = fx.store.layout.share_path(&si(1), ShareNumber(1));
+    fs::write(&blocker, b"in the way").unwrap();
+    assert!(matches!(
+        write(&fx, 1, 1, 0, b"data"),
+        Err(StorageError::Conflict)
+    ));
+    fs::remove_file(&blocker).unwrap();
+    assert!(matches!(
+        write(&fx, 1, 1, 0, b""),
+        Ok(WriteProgress::Completed)
+    ));
+    assert_eq!(
+        read_all(fx.store.open_immutable(&si(1), ShareNumber(1)).unwrap()),
+        b"data"
+    );
 }
 
 #[test]
@@ -630,14 +683,11 @@ fn concurrent_uploads_complete_independently() {
                 let secret = upload_secret(1);
                 for chunk in (0..64u64).rev() {
                     let data = vec![n as u8; 1024];
-                    store
+                    let progress = store
                         .write_immutable(&si(1), ShareNumber(n), &secret, chunk * 1024, &data)
                         .unwrap();
+                    assert_eq!(progress.is_complete(), chunk == 0);
                 }
-                assert!(store
-                    .finish_immutable(&si(1), ShareNumber(n), &secret)
-                    .unwrap()
-                    .is_complete());
             });
         }
     });
@@ -648,6 +698,74 @@ fn concurrent_uploads_complete_independently() {
     let data = read_all(fx.store.open_immutable(&si(1), ShareNumber(2)).unwrap());
     assert_eq!(data, vec![2; 64 * 1024]);
     assert!(!fx.store.layout.incoming_prefix_dir(&si(1)).exists());
+}
+
+#[test]
+fn concurrent_writes_of_one_upload_complete_it_exactly_once() {
+    const THREADS: u64 = 8;
+    const CHUNK: u64 = 1024;
+    let fx = Fixture::new();
+    let store = &fx.store;
+    for round in 0..40u8 {
+        let si = si(round);
+        fx.allocate(&si, &[0], THREADS * CHUNK, 1);
+        let barrier = std::sync::Barrier::new(THREADS as usize);
+        let completions = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..THREADS)
+                .map(|t| {
+                    let barrier = &barrier;
+                    scope.spawn(move || {
+                        let data = vec![t as u8 + round; CHUNK as usize];
+                        barrier.wait();
+                        let progress = store
+                            .write_immutable(
+                                &si,
+                                ShareNumber(0),
+                                &upload_secret(1),
+                                t * CHUNK,
+                                &data,
+                            )
+                            .unwrap();
+                        if let WriteProgress::Partial { required } = &progress {
+                            assert!(!required.is_empty(), "only completion has nothing missing");
+                        }
+                        progress.is_complete()
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap())
+                .filter(|c| *c)
+                .count()
+        });
+        assert_eq!(completions, 1, "round {round}");
+        let expected: Vec<u8> = (0..THREADS)
+            .flat_map(|t| vec![t as u8 + round; CHUNK as usize])
+            .collect();
+        assert_eq!(
+            read_all(store.open_immutable(&si, ShareNumber(0)).unwrap()),
+            expected
+        );
+    }
+}
+
+#[test]
+fn uploads_in_progress_hold_no_file_descriptors() {
+    fn open_descriptors() -> usize {
+        fs::read_dir("/proc/self/fd").unwrap().count()
+    }
+    let fx = Fixture::new();
+    let before = open_descriptors();
+    let all: Vec<u16> = (0..250).collect();
+    for n in 0..8 {
+        assert_eq!(fx.allocate(&si(n), &all, 1_000, 1).allocated.len(), 250);
+    }
+    write(&fx, 0, 1, 0, b"partial").unwrap();
+    // Other tests run in parallel threads of this process, so allow them some descriptors.
+    let grown = open_descriptors().saturating_sub(before);
+    assert!(grown < 100, "{grown} descriptors opened for 2,000 uploads");
+    assert!(write(&fx, 0, 1, 7, &[0; 993]).unwrap().is_complete());
 }
 
 #[test]

@@ -4,7 +4,9 @@ use std::io::Read;
 use super::*;
 use crate::protocol::{ShareKind, TestVector, WriteVector};
 use crate::storage::container::lease::{blake2b_256, LeaseRecord};
-use crate::storage::container::mutable::{MutableHeader, MutableVersion, DATA_OFFSET};
+use crate::storage::container::mutable::{
+    MutableHeader, MutableVersion, DATA_OFFSET, EMPTY_CONTAINER_SIZE,
+};
 use crate::storage::fixture::{lease, shares, si, write_enabler, Fixture, NODEID, START};
 
 const DAY: u64 = 24 * 60 * 60;
@@ -308,6 +310,64 @@ fn new_length_zero_deletes_and_removes_the_empty_directory() {
         fx.store.add_or_renew_lease(&si(1), &lease(1)),
         Err(StorageError::ShareNotFound)
     ));
+}
+
+#[test]
+fn writes_that_would_grow_into_the_reserve_are_refused_before_writing() {
+    const RESERVED: u64 = 1_000;
+    let fx = Fixture::with_reserved(RESERVED);
+    put(&fx, 0, 0, b"0123456789");
+    // What is left above the reserve once the share is on disk.
+    fx.store.space.set_disk_override(Some(RESERVED + 50));
+    put(&fx, 0, 10, &[b'a'; 40]);
+    fx.store.space.set_disk_override(Some(RESERVED + 10));
+    let grow = request(vec![(0, vectors(vec![], &[(45, &[b'b'; 20])], None))], &[]);
+    assert!(matches!(rtw(&fx, 1, 1, &grow), Err(StorageError::NoSpace)));
+    let mut expected = b"0123456789".to_vec();
+    expected.extend_from_slice(&[b'a'; 40]);
+    assert_eq!(
+        data_of(&fx, 0),
+        expected,
+        "nothing of the refused write landed"
+    );
+    let new_share = request(vec![(1, vectors(vec![], &[(0, b"x")], None))], &[]);
+    assert!(
+        matches!(rtw(&fx, 1, 1, &new_share), Err(StorageError::NoSpace)),
+        "a new share needs room for its container"
+    );
+    assert!(fx.store.list_mutable(&si(1)).unwrap() == shares(&[0]));
+
+    fx.store.space.set_disk_override(Some(0));
+    put(&fx, 0, 0, b"in place");
+    let shrink = request(vec![(0, vectors(vec![], &[], Some(4)))], &[]);
+    assert!(rtw(&fx, 1, 1, &shrink).unwrap().success);
+    assert_eq!(
+        data_of(&fx, 0),
+        b"in p",
+        "writes that do not grow are accepted"
+    );
+    let delete = request(vec![(0, vectors(vec![], &[], Some(0)))], &[]);
+    assert!(rtw(&fx, 1, 1, &delete).unwrap().success);
+}
+
+#[test]
+fn uploads_in_progress_and_mutable_writes_share_the_space() {
+    let fx = Fixture::new();
+    fx.store
+        .space
+        .set_disk_override(Some(EMPTY_CONTAINER_SIZE + 100));
+    fx.allocate(&si(2), &[0], 50, 1);
+    let write = |len: usize| {
+        let data = vec![7; len];
+        rtw(
+            &fx,
+            1,
+            1,
+            &request(vec![(0, vectors(vec![], &[(0, &data)], None))], &[]),
+        )
+    };
+    assert!(matches!(write(51), Err(StorageError::NoSpace)));
+    assert!(write(50).unwrap().success);
 }
 
 #[test]

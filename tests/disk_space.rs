@@ -1,0 +1,285 @@
+//! A node on a small filesystem of its own (a tmpfs this test mounts) keeps its reserved
+//! space, and names a full disk as such while it goes on serving reads.
+//!
+//! Mounting needs root, as CI has. Set `GBS_SKIP_MOUNT_TESTS=1` to skip these tests where
+//! mounting is impossible; otherwise a failed mount fails them.
+
+use std::collections::BTreeSet;
+use std::fs::{self, File};
+use std::io::Write as _;
+use std::path::Path;
+use std::process::Command;
+
+use bytes::Bytes;
+use gbs::client::{Client, ClientBuilder, ClientError};
+use gbs::protocol::{
+    LeaseCancelSecret, LeaseRenewSecret, LeaseSecrets, ReadTestWriteRequest, ShareKind,
+    ShareNumber, StorageIndex, TestWriteVectors, UploadSecret, WriteEnabler, WriteVector,
+};
+use gbs_tests::GbsNode;
+use tempfile::TempDir;
+
+const MB: u64 = 1_000_000;
+
+/// A tmpfs mounted on a temporary directory, unmounted when dropped.
+struct Tmpfs {
+    dir: TempDir,
+}
+
+impl Tmpfs {
+    /// Mounts a tmpfs of `size` (as `mount -o size=` takes it); `None` after printing a
+    /// "skipped" line when mounting fails and `GBS_SKIP_MOUNT_TESTS=1` is set.
+    fn mount(size: &str, test: &str) -> Option<Self> {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let output = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .output();
+        let failure = match output {
+            Ok(out) if out.status.success() => return Some(Self { dir }),
+            Ok(out) => String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+            Err(e) => e.to_string(),
+        };
+        if std::env::var("GBS_SKIP_MOUNT_TESTS").is_ok_and(|v| v == "1") {
+            println!("skipped: {test}: cannot mount a tmpfs ({failure})");
+            return None;
+        }
+        panic!(
+            "{test} mounts a tmpfs and could not ({failure}); run as root, or set \
+             GBS_SKIP_MOUNT_TESTS=1 to skip the tests that need a mount"
+        );
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Bytes an unprivileged user could still write.
+    fn available(&self) -> u64 {
+        fs4::available_space(self.path()).expect("statvfs")
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        // Lazy, in case the node has not quite let go of its files.
+        let _ = Command::new("umount").arg("-l").arg(self.path()).status();
+    }
+}
+
+/// A node whose directory (and so whose storage) is on `fs`, with `reserved_space`.
+fn node_on(fs: &Tmpfs, reserved_space: &str) -> GbsNode {
+    let dir = tempfile::tempdir_in(fs.path()).expect("node dir on the mount");
+    GbsNode::create(dir.path());
+    let cfg_path = dir.path().join("tahoe.cfg");
+    let cfg = fs::read_to_string(&cfg_path).expect("tahoe.cfg");
+    assert!(cfg.contains("reserved_space = 1G"), "{cfg}");
+    let cfg = cfg.replace(
+        "reserved_space = 1G",
+        &format!("reserved_space = {reserved_space}"),
+    );
+    fs::write(&cfg_path, cfg).expect("write tahoe.cfg");
+    GbsNode::start_in(dir)
+}
+
+fn client(node: &GbsNode) -> Client {
+    ClientBuilder::new(node.nurl().parse().expect("gbs printed a valid NURL"))
+        .build()
+        .expect("client")
+}
+
+fn lease() -> LeaseSecrets {
+    LeaseSecrets {
+        renew: LeaseRenewSecret::new([1; 32]),
+        cancel: LeaseCancelSecret::new([2; 32]),
+    }
+}
+
+fn share0() -> BTreeSet<ShareNumber> {
+    [ShareNumber(0)].into()
+}
+
+fn si(n: u8) -> StorageIndex {
+    StorageIndex::from_bytes([n; 16])
+}
+
+/// Allocates share 0 of `si` and uploads `data` in one PATCH; `false` if the node
+/// allocated nothing.
+async fn upload(client: &Client, si: StorageIndex, data: &Bytes) -> bool {
+    let upload = client
+        .allocate(
+            si,
+            share0(),
+            data.len() as u64,
+            &lease(),
+            UploadSecret::new(vec![7; 20]).expect("secret"),
+        )
+        .await
+        .expect("allocate");
+    if upload.allocated().is_empty() {
+        return false;
+    }
+    let written = upload
+        .write_chunk(ShareNumber(0), 0, data.clone())
+        .await
+        .expect("upload");
+    assert!(written.complete);
+    true
+}
+
+async fn read(client: &Client, kind: ShareKind, si: &StorageIndex) -> Vec<u8> {
+    let mut out = Vec::new();
+    client
+        .read_share(kind, si, ShareNumber(0), None, &mut out)
+        .await
+        .expect("read share");
+    out
+}
+
+/// Writes `data` at `offset` of mutable share 0 of `si`.
+async fn write_mutable(
+    client: &Client,
+    si: &StorageIndex,
+    offset: u64,
+    data: Vec<u8>,
+) -> Result<bool, ClientError> {
+    let vectors = TestWriteVectors {
+        test: Vec::new(),
+        write: vec![WriteVector { offset, data }],
+        new_length: None,
+    };
+    let request = ReadTestWriteRequest {
+        test_write_vectors: [(ShareNumber(0), vectors)].into(),
+        read_vector: Vec::new(),
+    };
+    let enabler = WriteEnabler::new(vec![3; 32]).expect("write enabler");
+    client
+        .read_test_write(si, &enabler, &lease(), &request)
+        .await
+        .map(|r| r.success)
+}
+
+fn assert_no_space(result: Result<impl std::fmt::Debug, ClientError>) {
+    match result {
+        Err(ClientError::UnexpectedStatus { status, message }) => {
+            assert_eq!(status, 507);
+            assert_eq!(message, "not enough disk space");
+        }
+        other => panic!("expected 507 not enough disk space, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn uploads_and_mutable_writes_stop_at_the_reserved_space() {
+    let Some(fs) = Tmpfs::mount(
+        "64m",
+        "uploads_and_mutable_writes_stop_at_the_reserved_space",
+    ) else {
+        return;
+    };
+    const RESERVED: u64 = 16 * MB;
+    let node = node_on(&fs, "16M");
+    let client = client(&node);
+
+    let data: Vec<Bytes> = (0..14u8)
+        .map(|n| Bytes::from(vec![n; 4 * MB as usize]))
+        .collect();
+    let mut accepted = 0;
+    for (n, data) in data.iter().enumerate() {
+        if !upload(&client, si(n as u8), data).await {
+            break;
+        }
+        accepted += 1;
+        assert!(
+            fs.available() >= RESERVED,
+            "upload {n} went into the reserve: {} bytes left",
+            fs.available()
+        );
+    }
+    assert!(
+        (1..14).contains(&accepted),
+        "{accepted} of 14 uploads of 4 MB accepted on 64 MB with 16 MB reserved"
+    );
+
+    // A mutable share grows 1 MB at a time until a write would cross the reserve.
+    let slot = si(100);
+    let mut written = Vec::new();
+    let refused = loop {
+        let chunk = vec![written.len() as u8; MB as usize];
+        match write_mutable(&client, &slot, written.len() as u64, chunk.clone()).await {
+            Ok(success) => {
+                assert!(success);
+                written.extend_from_slice(&chunk);
+                assert!(
+                    fs.available() >= RESERVED,
+                    "mutable write went into the reserve"
+                );
+                assert!(written.len() < 64 * MB as usize, "never refused");
+            }
+            Err(e) => break Err::<(), _>(e),
+        }
+    };
+    assert_no_space(refused);
+    assert!(fs.available() >= RESERVED);
+    // Writes that do not grow the share are still accepted.
+    assert!(write_mutable(&client, &slot, 0, vec![0xee; 10])
+        .await
+        .unwrap());
+    written[..10].fill(0xee);
+
+    // Nothing corrupt: every accepted share reads back whole.
+    for (n, data) in data.iter().take(accepted).enumerate() {
+        assert_eq!(
+            read(&client, ShareKind::Immutable, &si(n as u8)).await,
+            data.as_ref(),
+            "share {n}"
+        );
+    }
+    assert_eq!(read(&client, ShareKind::Mutable, &slot).await, written);
+}
+
+#[tokio::test]
+async fn a_full_disk_is_named_and_the_node_keeps_serving_reads() {
+    let Some(fs) = Tmpfs::mount(
+        "64m",
+        "a_full_disk_is_named_and_the_node_keeps_serving_reads",
+    ) else {
+        return;
+    };
+    let node = node_on(&fs, "0");
+    let client = client(&node);
+    let kept = Bytes::from(vec![5u8; MB as usize]);
+    assert!(upload(&client, si(1), &kept).await);
+    let pending = client
+        .allocate(
+            si(2),
+            share0(),
+            3 * MB,
+            &lease(),
+            UploadSecret::new(vec![8; 20]).unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(pending.allocated(), &share0());
+
+    // Fill the disk behind the node's back.
+    let filler_path = fs.path().join("filler");
+    let mut filler = File::create(&filler_path).unwrap();
+    let block = vec![0u8; 4096];
+    while filler.write_all(&block).is_ok() {}
+    drop(filler);
+    assert!(fs.available() < 4096, "{} bytes still free", fs.available());
+
+    let late = Bytes::from(vec![6u8; 3 * MB as usize]);
+    assert_no_space(pending.write_chunk(ShareNumber(0), 0, late.clone()).await);
+    assert_no_space(write_mutable(&client, &si(3), 0, vec![1; 1000]).await);
+
+    assert_eq!(read(&client, ShareKind::Immutable, &si(1)).await, kept);
+    assert!(client.version().await.is_ok());
+
+    // Once there is room again, the same upload completes.
+    fs::remove_file(&filler_path).unwrap();
+    let written = pending.write_chunk(ShareNumber(0), 0, late.clone()).await;
+    assert!(written.expect("upload after space was freed").complete);
+    assert_eq!(read(&client, ShareKind::Immutable, &si(2)).await, late);
+}
