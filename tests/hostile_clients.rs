@@ -140,15 +140,15 @@ async fn assert_refused_while_sending(node: &GbsNode, case: Refused) {
             .send_head(method, &path, &headers, 16 << 20)
             .await
             .expect("send head");
-        // As Twisted's client does: the whole body first, then the answer. A write that
-        // fails (the server closed) does not stop the client looking for the answer.
+        // As Python's http.client does: the whole body first, then the answer; a write
+        // that fails (the server closed under it) loses the answer for such clients.
         let chunk = vec![0x5a; 64 << 10];
-        for _ in 0..256 {
-            if connection.tls.write_all(&chunk).await.is_err() {
-                break;
+        for sent in 0..256 {
+            if let Err(e) = connection.tls.write_all(&chunk).await {
+                panic!("{what}, round {round}: sending the body failed after {sent} chunks: {e}");
             }
         }
-        let _ = connection.tls.flush().await;
+        connection.tls.flush().await.expect("flush");
         let status = read_status(&mut connection.tls)
             .await
             .unwrap_or_else(|e| panic!("{what}, round {round}: no status: {e}"));

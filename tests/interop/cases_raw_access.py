@@ -301,3 +301,36 @@ async def raw_path_encoded_slash(ctx: Context) -> None:
         check_status(listing, UNROUTABLE, "encoded-slash listing")
         check_status(write, UNROUTABLE, "encoded-slash RTW")
         check_equal(after, data, "share after encoded-slash RTW")
+
+
+@case
+async def raw_refusals_mid_body_reach_the_client(ctx: Context) -> None:
+    """Requests refused on their headers while a 16 MB body follows: the
+    client sends the whole body, as Python's http.client and Twisted do, and
+    must then read the status. A server that answers and closes at once makes
+    the kernel reset the connection under the client's write, and the answer
+    is lost."""
+    big = os.urandom(16 << 20)
+    si = ctx.new_si()
+    allocate = Secrets.for_allocate()
+    check_status(ctx.raw.allocate(si, allocate, share_numbers=(0,), allocated_size=len(big)), 200, "allocate")
+    share = wire.immutable_share_path(si, 0)
+    content_range = ("Content-Range", "bytes 0-{}/*".format(len(big) - 1))
+    upload = allocate.only("upload").header_lines()
+    requests = [
+        ("PATCH with a wrong swissnum", "PATCH", share, [*upload, content_range], "Tahoe-LAFS d3Jvbmc=", 401),
+        ("PATCH without the upload secret", "PATCH", share, [content_range], None, 400),
+        ("PATCH of a share not allocated", "PATCH", wire.immutable_share_path(si, 7), [*upload, content_range],
+         None, 404),
+        ("allocate without the upload secret", "POST", wire.allocate_path(ctx.new_si()),
+         [*allocate.only("renew", "cancel").header_lines(), *CBOR_HEADERS], None, 400),
+    ]
+    for what, method, path, headers, authorization, status in requests:
+        kwargs = {} if authorization is None else {"authorization": authorization}
+        try:
+            response = ctx.raw.client.request(method, path, headers, big, **kwargs)
+        except ConnectionClosed as e:
+            check(False, "{}: connection closed instead of an answer ({})".format(what, e))
+        else:
+            check_status(response, status, what)
+    check_status(ctx.raw.read("immutable", si, 0), 404, "nothing was written")

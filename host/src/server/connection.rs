@@ -25,7 +25,7 @@ use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _, Re
 use tokio::net::TcpStream;
 use tokio::sync::{watch, Notify, Semaphore};
 use tokio::time::Sleep;
-use tokio_rustls::TlsAcceptor;
+use tokio_rustls::LazyConfigAcceptor;
 use tower::ServiceExt as _;
 
 use crate::limits::Limits;
@@ -108,7 +108,7 @@ impl ConnectionState {
 /// Everything a connection task needs besides its socket.
 #[derive(Clone)]
 pub(super) struct ConnectionContext {
-    pub(super) acceptor: TlsAcceptor,
+    pub(super) tls: Arc<rustls::ServerConfig>,
     pub(super) router: Router,
     pub(super) handshakes: Arc<Semaphore>,
     pub(super) limits: Limits,
@@ -150,9 +150,13 @@ async fn serve(
         tracing::debug!(%peer, %error, "cannot set TCP_NODELAY");
     }
     let io = Watched::new(tcp, state.clone(), context.limits.idle_timeout);
+    // The handshake slot is taken once the client's hello has arrived, so clients that
+    // connect and send nothing hold no slot (they are closed at the timeout, or sooner to
+    // make room); only the cryptographic part of the handshake is counted.
     let handshake = async {
+        let hello = LazyConfigAcceptor::new(rustls::server::Acceptor::default(), io).await?;
         let _permit = context.handshakes.acquire().await;
-        context.acceptor.accept(io).await
+        hello.into_stream(context.tls.clone()).await
     };
     let tls = match tokio::time::timeout(context.limits.handshake_timeout, handshake).await {
         Ok(Ok(tls)) => tls,

@@ -93,7 +93,7 @@ pub async fn serve(
 ) {
     let (stop, stopping) = watch::channel(false);
     let context = ConnectionContext {
-        acceptor: tokio_rustls::TlsAcceptor::from(tls),
+        tls,
         router: router(state.clone()),
         handshakes: Arc::new(Semaphore::new(limits.max_handshakes.max(1))),
         limits: limits.clone(),
