@@ -11,12 +11,12 @@ use std::path::Path;
 use std::process::Command;
 
 use bytes::Bytes;
-use gbs::client::{Client, ClientBuilder, ClientError};
+use gbs::client::{Client, ClientError};
 use gbs::protocol::{
-    LeaseCancelSecret, LeaseRenewSecret, LeaseSecrets, ReadTestWriteRequest, ShareKind,
-    ShareNumber, StorageIndex, TestWriteVectors, UploadSecret, WriteEnabler, WriteVector,
+    ReadTestWriteRequest, ShareKind, ShareNumber, StorageIndex, TestWriteVectors, UploadSecret,
+    WriteEnabler, WriteVector,
 };
-use gbs_tests::GbsNode;
+use gbs_tests::{test_lease, GbsNode};
 use tempfile::TempDir;
 
 const MB: u64 = 1_000_000;
@@ -82,19 +82,6 @@ fn node_on(fs: &Tmpfs, reserved_space: &str) -> GbsNode {
     GbsNode::start_in(dir)
 }
 
-fn client(node: &GbsNode) -> Client {
-    ClientBuilder::new(node.nurl().parse().expect("gbs printed a valid NURL"))
-        .build()
-        .expect("client")
-}
-
-fn lease() -> LeaseSecrets {
-    LeaseSecrets {
-        renew: LeaseRenewSecret::new([1; 32]),
-        cancel: LeaseCancelSecret::new([2; 32]),
-    }
-}
-
 fn share0() -> BTreeSet<ShareNumber> {
     [ShareNumber(0)].into()
 }
@@ -111,7 +98,7 @@ async fn upload(client: &Client, si: StorageIndex, data: &Bytes) -> bool {
             si,
             share0(),
             data.len() as u64,
-            &lease(),
+            &test_lease(),
             UploadSecret::new(vec![7; 20]).expect("secret"),
         )
         .await
@@ -154,7 +141,7 @@ async fn write_mutable(
     };
     let enabler = WriteEnabler::new(vec![3; 32]).expect("write enabler");
     client
-        .read_test_write(si, &enabler, &lease(), &request)
+        .read_test_write(si, &enabler, &test_lease(), &request)
         .await
         .map(|r| r.success)
 }
@@ -179,7 +166,7 @@ async fn uploads_and_mutable_writes_stop_at_the_reserved_space() {
     };
     const RESERVED: u64 = 16 * MB;
     let node = node_on(&fs, "16M");
-    let client = client(&node);
+    let client = node.client();
 
     let data: Vec<Bytes> = (0..14u8)
         .map(|n| Bytes::from(vec![n; 4 * MB as usize]))
@@ -247,7 +234,7 @@ async fn a_full_disk_is_named_and_the_node_keeps_serving_reads() {
         return;
     };
     let node = node_on(&fs, "0");
-    let client = client(&node);
+    let client = node.client();
     let kept = Bytes::from(vec![5u8; MB as usize]);
     assert!(upload(&client, si(1), &kept).await);
     let pending = client
@@ -255,7 +242,7 @@ async fn a_full_disk_is_named_and_the_node_keeps_serving_reads() {
             si(2),
             share0(),
             3 * MB,
-            &lease(),
+            &test_lease(),
             UploadSecret::new(vec![8; 20]).unwrap(),
         )
         .await

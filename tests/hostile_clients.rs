@@ -6,27 +6,12 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use gbs::client::{Client, ClientBuilder};
 use gbs::protocol::{
-    paths, secret_header_line, LeaseCancelSecret, LeaseRenewSecret, LeaseSecrets, ReadRange,
-    ReadTestWriteRequest, SecretKind, ShareKind, ShareNumber, StorageIndex, TestWriteVectors,
-    UploadSecret, WriteEnabler, WriteVector,
+    paths, secret_header_line, ReadRange, ReadTestWriteRequest, SecretKind, ShareKind, ShareNumber,
+    StorageIndex, TestWriteVectors, UploadSecret, WriteEnabler, WriteVector,
 };
-use gbs_tests::{read_status, GbsNode, ProcessStats, RawConnection};
+use gbs_tests::{read_status, test_lease, GbsNode, ProcessStats, RawConnection};
 use tokio::io::AsyncWriteExt as _;
-
-fn client(node: &GbsNode) -> Client {
-    ClientBuilder::new(node.nurl().parse().expect("gbs printed a valid NURL"))
-        .build()
-        .expect("client")
-}
-
-fn lease() -> LeaseSecrets {
-    LeaseSecrets {
-        renew: LeaseRenewSecret::new([1; 32]),
-        cancel: LeaseCancelSecret::new([2; 32]),
-    }
-}
 
 fn upload_secret() -> UploadSecret {
     UploadSecret::new(b"hostile-clients-upload-secret".to_vec()).expect("valid secret")
@@ -42,8 +27,9 @@ fn upload_secret_line() -> String {
 /// Allocates `count` shares of `size` bytes under `si`.
 async fn allocate(node: &GbsNode, si: StorageIndex, count: u16, size: u64) {
     let shares: BTreeSet<ShareNumber> = (0..count).map(ShareNumber).collect();
-    let upload = client(node)
-        .allocate(si, shares, size, &lease(), upload_secret())
+    let upload = node
+        .client()
+        .allocate(si, shares, size, &test_lease(), upload_secret())
         .await
         .expect("allocate");
     assert_eq!(upload.allocated().len(), usize::from(count));
@@ -161,7 +147,7 @@ async fn assert_refused_while_sending(node: &GbsNode, case: Refused) {
 #[tokio::test]
 async fn small_reads_do_not_wait_for_delayed_acks() {
     let node = GbsNode::start();
-    let client = client(&node);
+    let client = node.client();
     let si = StorageIndex::from_bytes([5; 16]);
     let data: Vec<u8> = (0..1 << 20).map(|i: u32| (i % 251) as u8).collect();
     let upload = client
@@ -169,7 +155,7 @@ async fn small_reads_do_not_wait_for_delayed_acks() {
             si,
             [ShareNumber(0)].into(),
             data.len() as u64,
-            &lease(),
+            &test_lease(),
             upload_secret(),
         )
         .await
@@ -258,7 +244,7 @@ async fn stalled_upload_bodies_are_bounded_and_dropped() {
         );
     }
     // And the node still serves.
-    client(&node)
+    node.client()
         .version()
         .await
         .expect("version after the stall");
@@ -269,23 +255,7 @@ async fn stalled_upload_bodies_are_bounded_and_dropped() {
 #[tokio::test]
 async fn idle_connections_cannot_lock_out_a_client() {
     let node = GbsNode::start_configured("[gbs]\nmax_connections = 64\n");
-    let nurl: gbs::protocol::Nurl = node.nurl().parse().expect("nurl");
-    let mut idle = Vec::new();
-    for _ in 0..300 {
-        idle.push(
-            tokio::net::TcpStream::connect((nurl.host.as_str(), nurl.port))
-                .await
-                .expect("connect"),
-        );
-    }
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let started = Instant::now();
-    let answer = tokio::time::timeout(Duration::from_secs(5), client(&node).version()).await;
-    assert!(
-        matches!(answer, Ok(Ok(_))),
-        "version with 300 idle connections open: {answer:?} after {:?}",
-        started.elapsed()
-    );
+    let _idle = assert_answers_beside_idle_connections(&node, 300).await;
     let fds = ProcessStats::of(node.pid()).open_fds;
     assert!(
         fds < 64 + 40,
@@ -298,9 +268,18 @@ async fn idle_connections_cannot_lock_out_a_client() {
 #[tokio::test]
 async fn idle_connections_beyond_the_descriptor_limit_cannot_lock_out_a_client() {
     let node = GbsNode::start_with("", Some(1024));
+    let _idle = assert_answers_beside_idle_connections(&node, 1100).await;
+}
+
+/// Opens `count` TCP connections that never send a byte, then asserts that a real client
+/// gets its version answer within 5 s. Returns the idle connections, still open.
+async fn assert_answers_beside_idle_connections(
+    node: &GbsNode,
+    count: usize,
+) -> Vec<tokio::net::TcpStream> {
     let nurl: gbs::protocol::Nurl = node.nurl().parse().expect("nurl");
     let mut idle = Vec::new();
-    for _ in 0..1100 {
+    for _ in 0..count {
         match tokio::net::TcpStream::connect((nurl.host.as_str(), nurl.port)).await {
             Ok(stream) => idle.push(stream),
             Err(e) => panic!("connect {}: {e}", idle.len()),
@@ -308,12 +287,13 @@ async fn idle_connections_beyond_the_descriptor_limit_cannot_lock_out_a_client()
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
     let started = Instant::now();
-    let answer = tokio::time::timeout(Duration::from_secs(5), client(&node).version()).await;
+    let answer = tokio::time::timeout(Duration::from_secs(5), node.client().version()).await;
     assert!(
         matches!(answer, Ok(Ok(_))),
-        "version with 1,100 idle connections and 1,024 descriptors: {answer:?} after {:?}",
+        "version with {count} idle connections open: {answer:?} after {:?}",
         started.elapsed()
     );
+    idle
 }
 
 /// Eight 48 MiB read-test-writes at once: they queue for the mutable-write budget instead
@@ -324,7 +304,7 @@ async fn concurrent_large_mutable_writes_queue_within_the_budget() {
     let node = GbsNode::start();
     let before = ProcessStats::of(node.pid());
     let writes = (0..8u8).map(|i| {
-        let client = client(&node);
+        let client = node.client();
         async move {
             let si = StorageIndex::from_bytes([0x40 + i; 16]);
             let request = ReadTestWriteRequest {
@@ -346,7 +326,7 @@ async fn concurrent_large_mutable_writes_queue_within_the_budget() {
                 .read_test_write(
                     &si,
                     &WriteEnabler::new(vec![9; 32]).expect("write enabler"),
-                    &lease(),
+                    &test_lease(),
                     &request,
                 )
                 .await
@@ -362,7 +342,8 @@ async fn concurrent_large_mutable_writes_queue_within_the_budget() {
         after.peak_rss.saturating_sub(before.rss) >> 20
     );
     let mut out = Vec::new();
-    let read = client(&node)
+    let read = node
+        .client()
         .read_share(
             ShareKind::Mutable,
             &StorageIndex::from_bytes([0x47; 16]),
@@ -382,7 +363,7 @@ async fn concurrent_large_uploads_stay_under_64_mib() {
     let node = GbsNode::start();
     let data = Bytes::from(vec![0x33u8; SIZE]);
     let uploads = (0..8u8).map(|i| {
-        let client = client(&node);
+        let client = node.client();
         let data = data.clone();
         async move {
             let si = StorageIndex::from_bytes([0x60 + i; 16]);
@@ -391,7 +372,7 @@ async fn concurrent_large_uploads_stay_under_64_mib() {
                     si,
                     [ShareNumber(0)].into(),
                     SIZE as u64,
-                    &lease(),
+                    &test_lease(),
                     upload_secret(),
                 )
                 .await

@@ -3,26 +3,9 @@
 use std::collections::BTreeSet;
 
 use bytes::Bytes;
-use gbs::client::{Client, ClientBuilder};
-use gbs::protocol::{
-    LeaseCancelSecret, LeaseRenewSecret, LeaseSecrets, ShareKind, ShareNumber, StorageIndex,
-    UploadSecret,
-};
-use gbs_tests::{read_status, GbsNode, RawConnection};
+use gbs::protocol::{ShareKind, ShareNumber, StorageIndex, UploadSecret};
+use gbs_tests::{read_status, test_lease, GbsNode, RawConnection};
 use tokio::io::AsyncWriteExt as _;
-
-fn client(node: &GbsNode) -> Client {
-    ClientBuilder::new(node.nurl().parse().expect("gbs printed a valid NURL"))
-        .build()
-        .expect("client")
-}
-
-fn lease() -> LeaseSecrets {
-    LeaseSecrets {
-        renew: LeaseRenewSecret::new([1; 32]),
-        cancel: LeaseCancelSecret::new([2; 32]),
-    }
-}
 
 fn share0() -> BTreeSet<ShareNumber> {
     [ShareNumber(0)].into()
@@ -35,13 +18,13 @@ async fn sigterm_keeps_completed_shares_and_drops_unfinished_uploads() {
     let partial_si = StorageIndex::from_bytes([2; 16]);
     let data = Bytes::from(vec![7u8; 10_000]);
     {
-        let client = client(&node);
+        let client = node.client();
         let done = client
             .allocate(
                 complete_si,
                 share0(),
                 10_000,
-                &lease(),
+                &test_lease(),
                 UploadSecret::new(b"a".to_vec()).unwrap(),
             )
             .await
@@ -57,7 +40,7 @@ async fn sigterm_keeps_completed_shares_and_drops_unfinished_uploads() {
                 partial_si,
                 share0(),
                 1 << 20,
-                &lease(),
+                &test_lease(),
                 UploadSecret::new(b"b".to_vec()).unwrap(),
             )
             .await
@@ -82,7 +65,7 @@ async fn sigterm_keeps_completed_shares_and_drops_unfinished_uploads() {
         incoming.display()
     );
 
-    let client = client(&node);
+    let client = node.client();
     let mut read_back = Vec::new();
     client
         .read_share(
@@ -106,7 +89,7 @@ async fn sigterm_keeps_completed_shares_and_drops_unfinished_uploads() {
             partial_si,
             share0(),
             1 << 20,
-            &lease(),
+            &test_lease(),
             UploadSecret::new(b"c".to_vec()).unwrap(),
         )
         .await
@@ -121,12 +104,13 @@ async fn sigterm_lets_a_request_in_flight_finish() {
     const SIZE: usize = 4 << 20;
     let node = GbsNode::start();
     let si = StorageIndex::from_bytes([3; 16]);
-    let upload = client(&node)
+    let upload = node
+        .client()
         .allocate(
             si,
             share0(),
             SIZE as u64,
-            &lease(),
+            &test_lease(),
             UploadSecret::new(b"d".to_vec()).unwrap(),
         )
         .await
@@ -158,7 +142,7 @@ async fn sigterm_lets_a_request_in_flight_finish() {
     assert!(status.success(), "gbs run exited with {status}");
     let node = GbsNode::start_in(dir);
     let mut read_back = Vec::new();
-    client(&node)
+    node.client()
         .read_share(
             ShareKind::Immutable,
             &si,

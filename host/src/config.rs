@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::limits::{parse_duration, Limits};
+use crate::limits::Limits;
 
 /// One value with the line it came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -423,13 +423,8 @@ fn parse_bool(text: &str) -> Result<bool, String> {
 /// Decimal units are powers of 1000, `i` units powers of 1024.
 pub fn parse_size(text: &str) -> Result<u64, String> {
     let bad = || format!("{text:?} is not a size such as 1000, 10K, 5MB or 2GiB");
-    let lower = text.trim().to_ascii_lowercase();
-    let digits_end = lower
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(lower.len());
-    let (number, unit) = lower.split_at(digits_end);
-    let number: u64 = number.parse().map_err(|_| bad())?;
-    let unit = unit.trim().trim_end_matches('b');
+    let (number, unit) = number_and_unit(text).ok_or_else(bad)?;
+    let unit = unit.trim_end_matches('b');
     let multiplier: u64 = match unit {
         "" => 1,
         "k" => 1000,
@@ -443,6 +438,31 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         _ => return Err(bad()),
     };
     number.checked_mul(multiplier).ok_or_else(bad)
+}
+
+/// Durations: `30` (seconds), `30s`, `500ms`, `2m`, `1h`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let bad = || format!("{text:?} is not a duration such as 30s, 500ms, 2m or 1h");
+    let (number, unit) = number_and_unit(text).ok_or_else(bad)?;
+    let millis = match unit.as_str() {
+        "ms" => Some(number),
+        "" | "s" => number.checked_mul(1000),
+        "m" => number.checked_mul(60_000),
+        "h" => number.checked_mul(3_600_000),
+        _ => return Err(bad()),
+    };
+    millis.map(Duration::from_millis).ok_or_else(bad)
+}
+
+/// A whole number and the lowercase unit after it, both trimmed: `"10 KiB"` is
+/// `(10, "kib")`. `None` when there are no leading digits or too many.
+fn number_and_unit(text: &str) -> Option<(u64, String)> {
+    let lower = text.trim().to_ascii_lowercase();
+    let digits_end = lower
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(lower.len());
+    let (number, unit) = lower.split_at(digits_end);
+    Some((number.parse().ok()?, unit.trim().to_owned()))
 }
 
 /// `tcp:PORT` or `tcp:PORT:interface=ADDR` (Twisted endpoint syntax as Tahoe writes it).
@@ -563,6 +583,18 @@ mod tests {
                 err.contains("[gbs]") && err.contains(problem),
                 "{line}: {err}"
             );
+        }
+    }
+
+    #[test]
+    fn durations_in_the_units_the_readme_lists() {
+        assert_eq!(parse_duration("30"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration(" 500ms "), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        for bad in ["", "s", "-1s", "1.5s", "3 days", "99999999999999999999h"] {
+            assert!(parse_duration(bad).is_err(), "{bad:?} was accepted");
         }
     }
 

@@ -16,6 +16,16 @@ pub use venv::{interop_script, tahoe_python};
 
 use std::path::PathBuf;
 
+use gbs::protocol::{LeaseCancelSecret, LeaseRenewSecret, LeaseSecrets};
+
+/// The lease secrets tests use where any fixed pair will do.
+pub fn test_lease() -> LeaseSecrets {
+    LeaseSecrets {
+        renew: LeaseRenewSecret::new([1; 32]),
+        cancel: LeaseCancelSecret::new([2; 32]),
+    }
+}
+
 /// `target/<profile>/`: where the running binary is, or the directory above it for test
 /// binaries, which live in `deps/`.
 fn profile_dir() -> PathBuf {

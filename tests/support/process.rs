@@ -164,6 +164,13 @@ impl GbsNode {
         &self.nurl
     }
 
+    /// A client of this node, without plugins.
+    pub fn client(&self) -> gbs::client::Client {
+        gbs::client::ClientBuilder::new(self.nurl.parse().expect("gbs printed a valid NURL"))
+            .build()
+            .expect("client")
+    }
+
     /// The process id of `gbs run`.
     pub fn pid(&self) -> u32 {
         self.child.as_ref().expect("running").id()
