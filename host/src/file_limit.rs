@@ -18,7 +18,9 @@ pub fn raise_open_file_limit() -> io::Result<OpenFileLimit> {
     let (before, hard) = rlimit::Resource::NOFILE.get()?;
     // `increase_nofile_limit` also knows macOS's cap below an unlimited hard limit.
     let now = rlimit::increase_nofile_limit(u64::MAX)?;
-    tracing::info!(before, now, hard, "raised the open-file limit");
+    if now > before {
+        tracing::info!(before, now, hard, "raised the open-file limit");
+    }
     Ok(OpenFileLimit { before, now })
 }
 

@@ -14,16 +14,17 @@ use std::time::{Duration, Instant};
 
 use gbs::client::{Client, ClientBuilder};
 use gbs::protocol::{
-    LeaseCancelSecret, LeaseRenewSecret, LeaseSecrets, Nurl, ReadTestWriteRequest, ShareKind,
-    ShareNumber, StorageIndex, TestWriteVectors, UploadSecret, WriteEnabler, WriteVector,
+    Nurl, ReadRange, ReadTestWriteRequest, ShareKind, ShareNumber, StorageIndex, TestWriteVectors,
+    UploadSecret, WriteEnabler, WriteVector,
 };
-use gbs_tests::{GbsNode, StockServer};
+use gbs_tests::{test_lease, GbsNode, StockServer};
 
 const VERSION_REQUESTS: usize = 2000;
 const CONCURRENCY: usize = 8;
 const SHARES: u16 = 16;
 const SHARE_SIZE: usize = 1 << 20;
 const MUTABLE_WRITES: usize = 300;
+const SMALL_READS: usize = 2000;
 
 /// One measured workload: how long each server took.
 ///
@@ -61,6 +62,16 @@ fn main() {
                 read(&gbs_client, 1).await,
             ),
             (
+                "1 KiB ranged read x 2000, 1 connection",
+                small_reads(&stock_client, 1).await,
+                small_reads(&gbs_client, 1).await,
+            ),
+            (
+                "1 KiB ranged read x 2000, 64 concurrent",
+                small_reads(&wide(stock.nurl()), 64).await,
+                small_reads(&wide(gbs.nurl()), 64).await,
+            ),
+            (
                 "mutable write 300 x 1 KiB",
                 mutable(&stock_client).await,
                 mutable(&gbs_client).await,
@@ -76,12 +87,12 @@ fn main() {
     });
 
     println!(
-        "{:<28} {:>12} {:>12} {:>10}",
+        "{:<40} {:>12} {:>12} {:>10}",
         "workload", "stock Tahoe", "gbs", "speed-up"
     );
     for row in rows {
         println!(
-            "{:<28} {:>10.1}ms {:>10.1}ms {:>9.1}x",
+            "{:<40} {:>10.1}ms {:>10.1}ms {:>9.1}x",
             row.name,
             row.stock.as_secs_f64() * 1e3,
             row.gbs.as_secs_f64() * 1e3,
@@ -96,13 +107,6 @@ fn client(nurl: &str) -> Client {
         .max_connections(CONCURRENCY)
         .build()
         .expect("client")
-}
-
-fn lease() -> LeaseSecrets {
-    LeaseSecrets {
-        renew: LeaseRenewSecret::new([1; 32]),
-        cancel: LeaseCancelSecret::new([2; 32]),
-    }
 }
 
 async fn version(client: &Client) -> Duration {
@@ -137,7 +141,7 @@ async fn upload(client: &Client, seed: u8) -> Duration {
             storage_index(seed),
             shares,
             SHARE_SIZE as u64,
-            &lease(),
+            &test_lease(),
             secret,
         )
         .await
@@ -173,6 +177,48 @@ async fn read(client: &Client, seed: u8) -> Duration {
     start.elapsed()
 }
 
+/// 1 KiB ranged reads of the shares `upload(_, 1)` wrote, `concurrency` at a time: the
+/// shape of Tahoe's downloader, which reads hashes and blocks in small pieces.
+async fn small_reads(client: &Client, concurrency: usize) -> Duration {
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..concurrency)
+        .map(|task| {
+            let client = client.clone();
+            tokio::spawn(async move {
+                for i in 0..SMALL_READS / concurrency {
+                    let shnum = ShareNumber(u16::try_from(i % usize::from(SHARES)).unwrap_or(0));
+                    let offset = ((task * 7919 + i * 4099) % (SHARE_SIZE - 1024)) as u64;
+                    let range = ReadRange::new(offset, 1024).expect("range");
+                    let mut out = Vec::with_capacity(1024);
+                    let read = client
+                        .read_share(
+                            ShareKind::Immutable,
+                            &storage_index(1),
+                            shnum,
+                            Some(range),
+                            &mut out,
+                        )
+                        .await
+                        .expect("small read");
+                    assert_eq!(read, 1024, "short read");
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.expect("read task");
+    }
+    start.elapsed()
+}
+
+/// A client that keeps up to 64 connections, for the concurrent small-read row.
+fn wide(nurl: &str) -> Client {
+    ClientBuilder::new(nurl.parse().expect("NURL"))
+        .max_connections(64)
+        .build()
+        .expect("client")
+}
+
 async fn mutable(client: &Client) -> Duration {
     let enabler = WriteEnabler::new(vec![3; 32]).expect("write enabler");
     let start = Instant::now();
@@ -190,7 +236,7 @@ async fn mutable(client: &Client) -> Duration {
             },
         );
         let answer = client
-            .read_test_write(&storage_index(200), &enabler, &lease(), &request)
+            .read_test_write(&storage_index(200), &enabler, &test_lease(), &request)
             .await
             .expect("read-test-write");
         assert!(answer.success);

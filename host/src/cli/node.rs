@@ -75,10 +75,6 @@ pub(super) fn nurl(args: &DirArg) -> anyhow::Result<()> {
 
 pub(super) fn run(args: &DirArg) -> anyhow::Result<()> {
     init_logging();
-    // Not fatal: a node under the old limit still serves, just fewer clients at once.
-    if let Err(error) = crate::file_limit::raise_open_file_limit() {
-        tracing::warn!(%error, "cannot raise the open-file limit");
-    }
     let dir = args.dir();
     if !dir.join("tahoe.cfg").exists() {
         let options = CreateOptions {
@@ -91,6 +87,10 @@ pub(super) fn run(args: &DirArg) -> anyhow::Result<()> {
         tracing::info!(dir = %dir.display(), "created a new node");
     }
     let config = NodeConfig::load(&dir)?;
+    // Not fatal: a node under the old limit still serves, just fewer clients at once.
+    if let Err(error) = crate::file_limit::raise_open_file_limit() {
+        tracing::warn!(%error, "cannot raise the open-file limit");
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         // Storage calls run on blocking threads; bound them (and the memory each holds).
