@@ -296,6 +296,45 @@ async fn assert_answers_beside_idle_connections(
     idle
 }
 
+/// Thousands of uploads in progress hold no descriptor each: with 2,560 shares allocated
+/// under a limit of 1,024 descriptors, the node's descriptors stay few and it still serves.
+#[tokio::test]
+async fn uploads_in_progress_hold_no_descriptors() {
+    let node = GbsNode::start_with("", Some(1024));
+    let before = ProcessStats::of(node.pid()).open_fds;
+    for seed in 0..10u8 {
+        allocate(
+            &node,
+            StorageIndex::from_bytes([0x80 + seed; 16]),
+            256,
+            1 << 20,
+        )
+        .await;
+    }
+    let during = ProcessStats::of(node.pid()).open_fds;
+    assert!(
+        during < before + 50,
+        "{during} descriptors open with 2,560 uploads in progress ({before} before)"
+    );
+    let si = StorageIndex::from_bytes([0x90; 16]);
+    let upload = node
+        .client()
+        .allocate(
+            si,
+            [ShareNumber(0)].into(),
+            4,
+            &test_lease(),
+            upload_secret(),
+        )
+        .await
+        .expect("allocate beside them");
+    let report = upload
+        .upload_share(ShareNumber(0), &b"data"[..])
+        .await
+        .expect("upload beside them");
+    assert_eq!(report.bytes_skipped, 0);
+}
+
 /// Eight 48 MiB read-test-writes at once: they queue for the mutable-write budget instead
 /// of each holding its body (and its decoded copy) at the same time.
 #[tokio::test]
