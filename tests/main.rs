@@ -8,6 +8,7 @@ mod disk_space;
 mod hostile_clients;
 mod interop;
 mod plugin_hooks;
+mod plugin_isolation;
 mod plugin_loading;
 mod shutdown;
 mod storage_dir;

@@ -288,6 +288,9 @@ fn limits(raw: &RawConfig) -> Result<Limits, ConfigError> {
     if let Some(d) = raw.typed(SECTION, "drain_timeout", parse_duration)? {
         limits.drain_timeout = d;
     }
+    if let Some(d) = raw.typed(SECTION, "plugin_deadline", seconds)? {
+        limits.plugin_deadline = d;
+    }
     if let Some(n) = raw.typed(SECTION, "upload_buffer", bytes)? {
         limits.upload_buffer = n;
     }
@@ -314,12 +317,13 @@ fn limits(raw: &RawConfig) -> Result<Limits, ConfigError> {
 }
 
 /// The keys `[gbs]` may hold.
-const LIMIT_KEYS: [&str; 7] = [
+const LIMIT_KEYS: [&str; 8] = [
     "max_connections",
     "max_handshakes",
     "handshake_timeout",
     "idle_timeout",
     "drain_timeout",
+    "plugin_deadline",
     "upload_buffer",
     "mutable_write_buffer",
 ];

@@ -28,6 +28,9 @@ pub struct Limits {
     pub idle_timeout: Duration,
     /// How long shutdown waits for requests in flight (`drain_timeout`).
     pub drain_timeout: Duration,
+    /// How long one call into a storage plugin may take (`plugin_deadline`); past it the
+    /// operation the plugin guards fails closed with 503.
+    pub plugin_deadline: Duration,
     /// Bytes of upload data buffered in memory across all requests (`upload_buffer`).
     /// A request that finds the budget spent writes what it receives unbuffered.
     pub upload_buffer: usize,
@@ -75,6 +78,7 @@ impl Default for Limits {
             handshake_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
             drain_timeout: Duration::from_secs(30),
+            plugin_deadline: Duration::from_secs(30),
             upload_buffer: 32 << 20,
             mutable_write_buffer: Self::MUTABLE_WRITE_BODY,
         }

@@ -17,6 +17,7 @@
 //! | `plugin-abi-0.10` | a gbs-shaped root module exported with abi_stable 0.10 |
 //! | `plugin-ctor-fails` | `fixture-ctor-fails`: describes itself, both constructors fail |
 //! | `plugin-panics` | `fixture-panics`: every hook panics, or those in its `panic-in` setting |
+//! | `plugin-blocks` | `fixture-blocks`: guards listing immutable shares; blocks its thread in the hooks its `block-in` setting lists |
 //! | `not-a-plugin` | a shared library without an abi_stable root module |
 //! | `crashes-on-load` | a shared library whose initialiser aborts the process (ELF only) |
 //! | `host-1.1` | an executable on interface 1.1 that loads a library with the host's `compat.rs` |
@@ -50,6 +51,12 @@ pub fn build_fixture(name: &str) -> PathBuf {
 /// request and the server keeps serving.
 pub fn panicking_plugin() -> PathBuf {
     build_fixture("plugin-panics")
+}
+
+/// `fixture-blocks`, whose hooks block their thread: for the tests that a stuck plugin
+/// holds up only what it guards.
+pub fn blocking_plugin() -> PathBuf {
+    build_fixture("plugin-blocks")
 }
 
 /// `fixture-ctor-fails`, which passes `gbs plugin check` but whose constructors fail.

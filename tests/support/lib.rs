@@ -8,7 +8,9 @@ mod raw;
 mod samples;
 mod venv;
 
-pub use fixtures::{build_fixture, failing_constructor_plugin, fixtures_dir, panicking_plugin};
+pub use fixtures::{
+    blocking_plugin, build_fixture, failing_constructor_plugin, fixtures_dir, panicking_plugin,
+};
 pub use process::{assert_all_passed, gbs_binary, run_python, GbsNode, StockServer};
 pub use raw::{read_status, ProcessStats, RawConnection};
 pub use samples::sample_plugin;

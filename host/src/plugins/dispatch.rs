@@ -7,18 +7,18 @@
 //! - `committed` runs after the store succeeded and before the answer is sent, so a plugin
 //!   has counted an operation by the time its client learns of it. Its failures are logged
 //!   and never change the answer.
-//! - Every hook runs under [`HOOK_DEADLINE`]; a plugin that overruns it fails closed (503).
+//! - Every hook runs on the plugin's own thread (`executor`) under a deadline
+//!   ([`HOOK_DEADLINE`] unless configured); a plugin that overruns it, or whose thread is
+//!   stuck, fails closed (503), and requests it does not guard never wait for it.
 //! - A plugin error, a panic caught in the plugin (or one that escaped its future), or an
 //!   invalid rejection becomes [`Refusal::Failed`] (500 naming the plugin), logged with the
 //!   plugin's message; the server goes on serving.
 
-use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
 use abi_stable::std_types::{RNone, ROption, RResult, RSome, RVec};
 use async_ffi::FfiFuture;
-use futures_util::FutureExt as _;
 use gbs_plugin_interface::ffi::{
     OperationKind, PluginError, Rejection, RouteRequest, RouteResponse,
 };
@@ -26,7 +26,9 @@ use gbs_plugin_interface::{to_cbor, Operation, Outcome};
 use tokio::task::JoinHandle;
 
 use super::data::{is_one_cbor_item, PluginData};
+use super::executor::NotRun;
 use super::registry::{ServerEntry, ServerPlugins};
+use gbs_plugin_interface::ffi::ServerPluginBox;
 
 /// How long one hook call may take.
 pub const HOOK_DEADLINE: Duration = Duration::from_secs(30);
@@ -81,15 +83,23 @@ pub enum Refusal {
 }
 
 enum CallError {
-    TimedOut,
+    TimedOut(Duration),
     Failed(String),
 }
 
-/// Awaits one hook under the deadline, catching a panic that escaped the plugin's guard.
-async fn call<T>(future: FfiFuture<RResult<T, PluginError>>) -> Result<T, CallError> {
-    match tokio::time::timeout(HOOK_DEADLINE, AssertUnwindSafe(future).catch_unwind()).await {
-        Err(_) => Err(CallError::TimedOut),
-        Ok(Err(_)) => Err(CallError::Failed("its future panicked".into())),
+/// Runs one hook on the plugin's thread and awaits it under `deadline`, catching a panic
+/// that escaped the plugin's guard. A plugin whose thread is stuck or swamped fails closed
+/// like one that overran the deadline.
+async fn call<T: Send + 'static>(
+    plugin: &ServerEntry,
+    deadline: Duration,
+    hook: impl FnOnce(&ServerPluginBox) -> FfiFuture<RResult<T, PluginError>> + Send + 'static,
+) -> Result<T, CallError> {
+    let object = plugin.object.clone();
+    let answer = plugin.thread.run(move || hook(&object));
+    match tokio::time::timeout(deadline, answer).await {
+        Err(_) | Ok(Err(NotRun::Unavailable)) => Err(CallError::TimedOut(deadline)),
+        Ok(Err(NotRun::Panicked)) => Err(CallError::Failed("its future panicked".into())),
         Ok(Ok(RResult::RErr(error))) => Err(CallError::Failed(error.to_string())),
         Ok(Ok(RResult::ROk(value))) => Ok(value),
     }
@@ -111,11 +121,11 @@ fn rejection_body(plugin: &str, code: &str, message: &str, details: ciborium::Va
 impl CallError {
     fn into_refusal(self, plugin: &str, hook: &str) -> Refusal {
         match self {
-            Self::TimedOut => {
+            Self::TimedOut(deadline) => {
                 tracing::error!(
                     plugin,
                     hook,
-                    "storage plugin did not answer within {HOOK_DEADLINE:?}"
+                    "storage plugin did not answer within {deadline:?}"
                 );
                 Refusal::Rejected {
                     plugin: plugin.to_owned(),
@@ -189,9 +199,12 @@ impl ServerPlugins {
                 Some(bytes) => RSome(bytes.to_vec().into()),
                 None => RNone,
             };
-            let answer = call(plugin.object.admit(encoded.clone().into(), plugin_data))
-                .await
-                .map_err(|e| e.into_refusal(&plugin.name, "admit"))?;
+            let operation = encoded.clone();
+            let answer = call(plugin, self.deadline, move |object| {
+                object.admit(operation.into(), plugin_data)
+            })
+            .await
+            .map_err(|e| e.into_refusal(&plugin.name, "admit"))?;
             if let RSome(rejection) = answer {
                 return Err(match checked_rejection(&plugin.name, &rejection) {
                     Ok(refusal) => {
@@ -225,10 +238,11 @@ impl ServerPlugins {
             let Some(plugin) = self.plugins.get(index) else {
                 continue;
             };
-            let future = plugin
-                .object
-                .committed(admission.operation.clone().into(), outcome.clone().into());
-            if let Err(error) = call(future).await {
+            let (operation, outcome) = (admission.operation.clone(), outcome.clone());
+            let committed = call(plugin, self.deadline, move |object| {
+                object.committed(operation.into(), outcome.into())
+            });
+            if let Err(error) = committed.await {
                 // Logged inside; the client's request already succeeded.
                 let _ = error.into_refusal(&plugin.name, "committed");
             }
@@ -242,7 +256,7 @@ impl ServerPlugins {
             .iter()
             .find(|p| p.name == name)
             .ok_or(Refusal::NoSuchPlugin)?;
-        let response = call(plugin.object.route(request))
+        let response = call(plugin, self.deadline, move |object| object.route(request))
             .await
             .map_err(|e| e.into_refusal(&plugin.name, "route"))?;
         let content_type_ok = response.content_type.len() <= 256
@@ -269,16 +283,23 @@ impl ServerPlugins {
             .iter()
             .map(|plugin| {
                 let name = plugin.name.clone();
-                let future = plugin.object.start();
+                let object = plugin.object.clone();
+                // On the plugin's thread, with no deadline: a service runs until `stop`.
+                let service = plugin.thread.run(move || object.start());
                 tokio::spawn(async move {
-                    match AssertUnwindSafe(future).catch_unwind().await {
+                    match service.await {
                         Ok(RResult::ROk(())) => {
                             tracing::debug!(plugin = %name, "background service ended")
                         }
                         Ok(RResult::RErr(error)) => {
                             tracing::error!(plugin = %name, %error, "background service failed")
                         }
-                        Err(_) => tracing::error!(plugin = %name, "background service panicked"),
+                        Err(NotRun::Panicked) => {
+                            tracing::error!(plugin = %name, "background service panicked")
+                        }
+                        Err(NotRun::Unavailable) => {
+                            tracing::error!(plugin = %name, "background service could not start")
+                        }
                     }
                 })
             })
@@ -303,7 +324,8 @@ impl Services {
     /// the ones that do not.
     pub async fn stop(self) {
         for plugin in &self.plugins.plugins {
-            if let Err(error) = call(plugin.object.stop()).await {
+            let deadline = self.plugins.deadline.min(SERVICE_GRACE);
+            if let Err(error) = call(plugin, deadline, |object| object.stop()).await {
                 let _ = error.into_refusal(&plugin.name, "stop");
             }
             tracing::debug!(plugin = %plugin.name, counters = ?plugin.host.counters(), "storage plugin stopped");

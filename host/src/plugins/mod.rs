@@ -5,7 +5,7 @@
 //! - [`registry`]: the plugins a node's config names, built and ready ([`ServerPlugins`],
 //!   [`ClientPluginHandle`]), with one start-up error line per failure.
 //! - [`dispatch`]: calling server hooks (admit, committed, routes, services) and checking
-//!   whatever plugins return.
+//!   whatever plugins return; `executor`: the thread each server plugin's hooks run on.
 //! - [`data`]: the `X-Tahoe-Plugin-Data` header, parsed and encoded.
 //! - [`operation`]: protocol values as the typed operations plugins see.
 //! - [`host_api`]: what the host offers plugins (logging, clock, state, counters, storage).
@@ -14,6 +14,7 @@ pub mod compat;
 pub mod data;
 pub mod dispatch;
 pub mod dylib;
+mod executor;
 pub mod host_api;
 pub mod operation;
 pub mod registry;

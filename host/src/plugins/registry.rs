@@ -14,6 +14,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use abi_stable::std_types::{RResult, RStr};
 use gbs_plugin_interface::ffi::{
@@ -23,6 +24,8 @@ use gbs_plugin_interface::ffi::{
 use gbs_plugin_interface::to_cbor;
 
 use super::data::{is_one_cbor_item, MAX_PLUGIN_DATA};
+use super::dispatch::HOOK_DEADLINE;
+use super::executor::PluginThread;
 use super::host_api::PluginHost;
 use crate::config::{NodeConfig, PluginSource, PluginSpec};
 use crate::storage::Store;
@@ -56,6 +59,8 @@ pub enum LoadFailure {
     StateDir(std::io::Error),
     /// The announcement is not a CBOR item of at most 64 KiB.
     BadAnnouncement(String),
+    /// The thread its hooks run on could not be started.
+    Thread(std::io::Error),
 }
 
 impl fmt::Display for LoadFailure {
@@ -68,6 +73,7 @@ impl fmt::Display for LoadFailure {
             Self::Unsupported(why) => write!(f, "unsupported: {why}"),
             Self::StateDir(e) => write!(f, "cannot create its state directory: {e}"),
             Self::BadAnnouncement(why) => write!(f, "invalid announcement: {why}"),
+            Self::Thread(e) => write!(f, "cannot start its thread: {e}"),
         }
     }
 }
@@ -224,7 +230,9 @@ fn settings_cbor(settings: &BTreeMap<String, String>) -> Vec<u8> {
 pub(super) struct ServerEntry {
     pub(super) name: String,
     pub(super) interests: Interests,
-    pub(super) object: ServerPluginBox,
+    pub(super) object: Arc<ServerPluginBox>,
+    /// Where its hooks run (see `executor`).
+    pub(super) thread: PluginThread,
     pub(super) host: PluginHost,
 }
 
@@ -235,6 +243,8 @@ pub struct ServerPlugins {
     pub(super) interests: Interests,
     /// The encoded `GET /storage/v1/plugins` answer.
     pub(super) listing: Vec<u8>,
+    /// How long one hook call may take.
+    pub(super) deadline: Duration,
 }
 
 impl fmt::Debug for ServerPlugins {
@@ -254,6 +264,7 @@ impl ServerPlugins {
     /// Loads every plugin `config` names for the server, in order, running constructors.
     pub fn load(config: &NodeConfig, store: Arc<Store>) -> Result<Self, PluginLoadError> {
         let mut builder = ServerPluginsBuilder::new(&config.node_dir, Some(store));
+        builder.deadline(config.limits.plugin_deadline);
         for spec in &config.server_plugins {
             if builder.contains(&spec.name) {
                 return Err(fail(&spec.name, LoadFailure::Duplicate));
@@ -302,6 +313,7 @@ pub struct ServerPluginsBuilder {
     store: Option<Arc<Store>>,
     plugins: Vec<ServerEntry>,
     announcements: Vec<ciborium::Value>,
+    deadline: Duration,
 }
 
 impl fmt::Debug for ServerEntry {
@@ -319,6 +331,7 @@ impl ServerPluginsBuilder {
             store,
             plugins: Vec::new(),
             announcements: Vec::new(),
+            deadline: HOOK_DEADLINE,
         }
     }
 
@@ -377,14 +390,22 @@ impl ServerPluginsBuilder {
             (text("version"), text(description.version.as_str())),
             (text("announcement"), announcement),
         ]));
+        let thread = PluginThread::spawn(name).map_err(|e| fail(name, LoadFailure::Thread(e)))?;
         tracing::info!(plugin = name, version = %description.version, library = %library.path.display(), "storage plugin loaded");
         self.plugins.push(ServerEntry {
             name: name.to_owned(),
             interests: description.interests,
-            object,
+            object: Arc::new(object),
+            thread,
             host,
         });
         Ok(self)
+    }
+
+    /// How long one hook call may take (default [`HOOK_DEADLINE`]).
+    pub fn deadline(&mut self, deadline: Duration) -> &mut Self {
+        self.deadline = deadline;
+        self
     }
 
     /// The finished set.
@@ -397,6 +418,7 @@ impl ServerPluginsBuilder {
             listing: to_cbor(&ciborium::Value::Array(self.announcements)),
             plugins: self.plugins,
             interests,
+            deadline: self.deadline,
         }
     }
 }

@@ -1,0 +1,158 @@
+//! Where a server plugin's code runs: a thread of its own, driving a small runtime.
+//!
+//! The threads that serve HTTP never call into a plugin. A request hands the call to the
+//! plugin's thread and awaits the answer under the hook deadline, so a plugin that blocks
+//! its thread (a `std::thread::sleep`, a synchronous lock, a spin) stalls only its own
+//! calls: the operations it guards fail closed at the deadline, everything else keeps its
+//! latency. The host API's futures (timers, storage calls) work there as anywhere: the
+//! runtime has timers and a blocking pool of its own.
+//!
+//! Bounds: one thread per plugin, and at most [`QUEUE`] calls waiting for it; past that a
+//! call is refused at once rather than queued.
+
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+
+use futures_util::FutureExt as _;
+use tokio::sync::{mpsc, oneshot};
+
+/// Calls that may wait for a plugin's thread; more fail closed at once.
+pub(super) const QUEUE: usize = 1024;
+
+type Job = Box<dyn FnOnce() -> Pin<Box<dyn Future<Output = ()> + Send>> + Send>;
+
+/// Why a call did not produce the plugin's answer.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum NotRun {
+    /// The plugin's thread has [`QUEUE`] calls waiting, or is gone.
+    Unavailable,
+    /// The call into the plugin, or its future, panicked past the plugin's own guard.
+    Panicked,
+}
+
+/// A plugin's thread, taking calls.
+#[derive(Debug)]
+pub(super) struct PluginThread {
+    jobs: mpsc::Sender<Job>,
+}
+
+impl PluginThread {
+    /// Starts the thread for plugin `name`.
+    pub(super) fn spawn(name: &str) -> std::io::Result<Self> {
+        let (jobs, mut queue) = mpsc::channel::<Job>(QUEUE);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .thread_name(format!("plugin {name}"))
+            .build()?;
+        std::thread::Builder::new()
+            .name(format!("plugin {name}"))
+            .spawn(move || {
+                runtime.block_on(async move {
+                    while let Some(job) = queue.recv().await {
+                        tokio::spawn(job());
+                    }
+                });
+            })?;
+        Ok(Self { jobs })
+    }
+
+    /// Calls into the plugin on its thread: `hook` makes the plugin's future there, and the
+    /// thread drives it. A call whose caller has given up by the time the thread gets to
+    /// it is skipped.
+    pub(super) fn run<T, F>(
+        &self,
+        hook: impl FnOnce() -> F + Send + 'static,
+    ) -> impl Future<Output = Result<T, NotRun>> + Send + 'static
+    where
+        T: Send + 'static,
+        F: Future<Output = T> + Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel::<Result<T, NotRun>>();
+        let job: Job = Box::new(move || {
+            Box::pin(async move {
+                if reply.is_closed() {
+                    return;
+                }
+                let outcome = match std::panic::catch_unwind(AssertUnwindSafe(hook)) {
+                    Ok(future) => AssertUnwindSafe(future)
+                        .catch_unwind()
+                        .await
+                        .map_err(|_| NotRun::Panicked),
+                    Err(_) => Err(NotRun::Panicked),
+                };
+                let _ = reply.send(outcome);
+            })
+        });
+        let queued = self.jobs.try_send(job).is_ok();
+        async move {
+            if !queued {
+                return Err(NotRun::Unavailable);
+            }
+            answer.await.unwrap_or(Err(NotRun::Unavailable))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_blocked_plugin_thread_stalls_only_its_own_calls() {
+        let stuck = PluginThread::spawn("stuck").unwrap();
+        let free = PluginThread::spawn("free").unwrap();
+        let blocked = tokio::spawn(stuck.run(|| async {
+            std::thread::sleep(Duration::from_millis(500));
+            1
+        }));
+        let started = Instant::now();
+        assert_eq!(free.run(|| async { 2 }).await, Ok(2));
+        assert!(started.elapsed() < Duration::from_millis(400));
+        // The stuck thread's next call waits for it.
+        let late = tokio::time::timeout(Duration::from_millis(100), stuck.run(|| async { 3 }));
+        assert!(
+            late.await.is_err(),
+            "the stuck thread answered while blocked"
+        );
+        assert_eq!(blocked.await.unwrap(), Ok(1));
+        assert_eq!(stuck.run(|| async { 4 }).await, Ok(4));
+    }
+
+    #[tokio::test]
+    async fn panics_become_an_answer() {
+        let thread = PluginThread::spawn("panics").unwrap();
+        let in_call = thread.run(|| -> std::future::Ready<u8> { panic!("in the call") });
+        assert_eq!(in_call.await, Err(NotRun::Panicked));
+        let in_future = thread.run(|| async {
+            if true {
+                panic!("in the future");
+            }
+            0u8
+        });
+        assert_eq!(in_future.await, Err(NotRun::Panicked));
+        assert_eq!(
+            thread.run(|| async { 5 }).await,
+            Ok(5),
+            "the thread survives"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_refuses_at_once() {
+        let thread = PluginThread::spawn("full").unwrap();
+        let (release, wait) = std::sync::mpsc::channel::<()>();
+        let first = tokio::spawn(thread.run(move || async move {
+            let _ = wait.recv();
+        }));
+        // Let the thread take the first call and block in it.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let waiting: Vec<_> = (0..QUEUE).map(|_| thread.run(|| async {})).collect();
+        assert_eq!(thread.run(|| async {}).await, Err(NotRun::Unavailable));
+        release.send(()).unwrap();
+        assert_eq!(first.await.unwrap(), Ok(()));
+        drop(waiting);
+    }
+}
