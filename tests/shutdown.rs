@@ -157,3 +157,22 @@ async fn sigterm_lets_a_request_in_flight_finish() {
         "the share acknowledged during shutdown reads back"
     );
 }
+
+/// SIGHUP used to end the node without a word; it now keeps serving.
+#[tokio::test]
+async fn sighup_does_not_stop_the_node() {
+    let node = GbsNode::start();
+    let sent = std::process::Command::new("kill")
+        .arg("-HUP")
+        .arg(node.pid().to_string())
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    node.client()
+        .version()
+        .await
+        .expect("the node serves after SIGHUP");
+    let (status, _dir) = node.stop();
+    assert!(status.success(), "gbs run exited with {status}");
+}

@@ -406,6 +406,10 @@ fn parse_name_list(text: &str) -> Result<Vec<String>, String> {
                 "plugin name {name:?} may only use letters, digits, '-', '_' and '.'"
             ));
         }
+        if name.starts_with('.') {
+            // `..` would make the node directory the plugin's state directory.
+            return Err(format!("plugin name {name:?} may not start with '.'"));
+        }
         if names.iter().any(|n| n == name) {
             return Err(format!("plugin {name:?} is listed twice"));
         }
@@ -547,6 +551,12 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert_eq!(err, "tahoe.cfg: [node] tub.port is required");
+        for name in ["..", ".", ".hidden"] {
+            let err = config(&format!("{BASE}plugins = {name}\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("may not start with '.'"), "{name}: {err}");
+        }
         let err = config(&format!("{BASE}plugins = a, a\n"))
             .unwrap_err()
             .to_string();
