@@ -132,7 +132,7 @@ fn check_says_a_library_without_root_module_is_not_a_plugin() {
     let lib = build_fixture("not-a-plugin");
     assert_check(
         &lib,
-        2,
+        3,
         "unusable",
         "not a gbs plugin (no abi_stable root module)",
     );
@@ -141,11 +141,11 @@ fn check_says_a_library_without_root_module_is_not_a_plugin() {
 #[test]
 fn check_says_a_missing_file_or_a_file_that_is_no_library_is_unusable() {
     let dir = tempfile::tempdir().unwrap();
-    assert_check(&dir.path().join("nope.so"), 2, "unusable", "no such file");
+    assert_check(&dir.path().join("nope.so"), 3, "unusable", "no such file");
     let text = dir.path().join("text.so");
     std::fs::write(&text, "not ELF at all\n").unwrap();
     let (code, stdout) = check(&text);
-    assert_eq!(code, 2, "{stdout}");
+    assert_eq!(code, 3, "{stdout}");
     assert!(stdout.contains("\n    cannot load: "), "{stdout}");
 }
 
@@ -153,7 +153,7 @@ fn check_says_a_missing_file_or_a_file_that_is_no_library_is_unusable() {
 #[test]
 fn check_survives_a_library_that_crashes_the_process_loading_it() {
     let lib = build_fixture("crashes-on-load");
-    assert_check(&lib, 2, "unusable", "the check crashed (signal 6)");
+    assert_check(&lib, 3, "unusable", "the check crashed (signal 6)");
 }
 
 #[test]
@@ -191,7 +191,7 @@ fn check_of_several_files_reports_each_and_exits_with_the_worst() {
         missing.as_os_str(),
         major.as_os_str(),
     ]);
-    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(out.status.code(), Some(3));
 }
 
 #[test]
@@ -492,4 +492,102 @@ fn interface_snapshots_differ_from_the_interface_only_as_documented() {
         manifest.contains("\npath = \"../../../plugin-interface/src/lib.rs\"\n"),
         "{manifest}"
     );
+}
+
+/// Input tried: a library whose initialiser sleeps forever. The check gives up at its
+/// deadline, kills the child, and says why.
+#[cfg(target_os = "linux")]
+#[test]
+fn check_gives_up_on_a_library_that_hangs_while_loading() {
+    let lib = build_fixture("misbehaves-on-load");
+    let started = std::time::Instant::now();
+    let out = Command::new(gbs_binary())
+        .args(["plugin", "check", "--timeout", "1"])
+        .arg(&lib)
+        .env("GBS_FIXTURE_ON_LOAD", "hang")
+        .output()
+        .expect("run gbs plugin check");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(3), "{stdout}");
+    assert!(stdout.contains("did not finish within 1 s"), "{stdout}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    // The killed child left nothing behind holding the library.
+    let ps = Command::new("pgrep")
+        .arg("-f")
+        .arg(lib.as_os_str())
+        .output()
+        .unwrap();
+    assert!(
+        ps.stdout.is_empty(),
+        "left running: {}",
+        String::from_utf8_lossy(&ps.stdout)
+    );
+}
+
+/// Input tried: a library whose initialiser prints a "compatible" report and exits 0.
+#[cfg(target_os = "linux")]
+#[test]
+fn check_does_not_believe_a_report_the_library_prints() {
+    let lib = build_fixture("misbehaves-on-load");
+    let out = Command::new(gbs_binary())
+        .args(["plugin", "check"])
+        .arg(&lib)
+        .env("GBS_FIXTURE_ON_LOAD", "forge")
+        .output()
+        .expect("run gbs plugin check");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(3), "{stdout}");
+    assert!(stdout.contains(": unusable\n"), "{stdout}");
+    assert!(!stdout.contains("forged"), "{stdout}");
+}
+
+/// Input tried: a FIFO named like a library; opening it would block forever.
+#[cfg(unix)]
+#[test]
+fn check_refuses_what_is_not_a_regular_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("lib.so");
+    let made = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(made.success());
+    assert_check(&fifo, 3, "unusable", "not a regular file");
+}
+
+/// Input tried: one library declaring a plugin twice and one named `../escape`: the node
+/// would refuse both, so the check does.
+#[test]
+fn check_calls_names_the_node_refuses_incompatible() {
+    let lib = build_fixture("plugin-bad-names");
+    let stdout = assert_check(
+        &lib,
+        1,
+        "incompatible",
+        "declares plugin \"fixture-twin\" more than once",
+    );
+    assert!(
+        stdout.contains("no tahoe.cfg can name it: plugin name \"../escape\""),
+        "{stdout}"
+    );
+}
+
+/// `--json`: one array of verdicts, for scripts.
+#[test]
+fn check_json_gives_one_verdict_per_file() {
+    let good = build_fixture("plugin-1.0");
+    let out = gbs(&[
+        "plugin".as_ref(),
+        "check".as_ref(),
+        "--json".as_ref(),
+        good.as_os_str(),
+        "/nonexistent.so".as_ref(),
+    ]);
+    assert_eq!(out.status.code(), Some(3));
+    let verdicts: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let statuses: Vec<&str> = verdicts
+        .as_array()
+        .expect("an array")
+        .iter()
+        .map(|v| v["status"].as_str().expect("status"))
+        .collect();
+    assert_eq!(statuses, ["compatible", "unusable"]);
+    assert_eq!(verdicts[0]["plugins"][0]["name"], "fixture-1.0");
 }

@@ -398,24 +398,33 @@ fn parse_name_list(text: &str) -> Result<Vec<String>, String> {
             }
             return Err("empty plugin name in the list".into());
         }
-        if !name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
-        {
-            return Err(format!(
-                "plugin name {name:?} may only use letters, digits, '-', '_' and '.'"
-            ));
-        }
-        if name.starts_with('.') {
-            // `..` would make the node directory the plugin's state directory.
-            return Err(format!("plugin name {name:?} may not start with '.'"));
-        }
+        check_plugin_name(name)?;
         if names.iter().any(|n| n == name) {
             return Err(format!("plugin {name:?} is listed twice"));
         }
         names.push(name.to_owned());
     }
     Ok(names)
+}
+
+/// Whether `name` can be a plugin's name in `tahoe.cfg`: letters, digits, `-`, `_` and
+/// `.`, not starting with `.` (`..` would make the node directory its state directory).
+pub fn check_plugin_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("empty plugin name".into());
+    }
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+    {
+        return Err(format!(
+            "plugin name {name:?} may only use letters, digits, '-', '_' and '.'"
+        ));
+    }
+    if name.starts_with('.') {
+        return Err(format!("plugin name {name:?} may not start with '.'"));
+    }
+    Ok(())
 }
 
 /// Tahoe's booleans.

@@ -20,6 +20,8 @@
 //! | `plugin-blocks` | `fixture-blocks`: guards listing immutable shares; blocks its thread in the hooks its `block-in` setting lists |
 //! | `not-a-plugin` | a shared library without an abi_stable root module |
 //! | `crashes-on-load` | a shared library whose initialiser aborts the process (ELF only) |
+//! | `misbehaves-on-load` | a shared library whose initialiser hangs or prints a forged check report, as `GBS_FIXTURE_ON_LOAD` says (ELF only) |
+//! | `plugin-bad-names` | declares `fixture-twin` twice and a plugin named `../escape` |
 //! | `host-1.1` | an executable on interface 1.1 that loads a library with the host's `compat.rs` |
 
 use std::collections::BTreeMap;

@@ -1,22 +1,23 @@
 //! `gbs plugin check` and `gbs plugin list`: what a plugin library provides and whether
 //! this host can load it, without running any plugin constructor.
 //!
-//! Every library is opened in a child process (`gbs plugin __check-one FILE`, which prints
-//! a JSON [`Report`]): a library cannot be unloaded once opened, its initialisers run on
-//! `dlopen`, and a broken one may crash the process that opens it.
+//! Every library is opened in a child process with a deadline (see `plugins::check`).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode, ExitStatus, Stdio};
+use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Subcommand;
 use gbs_plugin_interface::Roles;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::config::{NodeConfig, PluginSource, PluginSpec};
-use crate::plugins::dylib;
+use crate::plugins::check::{
+    check_here, check_in_child, PluginLine, Report, Status, CHECK_DEADLINE,
+};
 
 #[derive(Debug, clap::Args)]
 pub(super) struct PluginArgs {
@@ -28,17 +29,10 @@ pub(super) struct PluginArgs {
 enum PluginCommand {
     /// Check plugin libraries: what they provide and whether this gbs can load them.
     ///
-    /// Runs no plugin constructor, only each library's own description, in a child process.
-    /// Exit status: 0 all compatible, 1 some incompatible, 2 some not a plugin, unreadable
-    /// or crashing.
-    Check {
-        /// Also print abi_stable's full report for incompatible types.
-        #[arg(long, short)]
-        verbose: bool,
-        /// Plugin libraries (.so files).
-        #[arg(required = true)]
-        files: Vec<PathBuf>,
-    },
+    /// Runs no plugin constructor, only each library's own description, in a child process
+    /// with a deadline. Exit status: 0 all compatible, 1 some incompatible, 3 some not a
+    /// plugin, unreadable, not a regular file, crashing or hanging (2 is a usage error).
+    Check(CheckOptions),
     /// Show the plugins a node's tahoe.cfg names and whether each would load.
     ///
     /// Exit status 0 when all of them would.
@@ -51,22 +45,29 @@ enum PluginCommand {
     CheckOne { file: PathBuf },
 }
 
-pub(super) fn run(args: &PluginArgs) -> anyhow::Result<ExitCode> {
-    match &args.command {
-        PluginCommand::Check { verbose, files } => Ok(check(files, *verbose)),
-        PluginCommand::List { dir } => list(&dir.clone().unwrap_or_else(super::default_node_dir)),
-        PluginCommand::CheckOne { file } => check_one(file),
-    }
+#[derive(Debug, clap::Args)]
+struct CheckOptions {
+    /// Also print abi_stable's full report for incompatible types.
+    #[arg(long, short)]
+    verbose: bool,
+    /// Print one JSON array of verdicts ({file, status, interface, plugins, reasons,
+    /// details}) instead of text.
+    #[arg(long)]
+    json: bool,
+    /// Seconds each file's check may take before it is killed and called unusable.
+    #[arg(long, default_value_t = CHECK_DEADLINE.as_secs_f64())]
+    timeout: f64,
+    /// Plugin libraries (.so files).
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
 }
 
-/// The outcome of checking one library, as the child process reports it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-enum Status {
-    Compatible,
-    Incompatible,
-    /// Not a plugin, unreadable, missing, or the check crashed.
-    Unusable,
+pub(super) fn run(args: &PluginArgs) -> anyhow::Result<ExitCode> {
+    match &args.command {
+        PluginCommand::Check(options) => check(options),
+        PluginCommand::List { dir } => list(&dir.clone().unwrap_or_else(super::default_node_dir)),
+        PluginCommand::CheckOne { file } => Ok(check_here(file).exit_code()),
+    }
 }
 
 impl Status {
@@ -74,156 +75,56 @@ impl Status {
         ExitCode::from(match self {
             Self::Compatible => 0,
             Self::Incompatible => 1,
-            Self::Unusable => 2,
+            Self::Unusable => 3,
         })
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct Report {
-    status: Status,
-    /// The interface version it was built against, when known.
-    interface: Option<String>,
-    plugins: Vec<PluginLine>,
-    /// Why it is not compatible, one line each.
-    reasons: Vec<String>,
-    /// abi_stable's full report, for `--verbose`.
-    details: Option<String>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct PluginLine {
-    name: String,
-    version: String,
-    server: bool,
-    client: bool,
-}
-
-impl PluginLine {
-    fn roles(&self) -> &'static str {
-        match (self.server, self.client) {
-            (true, true) => "server, client",
-            (true, false) => "server",
-            (false, true) => "client",
-            (false, false) => "no roles",
-        }
+fn roles(plugin: &PluginLine) -> &'static str {
+    match (plugin.server, plugin.client) {
+        (true, true) => "server, client",
+        (true, false) => "server",
+        (false, true) => "client",
+        (false, false) => "no roles",
     }
 }
 
-impl Report {
-    fn unusable(reason: String) -> Self {
-        Self {
-            status: Status::Unusable,
-            interface: None,
-            plugins: Vec::new(),
-            reasons: vec![reason],
-            details: None,
-        }
-    }
-
-    /// The first reason, with a count of the others.
-    fn reason(&self) -> String {
-        match self.reasons.split_first() {
-            None => "unknown reason".into(),
-            Some((first, [])) => first.clone(),
-            Some((first, rest)) => format!("{first} (and {} more)", rest.len()),
-        }
+/// Checks `file` with this executable in a child process.
+fn check_file(file: &Path, deadline: Duration) -> Report {
+    match std::env::current_exe() {
+        Ok(exe) => check_in_child(&exe, file, deadline),
+        Err(error) => Report::unusable(format!("cannot find the gbs executable: {error}")),
     }
 }
 
-fn plugin_lines(description: &gbs_plugin_interface::ffi::LibraryDescription) -> Vec<PluginLine> {
-    description
-        .plugins
-        .iter()
-        .map(|p| PluginLine {
-            name: p.name.to_string(),
-            version: p.version.to_string(),
-            server: p.roles.contains(Roles::SERVER),
-            client: p.roles.contains(Roles::CLIENT),
-        })
-        .collect()
+/// One file's verdict in `--json` output.
+#[derive(Debug, Serialize)]
+struct JsonVerdict<'a> {
+    file: &'a Path,
+    #[serde(flatten)]
+    report: &'a Report,
 }
 
-/// The child's side: open the library here and report.
-fn check_one(file: &Path) -> anyhow::Result<ExitCode> {
-    let report = match dylib::open(file) {
-        Ok(loaded) => Report {
-            status: Status::Compatible,
-            interface: Some(loaded.interface_version.clone()),
-            plugins: plugin_lines(&loaded.description),
-            reasons: Vec::new(),
-            details: None,
-        },
-        Err(error) => Report {
-            status: if error.is_plugin() {
-                Status::Incompatible
-            } else {
-                Status::Unusable
-            },
-            interface: error.interface_version().map(str::to_owned),
-            plugins: error.description().map(plugin_lines).unwrap_or_default(),
-            reasons: error.reasons(),
-            details: error.details(),
-        },
-    };
-    println!("{}", serde_json::to_string(&report)?);
-    Ok(report.status.exit_code())
-}
-
-/// The parent's side: check a library in a child process.
-fn check_in_child(file: &Path) -> Report {
-    let exe = match std::env::current_exe() {
-        Ok(exe) => exe,
-        Err(error) => return Report::unusable(format!("cannot find the gbs executable: {error}")),
-    };
-    let output = Command::new(exe)
-        .args(["plugin", "__check-one"])
-        .arg(file)
-        .stdin(Stdio::null())
-        .output();
-    let output = match output {
-        Ok(output) => output,
-        Err(error) => return Report::unusable(format!("cannot start the check: {error}")),
-    };
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    match stdout.lines().last().map(serde_json::from_str::<Report>) {
-        Some(Ok(report)) => report,
-        _ => {
-            let mut report = Report::unusable(format!(
-                "the check crashed ({})",
-                describe_exit(output.status)
-            ));
-            let stderr = String::from_utf8_lossy(&output.stderr);
-            if !stderr.trim().is_empty() {
-                report.details = Some(stderr.into_owned());
-            }
-            report
-        }
-    }
-}
-
-fn describe_exit(status: ExitStatus) -> String {
-    #[cfg(unix)]
-    {
-        use std::os::unix::process::ExitStatusExt as _;
-        if let Some(signal) = status.signal() {
-            return format!("signal {signal}");
-        }
-    }
-    match status.code() {
-        Some(code) => format!("exit status {code}"),
-        None => "no exit status".into(),
-    }
-}
-
-fn check(files: &[PathBuf], verbose: bool) -> ExitCode {
+fn check(options: &CheckOptions) -> anyhow::Result<ExitCode> {
+    let deadline = Duration::from_secs_f64(options.timeout);
     let mut worst = Status::Compatible;
-    for file in files {
-        let report = check_in_child(file);
-        print!("{}", render_check(file, &report, verbose));
+    let mut verdicts = Vec::new();
+    for file in &options.files {
+        let report = check_file(file, deadline);
+        if !options.json {
+            print!("{}", render_check(file, &report, options.verbose));
+        }
         worst = worst.max(report.status);
+        verdicts.push((file, report));
     }
-    worst.exit_code()
+    if options.json {
+        let json: Vec<JsonVerdict<'_>> = verdicts
+            .iter()
+            .map(|(file, report)| JsonVerdict { file, report })
+            .collect();
+        println!("{}", serde_json::to_string(&json)?);
+    }
+    Ok(worst.exit_code())
 }
 
 /// One file's block of `gbs plugin check` output: the verdict after the file name, then
@@ -244,7 +145,7 @@ fn render_check(file: &Path, report: &Report, verbose: bool) -> String {
             "    plugin: {} {} ({})",
             plugin.name.escape_debug(),
             plugin.version.escape_debug(),
-            plugin.roles()
+            roles(plugin)
         );
     }
     for reason in &report.reasons {
@@ -302,7 +203,7 @@ impl Checked {
     fn report(&mut self, path: &Path) -> &Report {
         self.reports
             .entry(path.to_owned())
-            .or_insert_with(|| check_in_child(path))
+            .or_insert_with(|| check_file(path, CHECK_DEADLINE))
     }
 
     /// Where the plugin comes from (for display) and `Ok(what loads)` or `Err(why not)`.

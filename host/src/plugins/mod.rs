@@ -1,7 +1,8 @@
 //! Storage plugins: loading compiled libraries, checking their ABI, and calling their hooks.
 //!
 //! - `dylib` and `compat`: open a library and decide whether it is compatible, without
-//!   running any plugin constructor (used by `gbs plugin check` and at start-up).
+//!   running any plugin constructor (used by `gbs plugin check` and at start-up);
+//!   [`check`] does it in a child process with a deadline.
 //! - [`registry`]: the plugins a node's config names, built and ready ([`ServerPlugins`],
 //!   [`ClientPluginHandle`]), with one start-up error line per failure.
 //! - [`dispatch`]: calling server hooks (admit, committed, routes, services) and checking
@@ -10,6 +11,7 @@
 //! - [`operation`]: protocol values as the typed operations plugins see.
 //! - [`host_api`]: what the host offers plugins (logging, clock, state, counters, storage).
 
+pub mod check;
 pub mod compat;
 pub mod data;
 pub mod dispatch;

@@ -1,0 +1,358 @@
+//! Checking a plugin library in a child process, so that nothing it does can touch the
+//! process that asks: a library cannot be unloaded once opened, its initialisers run on
+//! `dlopen`, and a broken or hostile one may crash, hang or print.
+//!
+//! The child is `gbs plugin __check-one FILE`, in a process group of its own. Before it
+//! opens the library it reads a one-time token from its stdin; its verdict is the line on
+//! stdout that starts with that token, so a library that prints a report of its own and
+//! exits is not believed. The child exits when its stdin closes (the parent went away), and
+//! the whole group is killed when the check overruns its deadline. Only regular files are
+//! checked (a FIFO named `.so` would block the open).
+
+use std::io::{BufRead as _, Read as _, Write as _};
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use gbs_plugin_interface::ffi::LibraryDescription;
+use gbs_plugin_interface::Roles;
+use serde::{Deserialize, Serialize};
+
+use super::dylib;
+use crate::config::check_plugin_name;
+
+/// How long a check may take unless the caller says otherwise.
+pub const CHECK_DEADLINE: Duration = Duration::from_secs(5);
+/// The most of a child's stdout and stderr kept.
+const OUTPUT_LIMIT: usize = 1 << 20;
+
+/// The outcome of checking one library.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Status {
+    /// This host can load it.
+    Compatible,
+    /// A plugin library this host refuses.
+    Incompatible,
+    /// Not a plugin, unreadable, missing, not a regular file, or the check crashed or hung.
+    Unusable,
+}
+
+/// What a check found.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Report {
+    /// The verdict.
+    pub status: Status,
+    /// The interface version it was built against, when known.
+    pub interface: Option<String>,
+    /// The plugins it declares.
+    pub plugins: Vec<PluginLine>,
+    /// Why it is not compatible, one line each.
+    pub reasons: Vec<String>,
+    /// abi_stable's full report, or the child's stderr, for `--verbose`.
+    pub details: Option<String>,
+}
+
+/// One plugin a library declares.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PluginLine {
+    /// Its name.
+    pub name: String,
+    /// Its version.
+    pub version: String,
+    /// Whether it has a server side.
+    pub server: bool,
+    /// Whether it has a client side.
+    pub client: bool,
+}
+
+impl Report {
+    /// An unusable library, for one reason.
+    pub fn unusable(reason: String) -> Self {
+        Self {
+            status: Status::Unusable,
+            interface: None,
+            plugins: Vec::new(),
+            reasons: vec![reason],
+            details: None,
+        }
+    }
+
+    /// The first reason, with a count of the others.
+    pub fn reason(&self) -> String {
+        match self.reasons.split_first() {
+            None => "unknown reason".into(),
+            Some((first, [])) => first.clone(),
+            Some((first, rest)) => format!("{first} (and {} more)", rest.len()),
+        }
+    }
+}
+
+/// Checks `file` in a child process running `exe` (the gbs binary), within `deadline`.
+pub fn check_in_child(exe: &Path, file: &Path, deadline: Duration) -> Report {
+    match std::fs::metadata(file) {
+        Ok(meta) if meta.is_file() => {}
+        Ok(_) => return Report::unusable("not a regular file".into()),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            return Report::unusable("no such file".into())
+        }
+        Err(error) => return Report::unusable(format!("cannot read it: {error}")),
+    }
+    let token = crate::protocol::base32_encode(&rand::random::<[u8; 16]>());
+    let mut command = Command::new(exe);
+    command
+        .args(["plugin", "__check-one"])
+        .arg(file)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    #[cfg(unix)]
+    std::os::unix::process::CommandExt::process_group(&mut command, 0);
+    let mut child = match command.spawn() {
+        Ok(child) => child,
+        Err(error) => return Report::unusable(format!("cannot start the check: {error}")),
+    };
+    // The stdin pipe stays open until the check ends: its closing tells the child to go.
+    let mut stdin = child.stdin.take();
+    if let Some(pipe) = stdin.as_mut() {
+        let _ = writeln!(pipe, "{token}");
+    }
+    let stdout = read_in_background(child.stdout.take());
+    let stderr = read_in_background(child.stderr.take());
+    let Some(status) = wait_until(&mut child, Instant::now() + deadline) else {
+        kill_group(&mut child);
+        return Report::unusable(format!(
+            "the check did not finish within {} s (a library initialiser or describe that hangs)",
+            deadline.as_secs_f32()
+        ));
+    };
+    drop(stdin);
+    let stdout = stdout.join().unwrap_or_default();
+    let verdict = stdout
+        .lines()
+        .rev()
+        .find_map(|line| line.strip_prefix(&token)?.strip_prefix(' '))
+        .and_then(|json| serde_json::from_str::<Report>(json).ok());
+    match verdict {
+        Some(report) if status.success() || report.status != Status::Compatible => report,
+        _ => {
+            let mut report = Report::unusable(if status.success() {
+                // A library's own code exited early, perhaps after printing a report.
+                "the check ended without its verdict (exit status 0): something in the library answered in its place".to_owned()
+            } else {
+                format!("the check crashed ({})", describe_exit(status))
+            });
+            let stderr = stderr.join().unwrap_or_default();
+            if !stderr.trim().is_empty() {
+                report.details = Some(stderr);
+            }
+            report
+        }
+    }
+}
+
+/// The child's side: reads the token, opens the library here, and prints the verdict after
+/// the token. Exits on its own if its parent goes away.
+pub fn check_here(file: &Path) -> Status {
+    let mut token = String::new();
+    let mut stdin = std::io::stdin().lock();
+    if stdin.read_line(&mut token).is_err() || token.trim().is_empty() {
+        eprintln!("gbs plugin __check-one is run by gbs plugin check, not by hand");
+        return Status::Unusable;
+    }
+    drop(stdin);
+    std::thread::spawn(|| {
+        // EOF or an error: the parent is gone, and so is any reason to go on.
+        let _ = std::io::stdin().lock().read_to_end(&mut Vec::new());
+        std::process::exit(3);
+    });
+    let report = report_of(file);
+    let json = serde_json::to_string(&report).unwrap_or_default();
+    println!("{} {json}", token.trim());
+    report.status
+}
+
+/// Opens `file` in this process and judges it as the node would.
+fn report_of(file: &Path) -> Report {
+    match dylib::open(file) {
+        Ok(loaded) => {
+            let plugins = plugin_lines(&loaded.description);
+            let reasons = refusals(&plugins);
+            Report {
+                status: if reasons.is_empty() {
+                    Status::Compatible
+                } else {
+                    Status::Incompatible
+                },
+                interface: Some(loaded.interface_version.clone()),
+                plugins,
+                reasons,
+                details: None,
+            }
+        }
+        Err(error) => Report {
+            status: if error.is_plugin() {
+                Status::Incompatible
+            } else {
+                Status::Unusable
+            },
+            interface: error.interface_version().map(str::to_owned),
+            plugins: error.description().map(plugin_lines).unwrap_or_default(),
+            reasons: error.reasons(),
+            details: error.details(),
+        },
+    }
+}
+
+/// What the node would refuse in a library's list of plugins.
+fn refusals(plugins: &[PluginLine]) -> Vec<String> {
+    let mut reasons = Vec::new();
+    if plugins.is_empty() {
+        reasons.push("declares no plugins (its describe may have panicked)".to_owned());
+    }
+    for (index, plugin) in plugins.iter().enumerate() {
+        if let Err(why) = check_plugin_name(&plugin.name) {
+            reasons.push(format!("no tahoe.cfg can name it: {why}"));
+        }
+        if plugins[..index].iter().any(|p| p.name == plugin.name) {
+            reasons.push(format!(
+                "declares plugin {:?} more than once",
+                plugin.name.escape_debug().to_string()
+            ));
+        }
+        if !plugin.server && !plugin.client {
+            reasons.push(format!(
+                "plugin {:?} has neither a server nor a client side",
+                plugin.name.escape_debug().to_string()
+            ));
+        }
+    }
+    reasons
+}
+
+fn plugin_lines(description: &LibraryDescription) -> Vec<PluginLine> {
+    description
+        .plugins
+        .iter()
+        .map(|p| PluginLine {
+            name: p.name.to_string(),
+            version: p.version.to_string(),
+            server: p.roles.contains(Roles::SERVER),
+            client: p.roles.contains(Roles::CLIENT),
+        })
+        .collect()
+}
+
+/// Reads a pipe to its end on a thread of its own, keeping at most [`OUTPUT_LIMIT`] bytes.
+fn read_in_background(
+    pipe: Option<impl std::io::Read + Send + 'static>,
+) -> std::thread::JoinHandle<String> {
+    std::thread::spawn(move || {
+        let Some(mut pipe) = pipe else {
+            return String::new();
+        };
+        let mut kept = Vec::new();
+        let mut buf = [0u8; 8192];
+        while let Ok(n) = pipe.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            let room = OUTPUT_LIMIT.saturating_sub(kept.len());
+            kept.extend_from_slice(&buf[..n.min(room)]);
+        }
+        String::from_utf8_lossy(&kept).into_owned()
+    })
+}
+
+/// The child's exit status, or `None` at the deadline.
+fn wait_until(child: &mut Child, deadline: Instant) -> Option<ExitStatus> {
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => return Some(status),
+            Ok(None) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            _ => return None,
+        }
+    }
+}
+
+/// Kills the child and every process in its group, then reaps it.
+fn kill_group(child: &mut Child) {
+    #[cfg(unix)]
+    {
+        let _ = Command::new("kill")
+            .arg("-KILL")
+            .arg(format!("-{}", child.id()))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+fn describe_exit(status: ExitStatus) -> String {
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::ExitStatusExt as _;
+        if let Some(signal) = status.signal() {
+            return format!("signal {signal}");
+        }
+    }
+    match status.code() {
+        Some(code) => format!("exit status {code}"),
+        None => "no exit status".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(name: &str) -> PluginLine {
+        PluginLine {
+            name: name.into(),
+            version: "1".into(),
+            server: true,
+            client: false,
+        }
+    }
+
+    #[test]
+    fn what_the_node_would_refuse_is_a_reason() {
+        assert!(refusals(&[line("a"), line("b")]).is_empty());
+        assert_eq!(refusals(&[]).len(), 1);
+        let duplicate = refusals(&[line("a"), line("a")]);
+        assert!(duplicate[0].contains("more than once"), "{duplicate:?}");
+        for bad in ["..", "a b", "", "x/y"] {
+            let reasons = refusals(&[line(bad)]);
+            assert!(
+                reasons
+                    .iter()
+                    .any(|r| r.contains("no tahoe.cfg can name it")),
+                "{bad:?}: {reasons:?}"
+            );
+        }
+        let mut roleless = line("r");
+        roleless.server = false;
+        assert!(refusals(&[roleless])[0].contains("neither"));
+    }
+
+    #[test]
+    fn only_regular_files_are_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let report = check_in_child(Path::new("/nonexistent"), dir.path(), CHECK_DEADLINE);
+        assert_eq!(report.status, Status::Unusable);
+        assert_eq!(report.reasons, ["not a regular file"]);
+        let missing = check_in_child(
+            Path::new("/nonexistent"),
+            &dir.path().join("missing.so"),
+            CHECK_DEADLINE,
+        );
+        assert!(
+            missing.reasons[0].starts_with("cannot read it"),
+            "{missing:?}"
+        );
+    }
+}
