@@ -281,12 +281,8 @@ fn wait_until(child: &mut Child, deadline: Instant) -> Option<ExitStatus> {
 fn kill_group(child: &mut Child) {
     #[cfg(unix)]
     {
-        let _ = Command::new("kill")
-            .arg("-KILL")
-            .arg(format!("-{}", child.id()))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
+        let group = rustix::process::Pid::from_child(child);
+        let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
     }
     let _ = child.kill();
     let _ = child.wait();
@@ -350,9 +346,6 @@ mod tests {
             &dir.path().join("missing.so"),
             CHECK_DEADLINE,
         );
-        assert!(
-            missing.reasons[0].starts_with("cannot read it"),
-            "{missing:?}"
-        );
+        assert_eq!(missing.reasons, ["no such file"]);
     }
 }
