@@ -1,11 +1,16 @@
 //! Plugins are untrusted code: a plugin that blocks its thread holds up only the operations
-//! it guards, and cannot stop the node from shutting down.
+//! it guards and cannot stop the node from shutting down; a library that hangs or aborts
+//! while loading stops start-up with one line; overwriting a loaded library changes
+//! nothing in the running node.
 
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use gbs::client::ClientError;
 use gbs::protocol::{ShareKind, ShareNumber, StorageIndex, UploadSecret};
-use gbs_tests::{blocking_plugin, test_lease, GbsNode};
+use gbs_plugin_interface::RouteRequest;
+use gbs_tests::{blocking_plugin, gbs_binary, test_lease, GbsNode};
 
 /// A node running `fixture-blocks`, blocking in `hooks`, with a 2 s hook deadline.
 fn node_blocking_in(hooks: &str) -> GbsNode {
@@ -101,4 +106,103 @@ fn shutdown_completes_whatever_a_plugin_start_or_stop_does() {
         took < Duration::from_secs(15),
         "shutdown took {took:?} with a plugin stuck in start and stop"
     );
+}
+
+/// `gbs run` on a node whose only plugin is `library`, with `env` set; waits at most 30 s
+/// and returns whether it succeeded and the last line of its stderr.
+fn run_with_library(library: &Path, env: (&str, &str)) -> (bool, String) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    GbsNode::create(dir.path());
+    let cfg = dir.path().join("tahoe.cfg");
+    let mut text = std::fs::read_to_string(&cfg).expect("read tahoe.cfg");
+    text.push_str(&format!(
+        "\n[storage]\nplugins = odd\n[storageserver.plugins.odd]\nlibrary = {}\n",
+        library.display()
+    ));
+    std::fs::write(&cfg, text).expect("write tahoe.cfg");
+    let mut child = Command::new(gbs_binary())
+        .arg("run")
+        .arg(dir.path())
+        .env(env.0, env.1)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn gbs run");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for gbs run") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("gbs run still running after 30 s with a library that misbehaves");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut stderr = String::new();
+    let mut pipe = child.stderr.take().expect("stderr");
+    std::io::Read::read_to_string(&mut pipe, &mut stderr).expect("read stderr");
+    let last = stderr.trim().lines().last().unwrap_or_default().to_owned();
+    (status.success(), last)
+}
+
+/// Inputs tried: a library whose initialiser hangs, and one whose initialiser aborts. The
+/// node checks it in a child process first and refuses to start with one line, instead of
+/// hanging or dying with it.
+#[cfg(target_os = "linux")]
+#[test]
+fn start_up_survives_libraries_that_hang_or_abort_while_loading() {
+    let hangs = gbs_tests::build_fixture("misbehaves-on-load");
+    let (ok, line) = run_with_library(&hangs, ("GBS_FIXTURE_ON_LOAD", "hang"));
+    assert!(!ok);
+    assert!(
+        line.contains("storage plugin odd: incompatible: the check did not finish"),
+        "{line}"
+    );
+    let aborts = gbs_tests::build_fixture("crashes-on-load");
+    let (ok, line) = run_with_library(&aborts, ("GBS_FIXTURE_ON_LOAD", ""));
+    assert!(!ok);
+    assert!(
+        line.contains("storage plugin odd: incompatible: the check crashed (signal 6)"),
+        "{line}"
+    );
+}
+
+/// Input tried: the plugin's library file overwritten in place with other bytes while the
+/// node runs (`cp new.so plugins/lib.so` does that). The node runs a private copy, so it
+/// goes on serving and its plugin goes on answering.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overwriting_a_loaded_library_does_not_touch_the_running_node() {
+    let dir = tempfile::tempdir().unwrap();
+    let library = dir.path().join("libblocks.so");
+    std::fs::copy(blocking_plugin(), &library).unwrap();
+    let node = GbsNode::start_configured(&format!(
+        "[storage]\nplugins = fixture-blocks\n[storageserver.plugins.fixture-blocks]\nlibrary = {}\n",
+        library.display()
+    ));
+    let client = node.client();
+    let si = StorageIndex::from_bytes([8; 16]);
+    client
+        .list_shares(ShareKind::Immutable, &si)
+        .await
+        .expect("listing through the plugin");
+    // Same inode, new contents: what crashed a node that mapped the file itself.
+    std::fs::write(&library, vec![0u8; 4096]).unwrap();
+    for _ in 0..5 {
+        client
+            .list_shares(ShareKind::Immutable, &si)
+            .await
+            .expect("the plugin still answers");
+        let answer = client
+            .call_plugin_route(
+                "fixture-blocks",
+                RouteRequest::new("GET", "hello", Vec::new()),
+            )
+            .await
+            .expect("the plugin's route after the overwrite");
+        assert_eq!(answer.body.as_slice(), b"fixture-blocks answered");
+    }
+    let (status, _dir) = node.stop();
+    assert!(status.success(), "gbs run exited with {status}");
 }

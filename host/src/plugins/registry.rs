@@ -23,6 +23,7 @@ use gbs_plugin_interface::ffi::{
 };
 use gbs_plugin_interface::to_cbor;
 
+use super::check::{check_in_child, Report, Status, CHECK_DEADLINE};
 use super::data::{is_one_cbor_item, MAX_PLUGIN_DATA};
 use super::dispatch::HOOK_DEADLINE;
 use super::executor::PluginThread;
@@ -117,6 +118,63 @@ pub fn open_library(path: &Path) -> Result<OpenedLibrary, String> {
         .map_err(|e| e.to_string())
 }
 
+/// Checks `path` in a child process as `gbs plugin check` does (this executable, with
+/// [`CHECK_DEADLINE`]).
+fn check_library(path: &Path) -> Report {
+    match std::env::current_exe() {
+        Ok(exe) => check_in_child(&exe, path, CHECK_DEADLINE),
+        Err(error) => Report::unusable(format!("cannot find the gbs executable: {error}")),
+    }
+}
+
+/// Loads plugin `name` from a private copy of `path`, after checking that copy in a child
+/// process: a library that hangs, crashes or lies while loading stops start-up with one
+/// line instead of taking the node with it, and replacing or truncating `path` later never
+/// touches the code the node runs. Each step is logged before it happens, so a crash in a
+/// library's own initialisers still leaves a line naming it.
+fn open_checked(
+    node_dir: &Path,
+    name: &str,
+    path: &Path,
+) -> Result<OpenedLibrary, PluginLoadError> {
+    tracing::info!(plugin = name, library = %path.display(), "copying plugin library");
+    let copy = private_copy(node_dir, path).map_err(|e| {
+        fail(
+            name,
+            LoadFailure::Missing(format!("cannot copy {}: {e}", path.display())),
+        )
+    })?;
+    tracing::info!(plugin = name, library = %copy.display(), "checking plugin library in a child process");
+    let report = check_library(&copy);
+    if report.status != Status::Compatible {
+        return Err(fail(name, LoadFailure::Incompatible(report.reason())));
+    }
+    tracing::info!(plugin = name, library = %copy.display(), "loading plugin library");
+    open_library(&copy).map_err(|e| fail(name, LoadFailure::Incompatible(e)))
+}
+
+/// Copies the regular file `path` to `<node>/plugins-state/.libraries/<hash>.<ext>`, named
+/// by the SHA-256 of its contents, unless that copy exists; returns the copy's path.
+fn private_copy(node_dir: &Path, path: &Path) -> std::io::Result<PathBuf> {
+    use sha2::Digest as _;
+    if !std::fs::metadata(path)?.is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
+    let bytes = std::fs::read(path)?;
+    let hash = sha2::Sha256::digest(&bytes);
+    let hex: String = hash[..16].iter().map(|b| format!("{b:02x}")).collect();
+    let dir = node_dir.join("plugins-state").join(".libraries");
+    std::fs::create_dir_all(&dir)?;
+    let copy = dir.join(format!("{hex}.{}", std::env::consts::DLL_EXTENSION));
+    if copy.is_file() && std::fs::read(&copy).is_ok_and(|existing| existing == bytes) {
+        return Ok(copy);
+    }
+    let partial = dir.join(format!(".{hex}.partial-{}", std::process::id()));
+    std::fs::write(&partial, &bytes)?;
+    std::fs::rename(&partial, &copy)?;
+    Ok(copy)
+}
+
 /// Finds the library that provides `spec`.
 fn locate(node_dir: &Path, spec: &PluginSpec) -> Result<OpenedLibrary, PluginLoadError> {
     match &spec.source {
@@ -128,7 +186,7 @@ fn locate(node_dir: &Path, spec: &PluginSpec) -> Result<OpenedLibrary, PluginLoa
                     LoadFailure::Missing(format!("no file {}", path.display())),
                 ));
             }
-            open_library(&path).map_err(|e| fail(&spec.name, LoadFailure::Incompatible(e)))
+            open_checked(node_dir, &spec.name, &path)
         }
         PluginSource::Lookup => {
             let dir = node_dir.join("plugins");
@@ -148,15 +206,13 @@ fn locate(node_dir: &Path, spec: &PluginSpec) -> Result<OpenedLibrary, PluginLoa
                 .unwrap_or_default();
             candidates.sort();
             for path in candidates {
-                match open_library(&path) {
-                    Ok(library) if describes(&library.description, &spec.name).is_some() => {
-                        return Ok(library)
-                    }
-                    Ok(_) => {}
-                    Err(error) => {
-                        tracing::debug!(path = %path.display(), %error, "not a usable plugin library")
-                    }
+                // Each candidate is only described in a child process; the one that
+                // provides the name is then copied, checked again and loaded.
+                let report = check_library(&path);
+                if report.plugins.iter().any(|p| p.name == spec.name) {
+                    return open_checked(node_dir, &spec.name, &path);
                 }
+                tracing::debug!(path = %path.display(), reason = %report.reason(), "does not provide the plugin");
             }
             Err(fail(
                 &spec.name,
