@@ -108,22 +108,39 @@ fn shutdown_completes_whatever_a_plugin_start_or_stop_does() {
     );
 }
 
-/// `gbs run` on a node whose only plugin is `library`, with `env` set; waits at most 30 s
-/// and returns whether it succeeded and the last line of its stderr.
-fn run_with_library(library: &Path, env: (&str, &str)) -> (bool, String) {
+/// A new node directory whose `tahoe.cfg` ends with `extra`.
+fn node_dir_with(extra: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("temp dir");
     GbsNode::create(dir.path());
     let cfg = dir.path().join("tahoe.cfg");
     let mut text = std::fs::read_to_string(&cfg).expect("read tahoe.cfg");
-    text.push_str(&format!(
-        "\n[storage]\nplugins = odd\n[storageserver.plugins.odd]\nlibrary = {}\n",
-        library.display()
-    ));
+    text.push('\n');
+    text.push_str(extra);
     std::fs::write(&cfg, text).expect("write tahoe.cfg");
-    let mut child = Command::new(gbs_binary())
+    dir
+}
+
+/// `gbs run` on a node whose only plugin is `library`, with `env` set.
+fn run_with_library(library: &Path, env: (&str, &str)) -> (bool, String) {
+    let extra = format!(
+        "[storage]\nplugins = odd\n[storageserver.plugins.odd]\nlibrary = {}\n",
+        library.display()
+    );
+    run_until_exit(Command::new(gbs_binary()).env(env.0, env.1), &extra)
+}
+
+/// `gbs run` on a node whose `tahoe.cfg` ends with `extra`.
+fn run_configured(extra: &str) -> (bool, String) {
+    run_until_exit(&mut Command::new(gbs_binary()), extra)
+}
+
+/// Runs `command run DIR` on a new node dir with `extra` config; waits at most 30 s and
+/// returns whether it succeeded and the last line of its stderr.
+fn run_until_exit(command: &mut Command, extra: &str) -> (bool, String) {
+    let dir = node_dir_with(extra);
+    let mut child = command
         .arg("run")
         .arg(dir.path())
-        .env(env.0, env.1)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -136,7 +153,7 @@ fn run_with_library(library: &Path, env: (&str, &str)) -> (bool, String) {
         }
         if Instant::now() > deadline {
             let _ = child.kill();
-            panic!("gbs run still running after 30 s with a library that misbehaves");
+            panic!("gbs run still running after 30 s");
         }
         std::thread::sleep(Duration::from_millis(50));
     };
@@ -205,4 +222,63 @@ async fn overwriting_a_loaded_library_does_not_touch_the_running_node() {
     }
     let (status, _dir) = node.stop();
     assert!(status.success(), "gbs run exited with {status}");
+}
+
+/// Input tried: a plugin whose constructor sleeps its thread for 20 s, with a 2 s deadline.
+#[test]
+fn a_constructor_that_hangs_stops_start_up_at_the_deadline() {
+    let started = Instant::now();
+    let (ok, line) = run_configured(&format!(
+        "[storage]\nplugins = fixture-blocks\n\
+         [storageserver.plugins.fixture-blocks]\nlibrary = {}\nblock-in = constructor\nblock-seconds = 20\n\
+         [gbs]\nplugin_deadline = 2s\n",
+        blocking_plugin().display()
+    ));
+    assert!(!ok);
+    assert!(
+        line.contains(
+            "storage plugin fixture-blocks: constructor failed: did not return within 2s"
+        ),
+        "{line}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(15));
+}
+
+/// Input tried: SIGTERM while a plugin's constructor hangs (default 30 s deadline): the node
+/// stops at once instead of ignoring the signal.
+#[test]
+fn sigterm_during_a_hanging_constructor_stops_the_node() {
+    let dir = node_dir_with(&format!(
+        "[storage]\nplugins = fixture-blocks\n\
+         [storageserver.plugins.fixture-blocks]\nlibrary = {}\nblock-in = constructor\n",
+        blocking_plugin().display()
+    ));
+    let mut child = Command::new(gbs_binary())
+        .arg("run")
+        .arg(dir.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn gbs run");
+    // Past the library check, into the constructor.
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        child.try_wait().expect("wait").is_none(),
+        "gbs run ended early"
+    );
+    let sent = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .expect("kill");
+    assert!(sent.success());
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while child.try_wait().expect("wait").is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("gbs run ignored SIGTERM during a hanging constructor");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }

@@ -97,15 +97,27 @@ pub(super) fn run(args: &DirArg) -> anyhow::Result<()> {
         .max_blocking_threads(MAX_BLOCKING_THREADS)
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(async {
-        let shutdown = shutdown_signal().context("cannot listen for signals")?;
-        let node = RunningNode::bind(&config).await?;
+    let served = runtime.block_on(async {
+        let mut shutdown = Box::pin(shutdown_signal().context("cannot listen for signals")?);
+        // Start-up (plugin checks, constructors) runs beside the signal handler, so that
+        // SIGINT and SIGTERM work at every stage of it.
+        let bind = tokio::spawn(async move { RunningNode::bind(&config).await });
+        let node = tokio::select! {
+            bound = bind => bound.context("start-up failed")??,
+            () = &mut shutdown => {
+                tracing::info!("start-up interrupted");
+                return anyhow::Ok(());
+            }
+        };
         tracing::info!(listen = %node.local_addr()?, "serving storage");
         // The NURL goes to stdout alone so that scripts can read it.
         println!("{}", node.nurl());
         node.serve(shutdown).await;
         anyhow::Ok(())
-    })
+    });
+    // A plugin stuck in its constructor or a hook may hold a thread forever; do not wait.
+    runtime.shutdown_background();
+    served
 }
 
 /// Threads for blocking storage calls at most; more calls wait in line.

@@ -98,7 +98,9 @@ async fn call<T: Send + 'static>(
     let object = plugin.object.clone();
     let answer = plugin.thread.run(move || hook(&object));
     match tokio::time::timeout(deadline, answer).await {
-        Err(_) | Ok(Err(NotRun::Unavailable)) => Err(CallError::TimedOut(deadline)),
+        Err(_) | Ok(Err(NotRun::Unavailable | NotRun::TimedOut)) => {
+            Err(CallError::TimedOut(deadline))
+        }
         Ok(Err(NotRun::Panicked)) => Err(CallError::Failed("its future panicked".into())),
         Ok(Ok(RResult::RErr(error))) => Err(CallError::Failed(error.to_string())),
         Ok(Ok(RResult::ROk(value))) => Ok(value),
@@ -297,7 +299,7 @@ impl ServerPlugins {
                         Err(NotRun::Panicked) => {
                             tracing::error!(plugin = %name, "background service panicked")
                         }
-                        Err(NotRun::Unavailable) => {
+                        Err(NotRun::Unavailable | NotRun::TimedOut) => {
                             tracing::error!(plugin = %name, "background service could not start")
                         }
                     }

@@ -29,6 +29,8 @@ pub(super) enum NotRun {
     Unavailable,
     /// The call into the plugin, or its future, panicked past the plugin's own guard.
     Panicked,
+    /// A synchronous call did not return within its deadline.
+    TimedOut,
 }
 
 /// A plugin's thread, taking calls.
@@ -94,6 +96,30 @@ impl PluginThread {
     }
 }
 
+impl PluginThread {
+    /// Runs the synchronous `call` (a constructor, `announce`) on the plugin's thread and
+    /// waits for it, at most `deadline`, blocking the caller.
+    pub(super) fn run_sync<T: Send + 'static>(
+        &self,
+        call: impl FnOnce() -> T + Send + 'static,
+        deadline: std::time::Duration,
+    ) -> Result<T, NotRun> {
+        let (reply, answer) = std::sync::mpsc::sync_channel(1);
+        let job: Job = Box::new(move || {
+            let outcome =
+                std::panic::catch_unwind(AssertUnwindSafe(call)).map_err(|_| NotRun::Panicked);
+            let _ = reply.send(outcome);
+            Box::pin(async {})
+        });
+        self.jobs.try_send(job).map_err(|_| NotRun::Unavailable)?;
+        match answer.recv_timeout(deadline) {
+            Ok(outcome) => outcome,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => Err(NotRun::TimedOut),
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => Err(NotRun::Unavailable),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::{Duration, Instant};
@@ -119,6 +145,25 @@ mod tests {
         );
         assert_eq!(blocked.await.unwrap(), Ok(1));
         assert_eq!(stuck.run(|| async { 4 }).await, Ok(4));
+    }
+
+    #[test]
+    fn synchronous_calls_answer_or_time_out() {
+        let thread = PluginThread::spawn("sync").unwrap();
+        assert_eq!(thread.run_sync(|| 6, Duration::from_secs(5)), Ok(6));
+        let hangs = thread.run_sync(
+            || std::thread::sleep(Duration::from_secs(3600)),
+            Duration::from_millis(100),
+        );
+        assert_eq!(hangs, Err(NotRun::TimedOut));
+        let other = PluginThread::spawn("other").unwrap();
+        assert_eq!(
+            other.run_sync(
+                || -> u8 { panic!("in a constructor") },
+                Duration::from_secs(5)
+            ),
+            Err(NotRun::Panicked)
+        );
     }
 
     #[tokio::test]

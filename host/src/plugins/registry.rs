@@ -26,7 +26,7 @@ use gbs_plugin_interface::to_cbor;
 use super::check::{check_in_child, Report, Status, CHECK_DEADLINE};
 use super::data::{is_one_cbor_item, MAX_PLUGIN_DATA};
 use super::dispatch::HOOK_DEADLINE;
-use super::executor::PluginThread;
+use super::executor::{NotRun, PluginThread};
 use super::host_api::PluginHost;
 use crate::config::{NodeConfig, PluginSource, PluginSpec};
 use crate::storage::Store;
@@ -408,18 +408,36 @@ impl ServerPluginsBuilder {
         let description = check(library, name, Roles::SERVER)?;
         let host = PluginHost::new(&self.node_dir, name, self.store.clone())
             .map_err(|e| fail(name, LoadFailure::StateDir(e)))?;
+        // The constructor and `announce` run on the plugin's own thread under the hook
+        // deadline: one that hangs stops start-up with a line instead of hanging it.
+        let thread = PluginThread::spawn(name).map_err(|e| fail(name, LoadFailure::Thread(e)))?;
         let constructor = library.root.new_server();
-        let object = match constructor(
-            RStr::from_str(name),
-            settings_cbor(settings).into(),
-            host.to_ffi(),
-        ) {
-            RResult::ROk(object) => object,
-            RResult::RErr(error) => {
-                return Err(fail(name, LoadFailure::Constructor(error.to_string())))
+        let (owned_name, settings, host_ffi) =
+            (name.to_owned(), settings_cbor(settings), host.to_ffi());
+        let built = thread.run_sync(
+            move || {
+                let object =
+                    match constructor(RStr::from_str(&owned_name), settings.into(), host_ffi) {
+                        RResult::ROk(object) => object,
+                        RResult::RErr(error) => return Err(error.to_string()),
+                    };
+                let announcement = object.announce();
+                Ok((object, announcement))
+            },
+            self.deadline,
+        );
+        let (object, announced) = match built {
+            Ok(Ok(built)) => built,
+            Ok(Err(error)) => return Err(fail(name, LoadFailure::Constructor(error))),
+            Err(NotRun::TimedOut) => {
+                return Err(fail(
+                    name,
+                    LoadFailure::Constructor(format!("did not return within {:?}", self.deadline)),
+                ))
             }
+            Err(_) => return Err(fail(name, LoadFailure::Constructor("panicked".to_owned()))),
         };
-        let announcement = match object.announce() {
+        let announcement = match announced {
             RResult::ROk(bytes) if bytes.len() > MAX_PLUGIN_DATA => {
                 return Err(fail(
                     name,
@@ -446,7 +464,6 @@ impl ServerPluginsBuilder {
             (text("version"), text(description.version.as_str())),
             (text("announcement"), announcement),
         ]));
-        let thread = PluginThread::spawn(name).map_err(|e| fail(name, LoadFailure::Thread(e)))?;
         tracing::info!(plugin = name, version = %description.version, library = %library.path.display(), "storage plugin loaded");
         self.plugins.push(ServerEntry {
             name: name.to_owned(),
