@@ -424,6 +424,10 @@ async fn concurrent_large_uploads_stay_under_64_mib() {
     });
     futures_util::future::join_all(uploads).await;
     let peak = ProcessStats::of(node.pid()).peak_rss;
+    eprintln!(
+        "8 concurrent 64 MiB uploads: server peak RSS {} MiB",
+        peak >> 20
+    );
     assert!(
         peak < 64 << 20,
         "8 concurrent 64 MiB uploads peaked at {} MiB",

@@ -2,9 +2,10 @@
 //!
 //! Budgets count KiB, so that a tokio semaphore's `u32` permits cover any size.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use bytes::BytesMut;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::limits::Limits;
@@ -16,6 +17,9 @@ pub(crate) type Held = OwnedSemaphorePermit;
 #[derive(Debug)]
 pub(crate) struct MemoryBudget {
     uploads: Budget,
+    /// Upload buffers given back, reused so that memory is not allocated and freed per
+    /// piece (freed pieces scattered over the allocator's per-thread arenas stay resident).
+    spare_pieces: Arc<Mutex<Vec<BytesMut>>>,
     mutable_writes: Budget,
     /// The longest a read-test-write waits for room before it is answered 503.
     mutable_wait: Duration,
@@ -25,6 +29,7 @@ impl MemoryBudget {
     pub(crate) fn new(limits: &Limits) -> Self {
         Self {
             uploads: Budget::new(limits.upload_buffer),
+            spare_pieces: Arc::default(),
             mutable_writes: Budget::new(limits.mutable_write_buffer),
             // Well inside the idle timeout, which would otherwise close the waiting
             // connection without an answer.
@@ -32,10 +37,23 @@ impl MemoryBudget {
         }
     }
 
-    /// Room to buffer `bytes` of upload data, if the budget has it now. Without it, an
+    /// A buffer of `bytes` for upload data, if the budget has room now. Without it, an
     /// upload writes each piece of its body as it arrives.
-    pub(crate) fn upload_buffer(&self, bytes: usize) -> Option<Held> {
-        self.uploads.try_hold(bytes)
+    pub(crate) fn upload_buffer(&self, bytes: usize) -> Option<PieceBuffer> {
+        let held = self.uploads.try_hold(bytes)?;
+        let spare = self
+            .spare_pieces
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop();
+        let mut buffer = spare.unwrap_or_default();
+        buffer.clear();
+        buffer.reserve(bytes);
+        Some(PieceBuffer {
+            buffer: Some(buffer),
+            spares: self.spare_pieces.clone(),
+            _held: held,
+        })
     }
 
     /// Room for a read-test-write body of `body_len` bytes, which is held twice while it
@@ -47,6 +65,39 @@ impl MemoryBudget {
             .await
             .ok()
             .flatten()
+    }
+}
+
+/// An upload buffer within the budget; dropping it gives the room (and the buffer) back.
+#[derive(Debug)]
+pub(crate) struct PieceBuffer {
+    buffer: Option<BytesMut>,
+    spares: Arc<Mutex<Vec<BytesMut>>>,
+    _held: Held,
+}
+
+impl PieceBuffer {
+    /// The buffer, empty, to fill; hand it back with [`PieceBuffer::give_back`].
+    pub(crate) fn take(&mut self) -> BytesMut {
+        self.buffer.take().unwrap_or_default()
+    }
+
+    /// Returns the buffer taken, for reuse once this request is done.
+    pub(crate) fn give_back(&mut self, mut buffer: BytesMut) {
+        buffer.clear();
+        self.buffer = Some(buffer);
+    }
+}
+
+impl Drop for PieceBuffer {
+    fn drop(&mut self) {
+        if let Some(buffer) = self.buffer.take() {
+            // The budget bounds how many exist at once, so the spares stay within it too.
+            self.spares
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(buffer);
+        }
     }
 }
 
@@ -104,6 +155,21 @@ mod tests {
             idle_timeout: Duration::from_millis(200),
             ..Limits::default()
         }
+    }
+
+    #[test]
+    fn upload_buffers_are_reused() {
+        let budget = MemoryBudget::new(&limits(3 << 20, 64 << 20));
+        let mut first = budget.upload_buffer(1 << 20).expect("room");
+        let mut buffer = first.take();
+        let address = buffer.as_ptr();
+        buffer.extend_from_slice(b"data");
+        first.give_back(buffer);
+        drop(first);
+        let mut second = budget.upload_buffer(1 << 20).expect("room");
+        let reused = second.take();
+        assert!(reused.is_empty() && reused.capacity() >= 1 << 20);
+        assert_eq!(reused.as_ptr(), address, "the same allocation");
     }
 
     #[test]

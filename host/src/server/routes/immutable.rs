@@ -130,8 +130,8 @@ async fn upload(
     let plugins = state.plugins.clone();
     // A piece of up to 1 MiB while the upload budget has room; else each frame as it comes
     // (at most the HTTP read buffer), so stalled uploads cannot pile up memory.
-    let buffer = state.memory.upload_buffer(WRITE_PIECE);
-    let piece_limit = if buffer.is_some() { WRITE_PIECE } else { 1 };
+    let mut buffer = state.memory.upload_buffer(WRITE_PIECE);
+    let piece_limit = buffer.as_ref().map(|_| WRITE_PIECE);
     let writer = PieceWriter {
         state,
         si,
@@ -140,49 +140,61 @@ async fn upload(
     };
     // An empty write checks the secret and that the upload exists before any body is read.
     let mut progress = match writer.write(range.start(), BytesMut::new()).await {
-        Ok(progress) => progress,
+        Ok((progress, _)) => progress,
         Err(e) => return Err(refuse_after_draining(body, e).await),
     };
 
     let mut body = body;
     let mut offset = range.start();
-    let mut piece = BytesMut::with_capacity(
-        piece_limit.min(usize::try_from(range.len()).unwrap_or(usize::MAX)),
-    );
+    let mut piece = buffer
+        .as_mut()
+        .map_or_else(BytesMut::new, |buffer| buffer.take());
     while !progress.is_complete() && offset + (piece.len() as u64) < range.end() {
         let frame = match body.frame().await {
             Some(Ok(frame)) => frame,
             Some(Err(_)) => return Err(ApiError::BodyRead),
             None => {
                 if !piece.is_empty() {
-                    writer.write(offset, piece).await?;
+                    let _ = writer.write(offset, piece).await?;
                 }
                 return Err(ApiError::ShortBody);
             }
         };
-        let Ok(data) = frame.into_data() else {
+        let Ok(mut data) = frame.into_data() else {
             continue;
         };
-        let wanted = range.end() - offset - piece.len() as u64;
-        let take = data
-            .len()
-            .min(usize::try_from(wanted).unwrap_or(usize::MAX));
-        piece.extend_from_slice(&data[..take]);
-        if piece.len() >= piece_limit {
-            let full = piece.split();
-            let len = full.len() as u64;
-            progress = match writer.write(offset, full).await {
-                Ok(progress) => progress,
-                // Read the rest first, so that the client sees the answer (a full disk, say).
-                Err(e) => return Err(refuse_after_draining(body, e).await),
-            };
-            offset += len;
+        // A frame may straddle pieces: fill the piece, write it, go on with the rest.
+        while !data.is_empty() && !progress.is_complete() {
+            let wanted = range.end() - offset - piece.len() as u64;
+            let room =
+                piece_limit.map_or(usize::MAX, |limit| limit.saturating_sub(piece.len()).max(1));
+            let take = data
+                .len()
+                .min(room)
+                .min(usize::try_from(wanted).unwrap_or(usize::MAX));
+            if take == 0 {
+                break;
+            }
+            piece.extend_from_slice(&data.split_to(take));
+            if piece.len() >= piece_limit.unwrap_or(1) {
+                let len = piece.len() as u64;
+                (progress, piece) = match writer.write(offset, piece).await {
+                    Ok(written) => written,
+                    // Read the rest first, so that the client sees the answer (a full
+                    // disk, say).
+                    Err(e) => return Err(refuse_after_draining(body, e).await),
+                };
+                offset += len;
+            }
         }
     }
     // No empty trailing write: after another request completed the share it would find
     // no upload.
     if !progress.is_complete() && !piece.is_empty() {
-        progress = writer.write(offset, piece).await?;
+        (progress, piece) = writer.write(offset, piece).await?;
+    }
+    if let Some(buffer) = buffer.as_mut() {
+        buffer.give_back(piece);
     }
     if progress.is_complete() {
         drain(body).await;
@@ -217,14 +229,25 @@ struct PieceWriter {
 }
 
 impl PieceWriter {
-    async fn write(&self, offset: u64, piece: BytesMut) -> Result<WriteProgress, ApiError> {
+    /// Writes `piece` at `offset`; hands the buffer back, emptied, for the next piece.
+    async fn write(
+        &self,
+        offset: u64,
+        piece: BytesMut,
+    ) -> Result<(WriteProgress, BytesMut), ApiError> {
         let (store, si, shnum, secret) = (
             self.state.store.clone(),
             self.si,
             self.shnum,
             self.secret.clone(),
         );
-        blocking(move || store.write_immutable(&si, shnum, &secret, offset, &piece)).await
+        blocking(move || {
+            let progress = store.write_immutable(&si, shnum, &secret, offset, &piece)?;
+            let mut piece = piece;
+            piece.clear();
+            Ok::<_, crate::storage::StorageError>((progress, piece))
+        })
+        .await
     }
 }
 
