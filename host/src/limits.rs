@@ -79,7 +79,7 @@ impl Default for Limits {
             idle_timeout: Duration::from_secs(60),
             drain_timeout: Duration::from_secs(30),
             plugin_deadline: Duration::from_secs(30),
-            upload_buffer: 32 << 20,
+            upload_buffer: 16 << 20,
             mutable_write_buffer: Self::MUTABLE_WRITE_BODY,
         }
     }
