@@ -9,6 +9,8 @@ use base64::Engine as _;
 pub const PLUGIN_DATA_HEADER: &str = "x-tahoe-plugin-data";
 /// The response header naming the plugin that refused a request.
 pub const PLUGIN_REJECTED_HEADER: &str = "x-tahoe-plugin-rejected";
+/// On `GET /storage/v1/plugins`: the plugin interface version the server hosts, `1.0`.
+pub const PLUGIN_INTERFACE_HEADER: &str = "x-tahoe-plugin-interface";
 /// The most plugin data one request may carry, counting every header value.
 pub const MAX_PLUGIN_DATA: usize = 64 * 1024;
 

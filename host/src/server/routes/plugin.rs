@@ -12,6 +12,7 @@ use axum::Router;
 use gbs_plugin_interface::RouteRequest;
 use serde::Deserialize;
 
+use crate::plugins::data::PLUGIN_INTERFACE_HEADER;
 use crate::protocol::paths::route;
 use crate::server::error::ApiError;
 use crate::server::extract::{read_limited, AcceptsCbor, Authorized, NoSecrets};
@@ -27,11 +28,21 @@ pub(super) fn router() -> Router<AppState> {
         .route(route::PLUGIN_ROOT, any(plugin_route))
 }
 
-/// A CBOR list of `{"name", "version", "announcement"}`, encoded once at start-up.
+/// A CBOR list of `{"name", "version", "announcement"}`, encoded once at start-up, with the
+/// plugin interface version this server hosts in `X-Tahoe-Plugin-Interface`.
 async fn list(State(state): State<AppState>, _: Authorized<NoSecrets>, _: AcceptsCbor) -> Response {
+    let (major, minor) = gbs_plugin_interface::INTERFACE_VERSION;
+    let interface =
+        HeaderValue::from_str(&format!("{major}.{minor}")).unwrap_or(HeaderValue::from_static("1"));
     (
         StatusCode::OK,
-        [(CONTENT_TYPE, HeaderValue::from_static("application/cbor"))],
+        [
+            (CONTENT_TYPE, HeaderValue::from_static("application/cbor")),
+            (
+                http::HeaderName::from_static(PLUGIN_INTERFACE_HEADER),
+                interface,
+            ),
+        ],
         state.plugins.listing().to_vec(),
     )
         .into_response()
