@@ -28,7 +28,7 @@ use reqwest::{Method, StatusCode};
 use super::request::Request;
 use super::response::Reply;
 use super::{Client, ClientError};
-use crate::plugins::data::{PluginData, PLUGIN_DATA_HEADER};
+use crate::plugins::data::{PluginData, MAX_PLUGIN_DATA, PLUGIN_DATA_HEADER};
 use crate::plugins::ClientPluginHandle;
 use crate::protocol::paths;
 
@@ -257,10 +257,22 @@ impl Client {
         let mut retries = 0;
         loop {
             let mut attempt = request.clone();
+            let mut total = 0usize;
             for (plugin, data) in plugins.iter().zip(&data) {
                 if let Some(data) = data {
-                    attempt =
-                        attempt.header(DATA_HEADER, PluginData::header_value(plugin.name(), data));
+                    let value = PluginData::header_value(plugin.name(), data);
+                    total = total.saturating_add(value.len());
+                    // Refused here with a reason rather than by the server mid-send.
+                    if total > MAX_PLUGIN_DATA {
+                        return Err(plugin_error(
+                            plugin.name(),
+                            format!(
+                                "its plugin data brings the request's X-Tahoe-Plugin-Data to {total} bytes; \
+                                 at most {MAX_PLUGIN_DATA} fit (send larger payloads to the plugin's own route first)"
+                            ),
+                        ));
+                    }
+                    attempt = attempt.header(DATA_HEADER, value);
                 }
             }
             let reply = self.send(attempt).await?;

@@ -133,3 +133,25 @@ async fn client_plugin_stays_silent_for_a_server_without_it() {
     client.version().await.unwrap();
     assert!(client.plugin_announcements().await.unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn plugin_data_over_the_header_limit_is_refused_before_sending() {
+    let server = server(&["gate"]).await;
+    // Input tried: first data of 70,000 characters, over 64 KiB once encoded.
+    let huge = "x".repeat(70_000);
+    let client = ClientBuilder::new(server.nurl.clone())
+        .plugin(gate_client(&server, &[("first", huge.as_str())]))
+        .build()
+        .unwrap();
+    let error = client.version().await.unwrap_err();
+    let ClientError::Plugin { plugin, message } = &error else {
+        panic!("expected a local plugin error, got {error:?}")
+    };
+    assert_eq!(plugin, "gate");
+    assert!(message.contains("at most 65536 fit"), "{message}");
+    assert_eq!(
+        counter(&server.plugins, "admit.version"),
+        0,
+        "nothing was sent"
+    );
+}
