@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use gbs::client::ClientError;
 use gbs::protocol::{ShareKind, ShareNumber, StorageIndex, UploadSecret};
 use gbs_plugin_interface::RouteRequest;
-use gbs_tests::{blocking_plugin, gbs_binary, test_lease, GbsNode};
+use gbs_tests::{blocking_plugin, gbs_binary, test_lease, wait_for_exit, GbsNode};
 
 /// A node running `fixture-blocks`, blocking in `hooks`, with a 2 s hook deadline.
 fn node_blocking_in(hooks: &str) -> GbsNode {
@@ -108,18 +108,6 @@ fn shutdown_completes_whatever_a_plugin_start_or_stop_does() {
     );
 }
 
-/// A new node directory whose `tahoe.cfg` ends with `extra`.
-fn node_dir_with(extra: &str) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().expect("temp dir");
-    GbsNode::create(dir.path());
-    let cfg = dir.path().join("tahoe.cfg");
-    let mut text = std::fs::read_to_string(&cfg).expect("read tahoe.cfg");
-    text.push('\n');
-    text.push_str(extra);
-    std::fs::write(&cfg, text).expect("write tahoe.cfg");
-    dir
-}
-
 /// `gbs run` on a node whose only plugin is `library`, with `env` set.
 fn run_with_library(library: &Path, env: (&str, &str)) -> (bool, String) {
     let extra = format!(
@@ -137,7 +125,7 @@ fn run_configured(extra: &str) -> (bool, String) {
 /// Runs `command run DIR` on a new node dir with `extra` config; waits at most 30 s and
 /// returns whether it succeeded and the last line of its stderr.
 fn run_until_exit(command: &mut Command, extra: &str) -> (bool, String) {
-    let dir = node_dir_with(extra);
+    let dir = GbsNode::create_configured(extra);
     let mut child = command
         .arg("run")
         .arg(dir.path())
@@ -146,16 +134,9 @@ fn run_until_exit(command: &mut Command, extra: &str) -> (bool, String) {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn gbs run");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait for gbs run") {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("gbs run still running after 30 s");
-        }
-        std::thread::sleep(Duration::from_millis(50));
+    let Some(status) = wait_for_exit(&mut child, Duration::from_secs(30)) else {
+        let _ = child.kill();
+        panic!("gbs run still running after 30 s");
     };
     let mut stderr = String::new();
     let mut pipe = child.stderr.take().expect("stderr");
@@ -248,7 +229,7 @@ fn a_constructor_that_hangs_stops_start_up_at_the_deadline() {
 /// stops at once instead of ignoring the signal.
 #[test]
 fn sigterm_during_a_hanging_constructor_stops_the_node() {
-    let dir = node_dir_with(&format!(
+    let dir = GbsNode::create_configured(&format!(
         "[storage]\nplugins = fixture-blocks\n\
          [storageserver.plugins.fixture-blocks]\nlibrary = {}\nblock-in = constructor\n",
         blocking_plugin().display()
@@ -273,12 +254,8 @@ fn sigterm_during_a_hanging_constructor_stops_the_node() {
         .status()
         .expect("kill");
     assert!(sent.success());
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while child.try_wait().expect("wait").is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("gbs run ignored SIGTERM during a hanging constructor");
-        }
-        std::thread::sleep(Duration::from_millis(50));
+    if wait_for_exit(&mut child, Duration::from_secs(5)).is_none() {
+        let _ = child.kill();
+        panic!("gbs run ignored SIGTERM during a hanging constructor");
     }
 }

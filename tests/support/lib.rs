@@ -11,7 +11,7 @@ mod venv;
 pub use fixtures::{
     blocking_plugin, build_fixture, failing_constructor_plugin, fixtures_dir, panicking_plugin,
 };
-pub use process::{assert_all_passed, gbs_binary, run_python, GbsNode, StockServer};
+pub use process::{assert_all_passed, gbs_binary, run_python, wait_for_exit, GbsNode, StockServer};
 pub use raw::{read_status, ProcessStats, RawConnection};
 pub use samples::sample_plugin;
 pub use venv::{interop_script, tahoe_python};

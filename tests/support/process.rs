@@ -107,13 +107,7 @@ impl GbsNode {
     /// Like [`GbsNode::start_configured`], in a process whose open-file limit (soft and
     /// hard) is `nofile` when given.
     pub fn start_with(extra: &str, nofile: Option<u64>) -> Self {
-        let dir = tempfile::tempdir().expect("temp dir");
-        Self::create(dir.path());
-        let cfg = dir.path().join("tahoe.cfg");
-        let mut text = std::fs::read_to_string(&cfg).expect("read tahoe.cfg");
-        text.push('\n');
-        text.push_str(extra);
-        std::fs::write(&cfg, text).expect("write tahoe.cfg");
+        let dir = Self::create_configured(extra);
         let command = match nofile {
             None => {
                 let mut command = Command::new(gbs_binary());
@@ -131,6 +125,18 @@ impl GbsNode {
             }
         };
         Self::spawn(command, dir)
+    }
+
+    /// A new node directory whose `tahoe.cfg` ends with `extra` (sections and keys).
+    pub fn create_configured(extra: &str) -> TempDir {
+        let dir = tempfile::tempdir().expect("temp dir");
+        Self::create(dir.path());
+        let cfg = dir.path().join("tahoe.cfg");
+        let mut text = std::fs::read_to_string(&cfg).expect("read tahoe.cfg");
+        text.push('\n');
+        text.push_str(extra);
+        std::fs::write(&cfg, text).expect("write tahoe.cfg");
+        dir
     }
 
     /// Serves an existing node directory.
@@ -252,6 +258,20 @@ impl Drop for StockServer {
         if let Some(child) = self.child.take() {
             terminate(child);
         }
+    }
+}
+
+/// Waits for `child` to exit, at most `within`; `None` if it is still running then.
+pub fn wait_for_exit(child: &mut Child, within: std::time::Duration) -> Option<ExitStatus> {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        if let Some(status) = child.try_wait().expect("wait for child") {
+            return Some(status);
+        }
+        if std::time::Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }
 

@@ -94,9 +94,7 @@ impl PluginThread {
             answer.await.unwrap_or(Err(NotRun::Unavailable))
         }
     }
-}
 
-impl PluginThread {
     /// Runs the synchronous `call` (a constructor, `announce`) on the plugin's thread and
     /// waits for it, at most `deadline`, blocking the caller.
     pub(super) fn run_sync<T: Send + 'static>(

@@ -106,21 +106,13 @@ impl ConnectionState {
 }
 
 /// Everything a connection task needs besides its socket.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub(super) struct ConnectionContext {
     pub(super) tls: Arc<rustls::ServerConfig>,
     pub(super) router: Router,
     pub(super) handshakes: Arc<Semaphore>,
     pub(super) limits: Limits,
     pub(super) shutdown: watch::Receiver<bool>,
-}
-
-impl std::fmt::Debug for ConnectionContext {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ConnectionContext")
-            .field("limits", &self.limits)
-            .finish_non_exhaustive()
-    }
 }
 
 /// Serves one accepted connection to its end. Returns when the connection is closed, by

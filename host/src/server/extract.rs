@@ -191,14 +191,11 @@ impl FromRequestParts<AppState> for MutableWriteMemory {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let declared = parts
-            .headers
-            .get(CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<usize>().ok());
         // Without a length, as much as the largest body accepted.
-        let len = declared.map_or(ReadTestWriteRequest::LIMIT, |len| {
-            len.min(ReadTestWriteRequest::LIMIT)
+        let len = declared_length(&parts.headers).map_or(ReadTestWriteRequest::LIMIT, |len| {
+            usize::try_from(len).map_or(ReadTestWriteRequest::LIMIT, |len| {
+                len.min(ReadTestWriteRequest::LIMIT)
+            })
         });
         state
             .memory
@@ -207,6 +204,14 @@ impl FromRequestParts<AppState> for MutableWriteMemory {
             .map(Self)
             .ok_or(ApiError::Busy)
     }
+}
+
+/// The request's `Content-Length`, when it has a valid one.
+fn declared_length(headers: &axum::http::HeaderMap) -> Option<u64> {
+    headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
 }
 
 /// A decoded CBOR body: 415 for another content type, 413 over the cap, 400 if malformed.
@@ -228,11 +233,7 @@ impl<T: CborBody, St: Sync> FromRequest<St> for Cbor<T> {
                 return Err(refuse_after_draining(body, ApiError::UnsupportedMediaType).await);
             }
         }
-        let declared = parts
-            .headers
-            .get(CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
+        let declared = declared_length(&parts.headers);
         if declared.is_some_and(|len| len > (T::LIMIT + DRAIN_LIMIT) as u64) {
             // Far too large to be worth reading: answer now and let the connection close.
             return Err(ApiError::PayloadTooLarge);

@@ -7,7 +7,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use std::io::{Read as _, Seek as _};
 
-use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _};
+use tokio::io::AsyncReadExt as _;
 
 use gbs_plugin_interface::ffi::OperationKind;
 use gbs_plugin_interface::Outcome;
@@ -135,7 +135,6 @@ pub(super) async fn corrupt<K: Kind>(
     state.plugins.committed(admission, || Outcome::Done).await;
     Ok(StatusCode::OK.into_response())
 }
-use crate::storage::ShareReader;
 
 const OCTET_STREAM: HeaderValue = HeaderValue::from_static("application/octet-stream");
 
@@ -158,8 +157,8 @@ enum Served {
     Nothing,
     /// A small range, read whole.
     Bytes(std::ops::Range<u64>, Vec<u8>),
-    /// A larger range, streamed from the open share.
-    Stream(ShareReader, std::ops::Range<u64>),
+    /// A larger range, streamed from the share file, positioned at its start.
+    Stream(std::fs::File, std::ops::Range<u64>),
 }
 
 /// Answers a read: 200 with everything without `Range`, 206 with the clamped range, 204
@@ -185,26 +184,31 @@ async fn read(
                 Some(served) => served,
             },
         };
-        if wanted.end - wanted.start > SMALL_READ {
-            return Ok(Served::Stream(reader, wanted));
-        }
-        let mut bytes = vec![0; usize::try_from(wanted.end - wanted.start).unwrap_or(0)];
+        let failed = |e: std::io::Error| {
+            tracing::error!(error = %e, "reading a share failed");
+            ApiError::Internal
+        };
+        let start = reader
+            .data_offset
+            .checked_add(wanted.start)
+            .ok_or(ApiError::Internal)?;
         reader
             .file
-            .seek(std::io::SeekFrom::Start(reader.data_offset + wanted.start))
-            .and_then(|_| reader.file.read_exact(&mut bytes))
-            .map_err(|e| {
-                tracing::error!(error = %e, "reading a share failed");
-                ApiError::Internal
-            })?;
+            .seek(std::io::SeekFrom::Start(start))
+            .map_err(failed)?;
+        if wanted.end - wanted.start > SMALL_READ {
+            return Ok(Served::Stream(reader.file, wanted));
+        }
+        let mut bytes = vec![0; usize::try_from(wanted.end - wanted.start).unwrap_or(0)];
+        reader.file.read_exact(&mut bytes).map_err(failed)?;
         Ok(Served::Bytes(wanted, bytes))
     })
     .await?;
     let (status, wanted, body) = match served {
         Served::Nothing => return Ok((StatusCode::NO_CONTENT.into_response(), 0)),
         Served::Bytes(wanted, bytes) => (status_of(ranged), wanted, Body::from(bytes)),
-        Served::Stream(reader, wanted) => {
-            let body = stream(reader, wanted.clone()).await?;
+        Served::Stream(file, wanted) => {
+            let body = stream(file, wanted.end - wanted.start);
             (status_of(ranged), wanted, body)
         }
     };
@@ -230,21 +234,12 @@ fn status_of(ranged: bool) -> StatusCode {
     }
 }
 
-/// Streams `range` of the share data from disk; memory use does not grow with share size.
-async fn stream(reader: ShareReader, range: std::ops::Range<u64>) -> Result<Body, ApiError> {
-    let len = range.end - range.start;
-    let mut file = tokio::fs::File::from_std(reader.file);
-    let start = reader
-        .data_offset
-        .checked_add(range.start)
-        .ok_or(ApiError::Internal)?;
-    file.seek(std::io::SeekFrom::Start(start))
-        .await
-        .map_err(|e| {
-            tracing::error!(error = %e, "seek in share failed");
-            ApiError::Internal
-        })?;
-    Ok(Body::from_stream(
-        tokio_util::io::ReaderStream::with_capacity(file.take(len), 256 * 1024),
+/// Streams `len` bytes of a share file from where it is positioned; memory use does not
+/// grow with share size.
+fn stream(file: std::fs::File, len: u64) -> Body {
+    let file = tokio::fs::File::from_std(file);
+    Body::from_stream(tokio_util::io::ReaderStream::with_capacity(
+        file.take(len),
+        256 * 1024,
     ))
 }
