@@ -12,8 +12,11 @@
 //!   get, and the hook dispatch the server and client call.
 //! - [`server`]: the HTTPS server: TLS, authorization, one file per group of endpoints.
 //! - [`client`]: the HTTPS client: SPKI-pinned TLS, every operation, streaming uploads and reads.
+//! - `admin`: the node's local admin socket (plugin status, reload, checks).
 //! - [`cli`]: the `gbs` command; [`file_limit`] raises the open-file limit it runs with.
 
+#[cfg(unix)]
+pub mod admin;
 pub mod cli;
 pub mod client;
 pub mod config;

@@ -97,9 +97,15 @@ impl NodeIdentity {
     }
 
     /// Writes `node.pem` (certificate then key) and `swissnum` into `private_dir`, readable
-    /// by the owner only.
+    /// by the owner only (the directory too: it also holds the admin socket).
     pub fn write(&self, private_dir: &Path) -> Result<(), NodeError> {
         std::fs::create_dir_all(private_dir).map_err(io_error(private_dir))?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            std::fs::set_permissions(private_dir, std::fs::Permissions::from_mode(0o700))
+                .map_err(io_error(private_dir))?;
+        }
         let pem = format!(
             "{}{}",
             pem_block("CERTIFICATE", self.certificate.as_ref()),

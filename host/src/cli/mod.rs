@@ -50,7 +50,7 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
         Command::Run(args) => node::run(&args),
         Command::Nurl(args) => node::nurl(&args),
         Command::Client(args) => client::run(*args),
-        // Plugin checks have their own exit statuses (0, 1 or 2 per verdict).
+        // Plugin commands have their own exit statuses (see `gbs plugin check --help`).
         Command::Plugin(args) => match plugin::run(&args) {
             Ok(code) => return code,
             Err(error) => Err(error),

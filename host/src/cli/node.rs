@@ -99,20 +99,36 @@ pub(super) fn run(args: &DirArg) -> anyhow::Result<()> {
         .context("cannot start the async runtime")?;
     let served = runtime.block_on(async {
         let mut shutdown = Box::pin(shutdown_signal().context("cannot listen for signals")?);
-        // Start-up (plugin checks, constructors) runs beside the signal handler, so that
+        let mut hangups = Hangups::new().context("cannot listen for signals")?;
+        // Start-up (plugin checks, constructors) runs beside the signal handlers, so that
         // SIGINT and SIGTERM work at every stage of it.
-        let bind = tokio::spawn(async move { RunningNode::bind(&config).await });
-        let node = tokio::select! {
-            bound = bind => bound.context("start-up failed")??,
-            () = &mut shutdown => {
-                tracing::info!("start-up interrupted");
-                return anyhow::Ok(());
+        let mut bind = tokio::spawn(async move { RunningNode::bind(&config).await });
+        let node = loop {
+            tokio::select! {
+                bound = &mut bind => break bound.context("start-up failed")??,
+                () = &mut shutdown => {
+                    tracing::info!("start-up interrupted");
+                    return anyhow::Ok(());
+                }
+                () = hangups.next() => {
+                    tracing::warn!("SIGHUP during start-up ignored: plugins can be reloaded once the node serves");
+                }
             }
         };
         tracing::info!(listen = %node.local_addr()?, "serving storage");
         // The NURL goes to stdout alone so that scripts can read it.
         println!("{}", node.nurl());
+        let plugins = node.plugins();
+        let reloads = tokio::spawn(async move {
+            loop {
+                hangups.next().await;
+                tracing::info!("SIGHUP: reloading storage plugins");
+                // The outcome is logged line by line by the reload itself.
+                let _ = plugins.reload().await;
+            }
+        });
         node.serve(shutdown).await;
+        reloads.abort();
         anyhow::Ok(())
     });
     // A plugin stuck in its constructor or a hook may hold a thread forever; do not wait.
@@ -141,17 +157,10 @@ fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut interrupt = signal(SignalKind::interrupt())?;
     let mut terminate = signal(SignalKind::terminate())?;
-    // Without a handler, SIGHUP would end the node silently.
-    let mut hangup = signal(SignalKind::hangup())?;
     Ok(async move {
-        loop {
-            tokio::select! {
-                _ = interrupt.recv() => break,
-                _ = terminate.recv() => break,
-                _ = hangup.recv() => {
-                    tracing::warn!("SIGHUP: reloading plugins is not available yet; serving on with the current set");
-                }
-            }
+        tokio::select! {
+            _ = interrupt.recv() => {},
+            _ = terminate.recv() => {},
         }
         tracing::info!("shutdown requested");
     })
@@ -163,4 +172,28 @@ fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
         let _ = tokio::signal::ctrl_c().await;
         tracing::info!("shutdown requested");
     })
+}
+
+/// SIGHUP, which asks for a plugin reload (and would end the node unhandled).
+struct Hangups {
+    #[cfg(unix)]
+    signal: tokio::signal::unix::Signal,
+}
+
+impl Hangups {
+    fn new() -> std::io::Result<Self> {
+        Ok(Self {
+            #[cfg(unix)]
+            signal: tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?,
+        })
+    }
+
+    /// The next SIGHUP (never, where there is none).
+    async fn next(&mut self) {
+        #[cfg(unix)]
+        if self.signal.recv().await.is_some() {
+            return;
+        }
+        std::future::pending::<()>().await;
+    }
 }

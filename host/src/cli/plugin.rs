@@ -14,6 +14,7 @@ use clap::Subcommand;
 use gbs_plugin_interface::Roles;
 use serde::Serialize;
 
+use crate::admin;
 use crate::config::{NodeConfig, PluginSource, PluginSpec};
 use crate::plugins::check::{
     check_here, check_in_child, PluginLine, Report, Status, CHECK_DEADLINE,
@@ -31,7 +32,8 @@ enum PluginCommand {
     ///
     /// Runs no plugin constructor, only each library's own description, in a child process
     /// with a deadline. Exit status: 0 all compatible, 1 some incompatible, 3 some not a
-    /// plugin, unreadable, not a regular file, crashing or hanging (2 is a usage error).
+    /// plugin, unreadable, not a regular file, crashing or hanging (2 is a usage error, 4
+    /// no running node for --node).
     Check(CheckOptions),
     /// Show the plugins a node's tahoe.cfg names and whether each would load.
     ///
@@ -40,13 +42,39 @@ enum PluginCommand {
         /// Node directory [default: $GBS_NODE_DIR or ~/.gbs]
         dir: Option<PathBuf>,
     },
+    /// Show the server plugins the running node has loaded: name, version, interface,
+    /// library and its hash, since when, hook calls and failures.
+    ///
+    /// Asks the node over its admin socket (private/admin.sock). Exit status 0, or 4 when
+    /// no running node answers.
+    Status(NodeOptions),
+    /// Make the running node re-read its plugin configuration and switch to it (as SIGHUP
+    /// does), printing one line per plugin: kept, added, replaced, removed or refused.
+    ///
+    /// If any plugin is refused the node keeps its current plugins. Exit status 0 when the
+    /// new set is in use, 1 when the reload was not applied, 4 when no running node answers.
+    Reload(NodeOptions),
     /// Checks one library in this process and prints a JSON report (used by the others).
     #[command(name = "__check-one", hide = true)]
     CheckOne { file: PathBuf },
 }
 
 #[derive(Debug, clap::Args)]
+struct NodeOptions {
+    /// Node directory [default: $GBS_NODE_DIR or ~/.gbs]
+    dir: Option<PathBuf>,
+    /// Print the node's JSON answer instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, clap::Args)]
 struct CheckOptions {
+    /// Ask the node running on this directory to check the files with its own executable,
+    /// so that the verdict is exact for the deployed version (exit status 4 when no
+    /// running node answers).
+    #[arg(long, value_name = "DIR")]
+    node: Option<PathBuf>,
     /// Also print abi_stable's full report for incompatible types.
     #[arg(long, short)]
     verbose: bool,
@@ -66,6 +94,8 @@ pub(super) fn run(args: &PluginArgs) -> anyhow::Result<ExitCode> {
     match &args.command {
         PluginCommand::Check(options) => check(options),
         PluginCommand::List { dir } => list(&dir.clone().unwrap_or_else(super::default_node_dir)),
+        PluginCommand::Status(options) => status(options),
+        PluginCommand::Reload(options) => reload(options),
         PluginCommand::CheckOne { file } => Ok(check_here(file).exit_code()),
     }
 }
@@ -106,11 +136,24 @@ struct JsonVerdict<'a> {
 }
 
 fn check(options: &CheckOptions) -> anyhow::Result<ExitCode> {
-    let deadline = Duration::from_secs_f64(options.timeout);
+    let deadline = Duration::try_from_secs_f64(options.timeout)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .context("--timeout must be a positive number of seconds")?;
+    let reports = match &options.node {
+        Some(dir) => match checked_by_node(dir, &options.files, deadline) {
+            Ok(reports) => reports,
+            Err(unreachable) => return Ok(unreachable),
+        },
+        None => options
+            .files
+            .iter()
+            .map(|file| check_file(file, deadline))
+            .collect(),
+    };
     let mut worst = Status::Compatible;
     let mut verdicts = Vec::new();
-    for file in &options.files {
-        let report = check_file(file, deadline);
+    for (file, report) in options.files.iter().zip(reports) {
         if !options.json {
             print!("{}", render_check(file, &report, options.verbose));
         }
@@ -125,6 +168,115 @@ fn check(options: &CheckOptions) -> anyhow::Result<ExitCode> {
         println!("{}", serde_json::to_string(&json)?);
     }
     Ok(worst.exit_code())
+}
+
+/// Exit status when no running node answers on the admin socket.
+const NO_NODE: u8 = 4;
+
+/// Asks the node at `dir` over its admin socket; when it does not answer, says why and
+/// gives the exit status.
+fn ask_node(dir: &Path, request: &admin::Request) -> Result<admin::Answer, ExitCode> {
+    let private = NodeConfig::load(dir)
+        .map(|config| config.private_dir())
+        .unwrap_or_else(|_| dir.join("private"));
+    // A reload may check and build several libraries, each within its deadlines.
+    admin::ask(&private, request, Duration::from_secs(600)).map_err(|error| {
+        eprintln!("gbs: {error:#}");
+        ExitCode::from(NO_NODE)
+    })
+}
+
+fn unexpected(answer: &admin::Answer) -> anyhow::Error {
+    match answer {
+        admin::Answer::Error { message } => anyhow::anyhow!("the node refused: {message}"),
+        other => anyhow::anyhow!("unexpected answer from the node: {other:?}"),
+    }
+}
+
+/// `gbs plugin check --node DIR`: the node's own executable checks the files.
+fn checked_by_node(
+    dir: &Path,
+    files: &[PathBuf],
+    deadline: Duration,
+) -> Result<Vec<Report>, ExitCode> {
+    let absolute: Vec<PathBuf> = files
+        .iter()
+        .map(|f| std::path::absolute(f).unwrap_or_else(|_| f.clone()))
+        .collect();
+    let request = admin::Request::Check {
+        files: absolute,
+        timeout_seconds: deadline.as_secs_f64(),
+    };
+    match ask_node(dir, &request)? {
+        admin::Answer::Check { reports } if reports.len() == files.len() => Ok(reports),
+        other => {
+            eprintln!("gbs: {:#}", unexpected(&other));
+            Err(ExitCode::FAILURE)
+        }
+    }
+}
+
+/// `gbs plugin status`.
+fn status(options: &NodeOptions) -> anyhow::Result<ExitCode> {
+    let dir = options.dir.clone().unwrap_or_else(super::default_node_dir);
+    let answer = match ask_node(&dir, &admin::Request::Status) {
+        Ok(answer) => answer,
+        Err(code) => return Ok(code),
+    };
+    let admin::Answer::Status { plugins } = &answer else {
+        return Err(unexpected(&answer));
+    };
+    if options.json {
+        println!("{}", serde_json::to_string(&answer)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if plugins.is_empty() {
+        println!("no server plugins loaded");
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    for plugin in plugins {
+        println!(
+            "{} {} (interface {}): {} calls, {} failed; loaded {}s ago from {} (sha256 {}…)",
+            plugin.name.escape_debug(),
+            plugin.version.escape_debug(),
+            plugin.interface.escape_debug(),
+            plugin.calls,
+            plugin.failures,
+            now.saturating_sub(plugin.since),
+            plugin.library.display(),
+            plugin.library_hash,
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `gbs plugin reload`.
+fn reload(options: &NodeOptions) -> anyhow::Result<ExitCode> {
+    let dir = options.dir.clone().unwrap_or_else(super::default_node_dir);
+    let answer = match ask_node(&dir, &admin::Request::Reload) {
+        Ok(answer) => answer,
+        Err(code) => return Ok(code),
+    };
+    let admin::Answer::Reload(report) = &answer else {
+        return Err(unexpected(&answer));
+    };
+    if options.json {
+        println!("{}", serde_json::to_string(&answer)?);
+    } else {
+        for plugin in &report.plugins {
+            println!("{}: {}", plugin.name.escape_debug(), plugin.change);
+        }
+        if let Some(error) = &report.error {
+            eprintln!("gbs: reload not applied: {error}");
+        }
+    }
+    Ok(if report.applied {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 /// One file's block of `gbs plugin check` output: the verdict after the file name, then

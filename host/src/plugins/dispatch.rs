@@ -14,7 +14,6 @@
 //!   invalid rejection becomes [`Refusal::Failed`] (500 naming the plugin), logged with the
 //!   plugin's message; the server goes on serving.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use abi_stable::std_types::{RNone, ROption, RResult, RSome, RVec};
@@ -40,7 +39,8 @@ pub const REJECTION_STATUSES: [u16; 8] = [400, 401, 402, 403, 409, 413, 429, 503
 const MAX_DETAILS: usize = 32 * 1024;
 const MAX_CODE: usize = 128;
 const MAX_MESSAGE: usize = 1024;
-/// How long shutdown waits for a background service to end after `stop`.
+/// The longest `stop` may take, and how long shutdown then waits for a background service
+/// to end.
 const SERVICE_GRACE: Duration = Duration::from_secs(5);
 
 /// An operation admitted by every interested plugin; hand it back to
@@ -95,16 +95,22 @@ async fn call<T: Send + 'static>(
     deadline: Duration,
     hook: impl FnOnce(&ServerPluginBox) -> FfiFuture<RResult<T, PluginError>> + Send + 'static,
 ) -> Result<T, CallError> {
+    use std::sync::atomic::Ordering::Relaxed;
     let object = plugin.object.clone();
     let answer = plugin.thread.run(move || hook(&object));
-    match tokio::time::timeout(deadline, answer).await {
+    plugin.stats.calls.fetch_add(1, Relaxed);
+    let result = match tokio::time::timeout(deadline, answer).await {
         Err(_) | Ok(Err(NotRun::Unavailable | NotRun::TimedOut)) => {
             Err(CallError::TimedOut(deadline))
         }
         Ok(Err(NotRun::Panicked)) => Err(CallError::Failed("its future panicked".into())),
         Ok(Ok(RResult::RErr(error))) => Err(CallError::Failed(error.to_string())),
         Ok(Ok(RResult::ROk(value))) => Ok(value),
+    };
+    if result.is_err() {
+        plugin.stats.failures.fetch_add(1, Relaxed);
     }
+    result
 }
 
 fn text(s: &str) -> ciborium::Value {
@@ -181,6 +187,7 @@ impl ServerPlugins {
             .iter()
             .enumerate()
             .filter(move |(_, p)| p.interests.contains(kind))
+            .map(|(index, p)| (index, &**p))
     }
 
     /// Asks every plugin interested in `kind`, in config order, to admit the operation
@@ -278,68 +285,70 @@ impl ServerPlugins {
         Ok(response)
     }
 
-    /// Starts every plugin's background service; call once the server is listening.
-    pub fn start_services(self: &Arc<Self>) -> Services {
-        let tasks = self
-            .plugins
-            .iter()
-            .map(|plugin| {
-                let name = plugin.name.clone();
-                let object = plugin.object.clone();
-                // On the plugin's thread, with no deadline: a service runs until `stop`.
-                let service = plugin.thread.run(move || object.start());
-                tokio::spawn(async move {
-                    match service.await {
-                        Ok(RResult::ROk(())) => {
-                            tracing::debug!(plugin = %name, "background service ended")
-                        }
-                        Ok(RResult::RErr(error)) => {
-                            tracing::error!(plugin = %name, %error, "background service failed")
-                        }
-                        Err(NotRun::Panicked) => {
-                            tracing::error!(plugin = %name, "background service panicked")
-                        }
-                        Err(NotRun::Unavailable | NotRun::TimedOut) => {
-                            tracing::error!(plugin = %name, "background service could not start")
-                        }
-                    }
-                })
-            })
-            .collect();
-        Services {
-            plugins: self.clone(),
-            tasks,
+    /// Starts the background service of every plugin whose service has not started yet;
+    /// call once the server is listening (and again after a reload, for new plugins).
+    pub fn start_services(&self) {
+        for plugin in &self.plugins {
+            let mut service = plugin.service.lock().unwrap_or_else(|e| e.into_inner());
+            if service.is_none() {
+                *service = Some(start_service(plugin));
+            }
+        }
+    }
+
+    /// Stops every plugin's background service (see [`stop_plugin`]).
+    pub async fn stop_services(&self) {
+        for plugin in &self.plugins {
+            stop_plugin(plugin, self.deadline).await;
         }
     }
 }
 
-/// Running background services; [`Services::stop`] ends them.
-#[derive(Debug)]
-#[must_use = "stop the services at shutdown"]
-pub struct Services {
-    plugins: Arc<ServerPlugins>,
-    tasks: Vec<JoinHandle<()>>,
+fn start_service(plugin: &ServerEntry) -> JoinHandle<()> {
+    let name = plugin.name.clone();
+    let object = plugin.object.clone();
+    // On the plugin's thread, with no deadline: a service runs until `stop`.
+    let service = plugin.thread.run(move || object.start());
+    tokio::spawn(async move {
+        match service.await {
+            Ok(RResult::ROk(())) => {
+                tracing::debug!(plugin = %name, "background service ended")
+            }
+            Ok(RResult::RErr(error)) => {
+                tracing::error!(plugin = %name, %error, "background service failed")
+            }
+            Err(NotRun::Panicked) => {
+                tracing::error!(plugin = %name, "background service panicked")
+            }
+            Err(NotRun::Unavailable | NotRun::TimedOut) => {
+                tracing::error!(plugin = %name, "background service could not start")
+            }
+        }
+    })
 }
 
-impl Services {
-    /// Calls every plugin's `stop`, then waits briefly for each service to end and drops
-    /// the ones that do not.
-    pub async fn stop(self) {
-        for plugin in &self.plugins.plugins {
-            let deadline = self.plugins.deadline.min(SERVICE_GRACE);
-            if let Err(error) = call(plugin, deadline, |object| object.stop()).await {
-                let _ = error.into_refusal(&plugin.name, "stop");
-            }
-            tracing::debug!(plugin = %plugin.name, counters = ?plugin.host.counters(), "storage plugin stopped");
-        }
-        for (task, plugin) in self.tasks.into_iter().zip(&self.plugins.plugins) {
-            let abort = task.abort_handle();
-            if tokio::time::timeout(SERVICE_GRACE, task).await.is_err() {
-                tracing::warn!(plugin = %plugin.name, "background service still running after stop; dropped");
-                abort.abort();
-            }
-        }
+/// Calls a plugin's `stop` (under `deadline`, at most [`SERVICE_GRACE`]), then waits as
+/// long again for its background service to end and drops it if it does not. A plugin
+/// whose service never started gets no `stop`.
+pub(super) async fn stop_plugin(plugin: &ServerEntry, deadline: Duration) {
+    let service = plugin
+        .service
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .take();
+    let Some(task) = service else {
+        return;
+    };
+    let deadline = deadline.min(SERVICE_GRACE);
+    if let Err(error) = call(plugin, deadline, |object| object.stop()).await {
+        let _ = error.into_refusal(&plugin.name, "stop");
     }
+    let abort = task.abort_handle();
+    if tokio::time::timeout(SERVICE_GRACE, task).await.is_err() {
+        tracing::warn!(plugin = %plugin.name, "background service still running after stop; dropped");
+        abort.abort();
+    }
+    tracing::debug!(plugin = %plugin.name, counters = ?plugin.host.counters(), "storage plugin stopped");
 }
 
 #[cfg(test)]

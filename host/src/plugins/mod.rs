@@ -7,6 +7,7 @@
 //!   [`ClientPluginHandle`]), with one start-up error line per failure.
 //! - [`dispatch`]: calling server hooks (admit, committed, routes, services) and checking
 //!   whatever plugins return; `executor`: the thread each server plugin's hooks run on.
+//! - [`live`]: the set a running node uses, and reloading it while it serves.
 //! - [`data`]: the `X-Tahoe-Plugin-Data` header, parsed and encoded.
 //! - [`operation`]: protocol values as the typed operations plugins see.
 //! - [`host_api`]: what the host offers plugins (logging, clock, state, counters, storage).
@@ -18,13 +19,15 @@ pub mod dispatch;
 pub mod dylib;
 mod executor;
 pub mod host_api;
+pub mod live;
 pub mod operation;
 pub mod registry;
 #[cfg(test)]
 pub(crate) mod test_plugins;
 
 pub use data::{PluginData, PluginDataError};
-pub use dispatch::{Admission, Refusal, Services};
+pub use dispatch::{Admission, Refusal};
+pub use live::LivePlugins;
 pub use registry::{
     ClientPluginHandle, LoadFailure, OpenedLibrary, PluginLoadError, ServerPlugins,
     ServerPluginsBuilder,

@@ -95,6 +95,11 @@ pub struct OpenedLibrary {
     pub description: LibraryDescription,
     /// Its root module.
     pub root: PluginLibraryRef,
+    /// The plugin interface version it was built against.
+    pub interface: String,
+    /// The first 16 bytes of the SHA-256 of its file, in hex (what `gbs plugin status`
+    /// shows, and how a reload tells a changed library from the same one).
+    pub hash: String,
 }
 
 impl fmt::Debug for OpenedLibrary {
@@ -109,11 +114,16 @@ impl fmt::Debug for OpenedLibrary {
 /// Opens and checks a plugin library without running any plugin constructor; the error is one
 /// short line.
 pub fn open_library(path: &Path) -> Result<OpenedLibrary, String> {
+    let hash = LibraryFile::read(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?
+        .hash;
     super::dylib::open(path)
         .map(|loaded| OpenedLibrary {
             path: loaded.path,
             description: loaded.description,
             root: loaded.root,
+            interface: loaded.interface_version,
+            hash,
         })
         .map_err(|e| e.to_string())
 }
@@ -127,18 +137,57 @@ fn check_library(path: &Path) -> Report {
     }
 }
 
-/// Loads plugin `name` from a private copy of `path`, after checking that copy in a child
-/// process: a library that hangs, crashes or lies while loading stops start-up with one
-/// line instead of taking the node with it, and replacing or truncating `path` later never
-/// touches the code the node runs. Each step is logged before it happens, so a crash in a
-/// library's own initialisers still leaves a line naming it.
-fn open_checked(
+/// A library file's contents, read once, and their hash.
+pub(super) struct LibraryFile {
+    bytes: Vec<u8>,
+    /// The first 16 bytes of the contents' SHA-256, in hex.
+    pub(super) hash: String,
+}
+
+impl LibraryFile {
+    /// Reads the regular file `path` (never a FIFO or a device, which could block or be
+    /// endless).
+    pub(super) fn read(path: &Path) -> std::io::Result<Self> {
+        use sha2::Digest as _;
+        if !std::fs::metadata(path)?.is_file() {
+            return Err(std::io::Error::other("not a regular file"));
+        }
+        let bytes = std::fs::read(path)?;
+        let hash = sha2::Sha256::digest(&bytes);
+        let hash = hash[..16].iter().map(|b| format!("{b:02x}")).collect();
+        Ok(Self { bytes, hash })
+    }
+
+    /// Writes the contents to `<node>/plugins-state/.libraries/<hash>.<ext>` unless that
+    /// copy exists; returns the copy's path.
+    fn private_copy(&self, node_dir: &Path) -> std::io::Result<PathBuf> {
+        let dir = node_dir.join("plugins-state").join(".libraries");
+        std::fs::create_dir_all(&dir)?;
+        let copy = dir.join(format!("{}.{}", self.hash, std::env::consts::DLL_EXTENSION));
+        if copy.is_file() && std::fs::read(&copy).is_ok_and(|existing| existing == self.bytes) {
+            return Ok(copy);
+        }
+        let partial = dir.join(format!(".{}.partial-{}", self.hash, std::process::id()));
+        std::fs::write(&partial, &self.bytes)?;
+        std::fs::rename(&partial, &copy)?;
+        Ok(copy)
+    }
+}
+
+/// Loads plugin `name` from a private copy of `file` (read from `path`), after checking
+/// that copy in a child process: a library that hangs, crashes or lies while loading stops
+/// start-up (or a reload) with one line instead of taking the node with it, and replacing
+/// or truncating `path` later never touches the code the node runs. Each step is logged
+/// before it happens, so a crash in a library's own initialisers still leaves a line
+/// naming it.
+pub(super) fn open_checked(
     node_dir: &Path,
     name: &str,
     path: &Path,
+    file: &LibraryFile,
 ) -> Result<OpenedLibrary, PluginLoadError> {
     tracing::info!(plugin = name, library = %path.display(), "copying plugin library");
-    let copy = private_copy(node_dir, path).map_err(|e| {
+    let copy = file.private_copy(node_dir).map_err(|e| {
         fail(
             name,
             LoadFailure::Missing(format!("cannot copy {}: {e}", path.display())),
@@ -150,33 +199,36 @@ fn open_checked(
         return Err(fail(name, LoadFailure::Incompatible(report.reason())));
     }
     tracing::info!(plugin = name, library = %copy.display(), "loading plugin library");
-    open_library(&copy).map_err(|e| fail(name, LoadFailure::Incompatible(e)))
+    let mut library = open_library(&copy).map_err(|e| fail(name, LoadFailure::Incompatible(e)))?;
+    // Messages name the file the operator configured, not the private copy.
+    library.path = path.to_owned();
+    Ok(library)
 }
 
-/// Copies the regular file `path` to `<node>/plugins-state/.libraries/<hash>.<ext>`, named
-/// by the SHA-256 of its contents, unless that copy exists; returns the copy's path.
-fn private_copy(node_dir: &Path, path: &Path) -> std::io::Result<PathBuf> {
-    use sha2::Digest as _;
-    if !std::fs::metadata(path)?.is_file() {
-        return Err(std::io::Error::other("not a regular file"));
-    }
-    let bytes = std::fs::read(path)?;
-    let hash = sha2::Sha256::digest(&bytes);
-    let hex: String = hash[..16].iter().map(|b| format!("{b:02x}")).collect();
-    let dir = node_dir.join("plugins-state").join(".libraries");
-    std::fs::create_dir_all(&dir)?;
-    let copy = dir.join(format!("{hex}.{}", std::env::consts::DLL_EXTENSION));
-    if copy.is_file() && std::fs::read(&copy).is_ok_and(|existing| existing == bytes) {
-        return Ok(copy);
-    }
-    let partial = dir.join(format!(".{hex}.partial-{}", std::process::id()));
-    std::fs::write(&partial, &bytes)?;
-    std::fs::rename(&partial, &copy)?;
-    Ok(copy)
+/// Reads the library file that provides `spec` (no library code runs in this process).
+pub(super) fn find_library(
+    node_dir: &Path,
+    spec: &PluginSpec,
+) -> Result<(PathBuf, LibraryFile), PluginLoadError> {
+    let path = library_path(node_dir, spec)?;
+    let file = LibraryFile::read(&path).map_err(|e| {
+        fail(
+            &spec.name,
+            LoadFailure::Missing(format!("cannot read {}: {e}", path.display())),
+        )
+    })?;
+    Ok((path, file))
 }
 
-/// Finds the library that provides `spec`.
+/// Finds and loads the library that provides `spec`.
 fn locate(node_dir: &Path, spec: &PluginSpec) -> Result<OpenedLibrary, PluginLoadError> {
+    let (path, file) = find_library(node_dir, spec)?;
+    open_checked(node_dir, &spec.name, &path, &file)
+}
+
+/// The path of the library that provides `spec`: the configured one, or the first in
+/// `<node>/plugins/` whose description (read in a child process) names the plugin.
+fn library_path(node_dir: &Path, spec: &PluginSpec) -> Result<PathBuf, PluginLoadError> {
     match &spec.source {
         PluginSource::Library(path) => {
             let path = node_dir.join(path);
@@ -186,7 +238,7 @@ fn locate(node_dir: &Path, spec: &PluginSpec) -> Result<OpenedLibrary, PluginLoa
                     LoadFailure::Missing(format!("no file {}", path.display())),
                 ));
             }
-            open_checked(node_dir, &spec.name, &path)
+            Ok(path)
         }
         PluginSource::Lookup => {
             let dir = node_dir.join("plugins");
@@ -210,7 +262,7 @@ fn locate(node_dir: &Path, spec: &PluginSpec) -> Result<OpenedLibrary, PluginLoa
                 // provides the name is then copied, checked again and loaded.
                 let report = check_library(&path);
                 if report.plugins.iter().any(|p| p.name == spec.name) {
-                    return open_checked(node_dir, &spec.name, &path);
+                    return Ok(path);
                 }
                 tracing::debug!(path = %path.display(), reason = %report.reason(), "does not provide the plugin");
             }
@@ -282,7 +334,8 @@ fn settings_cbor(settings: &BTreeMap<String, String>) -> Vec<u8> {
     to_cbor(settings)
 }
 
-/// One loaded server plugin.
+/// One loaded server plugin. A reload that leaves its library and settings unchanged
+/// carries the same entry into the new set, so it is neither rebuilt nor restarted.
 pub(super) struct ServerEntry {
     pub(super) name: String,
     pub(super) interests: Interests,
@@ -290,11 +343,37 @@ pub(super) struct ServerEntry {
     /// Where its hooks run (see `executor`).
     pub(super) thread: PluginThread,
     pub(super) host: PluginHost,
+    /// Where it came from, for `gbs plugin status` and reloads.
+    pub(super) origin: Origin,
+    /// Its entry in the `GET /storage/v1/plugins` list.
+    pub(super) listed: ciborium::Value,
+    /// Hook calls made and failed.
+    pub(super) stats: HookStats,
+    /// Its background service once started; taken by `stop`.
+    pub(super) service: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+/// What a server plugin was built from.
+#[derive(Debug, Clone)]
+pub(super) struct Origin {
+    pub(super) version: String,
+    pub(super) interface: String,
+    pub(super) library: PathBuf,
+    pub(super) hash: String,
+    pub(super) settings: BTreeMap<String, String>,
+    pub(super) since: std::time::SystemTime,
+}
+
+/// Counts of a plugin's hook calls.
+#[derive(Debug, Default)]
+pub(super) struct HookStats {
+    pub(super) calls: std::sync::atomic::AtomicU64,
+    pub(super) failures: std::sync::atomic::AtomicU64,
 }
 
 /// The server plugins of a node, in config order, with the hook dispatch the server calls.
 pub struct ServerPlugins {
-    pub(super) plugins: Vec<ServerEntry>,
+    pub(super) plugins: Vec<Arc<ServerEntry>>,
     /// Union of every plugin's interests: an operation outside it costs one bit test.
     pub(super) interests: Interests,
     /// The encoded `GET /storage/v1/plugins` answer.
@@ -333,7 +412,11 @@ impl ServerPlugins {
 
     /// Whether a plugin of that name is loaded.
     pub fn contains(&self, name: &str) -> bool {
-        self.plugins.iter().any(|p| p.name == name)
+        self.entry(name).is_some()
+    }
+
+    pub(super) fn entry(&self, name: &str) -> Option<&Arc<ServerEntry>> {
+        self.plugins.iter().find(|p| p.name == name)
     }
 
     /// Whether no plugin is loaded.
@@ -354,10 +437,7 @@ impl ServerPlugins {
 
     /// A snapshot of the counters a plugin keeps through the host API.
     pub fn counters(&self, name: &str) -> Option<BTreeMap<String, u64>> {
-        self.plugins
-            .iter()
-            .find(|p| p.name == name)
-            .map(|p| p.host.counters())
+        self.entry(name).map(|p| p.host.counters())
     }
 }
 
@@ -367,8 +447,7 @@ impl ServerPlugins {
 pub struct ServerPluginsBuilder {
     node_dir: PathBuf,
     store: Option<Arc<Store>>,
-    plugins: Vec<ServerEntry>,
-    announcements: Vec<ciborium::Value>,
+    plugins: Vec<Arc<ServerEntry>>,
     deadline: Duration,
 }
 
@@ -386,12 +465,11 @@ impl ServerPluginsBuilder {
             node_dir: node_dir.to_owned(),
             store,
             plugins: Vec::new(),
-            announcements: Vec::new(),
             deadline: HOOK_DEADLINE,
         }
     }
 
-    fn contains(&self, name: &str) -> bool {
+    pub(super) fn contains(&self, name: &str) -> bool {
         self.plugins.iter().any(|p| p.name == name)
     }
 
@@ -412,15 +490,18 @@ impl ServerPluginsBuilder {
         // deadline: one that hangs stops start-up with a line instead of hanging it.
         let thread = PluginThread::spawn(name).map_err(|e| fail(name, LoadFailure::Thread(e)))?;
         let constructor = library.root.new_server();
-        let (owned_name, settings, host_ffi) =
+        let (owned_name, settings_cbor, host_ffi) =
             (name.to_owned(), settings_cbor(settings), host.to_ffi());
         let built = thread.run_sync(
             move || {
-                let object =
-                    match constructor(RStr::from_str(&owned_name), settings.into(), host_ffi) {
-                        RResult::ROk(object) => object,
-                        RResult::RErr(error) => return Err(error.to_string()),
-                    };
+                let object = match constructor(
+                    RStr::from_str(&owned_name),
+                    settings_cbor.into(),
+                    host_ffi,
+                ) {
+                    RResult::ROk(object) => object,
+                    RResult::RErr(error) => return Err(error.to_string()),
+                };
                 let announcement = object.announce();
                 Ok((object, announcement))
             },
@@ -459,20 +540,45 @@ impl ServerPluginsBuilder {
             }
         };
         let text = |s: &str| ciborium::Value::Text(s.to_owned());
-        self.announcements.push(ciborium::Value::Map(vec![
+        let listed = ciborium::Value::Map(vec![
             (text("name"), text(name)),
             (text("version"), text(description.version.as_str())),
             (text("announcement"), announcement),
-        ]));
+        ]);
         tracing::info!(plugin = name, version = %description.version, library = %library.path.display(), "storage plugin loaded");
-        self.plugins.push(ServerEntry {
+        self.plugins.push(Arc::new(ServerEntry {
             name: name.to_owned(),
             interests: description.interests,
             object: Arc::new(object),
             thread,
             host,
-        });
+            origin: Origin {
+                version: description.version.as_str().to_owned(),
+                interface: library.interface.clone(),
+                library: library.path.clone(),
+                hash: library.hash.clone(),
+                settings: settings.clone(),
+                since: std::time::SystemTime::now(),
+            },
+            listed,
+            stats: HookStats::default(),
+            service: std::sync::Mutex::new(None),
+        }));
         Ok(self)
+    }
+
+    /// The version of the plugin added last.
+    pub(super) fn last_version(&self) -> &str {
+        self.plugins
+            .last()
+            .map_or("", |p| p.origin.version.as_str())
+    }
+
+    /// Carries a plugin of the current set into this one as it is (a reload that did not
+    /// change it).
+    pub(super) fn keep(&mut self, entry: Arc<ServerEntry>) -> &mut Self {
+        self.plugins.push(entry);
+        self
     }
 
     /// How long one hook call may take (default [`HOOK_DEADLINE`]).
@@ -487,8 +593,9 @@ impl ServerPluginsBuilder {
             .plugins
             .iter()
             .fold(Interests(0), |all, p| Interests(all.0 | p.interests.0));
+        let listing = self.plugins.iter().map(|p| p.listed.clone()).collect();
         ServerPlugins {
-            listing: to_cbor(&ciborium::Value::Array(self.announcements)),
+            listing: to_cbor(&ciborium::Value::Array(listing)),
             plugins: self.plugins,
             interests,
             deadline: self.deadline,

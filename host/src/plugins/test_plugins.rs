@@ -340,5 +340,7 @@ pub(crate) fn test_library() -> OpenedLibrary {
         path: "test-plugins.so".into(),
         description: describe(),
         root: library::<All>(describe),
+        interface: "1.0.0".to_owned(),
+        hash: "linked-into-the-tests".to_owned(),
     }
 }

@@ -31,7 +31,7 @@ mod tests;
 use crate::config::NodeConfig;
 use crate::limits::Limits;
 use crate::node::{NodeError, NodeIdentity};
-use crate::plugins::ServerPlugins;
+use crate::plugins::{LivePlugins, ServerPlugins};
 use crate::protocol::{Nurl, Swissnum};
 use crate::storage::{Store, StoreConfig, SystemClock};
 use connection::ConnectionContext;
@@ -46,7 +46,7 @@ const UPLOAD_IDLE_LIMIT: Duration = Duration::from_secs(30 * 60);
 pub struct AppState {
     store: Arc<Store>,
     swissnum: Swissnum,
-    plugins: Arc<ServerPlugins>,
+    plugins: Arc<LivePlugins>,
     memory: Arc<MemoryBudget>,
 }
 
@@ -56,7 +56,7 @@ impl AppState {
         Self {
             store,
             swissnum,
-            plugins: Arc::new(ServerPlugins::none()),
+            plugins: Arc::new(LivePlugins::fixed(Arc::new(ServerPlugins::none()))),
             memory: Arc::new(MemoryBudget::new(&Limits::default())),
         }
     }
@@ -67,8 +67,13 @@ impl AppState {
         self
     }
 
-    /// The same state with these storage plugins.
-    pub fn with_plugins(mut self, plugins: Arc<ServerPlugins>) -> Self {
+    /// The same state with these storage plugins, fixed.
+    pub fn with_plugins(self, plugins: Arc<ServerPlugins>) -> Self {
+        self.with_live_plugins(Arc::new(LivePlugins::fixed(plugins)))
+    }
+
+    /// The same state with storage plugins that may be reloaded.
+    pub fn with_live_plugins(mut self, plugins: Arc<LivePlugins>) -> Self {
         self.plugins = plugins;
         self
     }
@@ -102,7 +107,7 @@ pub async fn serve(
     let connections = Connections::new(limits.max_connections);
     let sweeper = tokio::spawn(expire_idle_uploads(state.store.clone()));
     // The listener is bound: plugins' background services may start.
-    let services = state.plugins.start_services();
+    state.plugins.start_services();
     listener::accept_loop(listener, connections.clone(), context, shutdown).await;
     sweeper.abort();
     tracing::info!(
@@ -119,7 +124,7 @@ pub async fn serve(
             limits.drain_timeout
         );
     }
-    services.stop().await;
+    state.plugins.stop_services().await;
 }
 
 async fn expire_idle_uploads(store: Arc<Store>) {
@@ -161,6 +166,10 @@ pub enum StartError {
     /// A configured storage plugin could not be loaded (one line naming it and why).
     #[error(transparent)]
     Plugin(#[from] crate::plugins::PluginLoadError),
+    /// The admin socket: another node runs here, or it cannot be created.
+    #[cfg(unix)]
+    #[error(transparent)]
+    Admin(#[from] crate::admin::BindError),
     /// `[storage] enabled = false`: nothing to serve.
     #[error("[storage] enabled is not true in tahoe.cfg; this node has nothing to serve")]
     StorageDisabled,
@@ -174,6 +183,8 @@ pub struct RunningNode {
     state: AppState,
     limits: Limits,
     nurl: Nurl,
+    #[cfg(unix)]
+    admin: crate::admin::AdminSocket,
 }
 
 impl RunningNode {
@@ -184,6 +195,9 @@ impl RunningNode {
             return Err(StartError::StorageDisabled);
         }
         let identity = NodeIdentity::load(&config.private_dir())?;
+        // First: it refuses to start a second node on this directory.
+        #[cfg(unix)]
+        let admin = crate::admin::AdminSocket::bind(&config.private_dir()).await?;
         let store_config = StoreConfig {
             reserved_space: config.reserved_space,
             nodeid: identity.nodeid(),
@@ -201,7 +215,7 @@ impl RunningNode {
         })??;
         let store = Arc::new(store);
         // Before the port is bound: a plugin that does not load stops the node.
-        let plugins = Arc::new(ServerPlugins::load(config, store.clone())?);
+        let plugins = Arc::new(LivePlugins::load(config, store.clone())?);
         let listener =
             TcpListener::bind(config.listen)
                 .await
@@ -223,7 +237,7 @@ impl RunningNode {
         let nurl = identity.nurl(&host, port);
         let tls = Arc::new(tls_config(&identity)?);
         let state = AppState::new(store, identity.swissnum().clone())
-            .with_plugins(plugins)
+            .with_live_plugins(plugins)
             .with_limits(&config.limits);
         Ok(Self {
             listener,
@@ -234,7 +248,14 @@ impl RunningNode {
                 None => config.limits.clone(),
             },
             nurl,
+            #[cfg(unix)]
+            admin,
         })
+    }
+
+    /// The node's storage plugins (to reload them).
+    pub fn plugins(&self) -> Arc<LivePlugins> {
+        self.state.plugins.clone()
     }
 
     /// The NURL clients use.
@@ -247,8 +268,16 @@ impl RunningNode {
         self.listener.local_addr()
     }
 
-    /// Serves until `shutdown` completes.
+    /// Serves until `shutdown` completes, with the admin socket beside.
     pub async fn serve(self, shutdown: impl Future<Output = ()>) {
+        #[cfg(unix)]
+        let admin = tokio::spawn(self.admin.serve(self.state.plugins.clone()));
         serve(self.listener, self.tls, self.state, self.limits, shutdown).await;
+        #[cfg(unix)]
+        {
+            // Awaited so that the socket file is gone when this returns.
+            admin.abort();
+            let _ = admin.await;
+        }
     }
 }

@@ -209,12 +209,16 @@ async fn services_start_and_stop() {
         std::fs::read(dir.path().join("plugins-state/service/hello")).unwrap(),
         b"hi"
     );
-    let services = plugins.start_services();
+    plugins.start_services();
+    // Starting twice starts nothing more.
+    plugins.start_services();
     while !plugins.counters("service").unwrap().contains_key("ticks") {
         tokio::task::yield_now().await;
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     }
-    services.stop().await;
+    plugins.stop_services().await;
+    // Stopping twice stops nothing more.
+    plugins.stop_services().await;
     let counters = plugins.counters("service").unwrap();
     assert_eq!(counters["started"], 1);
     assert_eq!(counters["stopped"], 1);

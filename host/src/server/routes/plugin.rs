@@ -43,7 +43,7 @@ async fn list(State(state): State<AppState>, _: Authorized<NoSecrets>, _: Accept
                 interface,
             ),
         ],
-        state.plugins.listing().to_vec(),
+        state.plugins.listing(),
     )
         .into_response()
 }
