@@ -10,5 +10,6 @@ mod interop;
 mod plugin_hooks;
 mod plugin_isolation;
 mod plugin_loading;
+mod plugin_reload;
 mod shutdown;
 mod storage_dir;
