@@ -23,10 +23,10 @@ const VERSIONED: &str = "[storage]\nplugins = fixture-versioned\n\
 /// new file renamed over the old one.
 fn deploy(dir: &Path, library: &Path) {
     let plugins = dir.join("plugins");
-    std::fs::create_dir_all(&plugins).unwrap();
+    std::fs::create_dir_all(&plugins).expect("create plugins/");
     let staged = plugins.join(".versioned.so.new");
-    std::fs::copy(library, &staged).unwrap();
-    std::fs::rename(&staged, plugins.join("versioned.so")).unwrap();
+    std::fs::copy(library, &staged).expect("stage the library");
+    std::fs::rename(&staged, plugins.join("versioned.so")).expect("deploy the library");
 }
 
 /// A node serving `fixture-versioned` 1.0.0, plus `extra` config.
@@ -56,7 +56,7 @@ async fn route_version(client: &Client) -> String {
         )
         .await
         .expect("the plugin's route");
-    String::from_utf8(answer.body.to_vec()).unwrap()
+    String::from_utf8(answer.body.to_vec()).expect("a text answer")
 }
 
 /// One client's work until `stop`: allocate, upload 64 KiB, read it back, ask the version.
@@ -78,7 +78,7 @@ async fn keep_working(client: Client, id: u8, stop: Arc<AtomicBool>) -> (u64, Ve
                     [ShareNumber(0)].into(),
                     data.len() as u64,
                     &test_lease(),
-                    UploadSecret::new(b"u".to_vec()).unwrap(),
+                    UploadSecret::new(b"u".to_vec()).expect("a valid secret"),
                 )
                 .await?;
             upload.upload_share(ShareNumber(0), &data[..]).await?;
