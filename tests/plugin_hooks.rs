@@ -460,7 +460,21 @@ fn gbs_client_uses_the_client_plugins_of_a_node_directory() {
     let refused = ls(&[]);
     assert!(!refused.status.success());
     let stderr = String::from_utf8_lossy(&refused.stderr);
-    assert!(stderr.contains("allow-list"), "{stderr}");
+    assert!(
+        stderr.contains("refused by server plugin allow-list (401, token-required)"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("details: {\"hint\":"), "{stderr}");
+    // The same with --json: the whole rejection, as one object on stdout.
+    let refused = ls(&["--json".as_ref()]);
+    assert!(!refused.status.success());
+    let answer: serde_json::Value =
+        serde_json::from_slice(&refused.stdout).expect("one JSON object on stdout");
+    let rejection = &answer["rejection"];
+    assert_eq!(rejection["plugin"], "allow-list");
+    assert_eq!(rejection["status"], 401);
+    assert_eq!(rejection["code"], "token-required");
+    assert!(rejection["details"]["hint"].is_string(), "{answer}");
 
     let client_dir = tempfile::tempdir().expect("temp dir");
     std::fs::write(

@@ -337,3 +337,44 @@ fn the_admin_socket_is_private_bounded_and_guards_the_directory() {
     let (exit, _dir) = node.stop();
     assert!(exit.success());
 }
+
+/// Inputs tried: `gbs client plugins` in text and JSON, `gbs client plugin-route` on a route
+/// that answers and on one that answers 404.
+#[test]
+fn gbs_client_lists_plugins_and_calls_their_routes() {
+    let node = versioned_node("");
+    let client = |args: &[&str]| {
+        Command::new(gbs_binary())
+            .arg("client")
+            .args(args)
+            .output()
+            .expect("run gbs client")
+    };
+    let listed = client(&["plugins", node.nurl()]);
+    assert!(listed.status.success(), "{listed:?}");
+    assert_eq!(
+        stdout(&listed),
+        "fixture-versioned 1.0.0: {\"version\":\"1.0.0\"}\n"
+    );
+    let listed = client(&["--json", "plugins", node.nurl()]);
+    let value: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
+    assert_eq!(value["plugins"][0]["announcement"]["version"], "1.0.0");
+
+    let version = client(&["plugin-route", node.nurl(), "fixture-versioned", "version"]);
+    assert!(version.status.success(), "{version:?}");
+    assert_eq!(stdout(&version), "1.0.0");
+    let json = client(&[
+        "--json",
+        "plugin-route",
+        node.nurl(),
+        "fixture-versioned",
+        "version",
+    ]);
+    let value: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(value["status"], 200);
+    assert_eq!(value["body"], "1.0.0");
+    let missing = client(&["plugin-route", node.nurl(), "fixture-versioned", "nope"]);
+    assert_eq!(missing.status.code(), Some(1));
+    assert_eq!(stdout(&missing), "no such route");
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("answered status 404"));
+}

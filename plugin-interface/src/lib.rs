@@ -6,6 +6,31 @@
 //! library, checks its ABI before running any of its code, and calls the hooks for every
 //! storage operation. The semantics of every hook follow the example below.
 //!
+//! # Building a plugin
+//!
+//! A plugin is a crate of its own, built as a `cdylib`, that depends on this crate alone
+//! (it re-exports [`ciborium`], the CBOR library its API uses):
+//!
+//! ```toml
+//! [package]
+//! name = "size-limit"
+//! version = "1.0.0"
+//! edition = "2021"
+//!
+//! [lib]
+//! crate-type = ["cdylib"]
+//!
+//! [dependencies]
+//! # From the gbs repository: a git dependency, or a path to a checkout.
+//! gbs-plugin-interface = { git = "<the gbs repository>", version = "1" }
+//!
+//! # Keep the default panic = "unwind": the host refuses libraries built to abort.
+//! ```
+//!
+//! `cargo build --release` leaves `target/release/libsize_limit.so`; `gbs plugin check` on it
+//! says whether a node can load it, and `tahoe.cfg` names it (see the Plugins section of the
+//! repository's README). Hooks can be unit-tested without a node: see [`testing`].
+//!
 //! A complete plugin that refuses uploads larger than a configured size:
 //!
 //! ```
@@ -24,7 +49,7 @@
 //!     const NAME: &'static str = "size-limit";
 //!     const VERSION: &'static str = "1.0.0";
 //!     const ROLES: Roles = Roles::SERVER;
-//!     const INTERESTS: Interests = Interests(0).with(OperationKind::ALLOCATE);
+//!     const INTERESTS: Interests = Interests::of(&[OperationKind::ALLOCATE]);
 //!     type Server = SizeLimitServer;
 //!     type Client = Unused;
 //!
@@ -53,12 +78,18 @@
 
 // The abi_stable derives expand to unsafe code (vtables, Send/Sync impls); this module is
 // only declarations, and the layout checks at load time are what keep it sound.
+mod blocking;
 mod export;
 #[allow(unsafe_code)]
 pub mod ffi;
 mod sdk;
+pub mod testing;
 mod value;
 
+pub use blocking::{MAX_QUEUED as BLOCKING_QUEUE, MAX_THREADS as BLOCKING_THREADS};
+/// The CBOR library of the SDK's API (announcements, rejection details): use it from here
+/// rather than pinning a version of your own.
+pub use ciborium;
 pub use export::{PluginList, INTERFACE_VERSION};
 pub use ffi::{
     Interests, LogLevel, OperationKind, PluginError, Rejection, Roles, RouteRequest, RouteResponse,

@@ -17,10 +17,78 @@ use async_ffi::{FfiFuture, FutureExt as _};
 
 use crate::ffi::{
     ClientPluginFfi, ClientPluginFfi_TO, ErrorKind, HostApiBox, HostApiFfi_TO, Interests, LogLevel,
-    PluginError, Rejection, Roles, RouteRequest, RouteResponse, ServerConnectionBox,
+    OperationKind, PluginError, Rejection, Roles, RouteRequest, RouteResponse, ServerConnectionBox,
     ServerConnectionFfi_TO, ServerPluginFfi, ServerPluginFfi_TO,
 };
 use crate::value::{from_cbor, to_cbor, LeaseRequest, Operation, Outcome, ShareInfo};
+
+impl Roles {
+    /// Both sides.
+    pub const BOTH: Roles = Roles::SERVER.union(Roles::CLIENT);
+
+    /// Both sets of sides. In a `const` item (such as [`Plugin::ROLES`]) write
+    /// `Roles::SERVER.union(Roles::CLIENT)` or [`Roles::BOTH`]; elsewhere `|` does the same
+    /// (Rust does not yet allow operators on these types in constants).
+    pub const fn union(self, other: Roles) -> Roles {
+        Roles(self.0 | other.0)
+    }
+}
+
+impl std::ops::BitOr for Roles {
+    type Output = Roles;
+
+    fn bitor(self, other: Roles) -> Roles {
+        self.union(other)
+    }
+}
+
+impl std::ops::BitOrAssign for Roles {
+    fn bitor_assign(&mut self, other: Roles) {
+        *self = self.union(other);
+    }
+}
+
+impl Interests {
+    /// The set of `kinds`: `Interests::of(&[OperationKind::ALLOCATE, OperationKind::UPLOAD])`.
+    pub const fn of(kinds: &[OperationKind]) -> Interests {
+        let mut set = Interests(0);
+        let mut i = 0;
+        while i < kinds.len() {
+            set = set.with(kinds[i]);
+            i += 1;
+        }
+        set
+    }
+
+    /// Both sets.
+    pub const fn union(self, other: Interests) -> Interests {
+        Interests(self.0 | other.0)
+    }
+}
+
+impl std::ops::BitOr for Interests {
+    type Output = Interests;
+
+    fn bitor(self, other: Interests) -> Interests {
+        self.union(other)
+    }
+}
+
+impl std::ops::BitOr<OperationKind> for Interests {
+    type Output = Interests;
+
+    fn bitor(self, kind: OperationKind) -> Interests {
+        self.with(kind)
+    }
+}
+
+impl std::ops::BitOr for OperationKind {
+    type Output = Interests;
+
+    fn bitor(self, other: OperationKind) -> Interests {
+        Interests(0).with(self).with(other)
+    }
+}
 
 /// A plugin's settings: the keys of its `[storageserver.plugins.NAME]` or
 /// `[storageclient.plugins.NAME]` section, except the host's own (`library`, `url`, `command`).
@@ -172,7 +240,7 @@ impl PluginError {
         }
     }
 
-    fn panicked(message: String) -> Self {
+    pub(crate) fn panicked(message: String) -> Self {
         Self {
             kind: ErrorKind::PANICKED,
             message: RString::from(message),

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 /// Fixed-size byte strings as CBOR byte strings (serde's default would be an array).
-mod fixed_bytes {
+pub(crate) mod fixed_bytes {
     use serde::de::{Error, SeqAccess, Visitor};
     use serde::{Deserializer, Serializer};
 

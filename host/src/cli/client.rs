@@ -8,6 +8,7 @@
 //! default; `--json` prints one JSON object on stdout instead.
 
 mod get;
+mod plugins;
 mod put;
 
 use std::collections::BTreeMap;
@@ -66,6 +67,13 @@ enum ClientCommand {
     /// Mutable shares: read, write, list
     #[command(subcommand)]
     Mutable(MutableCommand),
+    /// List the storage plugins a server announces (GET /storage/v1/plugins)
+    Plugins {
+        /// The server's NURL
+        nurl: Nurl,
+    },
+    /// Call a server plugin's own route, /storage/v1/plugin/NAME/PATH; prints the body
+    PluginRoute(plugins::RouteArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -286,10 +294,14 @@ fn lease_json(lease: &LeaseSecrets) -> serde_json::Value {
 }
 
 fn merge(mut value: serde_json::Value, extra: serde_json::Value) -> serde_json::Value {
+    merge_into(&mut value, extra);
+    value
+}
+
+fn merge_into(value: &mut serde_json::Value, extra: serde_json::Value) {
     if let (Some(target), serde_json::Value::Object(extra)) = (value.as_object_mut(), extra) {
         target.extend(extra);
     }
-    value
 }
 
 /// The client plugins of `--node`, loaded once per command before any connection. A
@@ -314,7 +326,7 @@ pub(super) fn run(args: ClientArgs) -> anyhow::Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     let output = Output { json: args.json };
-    runtime.block_on(async move {
+    let result = runtime.block_on(async move {
         match args.command {
             ClientCommand::Version { nurl } => version(&nurl, output).await,
             ClientCommand::Put(args) => put::put(&args, output).await,
@@ -332,8 +344,16 @@ pub(super) fn run(args: ClientArgs) -> anyhow::Result<()> {
             ClientCommand::Mutable(MutableCommand::Ls(args)) => {
                 list(&args, ShareKind::Mutable, output).await
             }
+            ClientCommand::Plugins { nurl } => plugins::list(&nurl, output).await,
+            ClientCommand::PluginRoute(args) => plugins::route(&args, output).await,
         }
-    })
+    });
+    if let Err(error) = &result {
+        if let Some(ClientError::PluginRejected(rejection)) = error.downcast_ref::<ClientError>() {
+            plugins::show_rejection(rejection, output);
+        }
+    }
+    result
 }
 
 async fn version(nurl: &Nurl, output: Output) -> anyhow::Result<()> {

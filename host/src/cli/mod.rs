@@ -29,7 +29,7 @@ enum Command {
     Run(node::DirArg),
     /// Print a node's NURL.
     Nurl(node::DirArg),
-    /// Talk to a storage server: version, put, get, ls, lease, abort, corrupt, mutable.
+    /// Talk to a storage server: version, put, get, ls, lease, abort, corrupt, mutable, plugins.
     Client(Box<client::ClientArgs>),
     /// Check plugin libraries, and list the plugins a node's config names.
     Plugin(plugin::PluginArgs),
