@@ -12,7 +12,9 @@
 //! - 3 plugins: `access-log`, `allow-list` (checks a token in the request's plugin data)
 //!   and the `fixture-panics` test fixture with no hook set to panic (admits everything).
 //!
-//! The plugins are built on demand in the profile of this binary. Numbers are wall-clock on
+//! Each plugin row runs twice: with hooks on each plugin's own thread, as a node runs them,
+//! and inline on the request's task, as before plugins were isolated, so the isolation's
+//! cost shows. The plugins are built on demand in the profile of this binary. Numbers are wall-clock on
 //! whatever else the machine is doing; each row is the best of several rounds.
 
 use std::collections::BTreeMap;
@@ -41,12 +43,24 @@ fn settings(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         .collect()
 }
 
+/// How hooks run: on each plugin's own thread (as a node runs them), or inline on the
+/// request's task (as before plugins were isolated).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Hooks {
+    Isolated,
+    Inline,
+}
+
 fn load(
     dir: &Path,
     store: &Arc<Store>,
     plugins: &[(&str, &Path, BTreeMap<String, String>)],
+    hooks: Hooks,
 ) -> ServerPlugins {
     let mut builder = ServerPluginsBuilder::new(dir, Some(store.clone()));
+    if hooks == Hooks::Inline {
+        builder.without_isolation();
+    }
     for (name, library, settings) in plugins {
         let library = open_library(library).unwrap_or_else(|e| panic!("{name}: {e}"));
         builder
@@ -111,27 +125,22 @@ fn main() {
     .expect("CBOR into a Vec");
     let token_header = PluginData::header_value("allow-list", &token);
 
-    let none = load(dir.path(), &store, &[]);
-    let one = load(
-        dir.path(),
-        &store,
-        &[("access-log", &access_log, settings(&[]))],
-    );
-    let three = load(
-        dir.path(),
-        &store,
-        &[
-            ("access-log", &access_log, settings(&[])),
-            ("allow-list", &allow_list, settings(&[("tokens", TOKEN)])),
-            (
-                "fixture-panics",
-                &admit_all,
-                settings(&[("panic-in", "nothing")]),
-            ),
-        ],
-    );
-
-    let runtime = tokio::runtime::Builder::new_current_thread()
+    let one_plugin = [("access-log", access_log.as_path(), settings(&[]))];
+    let three_plugins = [
+        ("access-log", access_log.as_path(), settings(&[])),
+        (
+            "allow-list",
+            allow_list.as_path(),
+            settings(&[("tokens", TOKEN)]),
+        ),
+        (
+            "fixture-panics",
+            admit_all.as_path(),
+            settings(&[("panic-in", "nothing")]),
+        ),
+    ];
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
         .enable_all()
         .build()
         .expect("tokio runtime");
@@ -139,14 +148,33 @@ fn main() {
         AppState::new(store.clone(), swissnum.clone()).with_plugins(Arc::new(plugins))
     };
     let rows = runtime.block_on(async {
-        vec![
-            ("0 plugins", measure(&state(none), &auth, None).await),
-            ("1 plugin", measure(&state(one), &auth, None).await),
-            (
-                "3 plugins",
-                measure(&state(three), &auth, Some(&token_header)).await,
-            ),
-        ]
+        let mut rows = vec![(
+            "0 plugins",
+            measure(
+                &state(load(dir.path(), &store, &[], Hooks::Isolated)),
+                &auth,
+                None,
+            )
+            .await,
+        )];
+        for (name, hooks) in [
+            ("1 plugin, inline (before)", Hooks::Inline),
+            ("1 plugin, own thread", Hooks::Isolated),
+        ] {
+            let plugins = load(dir.path(), &store, &one_plugin, hooks);
+            rows.push((name, measure(&state(plugins), &auth, None).await));
+        }
+        for (name, hooks) in [
+            ("3 plugins, inline (before)", Hooks::Inline),
+            ("3 plugins, own threads", Hooks::Isolated),
+        ] {
+            let plugins = load(dir.path(), &store, &three_plugins, hooks);
+            rows.push((
+                name,
+                measure(&state(plugins), &auth, Some(&token_header)).await,
+            ));
+        }
+        rows
     });
     let base = rows[0].1;
     println!(
@@ -157,13 +185,17 @@ fn main() {
             "release"
         }
     );
-    println!("{:<10} {:>12} {:>14}", "", "per request", "over 0 plugins");
+    println!(
+        "{:<28} {:>12} {:>16} {:>8}",
+        "", "per request", "over 0 plugins", "ratio"
+    );
     for (name, per_request) in rows {
         let extra = per_request.saturating_sub(base);
         println!(
-            "{name:<10} {:>9.2} µs {:>11.2} µs",
+            "{name:<28} {:>9.2} µs {:>13.2} µs {:>7.2}×",
             per_request.as_secs_f64() * 1e6,
-            extra.as_secs_f64() * 1e6
+            extra.as_secs_f64() * 1e6,
+            per_request.as_secs_f64() / base.as_secs_f64()
         );
     }
 }

@@ -14,6 +14,7 @@ use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 
+use futures_util::future::Either;
 use futures_util::FutureExt as _;
 use tokio::sync::{mpsc, oneshot};
 
@@ -36,7 +37,8 @@ pub(super) enum NotRun {
 /// A plugin's thread, taking calls.
 #[derive(Debug)]
 pub(super) struct PluginThread {
-    jobs: mpsc::Sender<Job>,
+    /// `None`: calls run inline, on the caller's task (see [`PluginThread::inline`]).
+    jobs: Option<mpsc::Sender<Job>>,
 }
 
 impl PluginThread {
@@ -56,7 +58,14 @@ impl PluginThread {
                     }
                 });
             })?;
-        Ok(Self { jobs })
+        Ok(Self { jobs: Some(jobs) })
+    }
+
+    /// No thread: calls run on the caller's task, as they did before plugins had threads
+    /// of their own. Only `gbs-plugin-bench` uses it, to show what the isolation costs; a
+    /// node never does.
+    pub(super) fn inline() -> Self {
+        Self { jobs: None }
     }
 
     /// Calls into the plugin on its thread: `hook` makes the plugin's future there, and the
@@ -70,6 +79,17 @@ impl PluginThread {
         T: Send + 'static,
         F: Future<Output = T> + Send + 'static,
     {
+        let Some(jobs) = &self.jobs else {
+            return Either::Left(async move {
+                match std::panic::catch_unwind(AssertUnwindSafe(hook)) {
+                    Ok(future) => AssertUnwindSafe(future)
+                        .catch_unwind()
+                        .await
+                        .map_err(|_| NotRun::Panicked),
+                    Err(_) => Err(NotRun::Panicked),
+                }
+            });
+        };
         let (reply, answer) = oneshot::channel::<Result<T, NotRun>>();
         let job: Job = Box::new(move || {
             Box::pin(async move {
@@ -86,13 +106,13 @@ impl PluginThread {
                 let _ = reply.send(outcome);
             })
         });
-        let queued = self.jobs.try_send(job).is_ok();
-        async move {
+        let queued = jobs.try_send(job).is_ok();
+        Either::Right(async move {
             if !queued {
                 return Err(NotRun::Unavailable);
             }
             answer.await.unwrap_or(Err(NotRun::Unavailable))
-        }
+        })
     }
 
     /// Runs the synchronous `call` (a constructor, `announce`) on the plugin's thread and
@@ -102,6 +122,9 @@ impl PluginThread {
         call: impl FnOnce() -> T + Send + 'static,
         deadline: std::time::Duration,
     ) -> Result<T, NotRun> {
+        let Some(jobs) = &self.jobs else {
+            return std::panic::catch_unwind(AssertUnwindSafe(call)).map_err(|_| NotRun::Panicked);
+        };
         let (reply, answer) = std::sync::mpsc::sync_channel(1);
         let job: Job = Box::new(move || {
             let outcome =
@@ -109,7 +132,7 @@ impl PluginThread {
             let _ = reply.send(outcome);
             Box::pin(async {})
         });
-        self.jobs.try_send(job).map_err(|_| NotRun::Unavailable)?;
+        jobs.try_send(job).map_err(|_| NotRun::Unavailable)?;
         match answer.recv_timeout(deadline) {
             Ok(outcome) => outcome,
             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => Err(NotRun::TimedOut),

@@ -449,6 +449,7 @@ pub struct ServerPluginsBuilder {
     store: Option<Arc<Store>>,
     plugins: Vec<Arc<ServerEntry>>,
     deadline: Duration,
+    inline: bool,
 }
 
 impl fmt::Debug for ServerEntry {
@@ -466,7 +467,17 @@ impl ServerPluginsBuilder {
             store,
             plugins: Vec::new(),
             deadline: HOOK_DEADLINE,
+            inline: false,
         }
+    }
+
+    /// Runs the hooks of the plugins added next on the caller's task instead of a thread of
+    /// their own, as before plugins were isolated, so that `gbs-plugin-bench` can show what
+    /// the isolation costs. A blocked plugin then blocks the server: never for a node.
+    #[doc(hidden)]
+    pub fn without_isolation(&mut self) -> &mut Self {
+        self.inline = true;
+        self
     }
 
     pub(super) fn contains(&self, name: &str) -> bool {
@@ -488,7 +499,11 @@ impl ServerPluginsBuilder {
             .map_err(|e| fail(name, LoadFailure::StateDir(e)))?;
         // The constructor and `announce` run on the plugin's own thread under the hook
         // deadline: one that hangs stops start-up with a line instead of hanging it.
-        let thread = PluginThread::spawn(name).map_err(|e| fail(name, LoadFailure::Thread(e)))?;
+        let thread = if self.inline {
+            PluginThread::inline()
+        } else {
+            PluginThread::spawn(name).map_err(|e| fail(name, LoadFailure::Thread(e)))?
+        };
         let constructor = library.root.new_server();
         let (owned_name, settings_cbor, host_ffi) =
             (name.to_owned(), settings_cbor(settings), host.to_ffi());
