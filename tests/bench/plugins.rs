@@ -70,8 +70,12 @@ fn load(
     builder.build()
 }
 
-/// Mean time per request over the best of [`ROUNDS`] rounds.
-async fn measure(state: &AppState, auth: &str, plugin_data: Option<&str>) -> Duration {
+/// Requests in flight at once in the concurrent measure.
+const IN_FLIGHT: usize = 64;
+
+/// Mean time per request over the best of [`ROUNDS`] rounds: one request at a time
+/// (latency) and `IN_FLIGHT` at a time (throughput).
+async fn measure(state: &AppState, auth: &str, plugin_data: Option<&str>) -> (Duration, Duration) {
     let si = StorageIndex::from_bytes([7; 16]);
     let path = paths::immutable_shares(&si);
     let request = || {
@@ -82,17 +86,40 @@ async fn measure(state: &AppState, auth: &str, plugin_data: Option<&str>) -> Dur
         builder.body(Body::empty()).expect("a request")
     };
     let app = router(state.clone());
-    let mut best = Duration::MAX;
+    let one = |app: axum::Router, request: Request<Body>| async move {
+        let response = app.oneshot(request).await.expect("infallible");
+        assert!(response.status().is_success(), "{}", response.status());
+        let _ = axum::body::to_bytes(response.into_body(), 1 << 20).await;
+    };
+    let (mut sequential, mut concurrent) = (Duration::MAX, Duration::MAX);
     for _ in 0..ROUNDS {
         let started = Instant::now();
         for _ in 0..REQUESTS {
-            let response = app.clone().oneshot(request()).await.expect("infallible");
-            assert!(response.status().is_success(), "{}", response.status());
-            let _ = axum::body::to_bytes(response.into_body(), 1 << 20).await;
+            one(app.clone(), request()).await;
         }
-        best = best.min(started.elapsed() / REQUESTS);
+        sequential = sequential.min(started.elapsed() / REQUESTS);
+        let started = Instant::now();
+        let tasks: Vec<_> = (0..IN_FLIGHT)
+            .map(|_| {
+                let (app, requests) = (
+                    app.clone(),
+                    (0..REQUESTS as usize / IN_FLIGHT)
+                        .map(|_| request())
+                        .collect::<Vec<_>>(),
+                );
+                tokio::spawn(async move {
+                    for request in requests {
+                        one(app.clone(), request).await;
+                    }
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await.expect("a request task");
+        }
+        concurrent = concurrent.min(started.elapsed() / REQUESTS);
     }
-    best
+    (sequential, concurrent)
 }
 
 fn main() {
@@ -176,7 +203,8 @@ fn main() {
         }
         rows
     });
-    let base = rows[0].1;
+    let base = rows[0].1 .0;
+    let base_concurrent = rows[0].1 .1;
     println!(
         "GET .../shares in process, {REQUESTS} requests, best of {ROUNDS} rounds ({} build)",
         if cfg!(debug_assertions) {
@@ -186,16 +214,23 @@ fn main() {
         }
     );
     println!(
-        "{:<28} {:>12} {:>16} {:>8}",
-        "", "per request", "over 0 plugins", "ratio"
+        "{:<28} {:>14} {:>8}   {:>14} {:>8}",
+        "",
+        "one at a time",
+        "ratio",
+        format!("{IN_FLIGHT} in flight"),
+        "ratio"
     );
-    for (name, per_request) in rows {
-        let extra = per_request.saturating_sub(base);
+    for (name, (sequential, concurrent)) in rows {
         println!(
-            "{name:<28} {:>9.2} µs {:>13.2} µs {:>7.2}×",
-            per_request.as_secs_f64() * 1e6,
-            extra.as_secs_f64() * 1e6,
-            per_request.as_secs_f64() / base.as_secs_f64()
+            "{name:<28} {:>11.2} µs {:>7.2}×   {:>11.2} µs {:>7.2}×",
+            sequential.as_secs_f64() * 1e6,
+            sequential.as_secs_f64() / base.as_secs_f64(),
+            concurrent.as_secs_f64() * 1e6,
+            concurrent.as_secs_f64() / base_concurrent.as_secs_f64(),
         );
     }
+    println!(
+        "(µs per request: wall-clock time of a round over its requests; ratio: over 0 plugins)"
+    );
 }

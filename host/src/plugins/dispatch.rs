@@ -5,8 +5,8 @@
 //! - An operation no plugin is interested in costs one bit test: the operation is not even
 //!   built, let alone encoded.
 //! - `committed` runs after the store succeeded and before the answer is sent, so a plugin
-//!   has counted an operation by the time its client learns of it. Its failures are logged
-//!   and never change the answer.
+//!   has counted an operation by the time its client learns of it; the plugins that admitted
+//!   an operation are told concurrently. Its failures are logged and never change the answer.
 //! - Every hook runs on the plugin's own thread (`executor`) under a deadline
 //!   ([`HOOK_DEADLINE`] unless configured); a plugin that overruns it, or whose thread is
 //!   stuck, fails closed (503), and requests it does not guard never wait for it.
@@ -236,26 +236,27 @@ impl ServerPlugins {
         })
     }
 
-    /// Tells the plugins that admitted an operation what it did. Failures are logged only:
-    /// the operation already happened.
+    /// Tells the plugins that admitted an operation what it did, all at once (each on its
+    /// own thread). Failures are logged only: the operation already happened.
     pub async fn committed(&self, admission: Admission, outcome: impl FnOnce() -> Outcome) {
         if admission.admitted.is_empty() {
             return;
         }
         let outcome = to_cbor(&outcome());
-        for index in admission.admitted {
-            let Some(plugin) = self.plugins.get(index) else {
-                continue;
-            };
+        let calls = admission.admitted.iter().filter_map(|&index| {
+            let plugin = self.plugins.get(index)?;
             let (operation, outcome) = (admission.operation.clone(), outcome.clone());
-            let committed = call(plugin, self.deadline, move |object| {
-                object.committed(operation.into(), outcome.into())
-            });
-            if let Err(error) = committed.await {
-                // Logged inside; the client's request already succeeded.
-                let _ = error.into_refusal(&plugin.name, "committed");
-            }
-        }
+            Some(async move {
+                let committed = call(plugin, self.deadline, move |object| {
+                    object.committed(operation.into(), outcome.into())
+                });
+                if let Err(error) = committed.await {
+                    // Logged inside; the client's request already succeeded.
+                    let _ = error.into_refusal(&plugin.name, "committed");
+                }
+            })
+        });
+        futures_util::future::join_all(calls).await;
     }
 
     /// Serves `/storage/v1/plugin/<name>/<path>`: the plugin's answer if it is a valid one.
