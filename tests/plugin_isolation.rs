@@ -14,9 +14,14 @@ use gbs_tests::{blocking_plugin, gbs_binary, test_lease, wait_for_exit, GbsNode}
 
 /// A node running `fixture-blocks`, blocking in `hooks`, with a 2 s hook deadline.
 fn node_blocking_in(hooks: &str) -> GbsNode {
+    node_blocking_by(hooks, "sleep")
+}
+
+/// The same, blocking `by` sleeping or spinning.
+fn node_blocking_by(hooks: &str, by: &str) -> GbsNode {
     GbsNode::start_configured(&format!(
         "[storage]\nplugins = fixture-blocks\n\
-         [storageserver.plugins.fixture-blocks]\nlibrary = {}\nblock-in = {hooks}\nblock-seconds = 20\n\
+         [storageserver.plugins.fixture-blocks]\nlibrary = {}\nblock-in = {hooks}\nblock-seconds = 20\nblock-by = {by}\n\
          [gbs]\nplugin_deadline = 2s\n",
         blocking_plugin().display()
     ))
@@ -25,7 +30,16 @@ fn node_blocking_in(hooks: &str) -> GbsNode {
 /// Input tried: a plugin whose `admit` sleeps its thread for 20 s, guarding listings.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_plugin_that_blocks_its_thread_holds_up_only_what_it_guards() {
-    let node = node_blocking_in("admit");
+    only_the_guarded_operation_waits(node_blocking_by("admit", "sleep")).await;
+}
+
+/// Input tried: a plugin whose `admit` spins on a core for 20 s, guarding listings.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_that_spins_holds_up_only_what_it_guards() {
+    only_the_guarded_operation_waits(node_blocking_by("admit", "spin")).await;
+}
+
+async fn only_the_guarded_operation_waits(node: GbsNode) {
     let client = node.client();
     let si = StorageIndex::from_bytes([7; 16]);
     let upload = client

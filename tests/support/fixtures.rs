@@ -17,7 +17,7 @@
 //! | `plugin-abi-0.10` | a gbs-shaped root module exported with abi_stable 0.10 |
 //! | `plugin-ctor-fails` | `fixture-ctor-fails`: describes itself, both constructors fail |
 //! | `plugin-panics` | `fixture-panics`: every hook panics, or those in its `panic-in` setting |
-//! | `plugin-blocks` | `fixture-blocks`: guards listing immutable shares; blocks its thread in the hooks its `block-in` setting lists |
+//! | `plugin-blocks` | `fixture-blocks`: guards listing immutable shares; blocks its thread (sleeping, or spinning with `block-by = spin`) in the hooks its `block-in` setting lists |
 //! | `plugin-v1`, `plugin-v2` | `fixture-versioned` 1.0.0 and 2.0.0 (one source): admits everything, announces its version, answers route `version` |
 //! | `not-a-plugin` | a shared library without an abi_stable root module |
 //! | `crashes-on-load` | a shared library whose initialiser aborts the process (ELF only) |
