@@ -48,7 +48,7 @@ async fn only_the_guarded_operation_waits(node: GbsNode) {
             [ShareNumber(0)].into(),
             5,
             &test_lease(),
-            UploadSecret::new(b"u".to_vec()).unwrap(),
+            UploadSecret::new(b"u".to_vec()).expect("a valid secret"),
         )
         .await
         .expect("allocate is not guarded");
@@ -83,7 +83,7 @@ async fn only_the_guarded_operation_waits(node: GbsNode) {
         );
     }
     // The guarded operation fails closed at the deadline, with the structured rejection.
-    let (answer, took) = guarded.await.unwrap();
+    let (answer, took) = guarded.await.expect("the guarded listing task");
     match answer {
         Err(ClientError::PluginRejected(rejection)) => {
             assert_eq!(
