@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{UnixListener, UnixStream};
 
-use crate::plugins::check::{check_in_child, Report};
+use crate::plugins::check::{check_with_this_executable, Report};
 use crate::plugins::live::{PluginStatus, ReloadReport};
 use crate::plugins::LivePlugins;
 
@@ -219,15 +219,9 @@ async fn serve_request(request: Request, plugins: &Arc<LivePlugins>) -> Answer {
                 .unwrap_or(MAX_CHECK_DEADLINE)
                 .min(MAX_CHECK_DEADLINE);
             let checked = tokio::task::spawn_blocking(move || {
-                let exe = own_executable();
                 files
                     .iter()
-                    .map(|file| match &exe {
-                        Ok(exe) => check_in_child(exe, file, deadline),
-                        Err(error) => {
-                            Report::unusable(format!("cannot find the node's executable: {error}"))
-                        }
-                    })
+                    .map(|file| check_with_this_executable(file, deadline))
                     .collect()
             })
             .await;
@@ -239,16 +233,6 @@ async fn serve_request(request: Request, plugins: &Arc<LivePlugins>) -> Answer {
             }
         }
     }
-}
-
-/// The running executable, even when its file has been replaced since it started (on
-/// Linux, `/proc/self/exe` still names the running one).
-fn own_executable() -> io::Result<PathBuf> {
-    let proc_exe = Path::new("/proc/self/exe");
-    if proc_exe.exists() {
-        return Ok(proc_exe.to_owned());
-    }
-    std::env::current_exe()
 }
 
 /// Asks the node whose `private/` is `private_dir`, waiting at most `timeout` for the answer.

@@ -16,7 +16,7 @@ pub(super) struct DirArg {
 }
 
 impl DirArg {
-    fn dir(&self) -> PathBuf {
+    pub(super) fn dir(&self) -> PathBuf {
         self.dir.clone().unwrap_or_else(super::default_node_dir)
     }
 }

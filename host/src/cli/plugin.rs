@@ -17,7 +17,7 @@ use serde::Serialize;
 use crate::admin;
 use crate::config::{NodeConfig, PluginSource, PluginSpec};
 use crate::plugins::check::{
-    check_here, check_in_child, PluginLine, Report, Status, CHECK_DEADLINE,
+    check_here, check_with_this_executable, PluginLine, Report, Status, CHECK_DEADLINE,
 };
 
 #[derive(Debug, clap::Args)]
@@ -38,10 +38,7 @@ enum PluginCommand {
     /// Show the plugins a node's tahoe.cfg names and whether each would load.
     ///
     /// Exit status 0 when all of them would.
-    List {
-        /// Node directory [default: $GBS_NODE_DIR or ~/.gbs]
-        dir: Option<PathBuf>,
-    },
+    List(super::node::DirArg),
     /// Show the server plugins the running node has loaded: name, version, interface,
     /// library and its hash, since when, hook calls and failures.
     ///
@@ -61,8 +58,8 @@ enum PluginCommand {
 
 #[derive(Debug, clap::Args)]
 struct NodeOptions {
-    /// Node directory [default: $GBS_NODE_DIR or ~/.gbs]
-    dir: Option<PathBuf>,
+    #[command(flatten)]
+    dir: super::node::DirArg,
     /// Print the node's JSON answer instead of text.
     #[arg(long)]
     json: bool,
@@ -93,7 +90,7 @@ struct CheckOptions {
 pub(super) fn run(args: &PluginArgs) -> anyhow::Result<ExitCode> {
     match &args.command {
         PluginCommand::Check(options) => check(options),
-        PluginCommand::List { dir } => list(&dir.clone().unwrap_or_else(super::default_node_dir)),
+        PluginCommand::List(dir) => list(&dir.dir()),
         PluginCommand::Status(options) => status(options),
         PluginCommand::Reload(options) => reload(options),
         PluginCommand::CheckOne { file } => Ok(check_here(file).exit_code()),
@@ -119,14 +116,6 @@ fn roles(plugin: &PluginLine) -> &'static str {
     }
 }
 
-/// Checks `file` with this executable in a child process.
-fn check_file(file: &Path, deadline: Duration) -> Report {
-    match std::env::current_exe() {
-        Ok(exe) => check_in_child(&exe, file, deadline),
-        Err(error) => Report::unusable(format!("cannot find the gbs executable: {error}")),
-    }
-}
-
 /// One file's verdict in `--json` output.
 #[derive(Debug, Serialize)]
 struct JsonVerdict<'a> {
@@ -148,7 +137,7 @@ fn check(options: &CheckOptions) -> anyhow::Result<ExitCode> {
         None => options
             .files
             .iter()
-            .map(|file| check_file(file, deadline))
+            .map(|file| check_with_this_executable(file, deadline))
             .collect(),
     };
     let mut worst = Status::Compatible;
@@ -218,7 +207,7 @@ fn checked_by_node(
 
 /// `gbs plugin status`.
 fn status(options: &NodeOptions) -> anyhow::Result<ExitCode> {
-    let dir = options.dir.clone().unwrap_or_else(super::default_node_dir);
+    let dir = options.dir.dir();
     let answer = match ask_node(&dir, &admin::Request::Status) {
         Ok(answer) => answer,
         Err(code) => return Ok(code),
@@ -254,7 +243,7 @@ fn status(options: &NodeOptions) -> anyhow::Result<ExitCode> {
 
 /// `gbs plugin reload`.
 fn reload(options: &NodeOptions) -> anyhow::Result<ExitCode> {
-    let dir = options.dir.clone().unwrap_or_else(super::default_node_dir);
+    let dir = options.dir.dir();
     let answer = match ask_node(&dir, &admin::Request::Reload) {
         Ok(answer) => answer,
         Err(code) => return Ok(code),
@@ -355,7 +344,7 @@ impl Checked {
     fn report(&mut self, path: &Path) -> &Report {
         self.reports
             .entry(path.to_owned())
-            .or_insert_with(|| check_file(path, CHECK_DEADLINE))
+            .or_insert_with(|| check_with_this_executable(path, CHECK_DEADLINE))
     }
 
     /// Where the plugin comes from (for display) and `Ok(what loads)` or `Err(why not)`.

@@ -88,6 +88,24 @@ impl Report {
     }
 }
 
+/// Checks `file` in a child process of the running gbs executable, within `deadline`: the
+/// one place that picks the executable for `gbs plugin check`, for start-up and reloads,
+/// and for checks asked of a running node. On Linux that is `/proc/self/exe`, which names
+/// the running binary even after its file has been replaced, so the verdict is exact for
+/// the code that will load the library.
+pub fn check_with_this_executable(file: &Path, deadline: Duration) -> Report {
+    let proc_exe = Path::new("/proc/self/exe");
+    let exe = if proc_exe.exists() {
+        Ok(proc_exe.to_owned())
+    } else {
+        std::env::current_exe()
+    };
+    match exe {
+        Ok(exe) => check_in_child(&exe, file, deadline),
+        Err(error) => Report::unusable(format!("cannot find the gbs executable: {error}")),
+    }
+}
+
 /// Checks `file` in a child process running `exe` (the gbs binary), within `deadline`.
 pub fn check_in_child(exe: &Path, file: &Path, deadline: Duration) -> Report {
     match std::fs::metadata(file) {

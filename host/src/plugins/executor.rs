@@ -82,15 +82,7 @@ impl PluginThread {
         F: Future<Output = T> + Send + 'static,
     {
         let Some(jobs) = &self.jobs else {
-            return Either::Left(async move {
-                match std::panic::catch_unwind(AssertUnwindSafe(hook)) {
-                    Ok(future) => AssertUnwindSafe(future)
-                        .catch_unwind()
-                        .await
-                        .map_err(|_| NotRun::Panicked),
-                    Err(_) => Err(NotRun::Panicked),
-                }
-            });
+            return Either::Left(guarded(hook));
         };
         let (reply, answer) = oneshot::channel::<Result<T, NotRun>>();
         let job: Job = Box::new(move || {
@@ -98,14 +90,7 @@ impl PluginThread {
                 if reply.is_closed() {
                     return;
                 }
-                let outcome = match std::panic::catch_unwind(AssertUnwindSafe(hook)) {
-                    Ok(future) => AssertUnwindSafe(future)
-                        .catch_unwind()
-                        .await
-                        .map_err(|_| NotRun::Panicked),
-                    Err(_) => Err(NotRun::Panicked),
-                };
-                let _ = reply.send(outcome);
+                let _ = reply.send(guarded(hook).await);
             })
         });
         let queued = jobs.try_send(job).is_ok();
@@ -140,6 +125,21 @@ impl PluginThread {
             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => Err(NotRun::TimedOut),
             Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => Err(NotRun::Unavailable),
         }
+    }
+}
+
+/// Makes the plugin's future with `hook` and drives it, turning a panic in either into
+/// [`NotRun::Panicked`].
+async fn guarded<T, F>(hook: impl FnOnce() -> F) -> Result<T, NotRun>
+where
+    F: Future<Output = T>,
+{
+    match std::panic::catch_unwind(AssertUnwindSafe(hook)) {
+        Ok(future) => AssertUnwindSafe(future)
+            .catch_unwind()
+            .await
+            .map_err(|_| NotRun::Panicked),
+        Err(_) => Err(NotRun::Panicked),
     }
 }
 

@@ -23,7 +23,7 @@ use gbs_plugin_interface::ffi::{
 };
 use gbs_plugin_interface::to_cbor;
 
-use super::check::{check_in_child, Report, Status, CHECK_DEADLINE};
+use super::check::{check_with_this_executable, Status, CHECK_DEADLINE};
 use super::data::{is_one_cbor_item, MAX_PLUGIN_DATA};
 use super::dispatch::HOOK_DEADLINE;
 use super::executor::{NotRun, PluginThread};
@@ -114,9 +114,13 @@ impl fmt::Debug for OpenedLibrary {
 /// Opens and checks a plugin library without running any plugin constructor; the error is one
 /// short line.
 pub fn open_library(path: &Path) -> Result<OpenedLibrary, String> {
-    let hash = LibraryFile::read(path)
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?
-        .hash;
+    let file =
+        LibraryFile::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    open_hashed(path, file.hash)
+}
+
+/// [`open_library`] for a file whose contents' `hash` is known.
+fn open_hashed(path: &Path, hash: String) -> Result<OpenedLibrary, String> {
     super::dylib::open(path)
         .map(|loaded| OpenedLibrary {
             path: loaded.path,
@@ -126,15 +130,6 @@ pub fn open_library(path: &Path) -> Result<OpenedLibrary, String> {
             hash,
         })
         .map_err(|e| e.to_string())
-}
-
-/// Checks `path` in a child process as `gbs plugin check` does (this executable, with
-/// [`CHECK_DEADLINE`]).
-fn check_library(path: &Path) -> Report {
-    match std::env::current_exe() {
-        Ok(exe) => check_in_child(&exe, path, CHECK_DEADLINE),
-        Err(error) => Report::unusable(format!("cannot find the gbs executable: {error}")),
-    }
 }
 
 /// A library file's contents, read once, and their hash.
@@ -194,12 +189,14 @@ pub(super) fn open_checked(
         )
     })?;
     tracing::info!(plugin = name, library = %copy.display(), "checking plugin library in a child process");
-    let report = check_library(&copy);
+    let report = check_with_this_executable(&copy, CHECK_DEADLINE);
     if report.status != Status::Compatible {
         return Err(fail(name, LoadFailure::Incompatible(report.reason())));
     }
     tracing::info!(plugin = name, library = %copy.display(), "loading plugin library");
-    let mut library = open_library(&copy).map_err(|e| fail(name, LoadFailure::Incompatible(e)))?;
+    // The copy holds `file`'s bytes: its hash is known, no need to read it again.
+    let mut library = open_hashed(&copy, file.hash.clone())
+        .map_err(|e| fail(name, LoadFailure::Incompatible(e)))?;
     // Messages name the file the operator configured, not the private copy.
     library.path = path.to_owned();
     Ok(library)
@@ -260,7 +257,7 @@ fn library_path(node_dir: &Path, spec: &PluginSpec) -> Result<PathBuf, PluginLoa
             for path in candidates {
                 // Each candidate is only described in a child process; the one that
                 // provides the name is then copied, checked again and loaded.
-                let report = check_library(&path);
+                let report = check_with_this_executable(&path, CHECK_DEADLINE);
                 if report.plugins.iter().any(|p| p.name == spec.name) {
                     return Ok(path);
                 }
