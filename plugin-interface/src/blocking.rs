@@ -88,22 +88,45 @@ fn work() {
     }
 }
 
-/// Where a job leaves its result for the future that awaits it.
+/// Where a result is left for the future that awaits it.
 struct Slot<T> {
-    result: Option<Result<T, PluginError>>,
+    value: Option<T>,
     waker: Option<Waker>,
 }
 
-/// Completes when the job has run.
-struct Pending<T>(Arc<Mutex<Slot<T>>>);
+/// Completes with the value its [`Fill`] is given.
+pub(crate) struct Pending<T>(Arc<Mutex<Slot<T>>>);
+
+/// Gives a [`Pending`] its value, from any thread.
+pub(crate) struct Fill<T>(Arc<Mutex<Slot<T>>>);
+
+/// A future and the handle that completes it: a one-shot channel that needs no runtime.
+pub(crate) fn pending<T>() -> (Fill<T>, Pending<T>) {
+    let slot = Arc::new(Mutex::new(Slot {
+        value: None,
+        waker: None,
+    }));
+    (Fill(slot.clone()), Pending(slot))
+}
+
+impl<T> Fill<T> {
+    /// Completes the future with `value`.
+    pub(crate) fn fill(self, value: T) {
+        let mut slot = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        slot.value = Some(value);
+        if let Some(waker) = slot.waker.take() {
+            waker.wake();
+        }
+    }
+}
 
 impl<T> Future for Pending<T> {
-    type Output = Result<T, PluginError>;
+    type Output = T;
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T> {
         let mut slot = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        match slot.result.take() {
-            Some(result) => Poll::Ready(result),
+        match slot.value.take() {
+            Some(value) => Poll::Ready(value),
             None => {
                 slot.waker = Some(cx.waker().clone());
                 Poll::Pending
@@ -124,24 +147,18 @@ impl Host {
         T: Send + 'static,
         F: FnOnce() -> T + Send + 'static,
     {
-        let slot = Arc::new(Mutex::new(Slot {
-            result: None,
-            waker: None,
-        }));
-        let filled = slot.clone();
-        let job: Job = Box::new(move || {
-            let result = catch_unwind(AssertUnwindSafe(work))
-                .map_err(|_| PluginError::panicked("run_blocking: the work panicked".to_owned()));
-            let mut slot = filled.lock().unwrap_or_else(|e| e.into_inner());
-            slot.result = Some(result);
-            if let Some(waker) = slot.waker.take() {
-                waker.wake();
-            }
-        });
-        if let Err(error) = submit(job) {
-            slot.lock().unwrap_or_else(|e| e.into_inner()).result = Some(Err(error));
+        let (fill, done) = pending();
+        let job: Job =
+            Box::new(move || {
+                fill.fill(catch_unwind(AssertUnwindSafe(work)).map_err(|_| {
+                    PluginError::panicked("run_blocking: the work panicked".to_owned())
+                }));
+            });
+        let submitted = submit(job);
+        async move {
+            submitted?;
+            done.await
         }
-        Pending(slot)
     }
 }
 

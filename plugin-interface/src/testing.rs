@@ -39,6 +39,7 @@ use abi_stable::sabi_trait::TD_Opaque;
 use abi_stable::std_types::{RArc, RResult, RStr, RString, RVec};
 use async_ffi::{FfiFuture, FutureExt as _};
 
+use crate::blocking::pending;
 use crate::ffi::{HostApiFfi, HostApiFfi_TO, LogLevel, PluginError};
 use crate::sdk::Host;
 use crate::value::{from_cbor, to_cbor, LeaseRequest, ShareInfo};
@@ -122,7 +123,12 @@ impl HostApiFfi for TestHost {
     }
 
     fn sleep_millis(&self, millis: u64) -> FfiFuture<()> {
-        let done = Timer::start(Duration::from_millis(millis));
+        // Timed by a thread of its own: tests may sleep as many at once as they like.
+        let (fill, done) = pending();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(millis));
+            fill.fill(());
+        });
         done.into_ffi()
     }
 
@@ -159,39 +165,6 @@ impl HostApiFfi for TestHost {
             .map_err(|e| PluginError::failed(format!("lease request: {e}")))
             .map(|request| locked(&self.0.leases).push(request));
         async move { RResult::from(answer) }.into_ffi()
-    }
-}
-
-/// A future that completes after a delay, timed by a thread of its own.
-struct Timer(Arc<Mutex<(bool, Option<Waker>)>>);
-
-impl Timer {
-    fn start(delay: Duration) -> Self {
-        let shared = Arc::new(Mutex::new((false, None::<Waker>)));
-        let fired = shared.clone();
-        std::thread::spawn(move || {
-            std::thread::sleep(delay);
-            let mut state = locked(&fired);
-            state.0 = true;
-            if let Some(waker) = state.1.take() {
-                waker.wake();
-            }
-        });
-        Self(shared)
-    }
-}
-
-impl Future for Timer {
-    type Output = ();
-
-    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        let mut state = locked(&self.0);
-        if state.0 {
-            Poll::Ready(())
-        } else {
-            state.1 = Some(cx.waker().clone());
-            Poll::Pending
-        }
     }
 }
 
