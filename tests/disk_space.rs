@@ -13,10 +13,10 @@ use std::process::Command;
 use bytes::Bytes;
 use gbs::client::{Client, ClientError};
 use gbs::protocol::{
-    ReadTestWriteRequest, ShareKind, ShareNumber, StorageIndex, TestWriteVectors, UploadSecret,
-    WriteEnabler, WriteVector,
+    ReadTestWriteRequest, ShareKind, ShareNumber, StorageIndex, TestWriteVectors, WriteEnabler,
+    WriteVector,
 };
-use gbs_tests::{test_lease, GbsNode};
+use gbs_tests::{test_lease, test_upload_secret, GbsNode};
 use tempfile::TempDir;
 
 const MB: u64 = 1_000_000;
@@ -99,7 +99,7 @@ async fn upload(client: &Client, si: StorageIndex, data: &Bytes) -> bool {
             share0(),
             data.len() as u64,
             &test_lease(),
-            UploadSecret::new(vec![7; 20]).expect("secret"),
+            test_upload_secret(),
         )
         .await
         .expect("allocate");
@@ -238,13 +238,7 @@ async fn a_full_disk_is_named_and_the_node_keeps_serving_reads() {
     let kept = Bytes::from(vec![5u8; MB as usize]);
     assert!(upload(&client, si(1), &kept).await);
     let pending = client
-        .allocate(
-            si(2),
-            share0(),
-            3 * MB,
-            &test_lease(),
-            UploadSecret::new(vec![8; 20]).unwrap(),
-        )
+        .allocate(si(2), share0(), 3 * MB, &test_lease(), test_upload_secret())
         .await
         .unwrap();
     assert_eq!(pending.allocated(), &share0());

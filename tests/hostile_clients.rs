@@ -8,19 +8,18 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use gbs::protocol::{
     paths, secret_header_line, ReadRange, ReadTestWriteRequest, SecretKind, ShareKind, ShareNumber,
-    StorageIndex, TestWriteVectors, UploadSecret, WriteEnabler, WriteVector,
+    StorageIndex, TestWriteVectors, WriteEnabler, WriteVector,
 };
-use gbs_tests::{read_status, test_lease, GbsNode, ProcessStats, RawConnection};
+use gbs_tests::{
+    read_status, test_lease, test_upload_secret, GbsNode, ProcessStats, RawConnection,
+    TEST_UPLOAD_SECRET,
+};
 use tokio::io::AsyncWriteExt as _;
-
-fn upload_secret() -> UploadSecret {
-    UploadSecret::new(b"hostile-clients-upload-secret".to_vec()).expect("valid secret")
-}
 
 fn upload_secret_line() -> String {
     format!(
         "X-Tahoe-Authorization: {}",
-        secret_header_line(SecretKind::Upload, b"hostile-clients-upload-secret")
+        secret_header_line(SecretKind::Upload, TEST_UPLOAD_SECRET)
     )
 }
 
@@ -29,7 +28,7 @@ async fn allocate(node: &GbsNode, si: StorageIndex, count: u16, size: u64) {
     let shares: BTreeSet<ShareNumber> = (0..count).map(ShareNumber).collect();
     let upload = node
         .client()
-        .allocate(si, shares, size, &test_lease(), upload_secret())
+        .allocate(si, shares, size, &test_lease(), test_upload_secret())
         .await
         .expect("allocate");
     assert_eq!(upload.allocated().len(), usize::from(count));
@@ -156,7 +155,7 @@ async fn small_reads_do_not_wait_for_delayed_acks() {
             [ShareNumber(0)].into(),
             data.len() as u64,
             &test_lease(),
-            upload_secret(),
+            test_upload_secret(),
         )
         .await
         .expect("allocate");
@@ -324,7 +323,7 @@ async fn uploads_in_progress_hold_no_descriptors() {
             [ShareNumber(0)].into(),
             4,
             &test_lease(),
-            upload_secret(),
+            test_upload_secret(),
         )
         .await
         .expect("allocate beside them");
@@ -412,7 +411,7 @@ async fn concurrent_large_uploads_stay_under_64_mib() {
                     [ShareNumber(0)].into(),
                     SIZE as u64,
                     &test_lease(),
-                    upload_secret(),
+                    test_upload_secret(),
                 )
                 .await
                 .expect("allocate");

@@ -16,12 +16,11 @@ use bytes::Bytes;
 use gbs::client::{Client, ClientBuilder, ClientError};
 use gbs::plugins::registry::open_library;
 use gbs::plugins::ClientPluginHandle;
-use gbs::protocol::{
-    LeaseCancelSecret, LeaseRenewSecret, LeaseSecrets, Nurl, ShareKind, ShareNumber, StorageIndex,
-    UploadSecret,
-};
+use gbs::protocol::{Nurl, ShareKind, ShareNumber, StorageIndex};
 use gbs_plugin_interface::RouteRequest;
-use gbs_tests::{gbs_binary, panicking_plugin, sample_plugin, GbsNode};
+use gbs_tests::{
+    gbs_binary, panicking_plugin, sample_plugin, test_lease, test_upload_secret, GbsNode,
+};
 
 fn access_log() -> PathBuf {
     sample_plugin("gbs-sample-access-log")
@@ -73,21 +72,16 @@ fn client(node: &GbsNode, plugins: Vec<ClientPluginHandle>) -> Client {
         .expect("client")
 }
 
-fn lease() -> LeaseSecrets {
-    LeaseSecrets {
-        renew: LeaseRenewSecret::new([1; 32]),
-        cancel: LeaseCancelSecret::new([2; 32]),
-    }
-}
-
-fn secret() -> UploadSecret {
-    UploadSecret::new(vec![3; 32]).expect("non-empty")
-}
-
 /// Allocates share 0 of `si` (size 4), writes it and reads it back.
 async fn store_and_read(client: &Client, si: StorageIndex) -> Result<Vec<u8>, ClientError> {
     let upload = client
-        .allocate(si, BTreeSet::from([ShareNumber(0)]), 4, &lease(), secret())
+        .allocate(
+            si,
+            BTreeSet::from([ShareNumber(0)]),
+            4,
+            &test_lease(),
+            test_upload_secret(),
+        )
         .await?;
     let written = upload
         .write_chunk(ShareNumber(0), 0, Bytes::from_static(b"data"))

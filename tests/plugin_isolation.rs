@@ -8,9 +8,11 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use gbs::client::ClientError;
-use gbs::protocol::{ShareKind, ShareNumber, StorageIndex, UploadSecret};
+use gbs::protocol::{ShareKind, ShareNumber, StorageIndex};
 use gbs_plugin_interface::RouteRequest;
-use gbs_tests::{blocking_plugin, gbs_binary, test_lease, wait_for_exit, GbsNode};
+use gbs_tests::{
+    blocking_plugin, gbs_binary, test_lease, test_upload_secret, wait_for_exit, GbsNode,
+};
 
 /// A node running `fixture-blocks`, blocking in `hooks`, with a 2 s hook deadline.
 fn node_blocking_in(hooks: &str) -> GbsNode {
@@ -48,7 +50,7 @@ async fn only_the_guarded_operation_waits(node: GbsNode) {
             [ShareNumber(0)].into(),
             5,
             &test_lease(),
-            UploadSecret::new(b"u".to_vec()).expect("a valid secret"),
+            test_upload_secret(),
         )
         .await
         .expect("allocate is not guarded");

@@ -12,9 +12,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use gbs::client::Client;
-use gbs::protocol::{ShareKind, ShareNumber, StorageIndex, UploadSecret};
+use gbs::protocol::{ShareKind, ShareNumber, StorageIndex};
 use gbs_plugin_interface::RouteRequest;
-use gbs_tests::{build_fixture, gbs_binary, test_lease, GbsNode};
+use gbs_tests::{build_fixture, gbs_binary, test_lease, test_upload_secret, GbsNode};
 
 const VERSIONED: &str = "[storage]\nplugins = fixture-versioned\n\
      [storageserver.plugins.fixture-versioned]\nlibrary = plugins/versioned.so\n";
@@ -78,7 +78,7 @@ async fn keep_working(client: Client, id: u8, stop: Arc<AtomicBool>) -> (u64, Ve
                     [ShareNumber(0)].into(),
                     data.len() as u64,
                     &test_lease(),
-                    UploadSecret::new(b"u".to_vec()).expect("a valid secret"),
+                    test_upload_secret(),
                 )
                 .await?;
             upload.upload_share(ShareNumber(0), &data[..]).await?;

@@ -18,7 +18,7 @@ pub use venv::{interop_script, tahoe_python};
 
 use std::path::PathBuf;
 
-use gbs::protocol::{LeaseCancelSecret, LeaseRenewSecret, LeaseSecrets};
+use gbs::protocol::{LeaseCancelSecret, LeaseRenewSecret, LeaseSecrets, UploadSecret};
 
 /// The lease secrets tests use where any fixed pair will do.
 pub fn test_lease() -> LeaseSecrets {
@@ -26,6 +26,14 @@ pub fn test_lease() -> LeaseSecrets {
         renew: LeaseRenewSecret::new([1; 32]),
         cancel: LeaseCancelSecret::new([2; 32]),
     }
+}
+
+/// The bytes of [`test_upload_secret`], for tests that write the header themselves.
+pub const TEST_UPLOAD_SECRET: &[u8] = b"gbs-tests-upload-secret";
+
+/// The upload secret tests use where any fixed one will do.
+pub fn test_upload_secret() -> UploadSecret {
+    UploadSecret::new(TEST_UPLOAD_SECRET.to_vec()).expect("a non-empty secret")
 }
 
 /// `target/<profile>/`: where the running binary is, or the directory above it for test
