@@ -188,6 +188,21 @@ pub struct RouteResponse {
     pub body: RVec<u8>,
 }
 
+/// How the host grants leases on the operations a plugin admits (added in 1.1).
+#[repr(transparent)]
+#[derive(StableAbi, Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct LeaseRenewal(pub u8);
+
+impl LeaseRenewal {
+    /// As stock Tahoe: an allocation renews the lease on the shares the server already has,
+    /// and a mutable write renews it on every share written.
+    pub const IMPLICIT: Self = Self(0);
+    /// Leases only when asked for (`PUT /storage/v1/lease`): an allocation leaves the shares
+    /// the server already has alone (new shares still get their first lease), and a mutable
+    /// write adds a lease only to written shares without an unexpired one.
+    pub const EXPLICIT: Self = Self(1);
+}
+
 /// Severity of a log line sent to the host.
 #[repr(transparent)]
 #[derive(StableAbi, Debug, Clone, Copy, PartialEq, Eq)]
@@ -262,6 +277,19 @@ pub trait ClientPluginFfi: Send + Sync {
         operation: RVec<u8>,
         outcome: RVec<u8>,
     ) -> FfiFuture<RResult<(), PluginError>>;
+
+    /// Added in 1.1: serves the client plugin's own local resource (a wallet, a price
+    /// calculator). A 1.0 plugin has none.
+    fn route(&self, request: RouteRequest) -> FfiFuture<RResult<RouteResponse, PluginError>> {
+        let _ = request;
+        async_ffi::FutureExt::into_ffi(async {
+            RResult::ROk(RouteResponse {
+                status: 404,
+                content_type: "text/plain; charset=utf-8".into(),
+                body: RVec::from(b"this plugin has no client route".to_vec()),
+            })
+        })
+    }
 }
 
 /// Plugin data to attach (CBOR bytes), none, or a failure.
@@ -309,6 +337,17 @@ pub trait HostApiFfi: Send + Sync {
     /// Server side only.
     #[sabi(last_prefix_field)]
     fn add_lease(&self, request: RVec<u8>) -> FfiFuture<RResult<(), PluginError>>;
+
+    /// Added in 1.1: how leases are granted on the operations this plugin admits. Server
+    /// side only. A 1.0 host lacks it, and this default says so.
+    fn set_lease_renewal(&self, renewal: LeaseRenewal) -> RResult<(), PluginError> {
+        let _ = renewal;
+        RResult::RErr(PluginError {
+            kind: ErrorKind::UNSUPPORTED,
+            message: "the host implements plugin interface 1.0; choosing lease renewal needs 1.1"
+                .into(),
+        })
+    }
 }
 
 /// A shared handle on the host API.

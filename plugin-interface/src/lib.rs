@@ -92,7 +92,8 @@ pub use blocking::{MAX_QUEUED as BLOCKING_QUEUE, MAX_THREADS as BLOCKING_THREADS
 pub use ciborium;
 pub use export::{PluginList, INTERFACE_VERSION};
 pub use ffi::{
-    Interests, LogLevel, OperationKind, PluginError, Rejection, Roles, RouteRequest, RouteResponse,
+    Interests, LeaseRenewal, LogLevel, OperationKind, PluginError, Rejection, Roles, RouteRequest,
+    RouteResponse,
 };
 pub use sdk::{ClientPlugin, Host, Plugin, ServerConnection, ServerPlugin, Settings, Unused};
 pub use value::{

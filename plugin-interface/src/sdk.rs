@@ -16,9 +16,10 @@ use abi_stable::std_types::{RNone, ROption, RResult, RSome, RString, RVec};
 use async_ffi::{FfiFuture, FutureExt as _};
 
 use crate::ffi::{
-    ClientPluginFfi, ClientPluginFfi_TO, ErrorKind, HostApiBox, HostApiFfi_TO, Interests, LogLevel,
-    OperationKind, PluginError, Rejection, Roles, RouteRequest, RouteResponse, ServerConnectionBox,
-    ServerConnectionFfi_TO, ServerPluginFfi, ServerPluginFfi_TO,
+    ClientPluginFfi, ClientPluginFfi_TO, ErrorKind, HostApiBox, HostApiFfi_TO, Interests,
+    LeaseRenewal, LogLevel, OperationKind, PluginError, Rejection, Roles, RouteRequest,
+    RouteResponse, ServerConnectionBox, ServerConnectionFfi_TO, ServerPluginFfi,
+    ServerPluginFfi_TO,
 };
 use crate::value::{from_cbor, to_cbor, LeaseRequest, Operation, Outcome, ShareInfo};
 
@@ -207,6 +208,16 @@ pub trait ClientPlugin: Send + Sync + 'static {
         let _ = (operation, outcome);
         async {}
     }
+
+    /// Serves the plugin's local resource, for the client's operator (`gbs client --node
+    /// DIR client-route NAME ...`): a wallet, a price calculator. Interface 1.1.
+    fn route(
+        &self,
+        request: RouteRequest,
+    ) -> impl Future<Output = Result<RouteResponse, PluginError>> + Send {
+        let _ = request;
+        async { Ok(RouteResponse::text(404, "this plugin has no client route")) }
+    }
 }
 
 /// The side a plugin does not have.
@@ -392,6 +403,15 @@ impl Host {
             .await
             .into_result()?;
         from_cbor(&answer).map_err(PluginError::bad_input)
+    }
+
+    /// Chooses how leases are granted on the operations this plugin admits (server side
+    /// only; by default [`LeaseRenewal::IMPLICIT`], as stock Tahoe). A plugin that charges for
+    /// leases calls this from its constructor with [`LeaseRenewal::EXPLICIT`]; a host older
+    /// than interface 1.1 answers an `unsupported` error, so the plugin can refuse to run
+    /// there instead of giving leases away.
+    pub fn set_lease_renewal(&self, renewal: LeaseRenewal) -> Result<(), PluginError> {
+        self.0.set_lease_renewal(renewal).into_result()
     }
 
     /// Adds or renews a lease on given shares (server side only).
@@ -593,6 +613,11 @@ impl<T: ClientPlugin> ClientPluginFfi for ClientAdapter<T> {
             this.committed(operation, outcome).await;
             Ok(())
         })
+    }
+
+    fn route(&self, request: RouteRequest) -> FfiFuture<RResult<RouteResponse, PluginError>> {
+        let this = self.0.clone();
+        guarded(move || async move { this.route(request).await })
     }
 }
 

@@ -40,7 +40,7 @@ use abi_stable::std_types::{RArc, RResult, RStr, RString, RVec};
 use async_ffi::{FfiFuture, FutureExt as _};
 
 use crate::blocking::pending;
-use crate::ffi::{HostApiFfi, HostApiFfi_TO, LogLevel, PluginError};
+use crate::ffi::{HostApiFfi, HostApiFfi_TO, LeaseRenewal, LogLevel, PluginError};
 use crate::sdk::Host;
 use crate::value::{from_cbor, to_cbor, LeaseRequest, ShareInfo};
 
@@ -56,6 +56,7 @@ struct State {
     now: Mutex<Option<u64>>,
     shares: Mutex<BTreeMap<[u8; 16], Vec<ShareInfo>>>,
     leases: Mutex<Vec<LeaseRequest>>,
+    lease_renewal: Mutex<LeaseRenewal>,
 }
 
 fn locked<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -106,6 +107,11 @@ impl TestHost {
     /// The lease requests the plugin made through [`Host::add_lease`], in order.
     pub fn leases_added(&self) -> Vec<LeaseRequest> {
         locked(&self.0.leases).clone()
+    }
+
+    /// What the plugin chose with [`Host::set_lease_renewal`].
+    pub fn lease_renewal(&self) -> LeaseRenewal {
+        *locked(&self.0.lease_renewal)
     }
 }
 
@@ -165,6 +171,11 @@ impl HostApiFfi for TestHost {
             .map_err(|e| PluginError::failed(format!("lease request: {e}")))
             .map(|request| locked(&self.0.leases).push(request));
         async move { RResult::from(answer) }.into_ffi()
+    }
+
+    fn set_lease_renewal(&self, renewal: LeaseRenewal) -> RResult<(), PluginError> {
+        *locked(&self.0.lease_renewal) = renewal;
+        RResult::ROk(())
     }
 }
 

@@ -74,6 +74,9 @@ enum ClientCommand {
     },
     /// Call a server plugin's own route, /storage/v1/plugin/NAME/PATH; prints the body
     PluginRoute(plugins::RouteArgs),
+    /// Call a client plugin's local resource (a wallet, a price calculator; needs --node);
+    /// prints the body
+    ClientRoute(plugins::ClientRouteArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -346,6 +349,10 @@ pub(super) fn run(args: ClientArgs) -> anyhow::Result<()> {
             }
             ClientCommand::Plugins { nurl } => plugins::list(&nurl, output).await,
             ClientCommand::PluginRoute(args) => plugins::route(&args, output).await,
+            ClientCommand::ClientRoute(args) => {
+                let loaded = CLIENT_PLUGINS.get().map_or(&[][..], Vec::as_slice);
+                plugins::client_route(&args, loaded, output).await
+            }
         }
     });
     if let Err(error) = &result {

@@ -81,6 +81,15 @@ async fn call<T>(future: FfiFuture<RResult<T, PluginError>>) -> Result<T, String
     }
 }
 
+impl ClientPluginHandle {
+    /// Calls the plugin's local resource (interface 1.1; a 1.0 plugin answers 404).
+    pub async fn route(&self, request: RouteRequest) -> Result<RouteResponse, ClientError> {
+        call(self.object.route(request))
+            .await
+            .map_err(|e| plugin_error(&self.name, e))
+    }
+}
+
 fn text_of(value: &Value, key: &str) -> Option<String> {
     let Value::Map(entries) = value else {
         return None;

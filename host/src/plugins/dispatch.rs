@@ -27,6 +27,7 @@ use tokio::task::JoinHandle;
 use super::data::{is_one_cbor_item, PluginData};
 use super::executor::NotRun;
 use super::registry::{ServerEntry, ServerPlugins};
+use crate::storage::LeaseRenewal;
 use gbs_plugin_interface::ffi::ServerPluginBox;
 
 /// How long one hook call may take.
@@ -52,6 +53,15 @@ pub struct Admission {
     admitted: Vec<usize>,
     /// The encoded operation; empty when `admitted` is.
     operation: Vec<u8>,
+    /// Explicit when a plugin that admitted it charges for leases.
+    lease_renewal: LeaseRenewal,
+}
+
+impl Admission {
+    /// How the admitted operation grants leases.
+    pub fn lease_renewal(&self) -> LeaseRenewal {
+        self.lease_renewal
+    }
 }
 
 /// Why plugins stopped a request.
@@ -203,6 +213,7 @@ impl ServerPlugins {
         }
         let encoded = to_cbor(&operation());
         let mut admitted = Vec::new();
+        let mut lease_renewal = LeaseRenewal::Implicit;
         for (index, plugin) in self.interested(kind) {
             let plugin_data: ROption<RVec<u8>> = match data.get(&plugin.name) {
                 Some(bytes) => RSome(bytes.to_vec().into()),
@@ -229,10 +240,14 @@ impl ServerPlugins {
                 });
             }
             admitted.push(index);
+            if plugin.host.lease_renewal() == LeaseRenewal::Explicit {
+                lease_renewal = LeaseRenewal::Explicit;
+            }
         }
         Ok(Admission {
             admitted,
             operation: encoded,
+            lease_renewal,
         })
     }
 

@@ -9,6 +9,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -16,7 +17,7 @@ use abi_stable::sabi_trait::TD_Opaque;
 use abi_stable::std_types::{RArc, RResult, RStr, RString, RVec};
 use async_ffi::{FfiFuture, FutureExt as _};
 use gbs_plugin_interface::ffi::{
-    ErrorKind, HostApiBox, HostApiFfi, HostApiFfi_TO, LogLevel, PluginError,
+    ErrorKind, HostApiBox, HostApiFfi, HostApiFfi_TO, LeaseRenewal, LogLevel, PluginError,
 };
 use gbs_plugin_interface::{from_cbor, to_cbor, LeaseRequest, ShareInfo, ShareKind};
 
@@ -39,6 +40,8 @@ pub struct PluginHost {
     state_dir: PathBuf,
     store: Option<Arc<Store>>,
     counters: Arc<Mutex<BTreeMap<String, u64>>>,
+    /// What the plugin chose through `set_lease_renewal` (a `LeaseRenewal` value).
+    lease_renewal: Arc<AtomicU8>,
 }
 
 impl PluginHost {
@@ -52,6 +55,7 @@ impl PluginHost {
             state_dir,
             store,
             counters: Arc::default(),
+            lease_renewal: Arc::default(),
         })
     }
 
@@ -66,6 +70,15 @@ impl PluginHost {
     }
 
     /// The FFI object handed to the plugin's constructor; shares counters with `self`.
+    /// How the operations this plugin admits grant leases.
+    pub fn lease_renewal(&self) -> crate::storage::LeaseRenewal {
+        if LeaseRenewal(self.lease_renewal.load(Ordering::Relaxed)) == LeaseRenewal::EXPLICIT {
+            crate::storage::LeaseRenewal::Explicit
+        } else {
+            crate::storage::LeaseRenewal::Implicit
+        }
+    }
+
     pub fn to_ffi(&self) -> HostApiBox {
         HostApiFfi_TO::from_ptr(RArc::new(self.clone()), TD_Opaque)
     }
@@ -226,6 +239,18 @@ impl HostApiFfi for PluginHost {
             blocking(move || store.add_or_renew_lease_on(&si, &shares, &lease)).await
         };
         async move { RResult::from(work.await) }.into_ffi()
+    }
+
+    fn set_lease_renewal(&self, renewal: LeaseRenewal) -> RResult<(), PluginError> {
+        let chosen = self.store().and_then(|_| {
+            if [LeaseRenewal::IMPLICIT, LeaseRenewal::EXPLICIT].contains(&renewal) {
+                self.lease_renewal.store(renewal.0, Ordering::Relaxed);
+                Ok(())
+            } else {
+                Err(bad_input(format!("unknown lease renewal {}", renewal.0)))
+            }
+        });
+        RResult::from(chosen)
     }
 }
 

@@ -36,7 +36,7 @@ use super::registry::{
     ServerPluginsBuilder,
 };
 use crate::config::NodeConfig;
-use crate::storage::Store;
+use crate::storage::{LeaseRenewal, Store};
 
 /// The server plugins of a running node.
 #[derive(Debug)]
@@ -63,6 +63,13 @@ pub struct Admitted {
     /// The set that admitted it, when some plugin was asked.
     plugins: Option<Arc<ServerPlugins>>,
     admission: Admission,
+}
+
+impl Admitted {
+    /// How the admitted operation grants leases.
+    pub fn lease_renewal(&self) -> LeaseRenewal {
+        self.admission.lease_renewal()
+    }
 }
 
 impl LivePlugins {

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use tempfile::TempDir;
 
-use super::{ManualClock, Store, StoreConfig};
+use super::{LeaseRenewal, ManualClock, Store, StoreConfig};
 use crate::protocol::{
     AllocateResponse, LeaseCancelSecret, LeaseRenewSecret, LeaseSecrets, ShareNumber, StorageIndex,
     UploadSecret, WriteEnabler,
@@ -97,6 +97,7 @@ impl Fixture {
                 size,
                 &lease(secret),
                 &upload_secret(secret),
+                LeaseRenewal::Implicit,
             )
             .unwrap()
     }

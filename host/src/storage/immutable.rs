@@ -23,14 +23,15 @@ use super::container::{ContainerKind, IO_CHUNK};
 use super::layout::{remove_dir_if_empty, sync_dir};
 use super::lock::lock;
 use super::space::SpaceClaim;
-use super::store::{at, ALLOCATE_LEASE_OWNER};
+use super::store::{at, LeaseRenewal, ALLOCATE_LEASE_OWNER};
 use super::upload::{Phase, RangeSet, Upload, UploadKey, UploadState};
 use super::{ShareReader, StorageError, Store, WriteProgress};
 use crate::protocol::{AllocateResponse, LeaseSecrets, ShareNumber, StorageIndex, UploadSecret};
 
 impl Store {
     /// Allocate buckets (§4.1). Every completed immutable share of `si` is reported in
-    /// `already_have` and gets the lease (renewed if its renew secret is there already).
+    /// `already_have` and, unless `renewal` is explicit, gets the lease (renewed if its renew
+    /// secret is there already).
     /// Each requested share that is neither complete, nor being uploaded (by anyone), nor
     /// too big for the space left, gets an upload bound to `upload` with the lease already
     /// in its file. Shares skipped for any of those reasons appear in neither set.
@@ -41,15 +42,20 @@ impl Store {
         allocated_size: u64,
         lease: &LeaseSecrets,
         upload: &UploadSecret,
+        renewal: LeaseRenewal,
     ) -> Result<AllocateResponse, StorageError> {
         let _guard = self.locks.lock(si);
         let grant = self.grant(ALLOCATE_LEASE_OWNER, lease);
         let existing = self.share_files(si)?;
         let mut response = AllocateResponse::default();
         for (shnum, path) in &existing {
-            if self.lease_share(path, &grant, &[ContainerKind::Immutable])?
-                == ContainerKind::Immutable
-            {
+            let kind = match renewal {
+                LeaseRenewal::Implicit => {
+                    self.lease_share(path, &grant, &[ContainerKind::Immutable])?
+                }
+                LeaseRenewal::Explicit => self.container_kind(path)?,
+            };
+            if kind == ContainerKind::Immutable {
                 response.already_have.insert(*shnum);
             }
         }

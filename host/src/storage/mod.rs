@@ -51,4 +51,5 @@ mod fixture;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::StorageError;
 pub use inspect::ShareFacts;
+pub use store::LeaseRenewal;
 pub use store::{ShareReader, Store, StoreConfig, WriteProgress, MAXIMUM_MUTABLE_SHARE_SIZE};

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use super::container::lease::{LeaseChange, LeaseGrant};
 use super::container::mutable::{MutableContainer, EMPTY_CONTAINER_SIZE};
 use super::layout::sync_dir;
-use super::store::{at, open_read_write, LEASE_OWNER};
+use super::store::{at, open_read_write, LeaseRenewal, LEASE_OWNER};
 use super::{ShareReader, StorageError, Store, MAXIMUM_MUTABLE_SHARE_SIZE};
 use crate::protocol::{
     LeaseSecrets, ReadTestWriteRequest, ReadTestWriteResponse, ReadVector, ShareNumber,
@@ -57,6 +57,7 @@ impl Store {
         write_enabler: &WriteEnabler,
         lease: &LeaseSecrets,
         request: &ReadTestWriteRequest,
+        renewal: LeaseRenewal,
     ) -> Result<ReadTestWriteResponse, StorageError> {
         let _guard = self.locks.lock(si);
         let mut slot = self.open_slot(si)?;
@@ -97,13 +98,21 @@ impl Store {
                 bytes => Some(self.space.try_claim(bytes).ok_or(StorageError::NoSpace)?),
             };
             let grant = self.grant(LEASE_OWNER, lease);
+            let now = self.clock.now();
             for (&shnum, vectors) in &request.test_write_vectors {
                 let existing = slot.shares.remove(&shnum);
                 if vectors.new_length == Some(0) {
                     self.delete_share(si, existing)?;
-                } else {
-                    self.write_share(si, shnum, existing, vectors, write_enabler, &grant)?;
+                    continue;
                 }
+                let leased = match (renewal, &existing) {
+                    (LeaseRenewal::Explicit, Some(share)) => {
+                        !lease_runs_past(&share.container, now).map_err(at(&share.path))?
+                    }
+                    _ => true,
+                };
+                let grant = leased.then_some(&grant);
+                self.write_share(si, shnum, existing, vectors, write_enabler, grant)?;
             }
         }
         Ok(ReadTestWriteResponse { success, data })
@@ -152,7 +161,7 @@ impl Store {
         existing: Option<SlotShare>,
         vectors: &TestWriteVectors,
         write_enabler: &WriteEnabler,
-        grant: &LeaseGrant,
+        grant: Option<&LeaseGrant>,
     ) -> Result<(), StorageError> {
         match existing {
             Some(mut share)
@@ -162,10 +171,13 @@ impl Store {
                 let path = share.path;
                 let changed = changes_data(&share.container, vectors);
                 apply(&mut share.container, vectors).map_err(at(&path))?;
-                let leased = share
-                    .container
-                    .add_or_renew_lease(grant)
-                    .map_err(at(&path))?;
+                let leased = match grant {
+                    Some(grant) => share
+                        .container
+                        .add_or_renew_lease(grant)
+                        .map_err(at(&path))?,
+                    None => LeaseChange::Keep,
+                };
                 if changed || leased != LeaseChange::Keep {
                     share.container.sync().map_err(at(&path))?;
                 }
@@ -182,7 +194,7 @@ impl Store {
         existing: Option<SlotShare>,
         vectors: &TestWriteVectors,
         write_enabler: &WriteEnabler,
-        grant: &LeaseGrant,
+        grant: Option<&LeaseGrant>,
     ) -> Result<(), StorageError> {
         let dir = self.create_share_dir(si)?;
         let path = self.layout.share_path(si, shnum);
@@ -208,7 +220,9 @@ impl Store {
                 }
             };
             apply(&mut container, vectors)?;
-            container.add_or_renew_lease(grant)?;
+            if let Some(grant) = grant {
+                container.add_or_renew_lease(grant)?;
+            }
             container.sync()?;
             drop(container);
             fs::rename(&scratch, &path)?;
@@ -365,6 +379,16 @@ fn apply(container: &mut MutableContainer, vectors: &TestWriteVectors) -> io::Re
         container.truncate(length)?;
     }
     Ok(())
+}
+
+/// Whether some lease on `container` expires after `now` (Unix seconds).
+fn lease_runs_past(container: &MutableContainer, now: u64) -> io::Result<bool> {
+    for record in container.leases()? {
+        if u64::from(record?.1.expiry) > now {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 #[cfg(test)]

@@ -107,6 +107,19 @@ pub struct Store {
     pub(super) rewrite_limit: u64,
 }
 
+/// How writes grant leases. Storage plugins that charge for leases choose `Explicit`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LeaseRenewal {
+    /// As stock Tahoe: allocating renews the lease on the shares already there, and a
+    /// mutable write renews it on every share written.
+    #[default]
+    Implicit,
+    /// Only a lease request renews: allocating leaves existing shares alone (new shares get
+    /// their first lease), and a mutable write leases only written shares whose leases have
+    /// all expired (or that are new).
+    Explicit,
+}
+
 impl Store {
     /// Opens (creating if needed) the store rooted at `<node>/storage`; wipes `incoming/`,
     /// since uploads do not survive a restart, and removes scratch files and empty
@@ -291,6 +304,22 @@ impl Store {
         self.layout
             .share_files(si)
             .map_err(at(self.layout.share_dir(si)))
+    }
+
+    /// The kind of valid container at `path`, or `Unknown` (also for a missing file).
+    pub(super) fn container_kind(&self, path: &Path) -> Result<ContainerKind, StorageError> {
+        let file = match File::open(path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(ContainerKind::Unknown),
+            Err(e) => return Err(StorageError::io(path, e)),
+        };
+        let kind = container::sniff(&file).map_err(at(path))?;
+        let valid = match kind {
+            ContainerKind::Immutable => ImmutableContainer::open(file).map_err(at(path))?.is_some(),
+            ContainerKind::Mutable => MutableContainer::open(file).map_err(at(path))?.is_some(),
+            ContainerKind::Unknown => false,
+        };
+        Ok(if valid { kind } else { ContainerKind::Unknown })
     }
 
     /// Adds or renews `grant` on the share at `path` if it is a valid container of one of

@@ -202,5 +202,16 @@ pub fn unblind(
         .map_err(|e| e.to_string())
 }
 
+/// Tokens redeemed from `key` the whole way (blind, sign, prove, unblind), for tests.
+#[cfg(test)]
+pub(crate) fn issue_tokens(key: &SigningKey, n: usize) -> Vec<UnblindedToken> {
+    let tokens: Vec<Token> = (0..n)
+        .map(|_| Token::random::<Sha512, _>(&mut rand_core::OsRng))
+        .collect();
+    let blinded: Vec<BlindedToken> = tokens.iter().map(Token::blind).collect();
+    let (signed, proof) = sign_blinded(key, &blinded, &mut rand_core::OsRng).expect("signing");
+    unblind(&proof, &tokens, &blinded, &signed, &key.public_key).expect("unblinding")
+}
+
 #[cfg(test)]
 mod tests;

@@ -4,20 +4,34 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 use base64::Engine as _;
-use gbs_plugin_interface::RouteRequest;
+use gbs_plugin_interface::{RouteRequest, RouteResponse};
 use serde_json::json;
 
 use super::{connect, Output};
 use crate::client::PluginRejection;
+use crate::plugins::ClientPluginHandle;
 use crate::protocol::Nurl;
 
 #[derive(Debug, clap::Args)]
 pub(super) struct RouteArgs {
     /// The server's NURL
     nurl: Nurl,
+    #[command(flatten)]
+    call: RouteCall,
+}
+
+#[derive(Debug, clap::Args)]
+pub(super) struct ClientRouteArgs {
+    #[command(flatten)]
+    call: RouteCall,
+}
+
+/// One call of a plugin route, as typed.
+#[derive(Debug, clap::Args)]
+struct RouteCall {
     /// The plugin's name
     name: String,
-    /// The path under /storage/v1/plugin/NAME/ (a query may follow `?`)
+    /// The path under the plugin's route (a query may follow `?`)
     path: String,
     /// HTTP method
     #[arg(long, default_value = "GET")]
@@ -66,27 +80,55 @@ pub(super) async fn list(nurl: &Nurl, output: Output) -> anyhow::Result<()> {
 /// `gbs client plugin-route NURL NAME PATH`: the body goes to stdout as it came (text
 /// mode); a status of 400 or more is an error after it is printed.
 pub(super) async fn route(args: &RouteArgs, output: Output) -> anyhow::Result<()> {
-    let body = match &args.body {
-        None => Vec::new(),
-        Some(path) if path.as_os_str() == "-" => {
-            let mut bytes = Vec::new();
-            std::io::Read::read_to_end(&mut std::io::stdin(), &mut bytes)
-                .context("cannot read stdin")?;
-            bytes
-        }
-        Some(path) => {
-            std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?
-        }
-    };
-    let (path, query) = args.path.split_once('?').unwrap_or((&args.path, ""));
-    let mut request = RouteRequest::new(&args.method, path, body);
-    request.query = query.into();
-    if let Some(content_type) = &args.content_type {
-        request.content_type = content_type.as_str().into();
-    }
     let answer = connect(&args.nurl)?
-        .call_plugin_route(&args.name, request)
+        .call_plugin_route(&args.call.name, args.call.request()?)
         .await?;
+    print_answer(&args.call.name, &answer, output)
+}
+
+/// `gbs client --node DIR client-route NAME PATH`: a client plugin's local resource,
+/// answered as `route` answers.
+pub(super) async fn client_route(
+    args: &ClientRouteArgs,
+    plugins: &[ClientPluginHandle],
+    output: Output,
+) -> anyhow::Result<()> {
+    let name = &args.call.name;
+    let Some(plugin) = plugins.iter().find(|p| p.name() == name) else {
+        anyhow::bail!(
+            "no client plugin {} (client plugins come from --node DIR's tahoe.cfg)",
+            name.escape_debug()
+        );
+    };
+    let answer = plugin.route(args.call.request()?).await?;
+    print_answer(name, &answer, output)
+}
+
+impl RouteCall {
+    fn request(&self) -> anyhow::Result<RouteRequest> {
+        let body = match &self.body {
+            None => Vec::new(),
+            Some(path) if path.as_os_str() == "-" => {
+                let mut bytes = Vec::new();
+                std::io::Read::read_to_end(&mut std::io::stdin(), &mut bytes)
+                    .context("cannot read stdin")?;
+                bytes
+            }
+            Some(path) => {
+                std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?
+            }
+        };
+        let (path, query) = self.path.split_once('?').unwrap_or((&self.path, ""));
+        let mut request = RouteRequest::new(&self.method, path, body);
+        request.query = query.into();
+        if let Some(content_type) = &self.content_type {
+            request.content_type = content_type.as_str().into();
+        }
+        Ok(request)
+    }
+}
+
+fn print_answer(name: &str, answer: &RouteResponse, output: Output) -> anyhow::Result<()> {
     if output.json {
         let body = match std::str::from_utf8(&answer.body) {
             Ok(text) => json!({ "body": text }),
@@ -109,7 +151,7 @@ pub(super) async fn route(args: &RouteArgs, output: Output) -> anyhow::Result<()
     if answer.status >= 400 {
         anyhow::bail!(
             "plugin {} answered status {}",
-            args.name.escape_debug(),
+            name.escape_debug(),
             answer.status
         );
     }

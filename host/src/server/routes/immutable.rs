@@ -69,6 +69,7 @@ async fn allocate(
         )
         .await?;
     let store = state.store.clone();
+    let renewal = admission.lease_renewal();
     let response = blocking(move || {
         store.allocate(
             &si,
@@ -76,6 +77,7 @@ async fn allocate(
             request.allocated_size,
             &lease,
             &upload,
+            renewal,
         )
     })
     .await?;

@@ -54,8 +54,10 @@ async fn read_test_write(
         )
         .await?;
     let store = state.store.clone();
+    let renewal = admission.lease_renewal();
     let response =
-        blocking(move || store.read_test_write(&si, &write_enabler, &lease, &request)).await?;
+        blocking(move || store.read_test_write(&si, &write_enabler, &lease, &request, renewal))
+            .await?;
     let success = response.success;
     state
         .plugins

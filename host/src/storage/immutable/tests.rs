@@ -228,6 +228,41 @@ fn wrong_secrets_and_unknown_uploads_are_refused() {
     );
 }
 
+/// Storage plugins that charge for leases (ZKAP) make allocation leave held shares alone.
+#[test]
+fn explicit_renewal_allocates_without_touching_the_leases_of_held_shares() {
+    let fx = Fixture::new();
+    fx.upload_share(&si(1), 0, b"zero");
+    let share0 = fx.store.layout.share_path(&si(1), ShareNumber(0));
+    let before = std::fs::read(&share0).unwrap();
+    fx.clock.advance(10 * DAY);
+    let response = fx
+        .store
+        .allocate(
+            &si(1),
+            &shares(&[0, 1]),
+            4,
+            &lease(2),
+            &upload_secret(2),
+            LeaseRenewal::Explicit,
+        )
+        .unwrap();
+    assert_eq!(response.already_have, shares(&[0]));
+    assert_eq!(response.allocated, shares(&[1]));
+    assert_eq!(
+        std::fs::read(&share0).unwrap(),
+        before,
+        "no lease added or renewed"
+    );
+    // The new share still gets its first lease.
+    fx.store
+        .write_immutable(&si(1), ShareNumber(1), &upload_secret(2), 0, b"one!")
+        .unwrap();
+    let share1 = fx.store.layout.share_path(&si(1), ShareNumber(1));
+    let (_, leases) = leases_of(&share1);
+    assert_eq!(u64::from(leases[0].expiry), START + 10 * DAY + LEASE);
+}
+
 #[test]
 fn allocate_reports_every_completed_share_and_renews_or_adds_leases() {
     let fx = Fixture::new();
@@ -251,7 +286,14 @@ fn allocate_reports_every_completed_share_and_renews_or_adds_leases() {
     );
     let response = fx
         .store
-        .allocate(&si(1), &shares(&[0]), 4, &lease(2), &upload_secret(2))
+        .allocate(
+            &si(1),
+            &shares(&[0]),
+            4,
+            &lease(2),
+            &upload_secret(2),
+            LeaseRenewal::Implicit,
+        )
         .unwrap();
     assert_eq!(response.already_have, shares(&[0, 5]));
     assert!(response.allocated.is_empty());
@@ -314,7 +356,14 @@ fn concurrent_allocations_never_promise_more_than_the_free_space() {
             .map(|n| {
                 scope.spawn(move || {
                     store
-                        .allocate(&si(n), &shares(&[0, 1]), 30, &lease(n), &upload_secret(n))
+                        .allocate(
+                            &si(n),
+                            &shares(&[0, 1]),
+                            30,
+                            &lease(n),
+                            &upload_secret(n),
+                            LeaseRenewal::Implicit,
+                        )
                         .unwrap()
                         .allocated
                         .len()
@@ -658,6 +707,7 @@ fn concurrent_allocations_hand_out_each_share_once() {
                             8,
                             &lease(n),
                             &upload_secret(n),
+                            LeaseRenewal::Implicit,
                         )
                         .unwrap()
                         .allocated

@@ -58,8 +58,13 @@ fn rtw(
     renew: u8,
     req: &ReadTestWriteRequest,
 ) -> Result<ReadTestWriteResponse, StorageError> {
-    fx.store
-        .read_test_write(&si(1), &write_enabler(we), &lease(renew), req)
+    fx.store.read_test_write(
+        &si(1),
+        &write_enabler(we),
+        &lease(renew),
+        req,
+        LeaseRenewal::Implicit,
+    )
 }
 
 /// Writes `data` at `offset` of share `n` unconditionally.
@@ -181,20 +186,22 @@ fn write_enablers_other_than_32_bytes_never_match_again() {
     let req = request(vec![(0, vectors(vec![], &[(0, b"data")], None))], &[]);
     assert!(
         fx.store
-            .read_test_write(&si(1), &short, &lease(1), &req)
+            .read_test_write(&si(1), &short, &lease(1), &req, LeaseRenewal::Implicit)
             .unwrap()
             .success
     );
     let mut padded = [0u8; 32];
     padded[..16].copy_from_slice(&[7; 16]);
     assert_eq!(container_of(&fx, 0).header().write_enabler, padded);
-    let again = fx.store.read_test_write(&si(1), &short, &lease(1), &req);
+    let again = fx
+        .store
+        .read_test_write(&si(1), &short, &lease(1), &req, LeaseRenewal::Implicit);
     assert!(matches!(again, Err(StorageError::WriteEnablerMismatch)));
     let long = WriteEnabler::new(vec![8; 40]).unwrap();
     let req2 = request(vec![(0, vectors(vec![], &[], None))], &[]);
     assert!(
         fx.store
-            .read_test_write(&si(2), &long, &lease(1), &req2)
+            .read_test_write(&si(2), &long, &lease(1), &req2, LeaseRenewal::Implicit)
             .unwrap()
             .success
     );
@@ -486,6 +493,51 @@ fn huge_read_vectors_are_refused() {
     assert_eq!(response.data, reads(&[(0, &[b"!", b""])]));
 }
 
+/// Storage plugins that charge for leases (ZKAP): a write leases only shares without a
+/// live lease, and never renews one.
+#[test]
+fn explicit_renewal_leases_only_written_shares_without_a_live_lease() {
+    let fx = Fixture::new();
+    put(&fx, 0, 0, b"held");
+    put(&fx, 1, 0, b"lapsing");
+    fx.clock.advance(20 * DAY);
+    put(&fx, 1, 0, b"renewed at day 20");
+    fx.clock.advance(20 * DAY); // share 0's lease ran out at day 31; share 1's runs to day 51
+    let explicit = |renew, shares: Vec<(u16, TestWriteVectors)>| {
+        fx.store
+            .read_test_write(
+                &si(1),
+                &write_enabler(1),
+                &lease(renew),
+                &request(shares, &[]),
+                LeaseRenewal::Explicit,
+            )
+            .unwrap()
+    };
+    let response = explicit(
+        2,
+        vec![
+            (0, vectors(vec![], &[(0, b"grown share zero")], None)),
+            (1, vectors(vec![], &[(0, b"grown share one")], None)),
+            (2, vectors(vec![], &[(0, b"new")], None)),
+        ],
+    );
+    assert!(response.success);
+    let expiries = |n| -> Vec<u64> {
+        leases_of(&fx, n)
+            .iter()
+            .map(|l| u64::from(l.expiry))
+            .collect()
+    };
+    // Share 0 had only an expired lease: it gets the new one.
+    assert_eq!(expiries(0), [START + LEASE, START + 40 * DAY + LEASE]);
+    // Share 1's lease was live: left as it was, no second lease.
+    assert_eq!(expiries(1), [START + 20 * DAY + LEASE]);
+    // A new share gets its lease.
+    assert_eq!(expiries(2), [START + 40 * DAY + LEASE]);
+    assert_eq!(data_of(&fx, 1), b"grown share one20");
+}
+
 #[test]
 fn leases_are_renewed_or_added_on_named_shares_only() {
     let fx = Fixture::new();
@@ -697,7 +749,13 @@ fn concurrent_create_if_new_has_one_winner() {
                         &[],
                     );
                     store
-                        .read_test_write(&si(1), &write_enabler(1), &lease(n), &req)
+                        .read_test_write(
+                            &si(1),
+                            &write_enabler(1),
+                            &lease(n),
+                            &req,
+                            LeaseRenewal::Implicit,
+                        )
                         .unwrap()
                         .success
                 })
