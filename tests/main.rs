@@ -13,3 +13,4 @@ mod plugin_loading;
 mod plugin_reload;
 mod shutdown;
 mod storage_dir;
+mod zkap;

@@ -5,8 +5,8 @@
 //! Covered: announcements, admission and the structured rejection, the client's retry with
 //! new plugin data, plugin routes, `committed` with real outcomes (through access-log's
 //! counters), the background service's stop (access-log saves its counters), a panicking
-//! plugin failing one request while the server goes on, and start-up refusals naming the
-//! plugin.
+//! plugin failing one request while the server goes on, start-up refusals naming the
+//! plugin, and plugins built against other interface minors (the samples on 1.0 included).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -19,7 +19,8 @@ use gbs::plugins::ClientPluginHandle;
 use gbs::protocol::{Nurl, ShareKind, ShareNumber, StorageIndex};
 use gbs_plugin_interface::RouteRequest;
 use gbs_tests::{
-    gbs_binary, panicking_plugin, sample_plugin, test_lease, test_upload_secret, GbsNode,
+    fixture_library, gbs_binary, panicking_plugin, sample_plugin, test_lease, test_upload_secret,
+    GbsNode,
 };
 
 fn access_log() -> PathBuf {
@@ -395,17 +396,105 @@ fn start_up_refuses_incompatible_libraries_naming_the_plugin() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_plugin_built_against_interface_1_1_serves_requests() {
-    let newer = gbs_tests::build_fixture("plugin-1.1").display().to_string();
-    let dir = node_with_plugins(&[("fixture-1.1", &[("library", &newer)])]);
+async fn a_plugin_built_against_interface_1_2_serves_requests() {
+    let newer = gbs_tests::build_fixture("plugin-1.2").display().to_string();
+    let dir = node_with_plugins(&[("fixture-1.2", &[("library", &newer)])]);
     let node = GbsNode::start_in(dir);
     let client = client(&node, Vec::new());
     let data = store_and_read(&client, StorageIndex::from_bytes([9; 16]))
         .await
-        .expect("the 1.1 plugin admits");
+        .expect("the 1.2 plugin admits");
     assert_eq!(data, b"data");
     let announced = client.plugin_announcements().await.expect("list");
-    assert_eq!(announced[0].name, "fixture-1.1");
+    assert_eq!(announced[0].name, "fixture-1.2");
+}
+
+/// An operator's plugins built before interface 1.1 keep working after the upgrade: the
+/// samples' own sources, built against 1.0 (`samples-1.0`), in this host, both sides.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sample_plugins_built_against_interface_1_0_load_and_work() {
+    let allow_list = fixture_library("samples-1.0", "gbs-fixture-samples-1-0-allow-list");
+    let access_log = fixture_library("samples-1.0", "gbs-fixture-samples-1-0-access-log");
+    let output = Command::new(gbs_binary())
+        .args(["plugin", "check"])
+        .args([&allow_list, &access_log])
+        .output()
+        .expect("run gbs plugin check");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    assert_eq!(
+        stdout,
+        format!(
+            "{}: compatible\n    interface: 1.0.0\n    plugin: allow-list 1.0.0 (server, client)\n\
+             {}: compatible\n    interface: 1.0.0\n    plugin: access-log 1.0.0 (server)\n",
+            allow_list.display(),
+            access_log.display()
+        )
+    );
+
+    let (allow_list_path, access_log_path) = (
+        allow_list.display().to_string(),
+        access_log.display().to_string(),
+    );
+    let dir = node_with_plugins(&[
+        (
+            "allow-list",
+            &[("library", &allow_list_path), ("tokens", "good-token")],
+        ),
+        ("access-log", &[("library", &access_log_path)]),
+    ]);
+    let node = GbsNode::start_in(dir);
+
+    // Input tried: a client without the allow-list's client side: refused by the server side.
+    let plain = client(&node, Vec::new());
+    let refused = rejection(
+        plain
+            .list_shares(ShareKind::Immutable, &StorageIndex::from_bytes([3; 16]))
+            .await,
+    );
+    assert_eq!(
+        (
+            refused.status,
+            refused.plugin.as_str(),
+            refused.code.as_str()
+        ),
+        (401, "allow-list", "token-required")
+    );
+
+    // Input tried: the 1.0 client side with the token: admitted, and access-log counts the
+    // bytes that moved.
+    let with_token = client(
+        &node,
+        vec![client_plugin(
+            "allow-list",
+            &allow_list,
+            &[("token", "good-token")],
+        )],
+    );
+    let data = store_and_read(&with_token, StorageIndex::from_bytes([3; 16]))
+        .await
+        .expect("admitted");
+    assert_eq!(data, b"data");
+    let announced = with_token.plugin_announcements().await.expect("list");
+    let names: BTreeSet<&str> = announced.iter().map(|a| a.name.as_str()).collect();
+    assert_eq!(names, BTreeSet::from(["access-log", "allow-list"]));
+    let answer = with_token
+        .call_plugin_route(
+            "access-log",
+            RouteRequest::new("GET", "counters", Vec::new()),
+        )
+        .await
+        .expect("counters route");
+    assert_eq!(answer.status, 200);
+    let counters: ciborium::Value =
+        ciborium::from_reader(answer.body.as_slice()).expect("CBOR counters");
+    let uploaded = counters.as_map().and_then(|m| {
+        m.iter()
+            .find(|(k, _)| k.as_text() == Some("uploaded-bytes"))
+            .and_then(|(_, v)| v.as_integer())
+            .and_then(|i| u64::try_from(i).ok())
+    });
+    assert_eq!(uploaded, Some(4));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

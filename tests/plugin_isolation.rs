@@ -242,7 +242,11 @@ fn a_constructor_that_hangs_stops_start_up_at_the_deadline() {
         "{line}"
     );
     // Under 20 s: start-up gave up at the deadline instead of waiting for the constructor.
-    assert!(started.elapsed() < Duration::from_secs(19), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(19),
+        "{:?}",
+        started.elapsed()
+    );
 }
 
 /// Input tried: SIGTERM while a plugin's constructor hangs (default 30 s deadline): the node

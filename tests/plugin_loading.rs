@@ -1,6 +1,7 @@
 //! Loading compiled plugins: `gbs plugin check` and `gbs plugin list` on the fixture
-//! libraries of `tests/fixtures/`, one per way loading can go right or wrong, and a host one
-//! interface minor ahead loading a 1.0 plugin with the real compatibility code.
+//! libraries of `tests/fixtures/`, one per way loading can go right or wrong, and fixture
+//! hosts a minor ahead of the workspace's interface and a minor behind it loading plugins
+//! with the real compatibility code.
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -40,6 +41,20 @@ fn assert_check(file: &Path, status: i32, verdict: &str, line: &str) -> String {
 
 #[test]
 fn check_accepts_a_plugin_built_against_the_same_interface() {
+    let lib = build_fixture("plugin-1.1");
+    let (code, stdout) = check(&lib);
+    assert_eq!(code, 0, "{stdout}");
+    assert_eq!(
+        stdout,
+        format!(
+            "{}: compatible\n    interface: 1.1.0\n    plugin: fixture-1.1 0.1.0 (server, client)\n",
+            lib.display()
+        )
+    );
+}
+
+#[test]
+fn check_accepts_a_plugin_built_against_an_older_minor_interface() {
     let lib = build_fixture("plugin-1.0");
     let (code, stdout) = check(&lib);
     assert_eq!(code, 0, "{stdout}");
@@ -54,8 +69,8 @@ fn check_accepts_a_plugin_built_against_the_same_interface() {
 
 #[test]
 fn check_accepts_a_plugin_built_against_a_newer_minor_interface() {
-    let lib = build_fixture("plugin-1.1");
-    assert_check(&lib, 0, "compatible", "interface: 1.1.0");
+    let lib = build_fixture("plugin-1.2");
+    assert_check(&lib, 0, "compatible", "interface: 1.2.0");
 }
 
 #[test]
@@ -230,7 +245,7 @@ fn list_shows_whether_each_configured_plugin_would_load() {
          \x20   fixture-1.0 (library plugins/good.so): would load (version 0.1.0, interface 1.0.0)\n\
          \x20   gone (library plugins/gone.so): will not load: no such file\n\
          \x20   fixture-2.0 (library {major}): will not load: built against plugin interface 2.0; this host speaks 1.x\n\
-         \x20   fixture-ctor-fails (looked up in {dir}): would load (version 0.1.0, interface 1.0.0) from {dir}/ctor-fails.so\n\
+         \x20   fixture-ctor-fails (looked up in {dir}): would load (version 0.1.0, interface 1.1.0) from {dir}/ctor-fails.so\n\
          client plugins:\n\
          \x20   fixture-1.0 (library plugins/good.so): would load (version 0.1.0, interface 1.0.0)\n",
         major = major.display(),
@@ -239,40 +254,97 @@ fn list_shows_whether_each_configured_plugin_would_load() {
     assert_eq!(stdout, expected);
 }
 
-#[test]
-fn a_host_one_minor_ahead_loads_a_plugin_built_against_the_older_interface() {
-    let host = build_fixture("host-1.1");
-    let out = Command::new(&host)
-        .arg(build_fixture("plugin-1.0"))
+/// Runs fixture host `host` (`host-1.0`, `host-1.2`) on fixture library `plugin`: exit
+/// status and stdout.
+fn run_host(host: &str, plugin: &str) -> (i32, String) {
+    let out = Command::new(build_fixture(host))
+        .arg(build_fixture(plugin))
         .output()
-        .expect("run the 1.1 host");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}");
-    assert_eq!(
-        stdout,
-        "library interface: 1.0.0\n\
-         accepted: OlderMinor\n\
-         plugin: fixture-1.0 0.1.0\n\
-         features field: None\n\
-         announce: 1 bytes\n\
-         health: 0 bytes (the 1.1 default)\n\
-         OK\n"
-    );
+        .unwrap_or_else(|e| panic!("run {host}: {e}"));
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    (out.status.code().expect("exit status"), stdout)
 }
 
 #[test]
-fn a_host_one_minor_ahead_still_refuses_a_changed_type_in_an_older_plugin() {
-    let host = build_fixture("host-1.1");
-    let out = Command::new(&host)
-        .arg(build_fixture("plugin-changed"))
-        .output()
-        .expect("run the 1.1 host");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(1), "{stdout}");
+fn a_host_a_minor_ahead_loads_plugins_built_against_older_minors() {
+    // Inputs tried: a plugin on the workspace's interface (1.1, one minor behind the host)
+    // and one on 1.0 (two behind).
+    for (plugin, interface, name) in [
+        ("plugin-1.1", "1.1.0", "fixture-1.1"),
+        ("plugin-1.0", "1.0.0", "fixture-1.0"),
+    ] {
+        let (code, stdout) = run_host("host-1.2", plugin);
+        assert_eq!(code, 0, "{plugin}: {stdout}");
+        assert_eq!(
+            stdout,
+            format!(
+                "library interface: {interface}\n\
+                 accepted: OlderMinor\n\
+                 plugin: {name} 0.1.0\n\
+                 features field: None\n\
+                 announce: 1 bytes\n\
+                 health: 0 bytes (the 1.2 default)\n\
+                 OK\n"
+            ),
+            "{plugin}"
+        );
+    }
+}
+
+#[test]
+fn a_host_a_minor_ahead_still_refuses_a_changed_type_in_an_older_plugin() {
+    let (code, stdout) = run_host("host-1.2", "plugin-changed");
+    assert_eq!(code, 1, "{stdout}");
     // Checked with the layouts swapped, but reported in the host's terms.
     assert!(stdout.ends_with(
         "refused: incompatible type: new_server.param_2.obj.vtable.log.param_1.field_0: mismatched type (expected u8, found i8)\n"
     ), "{stdout}");
+}
+
+#[test]
+fn a_1_0_host_refuses_a_plugin_only_for_the_1_1_call_it_needs() {
+    // Input tried: a 1.1 plugin whose server constructor insists on choosing lease renewal.
+    // The 1.0 host loads it (a newer minor passes abi_stable's own check); the call, missing
+    // from the host's vtable, runs the interface's default body, and the constructor fails
+    // with it instead of running where leases would be given away.
+    let (code, stdout) = run_host("host-1.0", "plugin-lease-renewal");
+    assert_eq!(code, 1, "{stdout}");
+    assert_eq!(
+        stdout,
+        "library interface: 1.1.0\n\
+         accepted: Checked\n\
+         plugin: fixture-lease-renewal 0.1.0\n\
+         refused: new_server: unsupported: the host implements plugin interface 1.0; choosing \
+         lease renewal needs 1.1\n"
+    );
+
+    // Only that call: the same host builds a 1.0 plugin and a 1.1 plugin that does not make
+    // it...
+    for (plugin, interface, name) in [
+        ("plugin-1.0", "1.0.0", "fixture-1.0"),
+        ("plugin-1.1", "1.1.0", "fixture-1.1"),
+    ] {
+        let (code, stdout) = run_host("host-1.0", plugin);
+        assert_eq!(code, 0, "{plugin}: {stdout}");
+        assert_eq!(
+            stdout,
+            format!(
+                "library interface: {interface}\n\
+                 accepted: Checked\n\
+                 plugin: {name} 0.1.0\n\
+                 announce: 1 bytes\n\
+                 OK\n"
+            ),
+            "{plugin}"
+        );
+    }
+    // ...and a host that has the call builds the plugin that needs it.
+    let (code, stdout) = run_host("host-1.2", "plugin-lease-renewal");
+    assert_eq!(code, 0, "{stdout}");
+    assert!(
+        stdout.contains("\nlease renewal: LeaseRenewal(1)\nannounce: 1 bytes\n"),
+        "{stdout}"
+    );
 }
 
 /// One documented change of a snapshot: these whole lines of plugin-interface's file
@@ -281,6 +353,10 @@ type Change = (&'static [&'static str], &'static [&'static str]);
 
 /// A snapshot's own files, each with its documented changes.
 type OwnFiles = &'static [(&'static str, &'static [Change])];
+
+/// A snapshot: its directory, the documented changes to the code of its `lib.rs`, and its
+/// own files.
+type Snapshot = (&'static str, &'static [Change], OwnFiles);
 
 /// Where the snapshots' sources live relative to their `src/lib.rs`.
 const REAL_SRC: &str = "../../../../plugin-interface/src/";
@@ -336,8 +412,9 @@ fn assert_same_text(copy: &str, expected: &str, what: &str) {
     );
 }
 
-/// The snapshots must follow `plugin-interface` except for their one documented change,
-/// or the compatibility tests above would test an interface that no longer exists. Each
+/// The snapshots must follow `plugin-interface` except for their documented changes, or
+/// the compatibility tests above would test an interface that no longer exists (or, for
+/// `interface-1.0`, one that never existed: its changes undo exactly what 1.1 added). Each
 /// keeps only the files that change (`interface-2.0` none: only its version differs) and
 /// takes the others from plugin-interface with `#[path]`.
 #[test]
@@ -346,9 +423,10 @@ fn interface_snapshots_differ_from_the_interface_only_as_documented() {
     let read = |path: &Path| {
         std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
     };
-    let cases: [(&str, OwnFiles); 2] = [
+    let cases: [Snapshot; 3] = [
         (
-            "interface-1.1",
+            "interface-1.2",
+            &[],
             &[
                 (
                     "ffi.rs",
@@ -358,7 +436,7 @@ fn interface_snapshots_differ_from_the_interface_only_as_documented() {
                             &[
                                 "    pub new_client:",
                                 "        extern \"C\" fn(RStr<'_>, RVec<u8>, HostApiBox) -> RResult<ClientPluginBox, PluginError>,",
-                                "    /// Added in 1.1: bit set of optional interface features the library supports.",
+                                "    /// Added in 1.2: bit set of optional interface features the library supports.",
                                 "    pub features: extern \"C\" fn() -> u64,",
                             ],
                         ),
@@ -367,7 +445,7 @@ fn interface_snapshots_differ_from_the_interface_only_as_documented() {
                             &[
                                 "    fn stop(&self) -> FfiFuture<RResult<(), PluginError>>;",
                                 "",
-                                "    /// Added in 1.1: a health report (CBOR); the default reports nothing.",
+                                "    /// Added in 1.2: a health report (CBOR); the default reports nothing.",
                                 "    fn health(&self) -> RResult<RVec<u8>, PluginError> {",
                                 "        RResult::ROk(RVec::new())",
                                 "    }",
@@ -379,8 +457,8 @@ fn interface_snapshots_differ_from_the_interface_only_as_documented() {
                     "export.rs",
                     &[
                         (
-                            &["pub const INTERFACE_VERSION: (u16, u16) = (1, 0);"],
                             &["pub const INTERFACE_VERSION: (u16, u16) = (1, 1);"],
+                            &["pub const INTERFACE_VERSION: (u16, u16) = (1, 2);"],
                         ),
                         (
                             &["/// Builds the root module for a plugin list. `panic_unwind` must be evaluated in the"],
@@ -401,7 +479,198 @@ fn interface_snapshots_differ_from_the_interface_only_as_documented() {
             ],
         ),
         (
+            "interface-1.0",
+            &[(
+                &[
+                    "    Interests, LeaseRenewal, LogLevel, OperationKind, PluginError, Rejection, Roles, RouteRequest,",
+                    "    RouteResponse,",
+                ],
+                &[
+                    "    Interests, LogLevel, OperationKind, PluginError, Rejection, Roles, RouteRequest, RouteResponse,",
+                ],
+            )],
+            &[
+                (
+                    "ffi.rs",
+                    &[
+                        (
+                            &[
+                                "/// How the host grants leases on the operations a plugin admits (added in 1.1).",
+                                "#[repr(transparent)]",
+                                "#[derive(StableAbi, Debug, Clone, Copy, PartialEq, Eq, Default)]",
+                                "pub struct LeaseRenewal(pub u8);",
+                                "",
+                                "impl LeaseRenewal {",
+                                "    /// As stock Tahoe: an allocation renews the lease on the shares the server already has,",
+                                "    /// and a mutable write renews it on every share written.",
+                                "    pub const IMPLICIT: Self = Self(0);",
+                                "    /// Leases only when asked for (`PUT /storage/v1/lease`): an allocation leaves the shares",
+                                "    /// the server already has alone (new shares still get their first lease), and a mutable",
+                                "    /// write adds a lease only to written shares without an unexpired one.",
+                                "    pub const EXPLICIT: Self = Self(1);",
+                                "}",
+                                "",
+                                "/// Severity of a log line sent to the host.",
+                            ],
+                            &["/// Severity of a log line sent to the host."],
+                        ),
+                        (
+                            &[
+                                "    ) -> FfiFuture<RResult<(), PluginError>>;",
+                                "",
+                                "    /// Added in 1.1: serves the client plugin's own local resource (a wallet, a price",
+                                "    /// calculator). A 1.0 plugin has none.",
+                                "    fn route(&self, request: RouteRequest) -> FfiFuture<RResult<RouteResponse, PluginError>> {",
+                                "        let _ = request;",
+                                "        async_ffi::FutureExt::into_ffi(async {",
+                                "            RResult::ROk(RouteResponse {",
+                                "                status: 404,",
+                                "                content_type: \"text/plain; charset=utf-8\".into(),",
+                                "                body: RVec::from(b\"this plugin has no client route\".to_vec()),",
+                                "            })",
+                                "        })",
+                                "    }",
+                            ],
+                            &["    ) -> FfiFuture<RResult<(), PluginError>>;"],
+                        ),
+                        (
+                            &[
+                                "    fn add_lease(&self, request: RVec<u8>) -> FfiFuture<RResult<(), PluginError>>;",
+                                "",
+                                "    /// Added in 1.1: how leases are granted on the operations this plugin admits. Server",
+                                "    /// side only. A 1.0 host lacks it, and this default says so.",
+                                "    fn set_lease_renewal(&self, renewal: LeaseRenewal) -> RResult<(), PluginError> {",
+                                "        let _ = renewal;",
+                                "        RResult::RErr(PluginError {",
+                                "            kind: ErrorKind::UNSUPPORTED,",
+                                "            message: \"the host implements plugin interface 1.0; choosing lease renewal needs 1.1\"",
+                                "                .into(),",
+                                "        })",
+                                "    }",
+                            ],
+                            &[
+                                "    fn add_lease(&self, request: RVec<u8>) -> FfiFuture<RResult<(), PluginError>>;",
+                            ],
+                        ),
+                    ],
+                ),
+                (
+                    "export.rs",
+                    &[(
+                        &["pub const INTERFACE_VERSION: (u16, u16) = (1, 1);"],
+                        &["pub const INTERFACE_VERSION: (u16, u16) = (1, 0);"],
+                    )],
+                ),
+                (
+                    "sdk.rs",
+                    &[
+                        (
+                            &[
+                                "    ClientPluginFfi, ClientPluginFfi_TO, ErrorKind, HostApiBox, HostApiFfi_TO, Interests,",
+                                "    LeaseRenewal, LogLevel, OperationKind, PluginError, Rejection, Roles, RouteRequest,",
+                                "    RouteResponse, ServerConnectionBox, ServerConnectionFfi_TO, ServerPluginFfi,",
+                                "    ServerPluginFfi_TO,",
+                            ],
+                            &[
+                                "    ClientPluginFfi, ClientPluginFfi_TO, ErrorKind, HostApiBox, HostApiFfi_TO, Interests, LogLevel,",
+                                "    OperationKind, PluginError, Rejection, Roles, RouteRequest, RouteResponse, ServerConnectionBox,",
+                                "    ServerConnectionFfi_TO, ServerPluginFfi, ServerPluginFfi_TO,",
+                            ],
+                        ),
+                        (
+                            &[
+                                "    }",
+                                "",
+                                "    /// Serves the plugin's local resource, for the client's operator (`gbs client --node",
+                                "    /// DIR client-route NAME ...`): a wallet, a price calculator. Interface 1.1.",
+                                "    fn route(",
+                                "        &self,",
+                                "        request: RouteRequest,",
+                                "    ) -> impl Future<Output = Result<RouteResponse, PluginError>> + Send {",
+                                "        let _ = request;",
+                                "        async { Ok(RouteResponse::text(404, \"this plugin has no client route\")) }",
+                                "    }",
+                            ],
+                            &["    }"],
+                        ),
+                        (
+                            &[
+                                "    /// Chooses how leases are granted on the operations this plugin admits (server side",
+                                "    /// only; by default [`LeaseRenewal::IMPLICIT`], as stock Tahoe). A plugin that charges for",
+                                "    /// leases calls this from its constructor with [`LeaseRenewal::EXPLICIT`]; a host older",
+                                "    /// than interface 1.1 answers an `unsupported` error, so the plugin can refuse to run",
+                                "    /// there instead of giving leases away.",
+                                "    pub fn set_lease_renewal(&self, renewal: LeaseRenewal) -> Result<(), PluginError> {",
+                                "        self.0.set_lease_renewal(renewal).into_result()",
+                                "    }",
+                                "",
+                                "    /// Adds or renews a lease on given shares (server side only).",
+                            ],
+                            &["    /// Adds or renews a lease on given shares (server side only)."],
+                        ),
+                        (
+                            &[
+                                "    }",
+                                "",
+                                "    fn route(&self, request: RouteRequest) -> FfiFuture<RResult<RouteResponse, PluginError>> {",
+                                "        let this = self.0.clone();",
+                                "        guarded(move || async move { this.route(request).await })",
+                                "    }",
+                                "}",
+                            ],
+                            &["    }", "}"],
+                        ),
+                    ],
+                ),
+                (
+                    "testing.rs",
+                    &[
+                        (
+                            &[
+                                "use crate::ffi::{HostApiFfi, HostApiFfi_TO, LeaseRenewal, LogLevel, PluginError};",
+                            ],
+                            &[
+                                "use crate::ffi::{HostApiFfi, HostApiFfi_TO, LogLevel, PluginError};",
+                            ],
+                        ),
+                        (
+                            &[
+                                "    leases: Mutex<Vec<LeaseRequest>>,",
+                                "    lease_renewal: Mutex<LeaseRenewal>,",
+                            ],
+                            &["    leases: Mutex<Vec<LeaseRequest>>,"],
+                        ),
+                        (
+                            &[
+                                "        locked(&self.0.leases).clone()",
+                                "    }",
+                                "",
+                                "    /// What the plugin chose with [`Host::set_lease_renewal`].",
+                                "    pub fn lease_renewal(&self) -> LeaseRenewal {",
+                                "        *locked(&self.0.lease_renewal)",
+                                "    }",
+                            ],
+                            &["        locked(&self.0.leases).clone()", "    }"],
+                        ),
+                        (
+                            &[
+                                "        async move { RResult::from(answer) }.into_ffi()",
+                                "    }",
+                                "",
+                                "    fn set_lease_renewal(&self, renewal: LeaseRenewal) -> RResult<(), PluginError> {",
+                                "        *locked(&self.0.lease_renewal) = renewal;",
+                                "        RResult::ROk(())",
+                                "    }",
+                            ],
+                            &["        async move { RResult::from(answer) }.into_ffi()", "    }"],
+                        ),
+                    ],
+                ),
+            ],
+        ),
+        (
             "interface-changed",
+            &[],
             &[(
                 "ffi.rs",
                 &[(
@@ -412,7 +681,7 @@ fn interface_snapshots_differ_from_the_interface_only_as_documented() {
         ),
     ];
     let real_lib = read(&real_dir.join("lib.rs"));
-    for (snapshot, own) in cases {
+    for (snapshot, lib_changes, own) in cases {
         let src = fixtures_dir().join(snapshot).join("src");
         let mut files: Vec<String> = std::fs::read_dir(&src)
             .expect("list the snapshot")
@@ -433,13 +702,14 @@ fn interface_snapshots_differ_from_the_interface_only_as_documented() {
         );
         assert!(!fixtures_dir().join(snapshot).join("docs").exists());
 
-        // lib.rs: plugin-interface's code, with every module that is not its own taken
-        // from plugin-interface.
+        // lib.rs: plugin-interface's code with its documented changes, with every module
+        // that is not its own taken from plugin-interface.
         let lib = read(&src.join("lib.rs"));
+        let what = format!("{snapshot}/src/lib.rs (without docs and #[path])");
         assert_same_text(
             &lib_code(&lib),
-            &lib_code(&real_lib),
-            &format!("{snapshot}/src/lib.rs (without docs and #[path])"),
+            &lib_code(&apply(&real_lib, lib_changes, &what)),
+            &what,
         );
         let mut lines = lib.lines();
         let mut taken = Vec::new();

@@ -1,6 +1,6 @@
 //! The crates in `tests/fixtures/`, built on demand: plugin libraries for every way loading
-//! can go right or wrong, interface snapshots they are built against, and a host built
-//! against a newer interface.
+//! can go right or wrong, interface snapshots they are built against, and hosts built
+//! against an older and a newer interface.
 //!
 //! Each fixture is its own Cargo workspace (never a member of ours), with a committed
 //! `Cargo.lock`, built with the `cargo` running the tests into one shared target directory,
@@ -9,21 +9,25 @@
 //!
 //! | fixture | what it is |
 //! |---|---|
-//! | `plugin-1.0` | a plain plugin (`fixture-1.0`, server and client) on the workspace's interface |
-//! | `plugin-1.1` | the same on interface 1.1 (one field and one trait method more) |
+//! | `plugin-1.0` | a plain plugin (`fixture-1.0`, server and client) on interface 1.0, the previous minor |
+//! | `plugin-1.1` | the same (`fixture-1.1`) on the workspace's interface, calling nothing 1.1 added |
+//! | `plugin-1.2` | the same (`fixture-1.2`) on interface 1.2 (one field and one trait method more) |
 //! | `plugin-2.0` | the same on interface 2.0 |
-//! | `plugin-changed` | the same on a 1.0 interface whose `LogLevel` holds an `i8` |
+//! | `plugin-changed` | the same on a 1.1 interface whose `LogLevel` holds an `i8` |
 //! | `plugin-abort` | the same built with `panic = "abort"` |
 //! | `plugin-abi-0.10` | a gbs-shaped root module exported with abi_stable 0.10 |
 //! | `plugin-ctor-fails` | `fixture-ctor-fails`: describes itself, both constructors fail |
+//! | `plugin-lease-renewal` | `fixture-lease-renewal` (server): its constructor needs the 1.1 host call `set_lease_renewal` |
 //! | `plugin-panics` | `fixture-panics`: every hook panics, or those in its `panic-in` setting |
 //! | `plugin-blocks` | `fixture-blocks`: guards listing immutable shares; blocks its thread (sleeping, or spinning with `block-by = spin`) in the hooks its `block-in` setting lists |
 //! | `plugin-v1`, `plugin-v2` | `fixture-versioned` 1.0.0 and 2.0.0 (one source): admits everything, announces its version, answers route `version` |
+//! | `samples-1.0` | the sample plugins' sources (allow-list, access-log) on interface 1.0: two libraries, see [`fixture_library`] |
 //! | `not-a-plugin` | a shared library without an abi_stable root module |
 //! | `crashes-on-load` | a shared library whose initialiser aborts the process (ELF only) |
 //! | `misbehaves-on-load` | a shared library whose initialiser hangs or prints a forged check report, as `GBS_FIXTURE_ON_LOAD` says (ELF only) |
 //! | `plugin-bad-names` | declares `fixture-twin` twice and a plugin named `../escape` |
-//! | `host-1.1` | an executable on interface 1.1 that loads a library with the host's `compat.rs` |
+//! | `host-1.2` | an executable on interface 1.2 that loads a library with the host's `compat.rs` |
+//! | `host-1.0` | the same on interface 1.0, building the library's server side with a 1.0 host API |
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -38,15 +42,38 @@ use std::sync::Mutex;
 /// # Panics
 /// When the fixture does not build; the panic message has Cargo's output.
 pub fn build_fixture(name: &str) -> PathBuf {
+    built_artifact(name, &artifact_name(name))
+}
+
+/// Builds `tests/fixtures/<fixture>`, a workspace of several libraries (`samples-1.0`), and
+/// returns the shared library of its package `package`, which [`build_fixture`] cannot name.
+///
+/// # Panics
+/// When the fixture does not build, or builds no such library.
+pub fn fixture_library(fixture: &str, package: &str) -> PathBuf {
+    built_artifact(fixture, &library_name(package))
+}
+
+/// `artifact` in the output directory of `fixture`, built first unless this process has.
+fn built_artifact(fixture: &str, artifact: &str) -> PathBuf {
     static BUILT: Mutex<BTreeMap<String, PathBuf>> = Mutex::new(BTreeMap::new());
     let mut built = BUILT
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
-    if let Some(path) = built.get(name) {
-        return path.clone();
-    }
-    let path = build(name).unwrap_or_else(|e| panic!("fixture {name}: {e}"));
-    built.insert(name.to_owned(), path.clone());
+    let dir = match built.get(fixture) {
+        Some(dir) => dir.clone(),
+        None => {
+            let dir = build(fixture).unwrap_or_else(|e| panic!("fixture {fixture}: {e}"));
+            built.insert(fixture.to_owned(), dir.clone());
+            dir
+        }
+    };
+    let path = dir.join(artifact);
+    assert!(
+        path.is_file(),
+        "fixture {fixture}: built, but {} is missing",
+        path.display()
+    );
     path
 }
 
@@ -72,6 +99,7 @@ pub fn fixtures_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures")
 }
 
+/// Builds fixture `name` and returns the directory its artifacts are in.
 fn build(name: &str) -> Result<PathBuf, String> {
     let manifest = fixtures_dir().join(name).join("Cargo.toml");
     if !manifest.is_file() {
@@ -106,11 +134,7 @@ fn build(name: &str) -> Result<PathBuf, String> {
             String::from_utf8_lossy(&output.stderr)
         ));
     }
-    let artifact = target.join("debug").join(artifact_name(name));
-    if !artifact.is_file() {
-        return Err(format!("built, but {} is missing", artifact.display()));
-    }
-    Ok(artifact)
+    Ok(target.join("debug"))
 }
 
 /// Package `gbs-fixture-<name>` with dots as dashes; its library or executable follows.
@@ -119,11 +143,16 @@ fn artifact_name(name: &str) -> String {
     if name.starts_with("host-") {
         format!("{package}{}", std::env::consts::EXE_SUFFIX)
     } else {
-        format!(
-            "{}{}{}",
-            std::env::consts::DLL_PREFIX,
-            package.replace('-', "_"),
-            std::env::consts::DLL_SUFFIX
-        )
+        library_name(&package)
     }
+}
+
+/// The file name of package `package`'s shared library.
+fn library_name(package: &str) -> String {
+    format!(
+        "{}{}{}",
+        std::env::consts::DLL_PREFIX,
+        package.replace('-', "_"),
+        std::env::consts::DLL_SUFFIX
+    )
 }

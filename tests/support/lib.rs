@@ -9,7 +9,8 @@ mod samples;
 mod venv;
 
 pub use fixtures::{
-    blocking_plugin, build_fixture, failing_constructor_plugin, fixtures_dir, panicking_plugin,
+    blocking_plugin, build_fixture, failing_constructor_plugin, fixture_library, fixtures_dir,
+    panicking_plugin,
 };
 pub use process::{assert_all_passed, gbs_binary, run_python, wait_for_exit, GbsNode, StockServer};
 pub use raw::{read_status, ProcessStats, RawConnection};
