@@ -58,7 +58,11 @@ async fn plugin_list_without_plugins_is_an_empty_cbor_array() {
     let response = h.get("/storage/v1/plugins").await;
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(response.headers()[header::CONTENT_TYPE], "application/cbor");
-    assert_eq!(response.headers()["x-tahoe-plugin-interface"], "1.0");
+    let interface = gbs_plugin_interface::INTERFACE_VERSION;
+    assert_eq!(
+        response.headers()["x-tahoe-plugin-interface"],
+        format!("{}.{}", interface.0, interface.1).as_str()
+    );
     assert_eq!(body_bytes(response).await, [0x80]);
     // Input tried: no Authorization header.
     let anonymous = unauthenticated("GET", "/storage/v1/plugins");

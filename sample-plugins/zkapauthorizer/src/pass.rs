@@ -15,9 +15,10 @@
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use challenge_bypass_ristretto::voprf::{
-    BatchDLEQProof, BlindedToken, PublicKey, SignedToken, SigningKey, Token, TokenPreimage,
-    UnblindedToken, VerificationSignature,
+    BatchDLEQProof, BlindedToken, PublicKey, SignedToken, Token, TokenPreimage,
+    VerificationSignature,
 };
+pub use challenge_bypass_ristretto::voprf::{SigningKey, UnblindedToken};
 use sha2::Sha512;
 
 /// The length of a pass on the wire.
@@ -202,9 +203,14 @@ pub fn unblind(
         .map_err(|e| e.to_string())
 }
 
-/// Tokens redeemed from `key` the whole way (blind, sign, prove, unblind), for tests.
-#[cfg(test)]
-pub(crate) fn issue_tokens(key: &SigningKey, n: usize) -> Vec<UnblindedToken> {
+/// A new random issuer signing key.
+pub fn new_signing_key() -> SigningKey {
+    SigningKey::random(&mut rand_core::OsRng)
+}
+
+/// Tokens redeemed from `key` the whole way (blind, sign, prove, unblind) in one process,
+/// as an issuer and a client would do it over the network: for tests and benchmarks.
+pub fn issue_tokens(key: &SigningKey, n: usize) -> Vec<UnblindedToken> {
     let tokens: Vec<Token> = (0..n)
         .map(|_| Token::random::<Sha512, _>(&mut rand_core::OsRng))
         .collect();

@@ -9,8 +9,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use base64::Engine as _;
-use challenge_bypass_ristretto::voprf::SigningKey;
 use clap::{Parser, Subcommand};
+use gbs_sample_zkapauthorizer::pass::new_signing_key;
 use gbs_sample_zkapauthorizer::redemption::{serve, Issuer};
 use gbs_sample_zkapauthorizer::server::read_signing_key;
 
@@ -68,7 +68,7 @@ fn main() -> ExitCode {
 fn run(args: Args) -> Result<(), String> {
     match args.command {
         Command::SigningKey { file } => {
-            let key = SigningKey::random(&mut rand_core::OsRng);
+            let key = new_signing_key();
             write_new_secret(&file, key.encode_base64().as_bytes())?;
             println!("{}", key.public_key.encode_base64());
             Ok(())
