@@ -347,6 +347,16 @@ async fn a_paying_client_stores_reads_and_renews_and_pays_what_each_operation_co
         text.contains("zkapauthorizer_server_spending_successes_bucket{le=\"1.0\"} 1\n"),
         "{text}"
     );
+    // And as the node shows every plugin's counters.
+    let status = run_ok(
+        Command::new(gbs_binary())
+            .args(["plugin", "status", "--json"])
+            .arg(node.dir()),
+    );
+    let status: serde_json::Value = serde_json::from_slice(&status.stdout).expect("JSON");
+    let counters = &status["plugins"][0]["counters"];
+    assert_eq!(counters["spending_successes_sum"], 17, "{status}");
+    assert_eq!(counters["spending_successes_bucket_le_8"], 4, "{status}");
 }
 
 /// Inputs tried: a client without the plugin, and a client with it but an empty wallet.

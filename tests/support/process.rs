@@ -53,15 +53,17 @@ pub fn gbs_binary() -> PathBuf {
     )
 }
 
-/// Reads the first line of a child's stdout that starts with `prefix`, returning the rest.
-fn read_line_starting(stdout: &mut BufReader<ChildStdout>, prefix: &str, what: &str) -> String {
+/// Reads the first line of a child's stdout that starts with `prefix`, returning the rest;
+/// `None` when the output ends first.
+fn read_line_starting(stdout: &mut BufReader<ChildStdout>, prefix: &str) -> Option<String> {
     let mut line = String::new();
     loop {
         line.clear();
-        let read = stdout.read_line(&mut line).unwrap_or(0);
-        assert!(read > 0, "{what} exited before printing its NURL");
+        if stdout.read_line(&mut line).unwrap_or(0) == 0 {
+            return None;
+        }
         if let Some(rest) = line.trim().strip_prefix(prefix) {
-            return rest.trim().to_owned();
+            return Some(rest.trim().to_owned());
         }
     }
 }
@@ -75,11 +77,26 @@ pub struct GbsNode {
 }
 
 impl GbsNode {
-    /// Creates a node in a fresh directory and starts serving it.
+    /// Creates a node in a fresh directory and starts serving it. `create-node` picks a
+    /// free port that another process may take before the node binds it (tests start many
+    /// listeners at once), so a node that exits before printing its NURL gets a new
+    /// directory and port, up to three times.
     pub fn start() -> Self {
-        let dir = tempfile::tempdir().expect("temp dir");
-        Self::create(dir.path());
-        Self::start_in(dir)
+        let mut attempts = 0;
+        loop {
+            let dir = tempfile::tempdir().expect("temp dir");
+            Self::create(dir.path());
+            let mut command = Command::new(gbs_binary());
+            command.arg("run").arg(dir.path());
+            match Self::try_spawn(command, dir) {
+                Ok(node) => return node,
+                Err(why) if attempts < 2 => {
+                    eprintln!("gbs run {why}; trying another port");
+                    attempts += 1;
+                }
+                Err(why) => panic!("gbs run {why}"),
+            }
+        }
     }
 
     /// `gbs create-node DIR` with a free loopback port.
@@ -146,7 +163,11 @@ impl GbsNode {
         Self::spawn(command, dir)
     }
 
-    fn spawn(mut command: Command, dir: TempDir) -> Self {
+    fn spawn(command: Command, dir: TempDir) -> Self {
+        Self::try_spawn(command, dir).unwrap_or_else(|why| panic!("gbs run {why}"))
+    }
+
+    fn try_spawn(mut command: Command, dir: TempDir) -> Result<Self, String> {
         let mut child = command
             .env(
                 "RUST_LOG",
@@ -157,12 +178,17 @@ impl GbsNode {
             .spawn()
             .expect("spawn gbs run");
         let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
-        let nurl = read_line_starting(&mut stdout, "pb://", "gbs run");
-        Self {
+        let Some(nurl) = read_line_starting(&mut stdout, "pb://") else {
+            let status = child
+                .wait()
+                .map_or_else(|e| e.to_string(), |s| s.to_string());
+            return Err(format!("exited ({status}) before printing its NURL"));
+        };
+        Ok(Self {
             child: Some(child),
             nurl: format!("pb://{nurl}"),
             dir,
-        }
+        })
     }
 
     /// The NURL it printed.
@@ -234,7 +260,8 @@ impl StockServer {
             .spawn()
             .expect("spawn stock_server.py");
         let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
-        let nurl = read_line_starting(&mut stdout, "NURL ", "stock_server.py");
+        let nurl = read_line_starting(&mut stdout, "NURL ")
+            .unwrap_or_else(|| panic!("stock_server.py exited before printing its NURL"));
         Self {
             child: Some(child),
             nurl,

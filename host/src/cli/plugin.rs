@@ -40,7 +40,7 @@ enum PluginCommand {
     /// Exit status 0 when all of them would.
     List(super::node::DirArg),
     /// Show the server plugins the running node has loaded: name, version, interface,
-    /// library and its hash, since when, hook calls and failures.
+    /// library and its hash, since when, hook calls and failures, and the counters it keeps.
     ///
     /// Asks the node over its admin socket (private/admin.sock). Exit status 0, or 4 when
     /// no running node answers.
@@ -237,6 +237,14 @@ fn status(options: &NodeOptions) -> anyhow::Result<ExitCode> {
             plugin.library.display(),
             plugin.library_hash,
         );
+        if !plugin.counters.is_empty() {
+            let counters: Vec<String> = plugin
+                .counters
+                .iter()
+                .map(|(name, value)| format!("{}={value}", name.escape_debug()))
+                .collect();
+            println!("    counters: {}", counters.join(" "));
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

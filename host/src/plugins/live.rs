@@ -181,6 +181,7 @@ impl LivePlugins {
                     .map_or(0, |d| d.as_secs()),
                 calls: p.stats.calls.load(Relaxed),
                 failures: p.stats.failures.load(Relaxed),
+                counters: p.host.counters(),
             })
             .collect()
     }
@@ -453,4 +454,7 @@ pub struct PluginStatus {
     pub calls: u64,
     /// Hook calls that failed (errors, panics, deadline overruns).
     pub failures: u64,
+    /// The counters it keeps through the host API (its metrics).
+    #[serde(default)]
+    pub counters: std::collections::BTreeMap<String, u64>,
 }
