@@ -360,7 +360,7 @@ impl ZkapServer {
         let spent = spend.len() as u64;
         let done = self
             .host
-            .run_blocking(move || ledger.spend(&spend).and_then(|()| ledger.release(&release)))
+            .run_blocking(move || ledger.settle(&spend, &release))
             .await;
         match done {
             Ok(Ok(())) => self.histogram.observe(&self.host, spent),

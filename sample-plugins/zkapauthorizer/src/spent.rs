@@ -95,21 +95,25 @@ impl PassLedger {
 
     /// Marks reserved preimages spent, for good.
     pub fn spend(&self, preimages: &[[u8; 64]]) -> Result<(), LedgerError> {
-        self.set(preimages, "UPDATE passes SET spent = 1 WHERE preimage = ?1")
+        self.settle(preimages, &[])
     }
 
     /// Gives reserved preimages back (an operation that did not need them).
     pub fn release(&self, preimages: &[[u8; 64]]) -> Result<(), LedgerError> {
-        self.set(
-            preimages,
-            "DELETE FROM passes WHERE preimage = ?1 AND spent = 0",
-        )
+        self.settle(&[], preimages)
     }
 
-    fn set(&self, preimages: &[[u8; 64]], statement: &str) -> Result<(), LedgerError> {
+    /// Spends `spent` and releases `released` in one transaction (one sync to disk).
+    pub fn settle(&self, spent: &[[u8; 64]], released: &[[u8; 64]]) -> Result<(), LedgerError> {
         let mut db = self.db();
         let tx = db.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        {
+        for (preimages, statement) in [
+            (spent, "UPDATE passes SET spent = 1 WHERE preimage = ?1"),
+            (
+                released,
+                "DELETE FROM passes WHERE preimage = ?1 AND spent = 0",
+            ),
+        ] {
             let mut update = tx.prepare_cached(statement)?;
             for preimage in preimages {
                 update.execute(params![&preimage[..]])?;
