@@ -15,27 +15,30 @@
 //! PATH`) is the original's client HTTP resource: `version`, `voucher`, `voucher/<v>`,
 //! `lease-maintenance` and `calculate-price`, with the same JSON.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::HashSet;
 use std::num::NonZeroU64;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use gbs_plugin_interface::ciborium::Value;
 use gbs_plugin_interface::{
     from_cbor, to_cbor, ClientPlugin, Host, Operation, Outcome, PluginError, Rejection,
-    RouteRequest, RouteResponse, ServerConnection, Settings, ShareKind,
+    RouteRequest, RouteResponse, ServerConnection, Settings,
 };
 use serde_json::json;
 
+use crate::charge::{self, Charge};
 use crate::http::HttpUrl;
-use crate::pass::{self, Pass};
-use crate::pricing::{MutableShare, PassValue, LEASE_PERIOD};
+use crate::in_flight::InFlight;
+use crate::pass::Pass;
+use crate::pricing::{PassValue, LEASE_PERIOD};
 use crate::redemption::{is_voucher, Redeemer};
 use crate::server::pass_value;
 use crate::wallet::{Wallet, WalletError};
 use crate::wire::{
-    serde_bytes_vec::Bytes, Announcement, HandleIssued, PassUpload, Payment, ShortfallDetails,
-    StatAnswer, StatRequest, MORE_PASSES_REQUIRED, PASSES_ROUTE, STAT_SHARES_ROUTE,
+    from_value, serde_bytes_vec::Bytes, Announcement, HandleIssued, PassUpload, Payment,
+    ShortfallDetails, StatAnswer, StatRequest, MORE_PASSES_REQUIRED, PASSES_ROUTE,
+    STAT_SHARES_ROUTE,
 };
 
 /// How long passes stay reserved for an operation that never reports back.
@@ -56,8 +59,8 @@ pub struct ZkapClient {
     pass_value: PassValue,
     wallet: Arc<Wallet>,
     resource: Arc<Resource>,
-    /// Token ids reserved per encoded operation, oldest first.
-    in_flight: Mutex<HashMap<Vec<u8>, VecDeque<Vec<i64>>>>,
+    /// What operations in flight were paid with.
+    in_flight: InFlight<Paid>,
 }
 
 impl std::fmt::Debug for ZkapClient {
@@ -82,11 +85,11 @@ fn number<T: std::str::FromStr>(
     }
 }
 
-/// Charges, as the client computes them.
-struct Charge {
-    operation: pass::Operation,
-    storage_index: [u8; 16],
-    required: u64,
+/// Passes attached to an operation in flight: what it costs and the tokens paying for it.
+#[derive(Debug)]
+struct Paid {
+    charge: Charge,
+    ids: Vec<i64>,
 }
 
 impl ZkapClient {
@@ -144,7 +147,7 @@ impl ZkapClient {
             pass_value,
             wallet,
             resource: Arc::new(resource),
-            in_flight: Mutex::default(),
+            in_flight: InFlight::default(),
         })
     }
 
@@ -179,58 +182,11 @@ impl ZkapClient {
         server: &ServerConnection,
         operation: &Operation,
     ) -> Result<Option<Charge>, PluginError> {
-        let value = self.pass_value;
-        let charge = match operation {
-            Operation::Allocate {
-                storage_index,
-                share_numbers,
-                allocated_size,
-                ..
-            } => Charge {
-                operation: pass::Operation::AllocateBuckets,
-                storage_index: *storage_index,
-                required: value.allocate(share_numbers.len() as u64, *allocated_size),
-            },
-            Operation::Lease { storage_index, .. } => {
-                let shares = self.stat_shares(server, *storage_index).await?;
-                Charge {
-                    operation: pass::Operation::AddLease,
-                    storage_index: *storage_index,
-                    required: value.add_lease(shares.iter().map(|s| s.size)),
-                }
-            }
-            Operation::ReadTestWrite {
-                storage_index,
-                shares: changes,
-                ..
-            } => {
-                let writes: Vec<(u16, u64)> = changes
-                    .iter()
-                    .filter(|c| c.write_bytes > 0)
-                    .map(|c| (c.share_number, c.write_end))
-                    .collect();
-                if writes.is_empty() {
-                    return Ok(None);
-                }
-                let now = self.now();
-                let held = self.stat_shares(server, *storage_index).await?;
-                let current = |n: u16| {
-                    held.iter()
-                        .find(|s| s.kind == ShareKind::Mutable && s.share_number == n)
-                        .map(|s| MutableShare {
-                            size: s.size,
-                            lease_active: s.lease_expiry > now,
-                        })
-                };
-                Charge {
-                    operation: pass::Operation::SlotTestvAndReadvAndWritev,
-                    storage_index: *storage_index,
-                    required: value.mutable_write(current, writes),
-                }
-            }
-            _ => return Ok(None),
-        };
-        Ok((charge.required > 0).then_some(charge))
+        let charge = Charge::of(self.pass_value, operation, self.now(), |si| {
+            self.stat_shares(server, si)
+        })
+        .await?;
+        Ok(charge.filter(|c| c.required > 0))
     }
 
     /// Runs wallet work off the async thread.
@@ -254,7 +210,7 @@ impl ZkapClient {
     ) -> Result<(Vec<i64>, Vec<Vec<u8>>), PluginError> {
         let now = self.now();
         let until = now + RESERVATION.as_secs();
-        let message = pass::message(charge.operation, &charge.storage_index);
+        let message = charge.message();
         self.with_wallet(move |wallet| {
             let mut tokens = wallet.take_ids(&ids)?;
             if more > 0 {
@@ -303,23 +259,25 @@ impl ZkapClient {
         Ok(Payment::Handle(issued.handle).to_cbor())
     }
 
-    fn remember(&self, operation: &Operation, ids: Vec<i64>) {
-        let mut in_flight = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
-        in_flight
-            .entry(to_cbor(operation))
-            .or_default()
-            .push_back(ids);
-    }
-
-    fn recall(&self, operation: &Operation) -> Option<Vec<i64>> {
-        let key = to_cbor(operation);
-        let mut in_flight = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
-        let queue = in_flight.get_mut(&key)?;
-        let ids = queue.pop_front();
-        if queue.is_empty() {
-            in_flight.remove(&key);
+    /// Attaches `passes` for `charge` to `operation`, keeping the tokens reserved until it
+    /// reports back; the tokens go back to the wallet when the passes cannot be sent.
+    async fn attach(
+        &self,
+        server: &ServerConnection,
+        operation: &Operation,
+        charge: Charge,
+        (ids, passes): (Vec<i64>, Vec<Vec<u8>>),
+    ) -> Result<Option<Vec<u8>>, PluginError> {
+        match self.payment(server, passes).await {
+            Ok(data) => {
+                self.in_flight.push(operation, Paid { charge, ids });
+                Ok(Some(data))
+            }
+            Err(e) => {
+                self.give_back(ids).await;
+                Err(e)
+            }
         }
-        ids
     }
 
     async fn give_back(&self, ids: Vec<i64>) {
@@ -421,7 +379,7 @@ fn json_answer(status: u16, value: &serde_json::Value) -> RouteResponse {
 
 impl ClientPlugin for ZkapClient {
     fn matches(&self, announcement: &Value) -> bool {
-        let Ok(announced) = from_cbor::<Announcement>(&to_cbor(announcement)) else {
+        let Some(announced) = from_value::<Announcement>(announcement) else {
             return false;
         };
         if announced.issuer_url != self.issuer_url {
@@ -450,17 +408,8 @@ impl ClientPlugin for ZkapClient {
         let Some(charge) = self.price(&server, &operation).await? else {
             return Ok(None);
         };
-        let (ids, passes) = self.passes(&charge, Vec::new(), charge.required).await?;
-        match self.payment(&server, passes).await {
-            Ok(data) => {
-                self.remember(&operation, ids);
-                Ok(Some(data))
-            }
-            Err(e) => {
-                self.give_back(ids).await;
-                Err(e)
-            }
-        }
+        let taken = self.passes(&charge, Vec::new(), charge.required).await?;
+        self.attach(&server, &operation, charge, taken).await
     }
 
     async fn rejected(
@@ -469,13 +418,13 @@ impl ClientPlugin for ZkapClient {
         operation: Operation,
         rejection: Rejection,
     ) -> Result<Option<Vec<u8>>, PluginError> {
-        let Some(ids) = self.recall(&operation) else {
+        let Some(Paid { charge, ids }) = self.in_flight.pop(&operation) else {
             return Ok(None);
         };
         let details = (rejection.code.as_str() == MORE_PASSES_REQUIRED)
             .then(|| rejection.details())
             .flatten()
-            .and_then(|d| ShortfallDetails::from_value(&d));
+            .and_then(|d| from_value::<ShortfallDetails>(&d));
         let Some(details) = details else {
             self.give_back(ids).await;
             return Ok(None);
@@ -506,15 +455,8 @@ impl ClientPlugin for ZkapClient {
             w.invalidate(&bad_spent, "already spent")
         })
         .await?;
-        let charge = match self.price(&server, &operation).await? {
-            Some(charge) => charge,
-            None => {
-                self.give_back(keep).await;
-                return Ok(None);
-            }
-        };
         let more = charge.required.saturating_sub(keep.len() as u64);
-        let (ids, passes) = match self.passes(&charge, keep.clone(), more).await {
+        let taken = match self.passes(&charge, keep.clone(), more).await {
             Ok(taken) => taken,
             Err(e) => {
                 self.host
@@ -523,33 +465,15 @@ impl ClientPlugin for ZkapClient {
                 return Ok(None);
             }
         };
-        match self.payment(&server, passes).await {
-            Ok(data) => {
-                self.remember(&operation, ids);
-                Ok(Some(data))
-            }
-            Err(e) => {
-                self.give_back(ids).await;
-                Err(e)
-            }
-        }
+        self.attach(&server, &operation, charge, taken).await
     }
 
     async fn committed(&self, operation: Operation, outcome: Outcome) {
-        let Some(mut ids) = self.recall(&operation) else {
+        let Some(Paid { mut ids, .. }) = self.in_flight.pop(&operation) else {
             return;
         };
-        let spent = match (&operation, &outcome) {
-            (Operation::Allocate { allocated_size, .. }, Outcome::Allocated { allocated, .. }) => {
-                let n = self
-                    .pass_value
-                    .allocate_spent(allocated.len() as u64, *allocated_size);
-                usize::try_from(n).unwrap_or(usize::MAX)
-            }
-            (_, Outcome::ReadTestWrite { success: false }) => 0,
-            _ => ids.len(),
-        };
-        let back = ids.split_off(spent.min(ids.len()));
+        let used = charge::used(self.pass_value, &operation, &outcome, ids.len());
+        let back = ids.split_off(used);
         let done = self
             .with_wallet(move |w| w.spend(&ids).and_then(|()| w.release(&back)))
             .await;

@@ -6,10 +6,12 @@
 //! - [`pass`]: passes as ZKAPAuthorizer makes and checks them (Ristretto privacy pass,
 //!   bound to one operation on one storage index), checked against vectors recorded from
 //!   the original Python code (`vectors/`);
-//! - [`pricing`]: what each operation costs in passes;
+//! - [`pricing`]: what each operation costs in passes; [`charge`] applies it to an
+//!   operation, the same on both sides;
 //! - [`server`]: admission (price, check, reserve), settlement after success, the `passes`
 //!   and `stat-shares` routes; [`spent`] is its persistent ledger, [`handles`] holds pass
-//!   sets too large for a header, [`metrics`] the spending histogram;
+//!   sets too large for a header, [`metrics`] the spending histogram, [`in_flight`] what
+//!   each side keeps between an operation's admission and its outcome;
 //! - [`client`]: paying, retrying after refused passes, settling; [`wallet`] holds vouchers
 //!   and tokens; [`redemption`] trades vouchers for tokens with an issuer over [`http`],
 //!   and is also the demo issuer the `gbs-zkap` tool serves;
@@ -17,9 +19,11 @@
 //!
 //! The library is a `cdylib` for the host and an `rlib` for its tool and tests.
 
+pub mod charge;
 pub mod client;
 pub mod handles;
 pub mod http;
+pub mod in_flight;
 pub mod metrics;
 pub mod pass;
 pub mod pricing;

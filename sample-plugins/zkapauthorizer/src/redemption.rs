@@ -13,7 +13,6 @@
 
 use std::collections::{HashMap, HashSet};
 use std::net::TcpListener;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -158,30 +157,31 @@ pub const MAX_CONNECTIONS: usize = 16;
 /// How long a connection may take to send its request and read the answer.
 pub const CONNECTION_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Serves `issuer` on `listener` until the process ends, one thread per connection (at most
-/// [`MAX_CONNECTIONS`]).
+/// Serves `issuer` on `listener` until the process ends, on [`MAX_CONNECTIONS`] threads
+/// that each take one connection at a time from the listener.
 pub fn serve(listener: TcpListener, issuer: Arc<Issuer>) -> std::io::Result<()> {
-    let active = Arc::new(AtomicUsize::new(0));
-    for stream in listener.incoming() {
-        let Ok(mut stream) = stream else { continue };
-        while active.load(Ordering::Acquire) >= MAX_CONNECTIONS {
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        active.fetch_add(1, Ordering::AcqRel);
-        let (issuer, active) = (issuer.clone(), active.clone());
-        std::thread::spawn(move || {
-            let _ = stream.set_read_timeout(Some(CONNECTION_TIMEOUT));
-            let _ = stream.set_write_timeout(Some(CONNECTION_TIMEOUT));
-            let (status, body) = match http::read_message(&mut stream) {
-                Ok(message) => answer(&issuer, &message),
-                Err(e) => (
-                    400,
-                    serde_json::json!({ "error": e }).to_string().into_bytes(),
-                ),
-            };
-            let _ = http::write_json(&mut stream, status, &body);
-            active.fetch_sub(1, Ordering::AcqRel);
-        });
+    let workers = (0..MAX_CONNECTIONS)
+        .map(|_| {
+            let (listener, issuer) = (listener.try_clone()?, issuer.clone());
+            Ok(std::thread::spawn(move || {
+                for stream in listener.incoming() {
+                    let Ok(mut stream) = stream else { continue };
+                    let _ = stream.set_read_timeout(Some(CONNECTION_TIMEOUT));
+                    let _ = stream.set_write_timeout(Some(CONNECTION_TIMEOUT));
+                    let (status, body) = match http::read_message(&mut stream) {
+                        Ok(message) => answer(&issuer, &message),
+                        Err(e) => (
+                            400,
+                            serde_json::json!({ "error": e }).to_string().into_bytes(),
+                        ),
+                    };
+                    let _ = http::write_json(&mut stream, status, &body);
+                }
+            }))
+        })
+        .collect::<std::io::Result<Vec<_>>>()?;
+    for worker in workers {
+        let _ = worker.join();
     }
     Ok(())
 }

@@ -7,27 +7,28 @@
 //! Free operations stay free: reads, listings, pure test-and-read mutable calls, and any
 //! operation priced at zero need no plugin data at all.
 
-use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use challenge_bypass_ristretto::voprf::SigningKey;
 use gbs_plugin_interface::ciborium::Value;
 use gbs_plugin_interface::{
-    from_cbor, to_cbor, Host, LeaseRenewal, Operation, Outcome, PluginError, Rejection,
-    RouteRequest, RouteResponse, ServerPlugin, Settings, ShareKind,
+    from_cbor, Host, LeaseRenewal, Operation, Outcome, PluginError, Rejection, RouteRequest,
+    RouteResponse, ServerPlugin, Settings,
 };
 
+use crate::charge::{self, Charge};
 use crate::handles::{HandleStore, HANDLE_LIFETIME};
+use crate::in_flight::InFlight;
 use crate::metrics::SpendingHistogram;
-use crate::pass::{self, validate};
-use crate::pricing::{MutableShare, PassValue};
+use crate::pass::validate;
+use crate::pricing::PassValue;
 use crate::spent::PassLedger;
 use crate::wire::{
-    serde_bytes_vec::Bytes, Announcement, HandleIssued, PassUpload, Payment, ShortfallDetails,
-    StatRequest, MORE_PASSES_REQUIRED, PASSES_ROUTE, STAT_SHARES_ROUTE,
+    serde_bytes_vec::Bytes, to_value, Announcement, HandleIssued, PassUpload, Payment,
+    ShortfallDetails, StatRequest, MORE_PASSES_REQUIRED, PASSES_ROUTE, STAT_SHARES_ROUTE,
 };
 
 /// How long a reservation waits for its operation to report success before the passes
@@ -133,14 +134,6 @@ impl ServerSettings {
     }
 }
 
-/// What one chargeable operation costs, and what its passes must sign.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Charge {
-    operation: pass::Operation,
-    storage_index: [u8; 16],
-    required: u64,
-}
-
 /// Passes reserved for an admitted operation, waiting for `committed`.
 #[derive(Debug)]
 struct Reservation {
@@ -155,9 +148,8 @@ pub struct ZkapServer {
     announcement: Value,
     ledger: Arc<PassLedger>,
     handles: HandleStore,
-    /// Reservations by encoded operation, oldest first (the host hands `committed` the same
-    /// operation it gave `admit`).
-    pending: Mutex<HashMap<Vec<u8>, VecDeque<Reservation>>>,
+    /// Reservations waiting for `committed`.
+    pending: InFlight<Reservation>,
     histogram: SpendingHistogram,
     stopping: AtomicBool,
 }
@@ -191,7 +183,7 @@ impl ZkapServer {
             announcement,
             ledger: Arc::new(ledger),
             handles: HandleStore::default(),
-            pending: Mutex::default(),
+            pending: InFlight::default(),
             histogram: SpendingHistogram::default(),
             stopping: AtomicBool::new(false),
         })
@@ -201,77 +193,30 @@ impl ZkapServer {
         self.host.now_unix_millis() / 1000
     }
 
-    /// What `operation` costs; `None` for operations this plugin does not charge.
-    async fn price(&self, operation: &Operation) -> Result<Option<Charge>, Rejection> {
-        let value = self.settings.pass_value;
-        Ok(match operation {
-            Operation::Allocate {
-                storage_index,
-                share_numbers,
-                allocated_size,
-                ..
-            } => Some(Charge {
-                operation: pass::Operation::AllocateBuckets,
-                storage_index: *storage_index,
-                required: value.allocate(share_numbers.len() as u64, *allocated_size),
-            }),
-            Operation::Lease { storage_index, .. } => {
-                let shares = self.shares(storage_index).await?;
-                Some(Charge {
-                    operation: pass::Operation::AddLease,
-                    storage_index: *storage_index,
-                    required: value.add_lease(shares.iter().map(|s| s.size)),
-                })
-            }
-            Operation::ReadTestWrite {
-                storage_index,
-                shares: changes,
-                ..
-            } => {
-                if let Some(change) = changes.iter().find(|c| c.new_length.is_some()) {
-                    return Err(Rejection::new(
-                        400,
-                        "new-length-rejected",
-                        "this server does not let mutable shares be truncated",
-                    )
-                    .with_details(&Value::Map(vec![(
-                        Value::Text("share-number".into()),
-                        Value::Integer(change.share_number.into()),
-                    )])));
-                }
-                let writes: Vec<(u16, u64)> = changes
-                    .iter()
-                    .filter(|c| c.write_bytes > 0)
-                    .map(|c| (c.share_number, c.write_end))
-                    .collect();
-                if writes.is_empty() {
-                    return Ok(None);
-                }
-                let now = self.now();
-                let held = self.shares(storage_index).await?;
-                let current = |n: u16| {
-                    held.iter()
-                        .find(|s| s.kind == ShareKind::Mutable && s.share_number == n)
-                        .map(|s| MutableShare {
-                            size: s.size,
-                            lease_active: s.lease_expiry > now,
-                        })
-                };
-                Some(Charge {
-                    operation: pass::Operation::SlotTestvAndReadvAndWritev,
-                    storage_index: *storage_index,
-                    required: value.mutable_write(current, writes),
-                })
-            }
-            _ => None,
-        })
+    /// Refuses truncation, which ZKAPAuthorizer bans (`NewLengthRejected`).
+    fn refuse_truncation(operation: &Operation) -> Result<(), Rejection> {
+        let Operation::ReadTestWrite { shares, .. } = operation else {
+            return Ok(());
+        };
+        match shares.iter().find(|c| c.new_length.is_some()) {
+            None => Ok(()),
+            Some(change) => Err(Rejection::new(
+                400,
+                "new-length-rejected",
+                "this server does not let mutable shares be truncated",
+            )
+            .with_details(&Value::Map(vec![(
+                Value::Text("share-number".into()),
+                Value::Integer(change.share_number.into()),
+            )]))),
+        }
     }
 
     async fn shares(
         &self,
-        storage_index: &[u8; 16],
+        storage_index: [u8; 16],
     ) -> Result<Vec<gbs_plugin_interface::ShareInfo>, Rejection> {
-        self.host.shares(*storage_index).await.map_err(|e| {
+        self.host.shares(storage_index).await.map_err(|e| {
             self.host.warn(&format!("cannot read share facts: {e}"));
             Rejection::new(503, "storage-unavailable", "share sizes could not be read")
         })
@@ -308,7 +253,7 @@ impl ZkapServer {
         passes: Vec<Vec<u8>>,
     ) -> Result<Reservation, Rejection> {
         let key = self.settings.signing_key.clone();
-        let message = pass::message(charge.operation, &charge.storage_index);
+        let message = charge.message();
         let ledger = self.ledger.clone();
         let required = charge.required;
         let now = self.now();
@@ -328,31 +273,6 @@ impl ZkapServer {
                 )
                 .with_details(&Value::Text(e.to_string()))
             })?
-    }
-
-    fn remember(&self, operation: &Operation, reservation: Reservation) {
-        let now = self.now();
-        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-        // Reservations whose operations failed never come back: drop the lapsed ones.
-        pending.retain(|_, queue| {
-            queue.retain(|r| r.until > now);
-            !queue.is_empty()
-        });
-        pending
-            .entry(to_cbor(operation))
-            .or_default()
-            .push_back(reservation);
-    }
-
-    fn recall(&self, operation: &Operation) -> Option<Reservation> {
-        let key = to_cbor(operation);
-        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-        let queue = pending.get_mut(&key)?;
-        let reservation = queue.pop_front();
-        if queue.is_empty() {
-            pending.remove(&key);
-        }
-        reservation
     }
 
     async fn settle(&self, spend: Vec<[u8; 64]>, release: Vec<[u8; 64]>) {
@@ -432,7 +352,7 @@ fn check_and_reserve(
                     details.valid
                 ),
             )
-            .with_details(&details.to_value()));
+            .with_details(&to_value(&details)));
         }
         let chosen: Vec<[u8; 64]> = candidates[..required_len].iter().map(|c| c.1).collect();
         match ledger.reserve(&chosen, now, until) {
@@ -463,10 +383,6 @@ fn check_and_reserve(
     }
 }
 
-fn to_value<T: serde::Serialize>(value: &T) -> Value {
-    from_cbor(&to_cbor(value)).unwrap_or(Value::Null)
-}
-
 impl ServerPlugin for ZkapServer {
     fn announce(&self) -> Value {
         self.announcement.clone()
@@ -477,36 +393,30 @@ impl ServerPlugin for ZkapServer {
         operation: Operation,
         plugin_data: Option<Vec<u8>>,
     ) -> Result<(), Rejection> {
-        let Some(charge) = self.price(&operation).await? else {
+        Self::refuse_truncation(&operation)?;
+        let charge = Charge::of(self.settings.pass_value, &operation, self.now(), |si| {
+            self.shares(si)
+        })
+        .await?;
+        let Some(charge) = charge.filter(|c| c.required > 0) else {
             return Ok(());
         };
-        if charge.required == 0 {
-            return Ok(());
-        }
         let passes = self.passes_of(plugin_data)?;
         let reservation = self.reserve(&charge, passes).await?;
-        self.remember(&operation, reservation);
+        // Reservations whose operations failed never come back: drop the lapsed ones.
+        let now = self.now();
+        self.pending.retain(|r| r.until > now);
+        self.pending.push(&operation, reservation);
         Ok(())
     }
 
     async fn committed(&self, operation: Operation, outcome: Outcome) {
-        let Some(mut reservation) = self.recall(&operation) else {
+        let Some(mut reservation) = self.pending.pop(&operation) else {
             return;
         };
-        let spent = match (&operation, &outcome) {
-            (Operation::Allocate { allocated_size, .. }, Outcome::Allocated { allocated, .. }) => {
-                let spent = self
-                    .settings
-                    .pass_value
-                    .allocate_spent(allocated.len() as u64, *allocated_size);
-                usize::try_from(spent).unwrap_or(usize::MAX)
-            }
-            (_, Outcome::ReadTestWrite { success: false }) => 0,
-            _ => reservation.preimages.len(),
-        };
-        let release = reservation
-            .preimages
-            .split_off(spent.min(reservation.preimages.len()));
+        let paid = reservation.preimages.len();
+        let used = charge::used(self.settings.pass_value, &operation, &outcome, paid);
+        let release = reservation.preimages.split_off(used);
         self.settle(reservation.preimages, release).await;
     }
 

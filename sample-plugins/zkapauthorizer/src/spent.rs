@@ -13,6 +13,17 @@ use std::sync::Mutex;
 
 use rusqlite::{params, Connection, OptionalExtension as _, TransactionBehavior};
 
+/// Opens (or creates) an SQLite database whose committed transactions survive a crash
+/// and a power loss: write-ahead log, synced at every commit. The ledger and the client's
+/// wallet both keep money in one.
+pub(crate) fn open_durable(path: &Path) -> rusqlite::Result<Connection> {
+    let db = Connection::open(path)?;
+    // WAL: readers do not block the writer; FULL: a commit is on disk when it returns.
+    db.pragma_update(None, "journal_mode", "WAL")?;
+    db.pragma_update(None, "synchronous", "FULL")?;
+    Ok(db)
+}
+
 /// A database error, as text (the plugin reports it; nothing secret is in it).
 #[derive(Debug, thiserror::Error)]
 #[error("pass ledger: {0}")]
@@ -33,10 +44,7 @@ pub struct PassLedger {
 impl PassLedger {
     /// Opens (or creates) the ledger at `path`.
     pub fn open(path: &Path) -> Result<Self, LedgerError> {
-        let db = Connection::open(path)?;
-        // WAL: a crash loses no committed spend, and readers do not block the writer.
-        db.pragma_update(None, "journal_mode", "WAL")?;
-        db.pragma_update(None, "synchronous", "FULL")?;
+        let db = open_durable(path)?;
         db.execute_batch(
             "CREATE TABLE IF NOT EXISTS passes (
                  preimage BLOB PRIMARY KEY NOT NULL,

@@ -84,9 +84,7 @@ pub struct Wallet {
 impl Wallet {
     /// Opens (or creates) the wallet at `path`.
     pub fn open(path: &Path) -> Result<Self, WalletError> {
-        let db = Connection::open(path)?;
-        db.pragma_update(None, "journal_mode", "WAL")?;
-        db.pragma_update(None, "synchronous", "FULL")?;
+        let db = crate::spent::open_durable(path)?;
         db.execute_batch(
             "CREATE TABLE IF NOT EXISTS vouchers (
                  voucher TEXT PRIMARY KEY NOT NULL,

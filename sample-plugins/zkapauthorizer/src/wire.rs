@@ -91,16 +91,14 @@ pub struct ShortfallDetails {
     pub already_spent: Vec<u64>,
 }
 
-impl ShortfallDetails {
-    /// As a CBOR value for [`gbs_plugin_interface::Rejection::with_details`].
-    pub fn to_value(&self) -> Value {
-        from_cbor(&to_cbor(self)).unwrap_or(Value::Null)
-    }
+/// A typed value as a CBOR value (for announcements, rejection details, route answers).
+pub fn to_value<T: Serialize>(value: &T) -> Value {
+    from_cbor(&to_cbor(value)).unwrap_or(Value::Null)
+}
 
-    /// From a rejection's details.
-    pub fn from_value(value: &Value) -> Option<Self> {
-        from_cbor(&to_cbor(value)).ok()
-    }
+/// A typed value from a CBOR value, if it has that shape.
+pub fn from_value<T: serde::de::DeserializeOwned>(value: &Value) -> Option<T> {
+    from_cbor(&to_cbor(value)).ok()
 }
 
 /// The server's announcement, as ZKAPAuthorizer's (plus the pass value it charges by).
@@ -116,17 +114,6 @@ pub struct Announcement {
     /// Bytes one pass pays for, for one lease period.
     #[serde(rename = "pass-value", default)]
     pub pass_value: Option<u64>,
-}
-
-impl Announcement {
-    /// From an announcement value; a malformed one gives an announcement no client matches.
-    pub fn deserialize_value(value: &Value) -> Self {
-        from_cbor(&to_cbor(value)).unwrap_or(Self {
-            issuer_url: String::new(),
-            public_keys: Vec::new(),
-            pass_value: None,
-        })
-    }
 }
 
 /// Byte strings that serialize as CBOR byte strings (serde's default is an array of
@@ -211,9 +198,6 @@ mod tests {
             signature_check_failed: vec![0, 3],
             already_spent: vec![4],
         };
-        assert_eq!(
-            ShortfallDetails::from_value(&details.to_value()),
-            Some(details)
-        );
+        assert_eq!(from_value(&to_value(&details)), Some(details));
     }
 }

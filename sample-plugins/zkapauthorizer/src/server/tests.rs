@@ -4,12 +4,12 @@
 use challenge_bypass_ristretto::voprf::SigningKey;
 use gbs_plugin_interface::testing::{block_on, TestHost};
 use gbs_plugin_interface::{
-    LeaseRenewal, MutableShareChange, Operation, Outcome, RouteRequest, ServerPlugin, Settings,
-    ShareInfo, ShareKind,
+    to_cbor, LeaseRenewal, MutableShareChange, Operation, Outcome, RouteRequest, ServerPlugin,
+    Settings, ShareInfo, ShareKind,
 };
 
 use super::*;
-use crate::pass::{message, Pass};
+use crate::pass::{self, message, Pass};
 use crate::wire::{HandleIssued, ShortfallDetails};
 
 const MIB: u64 = 1024 * 1024;
@@ -83,7 +83,7 @@ fn data(passes: Vec<Vec<u8>>) -> Option<Vec<u8>> {
 fn shortfall(rejection: &Rejection) -> ShortfallDetails {
     assert_eq!(rejection.status, 402, "{rejection:?}");
     assert_eq!(rejection.code.as_str(), MORE_PASSES_REQUIRED);
-    ShortfallDetails::from_value(&rejection.details().unwrap()).unwrap()
+    crate::wire::from_value(&rejection.details().unwrap()).unwrap()
 }
 
 #[test]
@@ -91,7 +91,7 @@ fn the_server_asks_the_host_to_grant_leases_only_when_paid() {
     let fx = Fixture::new();
     let server = fx.server();
     assert_eq!(fx.host.lease_renewal(), LeaseRenewal::EXPLICIT);
-    let announced = crate::wire::Announcement::deserialize_value(&server.announce());
+    let announced: crate::wire::Announcement = crate::wire::from_value(&server.announce()).unwrap();
     assert_eq!(announced.issuer_url, "http://issuer.example/");
     assert_eq!(announced.public_keys, [fx.key.public_key.encode_base64()]);
     assert_eq!(announced.pass_value, Some(MIB));
