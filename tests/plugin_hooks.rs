@@ -102,22 +102,13 @@ fn rejection(result: Result<impl std::fmt::Debug, ClientError>) -> gbs::client::
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn allow_list_refuses_clients_without_the_token_and_admits_those_with_it() {
-    let allow_list = allow_list();
-    let library = allow_list.display().to_string();
-    let dir = node_with_plugins(&[(
-        "allow-list",
-        &[("library", &library), ("tokens", "good-token")],
-    )]);
-    let node = GbsNode::start_in(dir);
-
-    // Input tried: our client without any client plugin. Version stays open.
-    let plain = client(&node, Vec::new());
-    plain.version().await.expect("version is open");
+/// Inputs tried against `node`, whose allow-list (from `allow_list`) admits `good-token`: our
+/// client without any client plugin (401 `token-required`), then the client side with the
+/// token, which stores and reads a share of `si`. Answers that client.
+async fn assert_allow_list_gates(node: &GbsNode, allow_list: &Path, si: StorageIndex) -> Client {
     let refused = rejection(
-        plain
-            .list_shares(ShareKind::Immutable, &StorageIndex::from_bytes([1; 16]))
+        client(node, Vec::new())
+            .list_shares(ShareKind::Immutable, &si)
             .await,
     );
     assert_eq!(
@@ -128,20 +119,35 @@ async fn allow_list_refuses_clients_without_the_token_and_admits_those_with_it()
         ),
         (401, "allow-list", "token-required")
     );
-
-    // Input tried: the client side with the configured token.
     let with_token = client(
-        &node,
+        node,
         vec![client_plugin(
             "allow-list",
-            &allow_list,
+            allow_list,
             &[("token", "good-token")],
         )],
     );
-    let data = store_and_read(&with_token, StorageIndex::from_bytes([2; 16]))
-        .await
-        .expect("admitted");
+    let data = store_and_read(&with_token, si).await.expect("admitted");
     assert_eq!(data, b"data");
+    with_token
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn allow_list_refuses_clients_without_the_token_and_admits_those_with_it() {
+    let allow_list = allow_list();
+    let library = allow_list.display().to_string();
+    let dir = node_with_plugins(&[(
+        "allow-list",
+        &[("library", &library), ("tokens", "good-token")],
+    )]);
+    let node = GbsNode::start_in(dir);
+
+    // Version stays open to any client.
+    client(&node, Vec::new())
+        .version()
+        .await
+        .expect("version is open");
+    assert_allow_list_gates(&node, &allow_list, StorageIndex::from_bytes([2; 16])).await;
 
     // Input tried: a wrong token, without a fallback: 403 token-refused.
     let wrong = client(
@@ -445,36 +451,10 @@ async fn sample_plugins_built_against_interface_1_0_load_and_work() {
     ]);
     let node = GbsNode::start_in(dir);
 
-    // Input tried: a client without the allow-list's client side: refused by the server side.
-    let plain = client(&node, Vec::new());
-    let refused = rejection(
-        plain
-            .list_shares(ShareKind::Immutable, &StorageIndex::from_bytes([3; 16]))
-            .await,
-    );
-    assert_eq!(
-        (
-            refused.status,
-            refused.plugin.as_str(),
-            refused.code.as_str()
-        ),
-        (401, "allow-list", "token-required")
-    );
-
-    // Input tried: the 1.0 client side with the token: admitted, and access-log counts the
-    // bytes that moved.
-    let with_token = client(
-        &node,
-        vec![client_plugin(
-            "allow-list",
-            &allow_list,
-            &[("token", "good-token")],
-        )],
-    );
-    let data = store_and_read(&with_token, StorageIndex::from_bytes([3; 16]))
-        .await
-        .expect("admitted");
-    assert_eq!(data, b"data");
+    // The 1.0 allow-list gates as the current one does, and access-log counts the bytes
+    // that moved.
+    let with_token =
+        assert_allow_list_gates(&node, &allow_list, StorageIndex::from_bytes([3; 16])).await;
     let announced = with_token.plugin_announcements().await.expect("list");
     let names: BTreeSet<&str> = announced.iter().map(|a| a.name.as_str()).collect();
     assert_eq!(names, BTreeSet::from(["access-log", "allow-list"]));

@@ -13,8 +13,8 @@ use gbs::config::NodeConfig;
 use gbs::plugins::registry::open_library;
 use gbs::plugins::ClientPluginHandle;
 use gbs::protocol::{
-    LeaseSecrets, ReadTestWriteRequest, ShareKind, ShareNumber, StorageIndex, TestWriteVectors,
-    WriteEnabler, WriteVector,
+    AllocateRequest, CborMessage as _, LeaseSecrets, ReadTestWriteRequest, ShareKind, ShareNumber,
+    StorageIndex, TestWriteVectors, WriteEnabler, WriteVector,
 };
 use gbs_tests::{
     gbs_binary, read_status, sample_plugin, test_upload_secret, GbsNode, RawConnection,
@@ -47,14 +47,31 @@ fn zkap_tool(library: &Path) -> PathBuf {
 }
 
 fn run_ok(command: &mut Command) -> Output {
-    let output = command.output().expect("run a command");
+    succeeded(command.output().expect("run a command"))
+}
+
+/// `output`, after checking its process succeeded.
+fn succeeded(output: Output) -> Output {
     assert!(
         output.status.success(),
-        "{command:?} failed: {}{}",
+        "failed: {}{}",
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
     output
+}
+
+/// `gbs client --json ls`: the completed immutable shares `node` has of `si`.
+fn listed_shares(node: &GbsNode, si: &str) -> serde_json::Value {
+    let listed = succeeded(gbs_client(None, &["--json", "ls", node.nurl(), si]));
+    let listed: serde_json::Value = serde_json::from_slice(&listed.stdout).expect("JSON");
+    listed["shares"].clone()
+}
+
+fn cbor(value: &gbs_plugin_interface::ciborium::Value) -> Vec<u8> {
+    let mut out = Vec::new();
+    gbs_plugin_interface::ciborium::into_writer(value, &mut out).expect("encode");
+    out
 }
 
 impl Zkap {
@@ -165,22 +182,14 @@ fn redeem(dir: &Path, voucher: &str) -> serde_json::Value {
             body,
         ],
     );
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let output = succeeded(output);
     serde_json::from_slice(&output.stdout).expect("a JSON voucher status")
 }
 
 /// The wallet's token counts.
 fn wallet(dir: &Path) -> serde_json::Value {
     let output = gbs_client(Some(dir), &["client-route", NAME, "lease-maintenance"]);
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let output = succeeded(output);
     let answer: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON");
     answer["tokens"].clone()
 }
@@ -385,9 +394,7 @@ fn a_client_without_passes_is_refused_with_the_structured_error() {
     let stderr = String::from_utf8_lossy(&broke.stderr);
     assert!(stderr.contains("spendable passes"), "{stderr}");
 
-    let listed = gbs_client(None, &["--json", "ls", node.nurl(), &si]);
-    let listed: serde_json::Value = serde_json::from_slice(&listed.stdout).expect("JSON");
-    assert_eq!(listed["shares"], serde_json::json!([]), "{listed}");
+    assert_eq!(listed_shares(&node, &si), serde_json::json!([]));
 }
 
 /// The wallet is put back to before an upload, so the client offers the passes it already
@@ -415,18 +422,13 @@ fn replayed_passes_are_refused_also_after_a_server_restart() {
     let file = zkap.dir.path().join("data");
     std::fs::write(&file, vec![3u8; 3000]).expect("write data");
     let (si, file) = (random_si().to_string(), file.to_str().expect("UTF-8"));
-    let put = |shnum: &str| {
+    let put = |node: &GbsNode, shnum: &str| {
         gbs_client(
             Some(client_dir.path()),
             &["put", node.nurl(), &si, shnum, file],
         )
     };
-    let first = put("0");
-    assert!(
-        first.status.success(),
-        "{}",
-        String::from_utf8_lossy(&first.stderr)
-    );
+    succeeded(put(&node, "0"));
     assert_eq!(count(&wallet(client_dir.path()), "spent"), 1);
 
     let (_, dir) = node.stop();
@@ -439,25 +441,12 @@ fn replayed_passes_are_refused_also_after_a_server_restart() {
             }
         }
     }
-    let put = |shnum: &str| {
-        gbs_client(
-            Some(client_dir.path()),
-            &["put", node.nurl(), &si, shnum, file],
-        )
-    };
-    let second = put("1");
-    assert!(
-        second.status.success(),
-        "{}",
-        String::from_utf8_lossy(&second.stderr)
-    );
+    succeeded(put(&node, "1"));
     let tokens = wallet(client_dir.path());
     assert_eq!(count(&tokens, "invalid"), 1, "the replayed pass: {tokens}");
     assert_eq!(count(&tokens, "spent"), 1, "{tokens}");
     assert_eq!(count(&tokens, "spendable"), 58, "{tokens}");
-    let listed = gbs_client(None, &["--json", "ls", node.nurl(), &si]);
-    let listed: serde_json::Value = serde_json::from_slice(&listed.stdout).expect("JSON");
-    assert_eq!(listed["shares"], serde_json::json!([0, 1]), "{listed}");
+    assert_eq!(listed_shares(&node, &si), serde_json::json!([0, 1]));
 }
 
 /// At 1 KiB per pass, three 100 KiB shares cost 300 passes, about 70 KB of header: the
@@ -538,29 +527,17 @@ fn passes_signed_by_another_key_are_refused_and_marked_invalid() {
         "each pass tried once, all refused: {tokens}"
     );
     assert_eq!(count(&tokens, "spent"), 0, "{tokens}");
-    let listed = gbs_client(None, &["--json", "ls", node.nurl(), &si]);
-    let listed: serde_json::Value = serde_json::from_slice(&listed.stdout).expect("JSON");
-    assert_eq!(listed["shares"], serde_json::json!([]), "{listed}");
+    assert_eq!(listed_shares(&node, &si), serde_json::json!([]));
 }
 
 /// Allocates `si` share 0 by hand with `data` as the plugin's data: the status and body.
 async fn allocate_by_hand(node: &GbsNode, si: &StorageIndex, data: &[u8]) -> (u16, Vec<u8>) {
     let b64 = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
-    let mut body = Vec::new();
-    gbs_plugin_interface::ciborium::into_writer(
-        &gbs_plugin_interface::ciborium::Value::Map(vec![
-            (
-                "share-numbers".into(),
-                gbs_plugin_interface::ciborium::Value::Tag(
-                    258,
-                    Box::new(gbs_plugin_interface::ciborium::Value::Array(vec![0.into()])),
-                ),
-            ),
-            ("allocated-size".into(), 10.into()),
-        ]),
-        &mut body,
-    )
-    .expect("encode");
+    let body = AllocateRequest {
+        share_numbers: BTreeSet::from([ShareNumber(0)]),
+        allocated_size: 10,
+    }
+    .to_cbor();
     let mut connection = RawConnection::connect(node.nurl()).await.expect("connect");
     let headers = [
         format!(
@@ -610,19 +587,14 @@ async fn malformed_payment_data_gets_a_structured_rejection_and_nothing_is_store
     let zkap = Zkap::new();
     let node = GbsNode::start_configured(&zkap.server_config(""));
     let si = random_si();
-    let cbor = |value: gbs_plugin_interface::ciborium::Value| {
-        let mut out = Vec::new();
-        gbs_plugin_interface::ciborium::into_writer(&value, &mut out).expect("encode");
-        out
-    };
     use gbs_plugin_interface::ciborium::Value;
-    let short_pass = cbor(Value::Map(vec![(
+    let short_pass = cbor(&Value::Map(vec![(
         "passes".into(),
         Value::Array(vec![Value::Bytes(vec![b'a'; 176])]),
     )]));
     let mut truncated = short_pass.clone();
     truncated.truncate(truncated.len() / 2);
-    let unknown_handle = cbor(Value::Map(vec![(
+    let unknown_handle = cbor(&Value::Map(vec![(
         "handle".into(),
         Value::Bytes(vec![0; 16]),
     )]));
@@ -665,11 +637,7 @@ fn the_client_resource_prices_files_and_lists_vouchers() {
             body.to_str().expect("UTF-8"),
         ],
     );
-    assert!(
-        priced.status.success(),
-        "{}",
-        String::from_utf8_lossy(&priced.stderr)
-    );
+    let priced = succeeded(priced);
     let priced: serde_json::Value = serde_json::from_slice(&priced.stdout).expect("JSON");
     // plugin-model §2.4: 10 MiB at 3-of-10 costs 40 passes, for 31 days.
     assert_eq!(

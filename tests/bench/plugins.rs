@@ -26,10 +26,10 @@ use axum::body::Body;
 use axum::http::Request;
 use gbs::plugins::registry::open_library;
 use gbs::plugins::{PluginData, ServerPlugins, ServerPluginsBuilder};
-use gbs::protocol::{authorization_value, paths, StorageIndex, Swissnum};
+use gbs::protocol::{paths, StorageIndex};
 use gbs::server::{router, AppState};
-use gbs::storage::{Store, StoreConfig, SystemClock};
-use gbs_tests::{build_fixture, sample_plugin};
+use gbs::storage::Store;
+use gbs_tests::{build_fixture, sample_plugin, InProcessServer};
 use tower::ServiceExt as _;
 
 const REQUESTS: u32 = 20_000;
@@ -128,19 +128,8 @@ fn main() {
     let admit_all = build_fixture("plugin-panics");
 
     let dir = tempfile::tempdir().expect("temp dir");
-    let store = Arc::new(
-        Store::open(
-            &dir.path().join("storage"),
-            StoreConfig {
-                reserved_space: 0,
-                nodeid: [0; 20],
-            },
-            Arc::new(SystemClock),
-        )
-        .expect("store"),
-    );
-    let swissnum = Swissnum::new("benchbenchbenchbenchbenchbench23");
-    let auth = authorization_value(&swissnum);
+    let server = InProcessServer::new(dir.path());
+    let (store, auth) = (&server.store, server.authorization());
     let mut token = Vec::new();
     ciborium::into_writer(
         &ciborium::Value::Map(vec![(
@@ -171,14 +160,12 @@ fn main() {
         .enable_all()
         .build()
         .expect("tokio runtime");
-    let state = |plugins: ServerPlugins| {
-        AppState::new(store.clone(), swissnum.clone()).with_plugins(Arc::new(plugins))
-    };
+    let state = |plugins: ServerPlugins| server.state(plugins);
     let rows = runtime.block_on(async {
         let mut rows = vec![(
             "0 plugins",
             measure(
-                &state(load(dir.path(), &store, &[], Hooks::Isolated)),
+                &state(load(dir.path(), store, &[], Hooks::Isolated)),
                 &auth,
                 None,
             )
@@ -188,14 +175,14 @@ fn main() {
             ("1 plugin, inline (before)", Hooks::Inline),
             ("1 plugin, own thread", Hooks::Isolated),
         ] {
-            let plugins = load(dir.path(), &store, &one_plugin, hooks);
+            let plugins = load(dir.path(), store, &one_plugin, hooks);
             rows.push((name, measure(&state(plugins), &auth, None).await));
         }
         for (name, hooks) in [
             ("3 plugins, inline (before)", Hooks::Inline),
             ("3 plugins, own threads", Hooks::Isolated),
         ] {
-            let plugins = load(dir.path(), &store, &three_plugins, hooks);
+            let plugins = load(dir.path(), store, &three_plugins, hooks);
             rows.push((
                 name,
                 measure(&state(plugins), &auth, Some(&token_header)).await,

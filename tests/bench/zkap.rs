@@ -13,7 +13,6 @@
 //!   The passes are made before the clock starts: the client's cost is not counted.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
@@ -21,17 +20,13 @@ use axum::http::Request;
 use base64::Engine as _;
 use gbs::plugins::registry::open_library;
 use gbs::plugins::{PluginData, ServerPlugins, ServerPluginsBuilder};
-use gbs::protocol::{
-    authorization_value, paths, AllocateRequest, CborMessage as _, ShareNumber, StorageIndex,
-    Swissnum,
-};
+use gbs::protocol::{paths, AllocateRequest, CborMessage as _, ShareNumber, StorageIndex};
 use gbs::server::{router, AppState};
-use gbs::storage::{Store, StoreConfig, SystemClock};
 use gbs_sample_zkapauthorizer::pass::{
     self, issue_tokens, message, new_signing_key, validate, Pass, SigningKey,
 };
 use gbs_sample_zkapauthorizer::wire::{Payment, PLUGIN_NAME};
-use gbs_tests::sample_plugin;
+use gbs_tests::{sample_plugin, InProcessServer};
 use tower::ServiceExt as _;
 
 const PASSES_PER_GIB_SHARE: usize = 342;
@@ -121,24 +116,11 @@ fn main() {
     let dir = tempfile::tempdir().expect("temp dir");
     let key_file = dir.path().join("issuer.key");
     std::fs::write(&key_file, key.encode_base64()).expect("write the key");
-    let store = Arc::new(
-        Store::open(
-            &dir.path().join("storage"),
-            StoreConfig {
-                reserved_space: 0,
-                nodeid: [0; 20],
-            },
-            Arc::new(SystemClock),
-        )
-        .expect("store"),
-    );
-    let swissnum = Swissnum::new("benchbenchbenchbenchbenchbench23");
-    let auth = authorization_value(&swissnum);
-    let state = |plugins: ServerPlugins| {
-        AppState::new(store.clone(), swissnum.clone()).with_plugins(Arc::new(plugins))
-    };
+    let server = InProcessServer::new(dir.path());
+    let auth = server.authorization();
+    let state = |plugins: ServerPlugins| server.state(plugins);
     let zkap = {
-        let mut builder = ServerPluginsBuilder::new(dir.path(), Some(store.clone()));
+        let mut builder = ServerPluginsBuilder::new(dir.path(), Some(server.store.clone()));
         let settings: BTreeMap<String, String> = [
             (
                 "ristretto-issuer-root-url",

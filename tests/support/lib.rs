@@ -3,6 +3,7 @@
 //! of `tests/fixtures/`.
 
 mod fixtures;
+mod in_process;
 mod process;
 mod raw;
 mod samples;
@@ -12,6 +13,7 @@ pub use fixtures::{
     blocking_plugin, build_fixture, failing_constructor_plugin, fixture_library, fixtures_dir,
     panicking_plugin,
 };
+pub use in_process::InProcessServer;
 pub use process::{assert_all_passed, gbs_binary, run_python, wait_for_exit, GbsNode, StockServer};
 pub use raw::{read_status, ProcessStats, RawConnection};
 pub use samples::sample_plugin;
