@@ -368,6 +368,37 @@ async fn a_paying_client_stores_reads_and_renews_and_pays_what_each_operation_co
     assert_eq!(counters["spending_successes_bucket_le_8"], 4, "{status}");
 }
 
+/// Sixteen paid uploads in flight at once from one client and one wallet: every one is
+/// admitted, no pass is taken twice or refused, and the wallet spends exactly the price.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_paid_uploads_each_pay_once() {
+    let zkap = Zkap::new();
+    let node = GbsNode::start_configured(&zkap.server_config(""));
+    let client_dir = zkap.client_dir("");
+    assert_eq!(redeem(client_dir.path(), &voucher(7))["state"], "redeemed");
+    let client = client_with_plugin(&node, client_dir.path(), &zkap.library).await;
+    let uploads: Vec<_> = (0..16u8)
+        .map(|n| {
+            let client = client.clone();
+            tokio::spawn(async move {
+                let si = StorageIndex::from_bytes([n; 16]);
+                let data = vec![n; 10_000];
+                upload(&client, si, &[0, 1], &data).await;
+                assert!(read_back(&client, ShareKind::Immutable, &si, 1).await == data);
+            })
+        })
+        .collect();
+    for upload in uploads {
+        upload.await.expect("a paid upload");
+    }
+    drop(client);
+    let tokens = wallet(client_dir.path());
+    // Two shares of 10 kB each: 2 passes per upload.
+    assert_eq!(count(&tokens, "spent"), 32, "{tokens}");
+    assert_eq!(count(&tokens, "invalid"), 0, "{tokens}");
+    assert_eq!(count(&tokens, "spendable"), 60 - 32, "{tokens}");
+}
+
 /// Inputs tried: a client without the plugin, and a client with it but an empty wallet.
 /// Each is refused with a clear error and nothing is stored.
 #[test]
