@@ -1,245 +1,429 @@
-//! `gbs-bench`: stock Tahoe 1.20 and `gbs` side by side, in one run, with ratios.
+//! `gbs-bench`: where `gbs` stands, in one run: against stock Tahoe 1.20, against what the
+//! machine allows, and with plugins against without.
 //!
 //! ```sh
-//! cargo run --release -p gbs-tests --bin gbs-bench
+//! cargo run --release -p gbs-tests --bin gbs-bench            # the full table
+//! cargo run --release -p gbs-tests --bin gbs-bench -- --short # seconds; proves it works
 //! ```
 //!
-//! Both servers run as real processes on loopback over TLS and are driven by the same client
-//! (ours), so the client's cost is common to both columns. Every loop is bounded in count.
-//! Numbers are wall-clock on whatever else the machine is doing: compare the ratios, and run
-//! it twice before believing a small difference.
+//! - Stock Tahoe and `gbs` run as real processes on loopback over TLS. Most rows drive both
+//!   with the same client (ours, a Rust client that is not the bottleneck at these rates),
+//!   so its cost is common to both columns; two rows use stock Tahoe's own Python client.
+//! - The machine's ceilings (TLS over loopback with no storage, the disk's sequential write
+//!   with fsync) are measured in the same run, and `gbs` is shown as a share of them.
+//! - The plugin rows compare a `gbs` node with three in-process plugins to one without.
+//! - Every loop is bounded in count, and what is read back is checked. Numbers are
+//!   wall-clock on whatever else the machine is doing: compare the ratios, and run it twice
+//!   before believing a small difference. The last line is the whole result as JSON.
+//!
+//! `--short` uses small sizes and counts, so that CI proves in seconds that every row runs
+//! and transfers the right bytes; its timings mean nothing.
 
-use std::collections::BTreeSet;
-use std::time::{Duration, Instant};
+mod ceilings;
+mod report;
+mod workloads;
+
+use std::path::Path;
+use std::sync::Arc;
 
 use gbs::client::{Client, ClientBuilder};
-use gbs::protocol::{
-    Nurl, ReadRange, ReadTestWriteRequest, ShareKind, ShareNumber, StorageIndex, TestWriteVectors,
-    UploadSecret, WriteEnabler, WriteVector,
-};
-use gbs_tests::{test_lease, GbsNode, StockServer};
+use gbs::plugins::registry::open_library;
+use gbs::plugins::ClientPluginHandle;
+use gbs_tests::{panicking_plugin, run_python, sample_plugin, GbsNode, ProcessStats, StockServer};
+use report::{Better, Row, Section};
+use workloads::storage_index;
 
-const VERSION_REQUESTS: usize = 2000;
-const CONCURRENCY: usize = 8;
-const SHARES: u16 = 16;
-const SHARE_SIZE: usize = 1 << 20;
-const MUTABLE_WRITES: usize = 300;
-const SMALL_READS: usize = 2000;
+/// Sizes and counts of one run.
+struct Plan {
+    short: bool,
+    /// `version` requests sent to stock Tahoe; `gbs`, being faster, gets [`FAST`] times as
+    /// many so that its measure lasts long enough to mean something.
+    version_requests: usize,
+    small_reads: usize,
+    mutable_writes: usize,
+    /// The upload and download through our client.
+    big: usize,
+    /// The upload and download through stock Tahoe's Python client.
+    stock_client: usize,
+    /// Each of the 8 concurrent uploads of the memory row.
+    memory_upload: usize,
+}
 
-/// One measured workload: how long each server took.
-///
-/// Mutable writes are fsynced by `gbs` before it answers and not by stock Tahoe, so that
-/// row compares durable writes with buffered ones.
-struct Row {
-    name: String,
-    stock: Duration,
-    gbs: Duration,
+/// How many more requests `gbs` gets than stock Tahoe in the small-request rows.
+const FAST: usize = 8;
+/// Connections (and requests in flight) of the concurrent rows.
+const WIDE: usize = 64;
+/// Uploads at once in the memory row.
+const MEMORY_UPLOADS: u8 = 8;
+/// The allow-list token of the plugin node.
+const TOKEN: &str = "bench-token";
+
+impl Plan {
+    fn new(short: bool) -> Self {
+        if short {
+            Self {
+                short,
+                version_requests: 128,
+                small_reads: 128,
+                mutable_writes: 16,
+                big: 4 << 20,
+                stock_client: 1 << 20,
+                memory_upload: 1 << 20,
+            }
+        } else {
+            Self {
+                short,
+                version_requests: 8192,
+                small_reads: 2048,
+                mutable_writes: 300,
+                big: 256 << 20,
+                stock_client: 64 << 20,
+                memory_upload: 256 << 20,
+            }
+        }
+    }
 }
 
 fn main() {
-    let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+    let short = match std::env::args().nth(1).as_deref() {
+        None => false,
+        Some("--short") => true,
+        Some(other) => {
+            eprintln!("gbs-bench: unknown argument {other:?}; the only one is --short");
+            std::process::exit(2);
+        }
+    };
+    let plan = Plan::new(short);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let sections = runtime.block_on(run(&plan));
+    report::print_table(&sections);
+    println!("{}", report::json_line(&sections, plan.short));
+}
+
+async fn run(plan: &Plan) -> Vec<Section> {
     let stock = StockServer::start();
     let gbs = GbsNode::start();
-    let stock_client = client(stock.nurl());
-    let gbs_client = client(gbs.nurl());
+    let data = Arc::new(random_bytes(plan.big));
+    let servers = [
+        Server::new(stock.nurl(), stock.pid(), 1),
+        Server::new(gbs.nurl(), gbs.pid(), FAST),
+    ];
+    let mut versus = Vec::new();
+    let mut ceilings = Vec::new();
 
-    let rows = runtime.block_on(async {
-        let mut rows = Vec::new();
-        for (name, stock_time, gbs_time) in [
-            (
-                "version, 8 concurrent",
-                version(&stock_client).await,
-                version(&gbs_client).await,
-            ),
-            (
-                "upload 16 x 1 MiB",
-                upload(&stock_client, 1).await,
-                upload(&gbs_client, 1).await,
-            ),
-            (
-                "read 16 x 1 MiB",
-                read(&stock_client, 1).await,
-                read(&gbs_client, 1).await,
-            ),
-            (
-                "1 KiB ranged read x 2000, 1 connection",
-                small_reads(&stock_client, 1).await,
-                small_reads(&gbs_client, 1).await,
-            ),
-            (
-                "1 KiB ranged read x 2000, 64 concurrent",
-                small_reads(&wide(stock.nurl()), 64).await,
-                small_reads(&wide(gbs.nurl()), 64).await,
-            ),
-            (
-                "mutable write 300 x 1 KiB",
-                mutable(&stock_client).await,
-                mutable(&gbs_client).await,
-            ),
-        ] {
-            rows.push(Row {
-                name: name.to_owned(),
-                stock: stock_time,
-                gbs: gbs_time,
-            });
-        }
-        rows
-    });
-
-    println!(
-        "{:<40} {:>12} {:>12} {:>10}",
-        "workload", "stock Tahoe", "gbs", "speed-up"
-    );
-    for row in rows {
-        println!(
-            "{:<40} {:>10.1}ms {:>10.1}ms {:>9.1}x",
-            row.name,
-            row.stock.as_secs_f64() * 1e3,
-            row.gbs.as_secs_f64() * 1e3,
-            row.stock.as_secs_f64() / row.gbs.as_secs_f64().max(1e-9)
+    let stock_result = servers[0].measure(plan, &data).await;
+    let gbs_result = servers[1].measure(plan, &data).await;
+    let size = format!("{} MiB", plan.big >> 20);
+    for (name, unit, better, pick) in Measured::ROWS {
+        versus.push(
+            Row::new(name.replace("SIZE", &size), unit, *better)
+                .values(pick(&stock_result), pick(&gbs_result)),
         );
     }
-}
 
-fn client(nurl: &str) -> Client {
-    let nurl: Nurl = nurl.parse().expect("NURL");
-    ClientBuilder::new(nurl)
-        .max_connections(CONCURRENCY)
-        .build()
-        .expect("client")
-}
-
-async fn version(client: &Client) -> Duration {
-    let start = Instant::now();
-    let tasks: Vec<_> = (0..CONCURRENCY)
-        .map(|_| {
-            let client = client.clone();
-            tokio::spawn(async move {
-                for _ in 0..VERSION_REQUESTS / CONCURRENCY {
-                    client.version().await.expect("version");
-                }
-            })
-        })
-        .collect();
-    for task in tasks {
-        task.await.expect("version task");
-    }
-    start.elapsed()
-}
-
-fn storage_index(seed: u8) -> StorageIndex {
-    StorageIndex::from_bytes([seed; 16])
-}
-
-async fn upload(client: &Client, seed: u8) -> Duration {
-    let data = vec![0x5a; SHARE_SIZE];
-    let shares: BTreeSet<ShareNumber> = (0..SHARES).map(ShareNumber).collect();
-    let start = Instant::now();
-    let secret = UploadSecret::new(vec![seed; 20]).expect("secret");
-    let upload = client
-        .allocate(
-            storage_index(seed),
-            shares,
-            SHARE_SIZE as u64,
-            &test_lease(),
-            secret,
+    let stock_client = [stock.nurl(), gbs.nurl()].map(|nurl| stock_client(nurl, plan.stock_client));
+    let mib = plan.stock_client >> 20;
+    versus.push(
+        Row::new(
+            format!("{mib} MiB upload, stock Python client"),
+            "MiB/s",
+            Better::Higher,
         )
-        .await
-        .expect("allocate");
-    assert_eq!(
-        upload.allocated().len(),
-        usize::from(SHARES),
-        "fresh storage index"
+        .values(stock_client[0].0, stock_client[1].0),
     );
-    for shnum in upload.allocated().clone() {
-        upload.upload_share(shnum, &data[..]).await.expect("upload");
-    }
-    start.elapsed()
+    versus.push(
+        Row::new(
+            format!("{mib} MiB download, stock Python client"),
+            "MiB/s",
+            Better::Higher,
+        )
+        .values(stock_client[0].1, stock_client[1].1),
+    );
+    drop((stock, gbs));
+    versus.push(
+        Row::new(
+            format!(
+                "server peak RSS, {MEMORY_UPLOADS} concurrent {} MiB uploads",
+                plan.memory_upload >> 20
+            ),
+            "MiB",
+            Better::Lower,
+        )
+        .values(
+            peak_memory(Fresh::Stock, plan.memory_upload).await,
+            peak_memory(Fresh::Gbs, plan.memory_upload).await,
+        ),
+    );
+
+    let tls = ceilings::tls_loopback(plan.big).await;
+    let scratch = tempfile::tempdir().expect("temp dir");
+    let disk = ceilings::disk_write(scratch.path(), plan.big);
+    let big = plan.big >> 20;
+    ceilings.push(
+        Row::new(
+            format!("{big} MiB upload vs TLS over loopback"),
+            "MiB/s",
+            Better::Higher,
+        )
+        .values(tls, gbs_result.upload),
+    );
+    ceilings.push(
+        Row::new(
+            format!("{big} MiB download vs TLS over loopback"),
+            "MiB/s",
+            Better::Higher,
+        )
+        .values(tls, gbs_result.download),
+    );
+    ceilings.push(
+        Row::new(
+            format!("{big} MiB upload vs disk write + fsync"),
+            "MiB/s",
+            Better::Higher,
+        )
+        .values(disk, gbs_result.upload),
+    );
+
+    let plugins = plugin_rows(plan, &data).await;
+    vec![
+        Section {
+            key: "versus_stock",
+            title: "stock Tahoe 1.20 and gbs, side by side",
+            baseline: "stock Tahoe",
+            ratio: "times better",
+            rows: versus,
+        },
+        Section {
+            key: "ceilings",
+            title: "gbs against the machine's ceilings (measured in this run)",
+            baseline: "ceiling",
+            ratio: "share of the ceiling",
+            rows: ceilings,
+        },
+        Section {
+            key: "plugins",
+            title: "gbs with three in-process plugins (access-log, allow-list, fixture-panics)",
+            baseline: "no plugins",
+            ratio: "share of the speed without plugins",
+            rows: plugins,
+        },
+    ]
 }
 
-async fn read(client: &Client, seed: u8) -> Duration {
-    let start = Instant::now();
-    let mut total = 0;
-    for shnum in (0..SHARES).map(ShareNumber) {
-        let mut out = Vec::with_capacity(SHARE_SIZE);
-        total += client
-            .read_share(
-                ShareKind::Immutable,
-                &storage_index(seed),
-                shnum,
-                None,
-                &mut out,
-            )
-            .await
-            .expect("read");
-    }
-    assert_eq!(total, u64::from(SHARES) * SHARE_SIZE as u64, "short reads");
-    start.elapsed()
+/// A server under test, how to reach it and its process.
+struct Server {
+    client: Client,
+    wide: Client,
+    pid: u32,
+    /// Multiplier of the small-request counts.
+    scale: usize,
 }
 
-/// 1 KiB ranged reads of the shares `upload(_, 1)` wrote, `concurrency` at a time: the
-/// shape of Tahoe's downloader, which reads hashes and blocks in small pieces.
-async fn small_reads(client: &Client, concurrency: usize) -> Duration {
-    let start = Instant::now();
-    let tasks: Vec<_> = (0..concurrency)
-        .map(|task| {
-            let client = client.clone();
-            tokio::spawn(async move {
-                for i in 0..SMALL_READS / concurrency {
-                    let shnum = ShareNumber(u16::try_from(i % usize::from(SHARES)).unwrap_or(0));
-                    let offset = ((task * 7919 + i * 4099) % (SHARE_SIZE - 1024)) as u64;
-                    let range = ReadRange::new(offset, 1024).expect("range");
-                    let mut out = Vec::with_capacity(1024);
-                    let read = client
-                        .read_share(
-                            ShareKind::Immutable,
-                            &storage_index(1),
-                            shnum,
-                            Some(range),
-                            &mut out,
-                        )
-                        .await
-                        .expect("small read");
-                    assert_eq!(read, 1024, "short read");
-                }
-            })
-        })
-        .collect();
-    for task in tasks {
-        task.await.expect("read task");
-    }
-    start.elapsed()
+/// What one server did in the rows both columns of which come from our client.
+#[derive(Default)]
+struct Measured {
+    version: f64,
+    version_cpu_micros: f64,
+    small_read_one: f64,
+    small_read_wide: f64,
+    mutable: f64,
+    upload: f64,
+    download: f64,
 }
 
-/// A client that keeps up to 64 connections, for the concurrent small-read row.
-fn wide(nurl: &str) -> Client {
-    ClientBuilder::new(nurl.parse().expect("NURL"))
-        .max_connections(64)
+type Pick = fn(&Measured) -> f64;
+
+impl Measured {
+    const ROWS: &'static [(&'static str, &'static str, Better, Pick)] = &[
+        (
+            "GET version, 64 connections",
+            "req/s",
+            Better::Higher,
+            |m| m.version,
+        ),
+        (
+            "server CPU per version request",
+            "µs",
+            Better::Lower,
+            |m| m.version_cpu_micros,
+        ),
+        (
+            "1 KiB ranged read, 1 connection",
+            "req/s",
+            Better::Higher,
+            |m| m.small_read_one,
+        ),
+        (
+            "1 KiB ranged read, 64 connections",
+            "req/s",
+            Better::Higher,
+            |m| m.small_read_wide,
+        ),
+        (
+            "mutable read-test-write 4 KiB, 1 connection",
+            "req/s",
+            Better::Higher,
+            |m| m.mutable,
+        ),
+        ("SIZE upload, our client", "MiB/s", Better::Higher, |m| {
+            m.upload
+        }),
+        ("SIZE download, our client", "MiB/s", Better::Higher, |m| {
+            m.download
+        }),
+    ];
+}
+
+impl Server {
+    fn new(nurl: &str, pid: u32, scale: usize) -> Self {
+        Self {
+            client: client(nurl, 1, Vec::new()),
+            wide: client(nurl, WIDE, Vec::new()),
+            pid,
+            scale,
+        }
+    }
+
+    async fn measure(&self, plan: &Plan, data: &Arc<Vec<u8>>) -> Measured {
+        let requests = plan.version_requests * self.scale;
+        let before = ProcessStats::of(self.pid).cpu;
+        let version = workloads::version(&self.wide, requests, WIDE).await;
+        let cpu = ProcessStats::of(self.pid).cpu - before;
+        let si = storage_index(1);
+        let upload = workloads::upload(&self.client, si, data).await;
+        let download = workloads::download(&self.client, &si, data).await;
+        let reads = plan.small_reads * self.scale;
+        Measured {
+            version,
+            version_cpu_micros: cpu.as_secs_f64() * 1e6 / requests as f64,
+            small_read_one: workloads::small_reads(&self.client, si, data, reads, 1).await,
+            small_read_wide: workloads::small_reads(&self.wide, si, data, reads, WIDE).await,
+            mutable: workloads::mutable_writes(&self.client, storage_index(2), plan.mutable_writes)
+                .await,
+            upload,
+            download,
+        }
+    }
+}
+
+fn client(nurl: &str, connections: usize, plugins: Vec<ClientPluginHandle>) -> Client {
+    plugins
+        .into_iter()
+        .fold(
+            ClientBuilder::new(nurl.parse().expect("NURL")),
+            ClientBuilder::plugin,
+        )
+        .max_connections(connections)
         .build()
         .expect("client")
 }
 
-async fn mutable(client: &Client) -> Duration {
-    let enabler = WriteEnabler::new(vec![3; 32]).expect("write enabler");
-    let start = Instant::now();
-    for i in 0..MUTABLE_WRITES {
-        let mut request = ReadTestWriteRequest::default();
-        request.test_write_vectors.insert(
-            ShareNumber(0),
-            TestWriteVectors {
-                test: vec![],
-                write: vec![WriteVector {
-                    offset: (i as u64 % 64) * 1024,
-                    data: vec![i as u8; 1024],
-                }],
-                new_length: None,
-            },
-        );
-        let answer = client
-            .read_test_write(&storage_index(200), &enabler, &test_lease(), &request)
-            .await
-            .expect("read-test-write");
-        assert!(answer.success);
+fn random_bytes(len: usize) -> Vec<u8> {
+    // A cheap generator is enough: the bytes only have to differ from place to place.
+    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect()
+}
+
+/// (upload, download) MiB/s of one share of `size` bytes through stock Tahoe's client.
+fn stock_client(nurl: &str, size: usize) -> (f64, f64) {
+    let output = run_python(
+        "bench_stock_client.py",
+        &[nurl, "--size", &size.to_string()],
+    );
+    assert!(
+        output.status.success(),
+        "bench_stock_client.py failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let line = stdout.lines().last().unwrap_or_default();
+    let times: serde_json::Value = serde_json::from_str(line)
+        .unwrap_or_else(|e| panic!("bench_stock_client.py printed {line:?}: {e}"));
+    let rate = |key: &str| {
+        let seconds = times[key].as_f64().unwrap_or_else(|| panic!("no {key}"));
+        size as f64 / f64::from(1 << 20) / seconds
+    };
+    (rate("upload_seconds"), rate("download_seconds"))
+}
+
+enum Fresh {
+    Stock,
+    Gbs,
+}
+
+/// Peak resident MiB of a fresh server process during [`MEMORY_UPLOADS`] concurrent
+/// uploads of `size` bytes each.
+async fn peak_memory(which: Fresh, size: usize) -> f64 {
+    let data = Arc::new(random_bytes(size));
+    let (nurl, pid, _keep): (String, u32, Box<dyn std::any::Any>) = match which {
+        Fresh::Stock => {
+            let server = StockServer::start();
+            (server.nurl().to_owned(), server.pid(), Box::new(server))
+        }
+        Fresh::Gbs => {
+            let node = GbsNode::start();
+            (node.nurl().to_owned(), node.pid(), Box::new(node))
+        }
+    };
+    let client = client(&nurl, usize::from(MEMORY_UPLOADS), Vec::new());
+    workloads::concurrent_uploads(&client, 100, MEMORY_UPLOADS, &data).await;
+    ProcessStats::of(pid).peak_rss as f64 / f64::from(1 << 20)
+}
+
+/// A node with three in-process plugins against the plain one: small requests, where a
+/// plugin's cost shows most.
+async fn plugin_rows(plan: &Plan, data: &Arc<Vec<u8>>) -> Vec<Row> {
+    let plain = GbsNode::start();
+    let allow_list = sample_plugin("gbs-sample-allow-list");
+    let plugged = GbsNode::start_configured(&format!(
+        "[storage]\nplugins = access-log, allow-list, fixture-panics\n\
+         [storageserver.plugins.access-log]\nlibrary = {}\n\
+         [storageserver.plugins.allow-list]\nlibrary = {}\ntokens = {TOKEN}\n\
+         [storageserver.plugins.fixture-panics]\nlibrary = {}\npanic-in = nothing\n",
+        sample_plugin("gbs-sample-access-log").display(),
+        allow_list.display(),
+        panicking_plugin().display(),
+    ));
+    let token = |dir: &Path| {
+        let settings = [("token".to_owned(), TOKEN.to_owned())].into();
+        let library = open_library(&allow_list).expect("open the allow-list");
+        ClientPluginHandle::build(dir, "allow-list", &settings, &library).expect("client plugin")
+    };
+    let state = tempfile::tempdir().expect("temp dir");
+    let reads = plan.small_reads * FAST;
+    let data = Arc::new(data[..data.len().min(1 << 20)].to_vec());
+    let si = storage_index(3);
+    let mut rows = Vec::new();
+    let mut rates = Vec::new();
+    for node in [&plain, &plugged] {
+        let one = client(node.nurl(), 1, vec![token(state.path())]);
+        let wide = client(node.nurl(), WIDE, vec![token(state.path())]);
+        workloads::upload(&one, si, &data).await;
+        rates.push([
+            workloads::version(&wide, plan.version_requests * FAST, WIDE).await,
+            workloads::small_reads(&one, si, &data, reads, 1).await,
+            workloads::small_reads(&wide, si, &data, reads, WIDE).await,
+        ]);
     }
-    start.elapsed()
+    for (i, name) in [
+        "GET version, 64 connections",
+        "1 KiB ranged read, 1 connection",
+        "1 KiB ranged read, 64 connections",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        rows.push(Row::new(name, "req/s", Better::Higher).values(rates[0][i], rates[1][i]));
+    }
+    rows
 }

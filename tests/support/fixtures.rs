@@ -120,12 +120,19 @@ fn build(name: &str) -> Result<PathBuf, String> {
     let cargo = std::env::var_os("CARGO")
         .or_else(|| option_env!("CARGO").map(Into::into))
         .unwrap_or_else(|| "cargo".into());
-    let output = Command::new(cargo)
+    // The profile of the running binary, so that a benchmark measures optimised plugins.
+    let release = profile.file_name().is_some_and(|n| n == "release");
+    let mut command = Command::new(cargo);
+    command
         .arg("build")
         .arg("--manifest-path")
         .arg(&manifest)
         .arg("--target-dir")
-        .arg(&target)
+        .arg(&target);
+    if release {
+        command.arg("--release");
+    }
+    let output = command
         .output()
         .map_err(|e| format!("cannot run cargo: {e}"))?;
     if !output.status.success() {
@@ -134,7 +141,7 @@ fn build(name: &str) -> Result<PathBuf, String> {
             String::from_utf8_lossy(&output.stderr)
         ));
     }
-    Ok(target.join("debug"))
+    Ok(target.join(if release { "release" } else { "debug" }))
 }
 
 /// Package `gbs-fixture-<name>` with dots as dashes; its library or executable follows.

@@ -274,6 +274,11 @@ impl StockServer {
         &self.nurl
     }
 
+    /// The process id of its Python process.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
     /// Its storage directory (its log, `stock_server.log`, sits beside it).
     pub fn storage_dir(&self) -> PathBuf {
         self.dir.path().join("storage")

@@ -89,6 +89,8 @@ pub struct ProcessStats {
     pub peak_rss: u64,
     /// Open file descriptors.
     pub open_fds: usize,
+    /// CPU time used so far, user and system, by all its threads.
+    pub cpu: std::time::Duration,
 }
 
 impl ProcessStats {
@@ -109,6 +111,36 @@ impl ProcessStats {
             rss: kib("VmRSS:") * 1024,
             peak_rss: kib("VmHWM:") * 1024,
             open_fds,
+            cpu: cpu_time(pid),
         }
     }
+}
+
+/// User plus system time of process `pid`, from `/proc/PID/stat` (fields 14 and 15, in
+/// clock ticks).
+fn cpu_time(pid: u32) -> std::time::Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("proc stat");
+    // The command name (field 2) may hold spaces; the fields after it are plain numbers.
+    let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<u64> = after_name
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .map(|f| f.parse().expect("a tick count"))
+        .collect();
+    let ticks: u64 = fields.iter().sum();
+    std::time::Duration::from_secs_f64(ticks as f64 / clock_ticks_per_second())
+}
+
+/// `getconf CLK_TCK` (100 on every Linux we know of, asked once rather than assumed).
+fn clock_ticks_per_second() -> f64 {
+    static TICKS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    *TICKS.get_or_init(|| {
+        std::process::Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|out| String::from_utf8_lossy(&out.stdout).trim().parse().ok())
+            .unwrap_or(100.0)
+    })
 }

@@ -1,0 +1,173 @@
+//! The requests `gbs-bench` times, each against any GBS server through our client. Every
+//! loop is bounded in count, and what is read is checked.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Instant;
+
+use gbs::client::Client;
+use gbs::protocol::{
+    ReadRange, ReadTestWriteRequest, ShareKind, ShareNumber, StorageIndex, TestWriteVectors,
+    UploadSecret, WriteEnabler, WriteVector,
+};
+use gbs_tests::test_lease;
+
+use crate::ceilings::mib_per_second;
+
+/// Requests per second of `requests` `GET /storage/v1/version`, `in_flight` at a time.
+pub(crate) async fn version(client: &Client, requests: usize, in_flight: usize) -> f64 {
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..in_flight)
+        .map(|_| {
+            let client = client.clone();
+            tokio::spawn(async move {
+                for _ in 0..requests / in_flight {
+                    client.version().await.expect("version");
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.expect("version task");
+    }
+    (requests / in_flight * in_flight) as f64 / started.elapsed().as_secs_f64()
+}
+
+/// MiB/s of uploading `data` as share 0 of a fresh storage index `si`.
+pub(crate) async fn upload(client: &Client, si: StorageIndex, data: &[u8]) -> f64 {
+    let started = Instant::now();
+    let secret = UploadSecret::new(si.as_bytes().to_vec()).expect("secret");
+    let size = data.len() as u64;
+    let upload = client
+        .allocate(
+            si,
+            BTreeSet::from([ShareNumber(0)]),
+            size,
+            &test_lease(),
+            secret,
+        )
+        .await
+        .expect("allocate");
+    assert_eq!(upload.allocated().len(), 1, "a fresh storage index");
+    let report = upload
+        .upload_share(ShareNumber(0), data)
+        .await
+        .expect("upload");
+    assert_eq!(report.bytes_sent, size, "sent the whole share");
+    mib_per_second(data.len(), started.elapsed())
+}
+
+/// `count` uploads of `data` at once, to fresh storage indexes from `seed` on.
+pub(crate) async fn concurrent_uploads(client: &Client, seed: u8, count: u8, data: &Arc<Vec<u8>>) {
+    let uploads: Vec<_> = (0..count)
+        .map(|i| {
+            let (client, data) = (client.clone(), data.clone());
+            tokio::spawn(async move { upload(&client, storage_index(seed + i), &data).await })
+        })
+        .collect();
+    for upload in uploads {
+        upload.await.expect("upload task");
+    }
+}
+
+/// MiB/s of downloading share 0 of `si` whole, which must be `expected`.
+pub(crate) async fn download(client: &Client, si: &StorageIndex, expected: &[u8]) -> f64 {
+    let started = Instant::now();
+    let mut out = Vec::with_capacity(expected.len());
+    client
+        .read_share(ShareKind::Immutable, si, ShareNumber(0), None, &mut out)
+        .await
+        .expect("download");
+    let elapsed = started.elapsed();
+    assert!(out == expected, "downloaded bytes differ from the upload");
+    mib_per_second(expected.len(), elapsed)
+}
+
+/// Requests per second of `requests` 1 KiB ranged reads of share 0 of `si` (which holds
+/// `data`), `in_flight` at a time: the shape of Tahoe's downloader, which reads hashes and
+/// blocks in small pieces. Each piece is checked.
+pub(crate) async fn small_reads(
+    client: &Client,
+    si: StorageIndex,
+    data: &Arc<Vec<u8>>,
+    requests: usize,
+    in_flight: usize,
+) -> f64 {
+    const PIECE: usize = 1024;
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..in_flight)
+        .map(|task| {
+            let (client, data) = (client.clone(), data.clone());
+            tokio::spawn(async move {
+                for i in 0..requests / in_flight {
+                    let offset = (task * 7919 + i * 4099) * 64 % (data.len() - PIECE);
+                    let range = ReadRange::new(offset as u64, PIECE as u64).expect("range");
+                    let mut out = Vec::with_capacity(PIECE);
+                    client
+                        .read_share(
+                            ShareKind::Immutable,
+                            &si,
+                            ShareNumber(0),
+                            Some(range),
+                            &mut out,
+                        )
+                        .await
+                        .expect("small read");
+                    assert!(out == data[offset..offset + PIECE], "read the wrong bytes");
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.expect("read task");
+    }
+    (requests / in_flight * in_flight) as f64 / started.elapsed().as_secs_f64()
+}
+
+/// Requests per second of `writes` read-test-writes of 4 KiB into one mutable share, one
+/// at a time; the share is then read back and checked.
+pub(crate) async fn mutable_writes(client: &Client, si: StorageIndex, writes: usize) -> f64 {
+    const PIECE: usize = 4096;
+    const SLOTS: usize = 64;
+    let enabler = WriteEnabler::new(vec![3; 32]).expect("write enabler");
+    let mut expected = vec![0; PIECE * SLOTS];
+    let started = Instant::now();
+    for i in 0..writes {
+        let offset = (i % SLOTS) * PIECE;
+        let data = vec![(i % 251) as u8 + 1; PIECE];
+        expected[offset..offset + PIECE].copy_from_slice(&data);
+        let mut request = ReadTestWriteRequest::default();
+        request.test_write_vectors.insert(
+            ShareNumber(0),
+            TestWriteVectors {
+                test: vec![],
+                write: vec![WriteVector {
+                    offset: offset as u64,
+                    data,
+                }],
+                new_length: None,
+            },
+        );
+        let answer = client
+            .read_test_write(&si, &enabler, &test_lease(), &request)
+            .await
+            .expect("read-test-write");
+        assert!(answer.success, "write {i} was refused");
+    }
+    let rate = writes as f64 / started.elapsed().as_secs_f64();
+    let mut out = Vec::new();
+    client
+        .read_share(ShareKind::Mutable, &si, ShareNumber(0), None, &mut out)
+        .await
+        .expect("read the mutable share");
+    let written = (writes.min(SLOTS)) * PIECE;
+    assert!(
+        out[..written] == expected[..written],
+        "the mutable share does not hold what was written"
+    );
+    rate
+}
+
+pub(crate) fn storage_index(seed: u8) -> StorageIndex {
+    StorageIndex::from_bytes([seed; 16])
+}
