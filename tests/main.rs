@@ -1,6 +1,7 @@
 //! The one integration test binary: end-to-end tests of the real `gbs` process, and
 //! interop tests against stock Tahoe-LAFS 1.20 from PyPI.
 
+mod benchmarks;
 mod cli;
 mod client;
 mod concurrent_uploads;

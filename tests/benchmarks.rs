@@ -1,0 +1,50 @@
+//! The benchmarks run in their short mode: every row runs, against real servers, and what it
+//! transferred was checked. Their timings are never asserted.
+
+use std::process::Command;
+
+/// `gbs-bench --short`: the stock/gbs table, the ceilings and the plugin rows, each row with
+/// positive numbers, and the JSON line that ends the output.
+#[test]
+fn gbs_bench_short_runs_every_row() {
+    let output = Command::new(env!("CARGO_BIN_EXE_gbs-bench"))
+        .arg("--short")
+        .output()
+        .expect("run gbs-bench");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "gbs-bench --short failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let line = stdout.lines().last().unwrap_or_default();
+    let result: serde_json::Value =
+        serde_json::from_str(line).unwrap_or_else(|e| panic!("last line {line:?}: {e}"));
+    assert_eq!(result["short"], true);
+    for (section, rows) in [("versus_stock", 10), ("ceilings", 3), ("plugins", 3)] {
+        let got = result[section]
+            .as_array()
+            .unwrap_or_else(|| panic!("no {section} in {line}"));
+        assert_eq!(got.len(), rows, "{section}: {line}");
+        for row in got {
+            for key in ["baseline", "gbs", "ratio"] {
+                let value = row[key].as_f64().unwrap_or(0.0);
+                assert!(value.is_finite() && value > 0.0, "{section} {row}");
+            }
+            // The table shows each row too.
+            let name = row["name"].as_str().expect("a row name");
+            assert!(stdout.contains(name), "{name} is not in the table");
+        }
+    }
+}
+
+/// An unknown argument is refused with a message, not ignored (input tried: `--long`).
+#[test]
+fn gbs_bench_refuses_an_unknown_argument() {
+    let output = Command::new(env!("CARGO_BIN_EXE_gbs-bench"))
+        .arg("--long")
+        .output()
+        .expect("run gbs-bench");
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--long"));
+}
