@@ -293,8 +293,8 @@ impl Server {
         let version = workloads::version(&self.wide, requests, WIDE).await;
         let cpu = ProcessStats::of(self.pid).cpu - before;
         let si = storage_index(1);
-        let upload = workloads::upload(&self.client, si, data).await;
-        let download = workloads::download(&self.client, &si, data).await;
+        let upload = workloads::upload(&self.wide, si, data).await;
+        let download = workloads::download(&self.wide, &si, data).await;
         let reads = plan.small_reads * self.scale;
         Measured {
             version,

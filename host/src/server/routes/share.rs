@@ -7,7 +7,6 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use std::io::{Read as _, Seek as _};
 
-use tokio::io::AsyncReadExt as _;
 
 use gbs_plugin_interface::ffi::OperationKind;
 use gbs_plugin_interface::Outcome;
@@ -157,8 +156,9 @@ enum Served {
     Nothing,
     /// A small range, read whole.
     Bytes(std::ops::Range<u64>, Vec<u8>),
-    /// A larger range, streamed from the share file, positioned at its start.
-    Stream(std::fs::File, std::ops::Range<u64>),
+    /// A larger range, streamed from the share file, which holds its first byte at the
+    /// offset given.
+    Stream(std::fs::File, u64, std::ops::Range<u64>),
 }
 
 /// Answers a read: 200 with everything without `Range`, 206 with the clamped range, 204
@@ -192,13 +192,13 @@ async fn read(
             .data_offset
             .checked_add(wanted.start)
             .ok_or(ApiError::Internal)?;
+        if wanted.end - wanted.start > SMALL_READ {
+            return Ok(Served::Stream(reader.file, start, wanted));
+        }
         reader
             .file
             .seek(std::io::SeekFrom::Start(start))
             .map_err(failed)?;
-        if wanted.end - wanted.start > SMALL_READ {
-            return Ok(Served::Stream(reader.file, wanted));
-        }
         let mut bytes = vec![0; usize::try_from(wanted.end - wanted.start).unwrap_or(0)];
         reader.file.read_exact(&mut bytes).map_err(failed)?;
         Ok(Served::Bytes(wanted, bytes))
@@ -207,8 +207,8 @@ async fn read(
     let (status, wanted, body) = match served {
         Served::Nothing => return Ok((StatusCode::NO_CONTENT.into_response(), 0)),
         Served::Bytes(wanted, bytes) => (status_of(ranged), wanted, Body::from(bytes)),
-        Served::Stream(file, wanted) => {
-            let body = stream(file, wanted.end - wanted.start);
+        Served::Stream(file, at, wanted) => {
+            let body = stream(file, at, wanted.end - wanted.start);
             (status_of(ranged), wanted, body)
         }
     };
@@ -234,12 +234,45 @@ fn status_of(ranged: bool) -> StatusCode {
     }
 }
 
-/// Streams `len` bytes of a share file from where it is positioned; memory use does not
-/// grow with share size.
-fn stream(file: std::fs::File, len: u64) -> Body {
-    let file = tokio::fs::File::from_std(file);
-    Body::from_stream(tokio_util::io::ReaderStream::with_capacity(
-        file.take(len),
-        256 * 1024,
-    ))
+/// Bytes a streamed read reads at a time.
+const STREAM_PIECE: usize = 512 << 10;
+
+/// Streams `len` bytes of a share file from offset `at`, one piece read ahead: while a piece
+/// is being sent, the next is read on a blocking thread, so disk and network overlap.
+/// Memory per stream stays at three pieces whatever the share's size, and no thread is
+/// held while a slow client reads.
+fn stream(file: std::fs::File, at: u64, len: u64) -> Body {
+    use std::os::unix::fs::FileExt as _;
+    type Piece = tokio::task::JoinHandle<std::io::Result<bytes::Bytes>>;
+    let file = std::sync::Arc::new(file);
+    let read = move |at: u64, remaining: u64| -> Option<Piece> {
+        let n = usize::try_from(remaining.min(STREAM_PIECE as u64)).ok()?;
+        (n > 0).then(|| {
+            let file = file.clone();
+            tokio::task::spawn_blocking(move || {
+                let mut piece = vec![0; n];
+                file.read_exact_at(&mut piece, at)?;
+                Ok(bytes::Bytes::from(piece))
+            })
+        })
+    };
+    let first = read(at, len);
+    let pieces = futures_util::stream::unfold(
+        (first, at, len),
+        move |(next, at, remaining)| {
+            let read = read.clone();
+            async move {
+                let piece = match next?.await {
+                    Ok(piece) => piece,
+                    Err(join) => Err(std::io::Error::other(join)),
+                };
+                let n = piece.as_ref().map_or(0, |p| p.len() as u64);
+                let (at, remaining) = (at + n, remaining - n);
+                // After an error the stream ends: the client sees a short body.
+                let next = if piece.is_ok() { read(at, remaining) } else { None };
+                Some((piece, (next, at, remaining)))
+            }
+        },
+    );
+    Body::from_stream(pieces)
 }
