@@ -324,7 +324,7 @@ fn start_service(plugin: &ServerEntry) -> JoinHandle<()> {
     let name = plugin.name.clone();
     let object = plugin.object.clone();
     // On the plugin's thread, with no deadline: a service runs until `stop`.
-    let service = plugin.thread.run(move || object.start());
+    let service = plugin.thread.run_service(move || object.start());
     tokio::spawn(async move {
         match service.await {
             Ok(RResult::ROk(())) => {

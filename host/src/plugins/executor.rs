@@ -1,24 +1,41 @@
-//! Where a server plugin's code runs: a thread of its own, driving a small runtime.
+//! Where a server plugin's code runs: never on the threads that serve HTTP.
 //!
-//! The threads that serve HTTP never call into a plugin. A request hands the call to the
-//! plugin's thread and awaits the answer under the hook deadline, so a plugin that blocks
-//! its thread (a `std::thread::sleep`, a synchronous lock, a spin) stalls only its own
-//! calls: the operations it guards fail closed at the deadline, everything else keeps its
-//! latency. The host API's futures (timers, storage calls) work there as anywhere: the
-//! runtime has timers and a blocking pool of its own.
+//! - Hooks (`admit`, `committed`, `route`, `stop`) run on one plugin thread shared by all
+//!   plugins (`shared`), so that a request's hooks run back to back on a thread that is
+//!   already awake. A plugin caught holding that thread (one poll lasting
+//!   [`shared::STALL`]) is moved to its own thread for good, and the shared thread is
+//!   replaced: a plugin that blocks (a `std::thread::sleep`, a synchronous lock, a spin)
+//!   delays other plugins' hooks by at most that long once, then stalls only its own calls,
+//!   which fail closed at the deadline.
+//! - Each plugin also has its own thread (`own`), where its constructor, `announce` and
+//!   background service run.
 //!
-//! Bounds: one thread per plugin, and at most [`QUEUE`] calls waiting for it; past that a
-//! call is refused at once rather than queued.
+//! A request hands the call over and awaits the answer under the hook deadline. The host
+//! API's futures (timers, storage calls) work on either thread: each runtime has timers
+//! and a blocking pool of its own.
+//!
+//! Bounds: two threads per plugin at most (its own, and the one it was caught holding),
+//! one shared thread, a watchdog thread, and at most [`QUEUE`] calls of one plugin in
+//! progress or waiting; past that a call is refused at once rather than queued.
+
+mod linger;
+mod own;
+mod shared;
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use futures_util::future::Either;
 use futures_util::FutureExt as _;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
-/// Calls that may wait for a plugin's thread; more fail closed at once.
+use own::OwnThread;
+use shared::{Lane, SharedThread};
+
+/// Calls of one plugin that may be in progress or waiting; more fail closed at once.
 pub(super) const QUEUE: usize = 1024;
 
 type Job = Box<dyn FnOnce() -> Pin<Box<dyn Future<Output = ()> + Send>> + Send>;
@@ -26,7 +43,7 @@ type Job = Box<dyn FnOnce() -> Pin<Box<dyn Future<Output = ()> + Send>> + Send>;
 /// Why a call did not produce the plugin's answer.
 #[derive(Debug, PartialEq, Eq)]
 pub(super) enum NotRun {
-    /// The plugin's thread has [`QUEUE`] calls waiting, or is gone.
+    /// The plugin has [`QUEUE`] calls in progress or waiting, or its thread is gone.
     Unavailable,
     /// The call into the plugin, or its future, panicked past the plugin's own guard.
     Panicked,
@@ -34,45 +51,57 @@ pub(super) enum NotRun {
     TimedOut,
 }
 
-/// A plugin's thread, taking calls.
+/// Where one plugin's calls go.
 #[derive(Debug)]
 pub(super) struct PluginThread {
     /// `None`: calls run inline, on the caller's task (see [`PluginThread::inline`]).
-    jobs: Option<mpsc::Sender<Job>>,
+    threads: Option<Threads>,
+}
+
+#[derive(Debug)]
+struct Threads {
+    own: OwnThread,
+    shared: &'static SharedThread,
+    lane: Arc<Lane>,
+    /// Calls in progress or waiting.
+    calls: Arc<AtomicUsize>,
+}
+
+/// Counts a call for its plugin's bound while it lives.
+struct Counted(Arc<AtomicUsize>);
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl PluginThread {
-    /// Starts the thread for plugin `name`.
+    /// Starts the own thread of plugin `name` (and the shared one, the first time).
     pub(super) fn spawn(name: &str) -> std::io::Result<Self> {
-        let (jobs, mut queue) = mpsc::channel::<Job>(QUEUE);
-        // Timers only: hooks do no socket I/O on this thread, and without an I/O driver
-        // an idle thread parks on a futex, which a new call wakes faster than epoll.
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .thread_name(format!("plugin {name}"))
-            .build()?;
-        std::thread::Builder::new()
-            .name(format!("plugin {name}"))
-            .spawn(move || {
-                runtime.block_on(async move {
-                    while let Some(job) = next_call(&mut queue).await {
-                        tokio::spawn(job());
-                    }
-                });
-            })?;
-        Ok(Self { jobs: Some(jobs) })
+        Ok(Self {
+            threads: Some(Threads {
+                own: OwnThread::spawn(name)?,
+                shared: SharedThread::get()?,
+                lane: Arc::new(Lane {
+                    name: name.to_owned(),
+                    moved: AtomicBool::new(false),
+                }),
+                calls: Arc::new(AtomicUsize::new(0)),
+            }),
+        })
     }
 
     /// No thread: calls run on the caller's task, as they did before plugins had threads
     /// of their own. Only `gbs-plugin-bench` uses it, to show what the isolation costs; a
     /// node never does.
     pub(super) fn inline() -> Self {
-        Self { jobs: None }
+        Self { threads: None }
     }
 
-    /// Calls into the plugin on its thread: `hook` makes the plugin's future there, and the
-    /// thread drives it. A call whose caller has given up by the time the thread gets to
-    /// it is skipped.
+    /// Calls a hook: `hook` makes the plugin's future on the shared thread (or the plugin's
+    /// own, once it was moved there), which drives it. A call whose caller has given up by
+    /// the time the thread gets to it is skipped.
     pub(super) fn run<T, F>(
         &self,
         hook: impl FnOnce() -> F + Send + 'static,
@@ -81,50 +110,100 @@ impl PluginThread {
         T: Send + 'static,
         F: Future<Output = T> + Send + 'static,
     {
-        let Some(jobs) = &self.jobs else {
+        self.call(hook, false)
+    }
+
+    /// Runs a background service (a future that lasts) on the plugin's own thread.
+    pub(super) fn run_service<T, F>(
+        &self,
+        hook: impl FnOnce() -> F + Send + 'static,
+    ) -> impl Future<Output = Result<T, NotRun>> + Send + 'static
+    where
+        T: Send + 'static,
+        F: Future<Output = T> + Send + 'static,
+    {
+        self.call(hook, true)
+    }
+
+    fn call<T, F>(
+        &self,
+        hook: impl FnOnce() -> F + Send + 'static,
+        own: bool,
+    ) -> impl Future<Output = Result<T, NotRun>> + Send + 'static
+    where
+        T: Send + 'static,
+        F: Future<Output = T> + Send + 'static,
+    {
+        let Some(threads) = &self.threads else {
             return Either::Left(guarded(hook));
         };
-        let (reply, answer) = oneshot::channel::<Result<T, NotRun>>();
-        let job: Job = Box::new(move || {
-            Box::pin(async move {
-                if reply.is_closed() {
-                    return;
-                }
-                let _ = reply.send(guarded(hook).await);
-            })
-        });
-        let queued = jobs.try_send(job).is_ok();
+        let queued = threads.queue(hook, own);
         Either::Right(async move {
-            if !queued {
-                return Err(NotRun::Unavailable);
+            match queued {
+                Some(answer) => linger::answer(answer)
+                    .await
+                    .unwrap_or(Err(NotRun::Unavailable)),
+                None => Err(NotRun::Unavailable),
             }
-            answer.await.unwrap_or(Err(NotRun::Unavailable))
         })
     }
 
-    /// Runs the synchronous `call` (a constructor, `announce`) on the plugin's thread and
-    /// waits for it, at most `deadline`, blocking the caller.
+    /// Runs the synchronous `call` (a constructor, `announce`) on the plugin's own thread
+    /// and waits for it, at most `deadline`, blocking the caller.
     pub(super) fn run_sync<T: Send + 'static>(
         &self,
         call: impl FnOnce() -> T + Send + 'static,
         deadline: std::time::Duration,
     ) -> Result<T, NotRun> {
-        let Some(jobs) = &self.jobs else {
-            return std::panic::catch_unwind(AssertUnwindSafe(call)).map_err(|_| NotRun::Panicked);
-        };
-        let (reply, answer) = std::sync::mpsc::sync_channel(1);
-        let job: Job = Box::new(move || {
-            let outcome =
-                std::panic::catch_unwind(AssertUnwindSafe(call)).map_err(|_| NotRun::Panicked);
-            let _ = reply.send(outcome);
-            Box::pin(async {})
-        });
-        jobs.try_send(job).map_err(|_| NotRun::Unavailable)?;
-        match answer.recv_timeout(deadline) {
-            Ok(outcome) => outcome,
-            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => Err(NotRun::TimedOut),
-            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => Err(NotRun::Unavailable),
+        match &self.threads {
+            None => std::panic::catch_unwind(AssertUnwindSafe(call)).map_err(|_| NotRun::Panicked),
+            Some(threads) => threads.own.run_sync(call, deadline),
         }
+    }
+}
+
+impl Threads {
+    /// Queues the call on its thread; `None` when the plugin is at its bound or the thread
+    /// is gone.
+    fn queue<T, F>(
+        &self,
+        hook: impl FnOnce() -> F + Send + 'static,
+        own: bool,
+    ) -> Option<oneshot::Receiver<Result<T, NotRun>>>
+    where
+        T: Send + 'static,
+        F: Future<Output = T> + Send + 'static,
+    {
+        if self.calls.fetch_add(1, Ordering::AcqRel) >= QUEUE {
+            self.calls.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        let counted = Counted(self.calls.clone());
+        let (reply, answer) = oneshot::channel::<Result<T, NotRun>>();
+        let job: Job = Box::new(move || {
+            Box::pin(async move {
+                let _counted = counted;
+                let mut reply = reply;
+                if reply.is_closed() {
+                    return;
+                }
+                // A caller that gives up (its deadline passed) drops the plugin's future
+                // with it, so that a hook that never ends holds nothing for long.
+                let work = guarded(hook);
+                tokio::pin!(work);
+                let answer = tokio::select! {
+                    answer = &mut work => answer,
+                    () = reply.closed() => return,
+                };
+                let _ = reply.send(answer);
+            })
+        });
+        let sent = if own || self.lane.moved.load(Ordering::Acquire) {
+            self.own.send(job)
+        } else {
+            self.shared.send(self.lane.clone(), job)
+        };
+        sent.ok().map(|()| answer)
     }
 }
 
@@ -143,68 +222,40 @@ where
     }
 }
 
-/// How long a plugin's thread looks for its next call before it parks. A request's calls
-/// to a plugin (`admit`, then `committed`) come in quick succession, and waking a parked
-/// thread costs tens of microseconds; looking this long costs at most this much CPU per
-/// call.
-const LINGER: std::time::Duration = std::time::Duration::from_micros(50);
-
-/// Whether some plugin thread is lingering: one at a time, so that plugin threads never
-/// take more than one core from the server while they wait.
-static LINGERING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-
-/// The next call for the plugin's thread; `None` once the plugin is dropped. Runs the
-/// thread's other tasks (the calls in progress) while it lingers.
-async fn next_call(queue: &mut mpsc::Receiver<Job>) -> Option<Job> {
-    use std::sync::atomic::Ordering;
-    if LINGERING
-        .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
-        .is_ok()
-    {
-        let lingering = std::time::Instant::now();
-        let found = loop {
-            match queue.try_recv() {
-                Ok(job) => break Some(Some(job)),
-                Err(mpsc::error::TryRecvError::Disconnected) => break Some(None),
-                Err(mpsc::error::TryRecvError::Empty) if lingering.elapsed() < LINGER => {
-                    tokio::task::yield_now().await;
-                }
-                Err(mpsc::error::TryRecvError::Empty) => break None,
-            }
-        };
-        LINGERING.store(false, Ordering::Release);
-        if let Some(found) = found {
-            return found;
-        }
-    }
-    queue.recv().await
-}
-
 #[cfg(test)]
 mod tests {
     use std::time::{Duration, Instant};
 
     use super::*;
 
-    #[tokio::test]
-    async fn a_blocked_plugin_thread_stalls_only_its_own_calls() {
+    fn moved(thread: &PluginThread) -> bool {
+        thread
+            .threads
+            .as_ref()
+            .is_some_and(|t| t.lane.moved.load(Ordering::Acquire))
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_plugin_that_blocks_the_shared_thread_is_moved_and_others_go_on() {
         let stuck = PluginThread::spawn("stuck").unwrap();
         let free = PluginThread::spawn("free").unwrap();
         let blocked = tokio::spawn(stuck.run(|| async {
-            std::thread::sleep(Duration::from_millis(500));
+            std::thread::sleep(Duration::from_millis(600));
             1
         }));
+        tokio::time::sleep(Duration::from_millis(5)).await;
         let started = Instant::now();
         assert_eq!(free.run(|| async { 2 }).await, Ok(2));
-        assert!(started.elapsed() < Duration::from_millis(400));
-        // The stuck thread's next call waits for it.
-        let late = tokio::time::timeout(Duration::from_millis(100), stuck.run(|| async { 3 }));
         assert!(
-            late.await.is_err(),
-            "the stuck thread answered while blocked"
+            started.elapsed() < Duration::from_millis(300),
+            "another plugin waited {:?}",
+            started.elapsed()
         );
+        assert!(moved(&stuck), "the blocking plugin was not moved");
+        assert!(!moved(&free));
+        // Its next call runs on its own thread, while the first is still blocked.
+        assert_eq!(stuck.run(|| async { 3 }).await, Ok(3));
         assert_eq!(blocked.await.unwrap(), Ok(1));
-        assert_eq!(stuck.run(|| async { 4 }).await, Ok(4));
     }
 
     #[test]
@@ -245,19 +296,23 @@ mod tests {
         );
     }
 
+    /// Input tried: QUEUE hooks that never end, then one more.
     #[tokio::test]
-    async fn a_full_queue_refuses_at_once() {
+    async fn a_plugin_at_its_bound_is_refused_at_once_and_given_up_calls_free_it() {
         let thread = PluginThread::spawn("full").unwrap();
-        let (release, wait) = std::sync::mpsc::channel::<()>();
-        let first = tokio::spawn(thread.run(move || async move {
-            let _ = wait.recv();
-        }));
-        // Let the thread take the first call and block in it.
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        let waiting: Vec<_> = (0..QUEUE).map(|_| thread.run(|| async {})).collect();
+        let hanging: Vec<_> = (0..QUEUE)
+            .map(|_| thread.run(std::future::pending::<()>))
+            .collect();
         assert_eq!(thread.run(|| async {}).await, Err(NotRun::Unavailable));
-        release.send(()).unwrap();
-        assert_eq!(first.await.unwrap(), Ok(()));
-        drop(waiting);
+        // The callers give up (as at their deadline): the plugin's futures are dropped.
+        drop(hanging);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            if thread.run(|| async { 7 }).await == Ok(7) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "the given-up calls still count");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 }

@@ -7,7 +7,6 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use std::io::{Read as _, Seek as _};
 
-
 use gbs_plugin_interface::ffi::OperationKind;
 use gbs_plugin_interface::Outcome;
 
@@ -257,22 +256,23 @@ fn stream(file: std::fs::File, at: u64, len: u64) -> Body {
         })
     };
     let first = read(at, len);
-    let pieces = futures_util::stream::unfold(
-        (first, at, len),
-        move |(next, at, remaining)| {
-            let read = read.clone();
-            async move {
-                let piece = match next?.await {
-                    Ok(piece) => piece,
-                    Err(join) => Err(std::io::Error::other(join)),
-                };
-                let n = piece.as_ref().map_or(0, |p| p.len() as u64);
-                let (at, remaining) = (at + n, remaining - n);
-                // After an error the stream ends: the client sees a short body.
-                let next = if piece.is_ok() { read(at, remaining) } else { None };
-                Some((piece, (next, at, remaining)))
-            }
-        },
-    );
+    let pieces = futures_util::stream::unfold((first, at, len), move |(next, at, remaining)| {
+        let read = read.clone();
+        async move {
+            let piece = match next?.await {
+                Ok(piece) => piece,
+                Err(join) => Err(std::io::Error::other(join)),
+            };
+            let n = piece.as_ref().map_or(0, |p| p.len() as u64);
+            let (at, remaining) = (at + n, remaining - n);
+            // After an error the stream ends: the client sees a short body.
+            let next = if piece.is_ok() {
+                read(at, remaining)
+            } else {
+                None
+            };
+            Some((piece, (next, at, remaining)))
+        }
+    });
     Body::from_stream(pieces)
 }

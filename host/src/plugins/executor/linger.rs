@@ -1,0 +1,67 @@
+//! Plugin threads and the requests waiting for them look for work (or an answer) for a few
+//! microseconds before they sleep: on a VM, waking a sleeping thread costs tens of
+//! microseconds, more than most hooks take. Each kind of looking is done by one thread or
+//! task at a time, so that it never takes more than a core from the server.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio::sync::oneshot;
+
+/// How long a plugin thread looks for its next call before it parks. A request's calls
+/// (`admit`, then `committed`, and each plugin's in turn) come in quick succession.
+const LINGER: Duration = Duration::from_micros(50);
+
+/// How long a request looks for its plugin's answer before it sleeps until woken.
+const SPIN: Duration = Duration::from_micros(40);
+
+static LINGERING: AtomicBool = AtomicBool::new(false);
+static SPINNING: AtomicBool = AtomicBool::new(false);
+
+/// Tries `poll` (yielding to the thread's or worker's other tasks in between) for up to
+/// `limit`, if no one else of this kind (`flag`) is looking; `None` when nothing came.
+async fn look<T>(
+    flag: &AtomicBool,
+    limit: Duration,
+    mut poll: impl FnMut() -> Option<T>,
+) -> Option<T> {
+    if flag
+        .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+        .is_err()
+    {
+        return None;
+    }
+    let started = Instant::now();
+    let found = loop {
+        if let Some(found) = poll() {
+            break Some(found);
+        }
+        if started.elapsed() >= limit {
+            break None;
+        }
+        tokio::task::yield_now().await;
+    };
+    flag.store(false, Ordering::Release);
+    found
+}
+
+/// A call for a plugin thread that arrives within [`LINGER`], looked for with `try_next`;
+/// `None` when none did (or another thread is lingering): then wait to be woken.
+pub(super) async fn early_call<J>(try_next: impl FnMut() -> Option<J>) -> Option<J> {
+    look(&LINGERING, LINGER, try_next).await
+}
+
+/// The answer on `answer`, looked for for a while before waiting to be woken; `None` when
+/// the plugin's side dropped it.
+pub(super) async fn answer<T>(mut answer: oneshot::Receiver<T>) -> Option<T> {
+    let found = look(&SPINNING, SPIN, || match answer.try_recv() {
+        Ok(value) => Some(Some(value)),
+        Err(oneshot::error::TryRecvError::Closed) => Some(None),
+        Err(oneshot::error::TryRecvError::Empty) => None,
+    })
+    .await;
+    match found {
+        Some(found) => found,
+        None => answer.await.ok(),
+    }
+}

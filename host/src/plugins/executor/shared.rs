@@ -1,0 +1,187 @@
+//! The shared plugin thread: where every plugin's hooks run until the plugin is caught
+//! holding it.
+//!
+//! One thread for all plugins makes a request's hooks (each plugin's `admit`, then each
+//! `committed`) run back to back on a thread that is already awake, instead of waking a
+//! thread per plugin per hook. A watchdog looks at what the thread is doing every
+//! [`CHECK`]: when one poll of a plugin's hook has lasted [`STALL`], that plugin is moved to
+//! its own thread for good, and a fresh shared thread takes over the queue. The stuck
+//! thread finishes the calls it had started, whenever the plugin lets it, and ends.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+
+use super::linger::early_call;
+use super::Job;
+
+/// How long one poll of a hook may hold the shared thread before its plugin is moved to
+/// its own thread.
+pub(super) const STALL: Duration = Duration::from_millis(20);
+/// How often the watchdog looks.
+const CHECK: Duration = Duration::from_millis(10);
+
+/// A plugin as the shared thread knows it.
+#[derive(Debug)]
+pub(super) struct Lane {
+    pub(super) name: String,
+    /// Set once the plugin held the shared thread too long: its hooks go to its own thread.
+    pub(super) moved: AtomicBool,
+}
+
+/// A call for the shared thread and whose it is.
+type SharedJob = (Arc<Lane>, Job);
+
+/// What one shared thread is polling, and since when.
+#[derive(Debug, Default)]
+struct Busy(Mutex<Option<(Arc<Lane>, Instant)>>);
+
+impl Busy {
+    fn set(&self, now: Option<(Arc<Lane>, Instant)>) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = now;
+    }
+
+    fn stuck(&self) -> Option<Arc<Lane>> {
+        let busy = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let (lane, since) = busy.as_ref()?;
+        (since.elapsed() >= STALL).then(|| lane.clone())
+    }
+}
+
+/// A hook's future whose every poll is recorded in its thread's [`Busy`].
+struct Watched {
+    future: Pin<Box<dyn Future<Output = ()> + Send>>,
+    lane: Arc<Lane>,
+    busy: Arc<Busy>,
+}
+
+impl Future for Watched {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        self.busy.set(Some((self.lane.clone(), Instant::now())));
+        let polled = self.future.as_mut().poll(cx);
+        self.busy.set(None);
+        polled
+    }
+}
+
+#[derive(Debug)]
+pub(super) struct SharedThread {
+    jobs: mpsc::UnboundedSender<SharedJob>,
+    queue: Arc<Mutex<mpsc::UnboundedReceiver<SharedJob>>>,
+    /// Which thread takes from the queue: an older one stops taking.
+    generation: AtomicU64,
+    /// What the current thread is doing.
+    busy: Mutex<Arc<Busy>>,
+}
+
+impl SharedThread {
+    /// The process's shared thread, started (with its watchdog) on first use.
+    pub(super) fn get() -> std::io::Result<&'static SharedThread> {
+        static SHARED: OnceLock<SharedThread> = OnceLock::new();
+        static STARTED: Mutex<bool> = Mutex::new(false);
+        let shared = SHARED.get_or_init(|| {
+            let (jobs, queue) = mpsc::unbounded_channel();
+            SharedThread {
+                jobs,
+                queue: Arc::new(Mutex::new(queue)),
+                generation: AtomicU64::new(0),
+                busy: Mutex::new(Arc::new(Busy::default())),
+            }
+        });
+        let mut started = STARTED.lock().unwrap_or_else(|e| e.into_inner());
+        if !*started {
+            shared.start(0)?;
+            std::thread::Builder::new()
+                .name("plugin watchdog".into())
+                .spawn(move || shared.watch())?;
+            *started = true;
+        }
+        Ok(shared)
+    }
+
+    /// Queues `job` for `lane`; gives it back if the queue is gone.
+    pub(super) fn send(&self, lane: Arc<Lane>, job: Job) -> Result<(), Job> {
+        self.jobs.send((lane, job)).map_err(|e| e.0 .1)
+    }
+
+    /// Starts the thread of `generation`, which takes calls while it is the current one.
+    fn start(&'static self, generation: u64) -> std::io::Result<()> {
+        let busy = Arc::new(Busy::default());
+        *self.busy.lock().unwrap_or_else(|e| e.into_inner()) = busy.clone();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .thread_name("plugins")
+            .build()?;
+        let queue = self.queue.clone();
+        let current = move || self.generation.load(Ordering::Acquire) == generation;
+        std::thread::Builder::new()
+            .name("plugins".into())
+            .spawn(move || {
+                runtime.block_on(async move {
+                    let mut calls = JoinSet::new();
+                    let take = |cx: Option<&mut Context<'_>>| -> Poll<Option<SharedJob>> {
+                        if !current() {
+                            return Poll::Ready(None);
+                        }
+                        let mut queue = queue.lock().unwrap_or_else(|e| e.into_inner());
+                        match cx {
+                            Some(cx) => queue.poll_recv(cx),
+                            None => match queue.try_recv() {
+                                Ok(job) => Poll::Ready(Some(job)),
+                                Err(mpsc::error::TryRecvError::Empty) => Poll::Pending,
+                                Err(mpsc::error::TryRecvError::Disconnected) => Poll::Ready(None),
+                            },
+                        }
+                    };
+                    loop {
+                        let early = early_call(|| match take(None) {
+                            Poll::Ready(job) => Some(job),
+                            Poll::Pending => None,
+                        });
+                        let next = match early.await {
+                            Some(next) => next,
+                            None => std::future::poll_fn(|cx| take(Some(cx))).await,
+                        };
+                        let Some((lane, job)) = next else { break };
+                        // Reap finished calls so that the set does not grow.
+                        while calls.try_join_next().is_some() {}
+                        calls.spawn(Watched {
+                            future: job(),
+                            lane,
+                            busy: busy.clone(),
+                        });
+                    }
+                    // Replaced (or the queue is gone): finish what was started, then end.
+                    while calls.join_next().await.is_some() {}
+                });
+            })?;
+        Ok(())
+    }
+
+    /// The watchdog: moves a plugin caught holding the thread to its own, and replaces the
+    /// thread.
+    fn watch(&'static self) {
+        loop {
+            std::thread::sleep(CHECK);
+            let busy = self.busy.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            let Some(lane) = busy.stuck() else { continue };
+            lane.moved.store(true, Ordering::Release);
+            tracing::warn!(
+                plugin = %lane.name,
+                "storage plugin held the shared plugin thread for over {STALL:?}; its hooks run on its own thread from now on"
+            );
+            let generation = self.generation.fetch_add(1, Ordering::AcqRel) + 1;
+            if let Err(error) = self.start(generation) {
+                tracing::error!(%error, "cannot start a new shared plugin thread");
+            }
+        }
+    }
+}
