@@ -23,6 +23,7 @@ mod ceilings;
 mod report;
 mod workloads;
 
+use std::future::Future;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -47,6 +48,8 @@ struct Plan {
     stock_client: usize,
     /// Each of the 8 concurrent uploads of the memory row.
     memory_upload: usize,
+    /// Rounds of each measure, of which the best counts.
+    rounds: u8,
 }
 
 /// How many more requests `gbs` gets than stock Tahoe in the small-request rows.
@@ -69,16 +72,18 @@ impl Plan {
                 big: 4 << 20,
                 stock_client: 1 << 20,
                 memory_upload: 1 << 20,
+                rounds: 1,
             }
         } else {
             Self {
                 short,
                 version_requests: 8192,
-                small_reads: 2048,
+                small_reads: 128,
                 mutable_writes: 300,
                 big: 256 << 20,
                 stock_client: 64 << 20,
                 memory_upload: 256 << 20,
+                rounds: 3,
             }
         }
     }
@@ -158,9 +163,14 @@ async fn run(plan: &Plan) -> Vec<Section> {
         ),
     );
 
-    let tls = ceilings::tls_loopback(plan.big).await;
+    // The best of three: a ceiling is what the machine can do, not what it did once.
+    let mut tls: f64 = 0.0;
+    let mut disk: f64 = 0.0;
     let scratch = tempfile::tempdir().expect("temp dir");
-    let disk = ceilings::disk_write(scratch.path(), plan.big);
+    for _ in 0..3 {
+        tls = tls.max(ceilings::tls_loopback(plan.big).await);
+        disk = disk.max(ceilings::disk_write(scratch.path(), plan.big));
+    }
     let big = plan.big >> 20;
     ceilings.push(
         Row::new(
@@ -207,7 +217,7 @@ async fn run(plan: &Plan) -> Vec<Section> {
             key: "plugins",
             title: "gbs with three in-process plugins (access-log, allow-list, fixture-panics)",
             baseline: "no plugins",
-            ratio: "share of the speed without plugins",
+            ratio: "times better (below 1: the plugins' cost)",
             rows: plugins,
         },
     ]
@@ -289,24 +299,63 @@ impl Server {
 
     async fn measure(&self, plan: &Plan, data: &Arc<Vec<u8>>) -> Measured {
         let requests = plan.version_requests * self.scale;
-        let before = ProcessStats::of(self.pid).cpu;
-        let version = workloads::version(&self.wide, requests, WIDE).await;
-        let cpu = ProcessStats::of(self.pid).cpu - before;
-        let si = storage_index(1);
-        let upload = workloads::upload(&self.wide, si, data).await;
-        let download = workloads::download(&self.wide, &si, data).await;
         let reads = plan.small_reads * self.scale;
-        Measured {
-            version,
-            version_cpu_micros: cpu.as_secs_f64() * 1e6 / requests as f64,
-            small_read_one: workloads::small_reads(&self.client, si, data, reads, 1).await,
-            small_read_wide: workloads::small_reads(&self.wide, si, data, reads, WIDE).await,
-            mutable: workloads::mutable_writes(&self.client, storage_index(2), plan.mutable_writes)
+        let mut best = Measured {
+            version_cpu_micros: f64::MAX,
+            ..Measured::default()
+        };
+        // The best of a few rounds: what the server can do, not what a noisy neighbour
+        // let it do once.
+        for round in 0..plan.rounds {
+            let (version, cpu) = cpu_per_request(self.pid, requests, async {
+                workloads::version(&self.wide, requests, WIDE).await
+            })
+            .await;
+            let si = storage_index(10 + round);
+            let upload = workloads::upload(&self.wide, si, data).await;
+            let download = workloads::download(&self.wide, &si, data).await;
+            let round = Measured {
+                version,
+                version_cpu_micros: cpu,
+                small_read_one: workloads::small_reads(&self.client, si, data, reads, 1).await,
+                small_read_wide: workloads::small_reads(&self.wide, si, data, reads, WIDE).await,
+                mutable: workloads::mutable_writes(
+                    &self.client,
+                    storage_index(20 + round),
+                    plan.mutable_writes,
+                )
                 .await,
-            upload,
-            download,
+                upload,
+                download,
+            };
+            best = best.best(&round);
+        }
+        best
+    }
+}
+
+impl Measured {
+    /// Each number at its best of `self` and `other`.
+    fn best(&self, other: &Self) -> Self {
+        Self {
+            version: self.version.max(other.version),
+            version_cpu_micros: self.version_cpu_micros.min(other.version_cpu_micros),
+            small_read_one: self.small_read_one.max(other.small_read_one),
+            small_read_wide: self.small_read_wide.max(other.small_read_wide),
+            mutable: self.mutable.max(other.mutable),
+            upload: self.upload.max(other.upload),
+            download: self.download.max(other.download),
         }
     }
+}
+
+/// Runs `work` (`requests` requests) and answers its result with the CPU time process `pid`
+/// spent per request, in µs.
+async fn cpu_per_request<T>(pid: u32, requests: usize, work: impl Future<Output = T>) -> (T, f64) {
+    let before = ProcessStats::of(pid).cpu;
+    let result = work.await;
+    let cpu = ProcessStats::of(pid).cpu - before;
+    (result, cpu.as_secs_f64() * 1e6 / requests as f64)
 }
 
 fn client(nurl: &str, connections: usize, plugins: Vec<ClientPluginHandle>) -> Client {
@@ -400,30 +449,51 @@ async fn plugin_rows(plan: &Plan, data: &Arc<Vec<u8>>) -> Vec<Row> {
         ClientPluginHandle::build(dir, "allow-list", &settings, &library).expect("client plugin")
     };
     let state = tempfile::tempdir().expect("temp dir");
-    let reads = plan.small_reads * FAST;
+    let (reads, requests) = (plan.small_reads * FAST, plan.version_requests * FAST);
     let data = Arc::new(data[..data.len().min(1 << 20)].to_vec());
     let si = storage_index(3);
-    let mut rows = Vec::new();
-    let mut rates = Vec::new();
+    let mut measured = Vec::new();
     for node in [&plain, &plugged] {
         let one = client(node.nurl(), 1, vec![token(state.path())]);
         let wide = client(node.nurl(), WIDE, vec![token(state.path())]);
         workloads::upload(&one, si, &data).await;
-        rates.push([
-            workloads::version(&wide, plan.version_requests * FAST, WIDE).await,
-            workloads::small_reads(&one, si, &data, reads, 1).await,
-            workloads::small_reads(&wide, si, &data, reads, WIDE).await,
-        ]);
+        let mut best = [0.0, f64::MAX, f64::MAX];
+        for _ in 0..plan.rounds {
+            let latency = workloads::small_reads(&one, si, &data, reads, 1).await;
+            let (_, version) = cpu_per_request(node.pid(), requests, async {
+                workloads::version(&wide, requests, WIDE).await
+            })
+            .await;
+            let (_, read) = cpu_per_request(node.pid(), reads, async {
+                workloads::small_reads(&wide, si, &data, reads, WIDE).await
+            })
+            .await;
+            best = [
+                best[0].max(latency),
+                best[1].min(version),
+                best[2].min(read),
+            ];
+        }
+        measured.push(best);
     }
-    for (i, name) in [
-        "GET version, 64 connections",
-        "1 KiB ranged read, 1 connection",
-        "1 KiB ranged read, 64 connections",
+    let mut rows = Vec::new();
+    for (i, (name, unit, better)) in [
+        ("1 KiB ranged read, 1 connection", "req/s", Better::Higher),
+        (
+            "server CPU per version request, 64 connections",
+            "µs",
+            Better::Lower,
+        ),
+        (
+            "server CPU per 1 KiB ranged read, 64 connections",
+            "µs",
+            Better::Lower,
+        ),
     ]
     .into_iter()
     .enumerate()
     {
-        rows.push(Row::new(name, "req/s", Better::Higher).values(rates[0][i], rates[1][i]));
+        rows.push(Row::new(name, unit, better).values(measured[0][i], measured[1][i]));
     }
     rows
 }
