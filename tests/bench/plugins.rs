@@ -12,9 +12,9 @@
 //! - 3 plugins: `access-log`, `allow-list` (checks a token in the request's plugin data)
 //!   and the `fixture-panics` test fixture with no hook set to panic (admits everything).
 //!
-//! Each plugin row runs twice: with hooks on each plugin's own thread, as a node runs them,
-//! and inline on the request's task, as before plugins were isolated, so the isolation's
-//! cost shows. The plugins are built on demand in the profile of this binary. Numbers are wall-clock on
+//! Each plugin row runs twice: with hooks on the plugin thread, as a node runs them, and
+//! inline on the request's task, as before plugins were isolated, so the isolation's cost
+//! shows. The plugins are built on demand in the profile of this binary. Numbers are wall-clock on
 //! whatever else the machine is doing; each row is the best of several rounds.
 
 use std::collections::BTreeMap;
@@ -43,8 +43,8 @@ fn settings(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         .collect()
 }
 
-/// How hooks run: on each plugin's own thread (as a node runs them), or inline on the
-/// request's task (as before plugins were isolated).
+/// How hooks run: on the plugin thread (as a node runs them), or inline on the request's
+/// task (as before plugins were isolated).
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Hooks {
     Isolated,
@@ -173,14 +173,14 @@ fn main() {
         )];
         for (name, hooks) in [
             ("1 plugin, inline (before)", Hooks::Inline),
-            ("1 plugin, own thread", Hooks::Isolated),
+            ("1 plugin, plugin thread", Hooks::Isolated),
         ] {
             let plugins = load(dir.path(), store, &one_plugin, hooks);
             rows.push((name, measure(&state(plugins), &auth, None).await));
         }
         for (name, hooks) in [
             ("3 plugins, inline (before)", Hooks::Inline),
-            ("3 plugins, own threads", Hooks::Isolated),
+            ("3 plugins, plugin thread", Hooks::Isolated),
         ] {
             let plugins = load(dir.path(), store, &three_plugins, hooks);
             rows.push((
