@@ -123,45 +123,38 @@ async fn run(plan: &Plan) -> Vec<Section> {
     let gbs_result = servers[1].measure(plan, &data).await;
     let size = format!("{} MiB", plan.big >> 20);
     for (name, unit, better, pick) in Measured::ROWS {
-        versus.push(
-            Row::new(name.replace("SIZE", &size), unit, *better)
-                .values(pick(&stock_result), pick(&gbs_result)),
-        );
+        versus.push(Row::new(
+            name.replace("SIZE", &size),
+            (unit, *better),
+            pick(&stock_result),
+            pick(&gbs_result),
+        ));
     }
 
     let stock_client = [stock.nurl(), gbs.nurl()].map(|nurl| stock_client(nurl, plan.stock_client));
     let mib = plan.stock_client >> 20;
-    versus.push(
-        Row::new(
-            format!("{mib} MiB upload, stock Python client"),
-            "MiB/s",
-            Better::Higher,
-        )
-        .values(stock_client[0].0, stock_client[1].0),
-    );
-    versus.push(
-        Row::new(
-            format!("{mib} MiB download, stock Python client"),
-            "MiB/s",
-            Better::Higher,
-        )
-        .values(stock_client[0].1, stock_client[1].1),
-    );
+    versus.push(Row::new(
+        format!("{mib} MiB upload, stock Python client"),
+        ("MiB/s", Better::Higher),
+        stock_client[0].0,
+        stock_client[1].0,
+    ));
+    versus.push(Row::new(
+        format!("{mib} MiB download, stock Python client"),
+        ("MiB/s", Better::Higher),
+        stock_client[0].1,
+        stock_client[1].1,
+    ));
     drop((stock, gbs));
-    versus.push(
-        Row::new(
-            format!(
-                "server peak RSS, {MEMORY_UPLOADS} concurrent {} MiB uploads",
-                plan.memory_upload >> 20
-            ),
-            "MiB",
-            Better::Lower,
-        )
-        .values(
-            peak_memory(Fresh::Stock, plan.memory_upload).await,
-            peak_memory(Fresh::Gbs, plan.memory_upload).await,
+    versus.push(Row::new(
+        format!(
+            "server peak RSS, {MEMORY_UPLOADS} concurrent {} MiB uploads",
+            plan.memory_upload >> 20
         ),
-    );
+        ("MiB", Better::Lower),
+        peak_memory(Fresh::Stock, plan.memory_upload).await,
+        peak_memory(Fresh::Gbs, plan.memory_upload).await,
+    ));
 
     // The best of three: a ceiling is what the machine can do, not what it did once.
     let mut tls: f64 = 0.0;
@@ -172,30 +165,24 @@ async fn run(plan: &Plan) -> Vec<Section> {
         disk = disk.max(ceilings::disk_write(scratch.path(), plan.big));
     }
     let big = plan.big >> 20;
-    ceilings.push(
-        Row::new(
-            format!("{big} MiB upload vs TLS over loopback"),
-            "MiB/s",
-            Better::Higher,
-        )
-        .values(tls, gbs_result.upload),
-    );
-    ceilings.push(
-        Row::new(
-            format!("{big} MiB download vs TLS over loopback"),
-            "MiB/s",
-            Better::Higher,
-        )
-        .values(tls, gbs_result.download),
-    );
-    ceilings.push(
-        Row::new(
-            format!("{big} MiB upload vs disk write + fsync"),
-            "MiB/s",
-            Better::Higher,
-        )
-        .values(disk, gbs_result.upload),
-    );
+    ceilings.push(Row::new(
+        format!("{big} MiB upload vs TLS over loopback"),
+        ("MiB/s", Better::Higher),
+        tls,
+        gbs_result.upload,
+    ));
+    ceilings.push(Row::new(
+        format!("{big} MiB download vs TLS over loopback"),
+        ("MiB/s", Better::Higher),
+        tls,
+        gbs_result.download,
+    ));
+    ceilings.push(Row::new(
+        format!("{big} MiB upload vs disk write + fsync"),
+        ("MiB/s", Better::Higher),
+        disk,
+        gbs_result.upload,
+    ));
 
     let plugins = plugin_rows(plan, &data).await;
     vec![
@@ -493,7 +480,12 @@ async fn plugin_rows(plan: &Plan, data: &Arc<Vec<u8>>) -> Vec<Row> {
     .into_iter()
     .enumerate()
     {
-        rows.push(Row::new(name, unit, better).values(measured[0][i], measured[1][i]));
+        rows.push(Row::new(
+            name,
+            (unit, better),
+            measured[0][i],
+            measured[1][i],
+        ));
     }
     rows
 }

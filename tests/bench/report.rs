@@ -20,11 +20,18 @@ pub(crate) struct Row {
 }
 
 impl Row {
-    pub(crate) fn new(name: impl Into<String>, unit: &'static str, better: Better) -> RowBuilder {
-        RowBuilder {
+    pub(crate) fn new(
+        name: impl Into<String>,
+        (unit, better): (&'static str, Better),
+        baseline: f64,
+        gbs: f64,
+    ) -> Self {
+        Self {
             name: name.into(),
             unit,
             better,
+            baseline,
+            gbs,
         }
     }
 
@@ -35,24 +42,6 @@ impl Row {
             Better::Lower => (self.baseline, self.gbs),
         };
         better / worse.max(f64::MIN_POSITIVE)
-    }
-}
-
-pub(crate) struct RowBuilder {
-    name: String,
-    unit: &'static str,
-    better: Better,
-}
-
-impl RowBuilder {
-    pub(crate) fn values(self, baseline: f64, gbs: f64) -> Row {
-        Row {
-            name: self.name,
-            unit: self.unit,
-            better: self.better,
-            baseline,
-            gbs,
-        }
     }
 }
 
