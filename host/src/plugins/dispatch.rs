@@ -107,7 +107,7 @@ async fn call<T: Send + 'static>(
 ) -> Result<T, CallError> {
     use std::sync::atomic::Ordering::Relaxed;
     let object = plugin.object.clone();
-    let answer = plugin.thread.run(move || hook(&object));
+    let answer = plugin.thread.run(deadline, move || hook(&object));
     plugin.stats.calls.fetch_add(1, Relaxed);
     let result = match tokio::time::timeout(deadline, answer).await {
         Err(_) | Ok(Err(NotRun::Unavailable | NotRun::TimedOut)) => {

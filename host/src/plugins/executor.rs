@@ -27,6 +27,7 @@ use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures_util::future::Either;
 use futures_util::FutureExt as _;
@@ -100,20 +101,24 @@ impl PluginThread {
     }
 
     /// Calls a hook: `hook` makes the plugin's future on the shared thread (or the plugin's
-    /// own, once it was moved there), which drives it. A call whose caller has given up by
-    /// the time the thread gets to it is skipped.
+    /// own, once it was moved there), which drives it for at most `deadline` and then drops
+    /// it (its caller has given up by then). A call whose caller has given up by the time
+    /// the thread gets to it is skipped; one whose caller goes away later (a client that
+    /// disconnects while `committed` runs) still runs to its end.
     pub(super) fn run<T, F>(
         &self,
+        deadline: Duration,
         hook: impl FnOnce() -> F + Send + 'static,
     ) -> impl Future<Output = Result<T, NotRun>> + Send + 'static
     where
         T: Send + 'static,
         F: Future<Output = T> + Send + 'static,
     {
-        self.call(hook, false)
+        self.call(hook, Some(deadline))
     }
 
-    /// Runs a background service (a future that lasts) on the plugin's own thread.
+    /// Runs a background service (a future that lasts, with no deadline) on the plugin's
+    /// own thread.
     pub(super) fn run_service<T, F>(
         &self,
         hook: impl FnOnce() -> F + Send + 'static,
@@ -122,13 +127,14 @@ impl PluginThread {
         T: Send + 'static,
         F: Future<Output = T> + Send + 'static,
     {
-        self.call(hook, true)
+        self.call(hook, None)
     }
 
+    /// A hook with its deadline, or a service (on the plugin's own thread) without one.
     fn call<T, F>(
         &self,
         hook: impl FnOnce() -> F + Send + 'static,
-        own: bool,
+        deadline: Option<Duration>,
     ) -> impl Future<Output = Result<T, NotRun>> + Send + 'static
     where
         T: Send + 'static,
@@ -137,7 +143,7 @@ impl PluginThread {
         let Some(threads) = &self.threads else {
             return Either::Left(guarded(hook));
         };
-        let queued = threads.queue(hook, own);
+        let queued = threads.queue(hook, deadline);
         Either::Right(async move {
             match queued {
                 Some(answer) => linger::answer(answer)
@@ -168,7 +174,7 @@ impl Threads {
     fn queue<T, F>(
         &self,
         hook: impl FnOnce() -> F + Send + 'static,
-        own: bool,
+        deadline: Option<Duration>,
     ) -> Option<oneshot::Receiver<Result<T, NotRun>>>
     where
         T: Send + 'static,
@@ -183,22 +189,23 @@ impl Threads {
         let job: Job = Box::new(move || {
             Box::pin(async move {
                 let _counted = counted;
-                let mut reply = reply;
                 if reply.is_closed() {
                     return;
                 }
-                // A caller that gives up (its deadline passed) drops the plugin's future
-                // with it, so that a hook that never ends holds nothing for long.
                 let work = guarded(hook);
-                tokio::pin!(work);
-                let answer = tokio::select! {
-                    answer = &mut work => answer,
-                    () = reply.closed() => return,
+                let answer = match deadline {
+                    // Past its deadline a hook's caller has answered 503: the plugin's
+                    // future is dropped, so that a hook that never ends holds nothing.
+                    Some(deadline) => match tokio::time::timeout(deadline, work).await {
+                        Ok(answer) => answer,
+                        Err(_) => return,
+                    },
+                    None => work.await,
                 };
                 let _ = reply.send(answer);
             })
         });
-        let sent = if own || self.lane.moved.load(Ordering::Acquire) {
+        let sent = if deadline.is_none() || self.lane.moved.load(Ordering::Acquire) {
             self.own.send(job)
         } else {
             self.shared.send(self.lane.clone(), job)
@@ -224,9 +231,11 @@ where
 
 #[cfg(test)]
 mod tests {
-    use std::time::{Duration, Instant};
+    use std::time::Instant;
 
     use super::*;
+
+    const DEADLINE: Duration = Duration::from_secs(30);
 
     fn moved(thread: &PluginThread) -> bool {
         thread
@@ -239,13 +248,13 @@ mod tests {
     async fn a_plugin_that_blocks_the_shared_thread_is_moved_and_others_go_on() {
         let stuck = PluginThread::spawn("stuck").unwrap();
         let free = PluginThread::spawn("free").unwrap();
-        let blocked = tokio::spawn(stuck.run(|| async {
+        let blocked = tokio::spawn(stuck.run(DEADLINE, || async {
             std::thread::sleep(Duration::from_millis(600));
             1
         }));
         tokio::time::sleep(Duration::from_millis(5)).await;
         let started = Instant::now();
-        assert_eq!(free.run(|| async { 2 }).await, Ok(2));
+        assert_eq!(free.run(DEADLINE, || async { 2 }).await, Ok(2));
         assert!(
             started.elapsed() < Duration::from_millis(300),
             "another plugin waited {:?}",
@@ -254,7 +263,7 @@ mod tests {
         assert!(moved(&stuck), "the blocking plugin was not moved");
         assert!(!moved(&free));
         // Its next call runs on its own thread, while the first is still blocked.
-        assert_eq!(stuck.run(|| async { 3 }).await, Ok(3));
+        assert_eq!(stuck.run(DEADLINE, || async { 3 }).await, Ok(3));
         assert_eq!(blocked.await.unwrap(), Ok(1));
     }
 
@@ -280,9 +289,11 @@ mod tests {
     #[tokio::test]
     async fn panics_become_an_answer() {
         let thread = PluginThread::spawn("panics").unwrap();
-        let in_call = thread.run(|| -> std::future::Ready<u8> { panic!("in the call") });
+        let in_call = thread.run(DEADLINE, || -> std::future::Ready<u8> {
+            panic!("in the call")
+        });
         assert_eq!(in_call.await, Err(NotRun::Panicked));
-        let in_future = thread.run(|| async {
+        let in_future = thread.run(DEADLINE, || async {
             if true {
                 panic!("in the future");
             }
@@ -290,28 +301,34 @@ mod tests {
         });
         assert_eq!(in_future.await, Err(NotRun::Panicked));
         assert_eq!(
-            thread.run(|| async { 5 }).await,
+            thread.run(DEADLINE, || async { 5 }).await,
             Ok(5),
             "the thread survives"
         );
     }
 
-    /// Input tried: QUEUE hooks that never end, then one more.
+    /// Input tried: QUEUE hooks that never end (deadline 200 ms), then one more.
     #[tokio::test]
-    async fn a_plugin_at_its_bound_is_refused_at_once_and_given_up_calls_free_it() {
+    async fn a_plugin_at_its_bound_is_refused_at_once_and_hooks_past_their_deadline_free_it() {
         let thread = PluginThread::spawn("full").unwrap();
         let hanging: Vec<_> = (0..QUEUE)
-            .map(|_| thread.run(std::future::pending::<()>))
+            .map(|_| thread.run(Duration::from_millis(200), std::future::pending::<()>))
             .collect();
-        assert_eq!(thread.run(|| async {}).await, Err(NotRun::Unavailable));
-        // The callers give up (as at their deadline): the plugin's futures are dropped.
-        drop(hanging);
+        assert_eq!(
+            thread.run(DEADLINE, || async {}).await,
+            Err(NotRun::Unavailable)
+        );
+        // Past their deadline the plugin's futures are dropped, even with callers still
+        // waiting (they hear that the call did not run).
+        for call in hanging {
+            assert_eq!(call.await, Err(NotRun::Unavailable));
+        }
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
-            if thread.run(|| async { 7 }).await == Ok(7) {
+            if thread.run(DEADLINE, || async { 7 }).await == Ok(7) {
                 break;
             }
-            assert!(Instant::now() < deadline, "the given-up calls still count");
+            assert!(Instant::now() < deadline, "the dropped calls still count");
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
