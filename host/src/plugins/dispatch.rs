@@ -25,7 +25,7 @@ use gbs_plugin_interface::{to_cbor, Operation, Outcome};
 use tokio::task::JoinHandle;
 
 use super::data::{is_one_cbor_item, PluginData};
-use super::executor::NotRun;
+use super::executor::{run_batch, NotRun, Order};
 use super::registry::{ServerEntry, ServerPlugins};
 use crate::storage::LeaseRenewal;
 use gbs_plugin_interface::ffi::ServerPluginBox;
@@ -105,17 +105,27 @@ async fn call<T: Send + 'static>(
     deadline: Duration,
     hook: impl FnOnce(&ServerPluginBox) -> FfiFuture<RResult<T, PluginError>> + Send + 'static,
 ) -> Result<T, CallError> {
-    use std::sync::atomic::Ordering::Relaxed;
     let object = plugin.object.clone();
     let answer = plugin.thread.run(deadline, move || hook(&object));
+    let answer = tokio::time::timeout(deadline, answer)
+        .await
+        .unwrap_or(Err(NotRun::TimedOut));
+    answer_of(plugin, deadline, answer)
+}
+
+/// What a hook call came to, counted in the plugin's statistics.
+fn answer_of<T>(
+    plugin: &ServerEntry,
+    deadline: Duration,
+    answer: Result<RResult<T, PluginError>, NotRun>,
+) -> Result<T, CallError> {
+    use std::sync::atomic::Ordering::Relaxed;
     plugin.stats.calls.fetch_add(1, Relaxed);
-    let result = match tokio::time::timeout(deadline, answer).await {
-        Err(_) | Ok(Err(NotRun::Unavailable | NotRun::TimedOut)) => {
-            Err(CallError::TimedOut(deadline))
-        }
-        Ok(Err(NotRun::Panicked)) => Err(CallError::Failed("its future panicked".into())),
-        Ok(Ok(RResult::RErr(error))) => Err(CallError::Failed(error.to_string())),
-        Ok(Ok(RResult::ROk(value))) => Ok(value),
+    let result = match answer {
+        Err(NotRun::Unavailable | NotRun::TimedOut) => Err(CallError::TimedOut(deadline)),
+        Err(NotRun::Panicked) => Err(CallError::Failed("its future panicked".into())),
+        Ok(RResult::RErr(error)) => Err(CallError::Failed(error.to_string())),
+        Ok(RResult::ROk(value)) => Ok(value),
     };
     if result.is_err() {
         plugin.stats.failures.fetch_add(1, Relaxed);
@@ -212,19 +222,29 @@ impl ServerPlugins {
             return Ok(Admission::default());
         }
         let encoded = to_cbor(&operation());
+        let interested: Vec<(usize, &ServerEntry)> = self.interested(kind).collect();
+        let calls = interested
+            .iter()
+            .map(|(_, plugin)| {
+                let plugin_data: ROption<RVec<u8>> = match data.get(&plugin.name) {
+                    Some(bytes) => RSome(bytes.to_vec().into()),
+                    None => RNone,
+                };
+                let (object, operation) = (plugin.object.clone(), encoded.clone());
+                let hook = move || object.admit(operation.into(), plugin_data);
+                (&plugin.thread, hook)
+            })
+            .collect();
+        // In config order, stopping at the first plugin that does not admit.
+        let admitted_by = |answer: &Result<RResult<ROption<Rejection>, PluginError>, NotRun>| {
+            !matches!(answer, Ok(RResult::ROk(RNone)))
+        };
+        let answers = run_batch(calls, self.deadline, Order::InTurn { stop: admitted_by }).await;
         let mut admitted = Vec::new();
         let mut lease_renewal = LeaseRenewal::Implicit;
-        for (index, plugin) in self.interested(kind) {
-            let plugin_data: ROption<RVec<u8>> = match data.get(&plugin.name) {
-                Some(bytes) => RSome(bytes.to_vec().into()),
-                None => RNone,
-            };
-            let operation = encoded.clone();
-            let answer = call(plugin, self.deadline, move |object| {
-                object.admit(operation.into(), plugin_data)
-            })
-            .await
-            .map_err(|e| e.into_refusal(&plugin.name, "admit"))?;
+        for ((index, plugin), answer) in interested.into_iter().zip(answers) {
+            let answer = answer_of(plugin, self.deadline, answer)
+                .map_err(|e| e.into_refusal(&plugin.name, "admit"))?;
             if let RSome(rejection) = answer {
                 return Err(match checked_rejection(&plugin.name, &rejection) {
                     Ok(refusal) => {
@@ -258,20 +278,30 @@ impl ServerPlugins {
             return;
         }
         let outcome = to_cbor(&outcome());
-        let calls = admission.admitted.iter().filter_map(|&index| {
-            let plugin = self.plugins.get(index)?;
-            let (operation, outcome) = (admission.operation.clone(), outcome.clone());
-            Some(async move {
-                let committed = call(plugin, self.deadline, move |object| {
-                    object.committed(operation.into(), outcome.into())
-                });
-                if let Err(error) = committed.await {
-                    // Logged inside; the client's request already succeeded.
-                    let _ = error.into_refusal(&plugin.name, "committed");
-                }
+        let plugins: Vec<&ServerEntry> = admission
+            .admitted
+            .iter()
+            .filter_map(|&index| self.plugins.get(index).map(|p| &**p))
+            .collect();
+        let calls = plugins
+            .iter()
+            .map(|plugin| {
+                let (object, operation, outcome) = (
+                    plugin.object.clone(),
+                    admission.operation.clone(),
+                    outcome.clone(),
+                );
+                let hook = move || object.committed(operation.into(), outcome.into());
+                (&plugin.thread, hook)
             })
-        });
-        futures_util::future::join_all(calls).await;
+            .collect();
+        let answers = run_batch(calls, self.deadline, Order::Together).await;
+        for (plugin, answer) in plugins.into_iter().zip(answers) {
+            if let Err(error) = answer_of(plugin, self.deadline, answer) {
+                // Logged inside; the client's request already succeeded.
+                let _ = error.into_refusal(&plugin.name, "committed");
+            }
+        }
     }
 
     /// Serves `/storage/v1/plugin/<name>/<path>`: the plugin's answer if it is a valid one.

@@ -2,7 +2,8 @@
 //!
 //! - Hooks (`admit`, `committed`, `route`, `stop`) run on one plugin thread shared by all
 //!   plugins (`shared`), so that a request's hooks run back to back on a thread that is
-//!   already awake. A plugin caught holding that thread (one poll lasting
+//!   already awake; [`run_batch`] hands over a request's `admit` chain, or its `committed`
+//!   calls, as one job. A plugin caught holding that thread (one poll lasting
 //!   [`shared::STALL`]) is moved to its own thread for good, and the shared thread is
 //!   replaced: a plugin that blocks (a `std::thread::sleep`, a synchronous lock, a spin)
 //!   delays other plugins' hooks by at most that long once, then stalls only its own calls,
@@ -34,7 +35,7 @@ use futures_util::FutureExt as _;
 use tokio::sync::oneshot;
 
 use own::OwnThread;
-use shared::{Lane, SharedThread};
+use shared::{Lane, SharedThread, Watched};
 
 /// Calls of one plugin that may be in progress or waiting; more fail closed at once.
 pub(super) const QUEUE: usize = 1024;
@@ -186,13 +187,14 @@ impl Threads {
         }
         let counted = Counted(self.calls.clone());
         let (reply, answer) = oneshot::channel::<Result<T, NotRun>>();
+        let lane = self.lane.clone();
         let job: Job = Box::new(move || {
             Box::pin(async move {
                 let _counted = counted;
                 if reply.is_closed() {
                     return;
                 }
-                let work = guarded(hook);
+                let work = Watched::new(lane, guarded(hook));
                 let answer = match deadline {
                     // Past its deadline a hook's caller has answered 503: the plugin's
                     // future is dropped, so that a hook that never ends holds nothing.
@@ -208,9 +210,156 @@ impl Threads {
         let sent = if deadline.is_none() || self.lane.moved.load(Ordering::Acquire) {
             self.own.send(job)
         } else {
-            self.shared.send(self.lane.clone(), job)
+            self.shared.send(job)
         };
         sent.ok().map(|()| answer)
+    }
+}
+
+/// How the calls of a [`run_batch`] run.
+pub(super) enum Order<T> {
+    /// One after another, stopping after the first answer `stop` picks (an `admit` chain).
+    InTurn {
+        stop: fn(&Result<T, NotRun>) -> bool,
+    },
+    /// All at once (the `committed` calls of one operation).
+    Together,
+}
+
+// By hand: the derive would ask `T: Copy`.
+impl<T> Clone for Order<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<T> Copy for Order<T> {}
+
+/// Calls one hook of each plugin in `calls` (in order), each under `deadline`, and answers
+/// their results in the same order; [`Order::InTurn`] answers none past where it stopped.
+///
+/// When every plugin's hooks run on the shared thread, the whole batch is handed over as one
+/// job, so a request pays for one handoff instead of one per plugin. Otherwise (a plugin
+/// moved to its own thread, hooks inline) each call is made on its own, to the same effect.
+pub(super) async fn run_batch<T, H, F>(
+    calls: Vec<(&PluginThread, H)>,
+    deadline: Duration,
+    order: Order<T>,
+) -> Vec<Result<T, NotRun>>
+where
+    T: Send + 'static,
+    H: FnOnce() -> F + Send + 'static,
+    F: Future<Output = T> + Send + 'static,
+{
+    let shared: Option<Vec<&Threads>> = calls
+        .iter()
+        .map(|(thread, _)| {
+            thread
+                .threads
+                .as_ref()
+                .filter(|t| !t.lane.moved.load(Ordering::Acquire))
+        })
+        .collect();
+    let (Some(threads), Some(first)) = (shared, calls.first()) else {
+        return one_by_one(calls, deadline, order).await;
+    };
+    let mut counted = Vec::with_capacity(threads.len());
+    for threads in &threads {
+        if threads.calls.fetch_add(1, Ordering::AcqRel) >= QUEUE {
+            threads.calls.fetch_sub(1, Ordering::AcqRel);
+            drop(counted);
+            return one_by_one(calls, deadline, order).await;
+        }
+        counted.push(Counted(threads.calls.clone()));
+    }
+    let shared = first.0.threads.as_ref().map(|t| t.shared);
+    let count = calls.len();
+    let hooks: Vec<_> = threads
+        .iter()
+        .map(|t| t.lane.clone())
+        .zip(calls.into_iter().map(|(_, hook)| hook))
+        .collect();
+    let (reply, answer) = oneshot::channel::<Vec<Result<T, NotRun>>>();
+    let job: Job = Box::new(move || {
+        Box::pin(async move {
+            let _counted = counted;
+            if reply.is_closed() {
+                return;
+            }
+            let step = |(lane, hook): (Arc<Lane>, H)| async move {
+                let work = Watched::new(lane, guarded(hook));
+                tokio::time::timeout(deadline, work)
+                    .await
+                    .unwrap_or(Err(NotRun::TimedOut))
+            };
+            let answers = match order {
+                Order::InTurn { stop } => {
+                    let mut answers = Vec::with_capacity(hooks.len());
+                    for call in hooks {
+                        let answer = step(call).await;
+                        let stopped = stop(&answer);
+                        answers.push(answer);
+                        if stopped {
+                            break;
+                        }
+                    }
+                    answers
+                }
+                Order::Together => {
+                    futures_util::future::join_all(hooks.into_iter().map(step)).await
+                }
+            };
+            let _ = reply.send(answers);
+        })
+    });
+    let sent = shared.map(|shared| shared.send(job));
+    if !matches!(sent, Some(Ok(()))) {
+        return (0..count).map(|_| Err(NotRun::Unavailable)).collect();
+    }
+    // Each call has its deadline on the thread; in turn, they add up.
+    let whole = match order {
+        Order::InTurn { .. } => deadline.saturating_mul(u32::try_from(count).unwrap_or(u32::MAX)),
+        Order::Together => deadline,
+    };
+    match tokio::time::timeout(whole, linger::answer(answer)).await {
+        Ok(Some(answers)) => answers,
+        _ => (0..count).map(|_| Err(NotRun::Unavailable)).collect(),
+    }
+}
+
+/// [`run_batch`] one call at a time.
+async fn one_by_one<T, H, F>(
+    calls: Vec<(&PluginThread, H)>,
+    deadline: Duration,
+    order: Order<T>,
+) -> Vec<Result<T, NotRun>>
+where
+    T: Send + 'static,
+    H: FnOnce() -> F + Send + 'static,
+    F: Future<Output = T> + Send + 'static,
+{
+    let call = |(thread, hook): (&PluginThread, H)| {
+        let answer = thread.run(deadline, hook);
+        async move {
+            tokio::time::timeout(deadline, answer)
+                .await
+                .unwrap_or(Err(NotRun::TimedOut))
+        }
+    };
+    match order {
+        Order::InTurn { stop } => {
+            let mut answers = Vec::with_capacity(calls.len());
+            for each in calls {
+                let answer = call(each).await;
+                let stopped = stop(&answer);
+                answers.push(answer);
+                if stopped {
+                    break;
+                }
+            }
+            answers
+        }
+        Order::Together => futures_util::future::join_all(calls.into_iter().map(call)).await,
     }
 }
 
@@ -331,5 +480,67 @@ mod tests {
             assert!(Instant::now() < deadline, "the dropped calls still count");
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
+    }
+
+    type BoxedHook = Box<dyn FnOnce() -> Pin<Box<dyn Future<Output = u8> + Send>> + Send>;
+
+    /// One call per thread answering its position from 1; `hang[i]` makes call i never end.
+    fn batch<'t>(threads: &'t [PluginThread], hang: &[bool]) -> Vec<(&'t PluginThread, BoxedHook)> {
+        threads
+            .iter()
+            .zip(hang.iter().copied())
+            .enumerate()
+            .map(|(i, (thread, hang))| {
+                let value = u8::try_from(i).unwrap() + 1;
+                let hook: BoxedHook = Box::new(move || {
+                    Box::pin(async move {
+                        if hang {
+                            std::future::pending::<()>().await;
+                        }
+                        value
+                    })
+                });
+                (thread, hook)
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_batch_in_turn_stops_where_asked_and_together_runs_every_call() {
+        let threads: Vec<_> = ["one", "two", "three"]
+            .into_iter()
+            .map(|name| PluginThread::spawn(name).unwrap())
+            .collect();
+        let at_two = |answer: &Result<u8, NotRun>| *answer == Ok(2);
+        let in_turn = run_batch(
+            batch(&threads, &[false; 3]),
+            DEADLINE,
+            Order::InTurn { stop: at_two },
+        )
+        .await;
+        assert_eq!(in_turn, vec![Ok(1), Ok(2)]);
+        let together = run_batch(batch(&threads, &[false; 3]), DEADLINE, Order::Together).await;
+        assert_eq!(together, vec![Ok(1), Ok(2), Ok(3)]);
+    }
+
+    /// Input tried: a batch whose second hook never ends, with a 100 ms deadline.
+    #[tokio::test]
+    async fn a_hook_past_its_deadline_fails_alone_in_its_batch() {
+        let threads: Vec<_> = ["a", "b", "c"]
+            .into_iter()
+            .map(|name| PluginThread::spawn(name).unwrap())
+            .collect();
+        let hangs = [false, true, false];
+        let deadline = Duration::from_millis(100);
+        let together = run_batch(batch(&threads, &hangs), deadline, Order::Together).await;
+        assert_eq!(together, vec![Ok(1), Err(NotRun::TimedOut), Ok(3)]);
+        let never = |_: &Result<u8, NotRun>| false;
+        let in_turn = run_batch(
+            batch(&threads, &hangs),
+            deadline,
+            Order::InTurn { stop: never },
+        )
+        .await;
+        assert_eq!(in_turn, vec![Ok(1), Err(NotRun::TimedOut), Ok(3)]);
     }
 }

@@ -35,9 +35,6 @@ pub(super) struct Lane {
     pub(super) moved: AtomicBool,
 }
 
-/// A call for the shared thread and whose it is.
-type SharedJob = (Arc<Lane>, Job);
-
 /// What one shared thread is polling, and since when.
 #[derive(Debug, Default)]
 struct Busy(Mutex<Option<(Arc<Lane>, Instant)>>);
@@ -54,28 +51,47 @@ impl Busy {
     }
 }
 
-/// A hook's future whose every poll is recorded in its thread's [`Busy`].
-struct Watched {
-    future: Pin<Box<dyn Future<Output = ()> + Send>>,
-    lane: Arc<Lane>,
-    busy: Arc<Busy>,
+thread_local! {
+    /// The [`Busy`] of the shared thread this is, if it is one.
+    static BUSY: std::cell::RefCell<Option<Arc<Busy>>> = const { std::cell::RefCell::new(None) };
 }
 
-impl Future for Watched {
-    type Output = ();
+/// A hook's future whose every poll, on a shared thread, is recorded in that thread's
+/// [`Busy`] under its plugin's lane (on a plugin's own thread, a plain future).
+pub(super) struct Watched<F> {
+    future: Pin<Box<F>>,
+    lane: Arc<Lane>,
+}
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        self.busy.set(Some((self.lane.clone(), Instant::now())));
+impl<F> Watched<F> {
+    pub(super) fn new(lane: Arc<Lane>, future: F) -> Self {
+        Self {
+            future: Box::pin(future),
+            lane,
+        }
+    }
+}
+
+impl<F: Future> Future for Watched<F> {
+    type Output = F::Output;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let busy = BUSY.with(|busy| busy.borrow().clone());
+        if let Some(busy) = &busy {
+            busy.set(Some((self.lane.clone(), Instant::now())));
+        }
         let polled = self.future.as_mut().poll(cx);
-        self.busy.set(None);
+        if let Some(busy) = &busy {
+            busy.set(None);
+        }
         polled
     }
 }
 
 #[derive(Debug)]
 pub(super) struct SharedThread {
-    jobs: mpsc::UnboundedSender<SharedJob>,
-    queue: Arc<Mutex<mpsc::UnboundedReceiver<SharedJob>>>,
+    jobs: mpsc::UnboundedSender<Job>,
+    queue: Arc<Mutex<mpsc::UnboundedReceiver<Job>>>,
     /// Which thread takes from the queue: an older one stops taking.
     generation: AtomicU64,
     /// What the current thread is doing.
@@ -107,9 +123,9 @@ impl SharedThread {
         Ok(shared)
     }
 
-    /// Queues `job` for `lane`; gives it back if the queue is gone.
-    pub(super) fn send(&self, lane: Arc<Lane>, job: Job) -> Result<(), Job> {
-        self.jobs.send((lane, job)).map_err(|e| e.0 .1)
+    /// Queues `job` (whose hooks are [`Watched`]); gives it back if the queue is gone.
+    pub(super) fn send(&self, job: Job) -> Result<(), Job> {
+        self.jobs.send(job).map_err(|e| e.0)
     }
 
     /// Starts the thread of `generation`, which takes calls while it is the current one.
@@ -125,9 +141,10 @@ impl SharedThread {
         std::thread::Builder::new()
             .name("plugins".into())
             .spawn(move || {
+                BUSY.with(|slot| *slot.borrow_mut() = Some(busy));
                 runtime.block_on(async move {
                     let mut calls = JoinSet::new();
-                    let take = |cx: Option<&mut Context<'_>>| -> Poll<Option<SharedJob>> {
+                    let take = |cx: Option<&mut Context<'_>>| -> Poll<Option<Job>> {
                         if !current() {
                             return Poll::Ready(None);
                         }
@@ -150,14 +167,10 @@ impl SharedThread {
                             Some(next) => next,
                             None => std::future::poll_fn(|cx| take(Some(cx))).await,
                         };
-                        let Some((lane, job)) = next else { break };
+                        let Some(job) = next else { break };
                         // Reap finished calls so that the set does not grow.
                         while calls.try_join_next().is_some() {}
-                        calls.spawn(Watched {
-                            future: job(),
-                            lane,
-                            busy: busy.clone(),
-                        });
+                        calls.spawn(job());
                     }
                     // Replaced (or the queue is gone): finish what was started, then end.
                     while calls.join_next().await.is_some() {}
