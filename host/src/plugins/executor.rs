@@ -40,6 +40,11 @@ use shared::{Lane, SharedThread, Watched};
 /// Calls of one plugin that may be in progress or waiting; more fail closed at once.
 pub(super) const QUEUE: usize = 1024;
 
+/// How much longer than its calls' deadlines a batch's caller waits: the shared thread
+/// starts a batch within microseconds, or within [`shared::STALL`] and a watchdog check
+/// when a plugin held it.
+const BATCH_GRACE: Duration = Duration::from_secs(1);
+
 type Job = Box<dyn FnOnce() -> Pin<Box<dyn Future<Output = ()> + Send>> + Send>;
 
 /// Why a call did not produce the plugin's answer.
@@ -316,12 +321,14 @@ where
     if !matches!(sent, Some(Ok(()))) {
         return (0..count).map(|_| Err(NotRun::Unavailable)).collect();
     }
-    // Each call has its deadline on the thread; in turn, they add up.
+    // Each call has its deadline on the thread, from when the thread starts it; in turn,
+    // they add up. Waiting here only as long would race those deadlines and could lose the
+    // answers of calls that did finish, so the caller waits [`BATCH_GRACE`] longer.
     let whole = match order {
         Order::InTurn { .. } => deadline.saturating_mul(u32::try_from(count).unwrap_or(u32::MAX)),
         Order::Together => deadline,
     };
-    match tokio::time::timeout(whole, linger::answer(answer)).await {
+    match tokio::time::timeout(whole.saturating_add(BATCH_GRACE), linger::answer(answer)).await {
         Ok(Some(answers)) => answers,
         _ => (0..count).map(|_| Err(NotRun::Unavailable)).collect(),
     }
