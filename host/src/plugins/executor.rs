@@ -240,6 +240,30 @@ impl<T> Clone for Order<T> {
 
 impl<T> Copy for Order<T> {}
 
+impl<T> Order<T> {
+    /// Makes the call `step` of each of `calls`, in this order, and answers their results.
+    async fn run<C, A>(self, calls: Vec<C>, step: impl Fn(C) -> A) -> Vec<Result<T, NotRun>>
+    where
+        A: Future<Output = Result<T, NotRun>>,
+    {
+        match self {
+            Order::InTurn { stop } => {
+                let mut answers = Vec::with_capacity(calls.len());
+                for call in calls {
+                    let answer = step(call).await;
+                    let stopped = stop(&answer);
+                    answers.push(answer);
+                    if stopped {
+                        break;
+                    }
+                }
+                answers
+            }
+            Order::Together => futures_util::future::join_all(calls.into_iter().map(step)).await,
+        }
+    }
+}
+
 /// Calls one hook of each plugin in `calls` (in order), each under `deadline`, and answers
 /// their results in the same order; [`Order::InTurn`] answers none past where it stopped.
 ///
@@ -297,23 +321,7 @@ where
                     .await
                     .unwrap_or(Err(NotRun::TimedOut))
             };
-            let answers = match order {
-                Order::InTurn { stop } => {
-                    let mut answers = Vec::with_capacity(hooks.len());
-                    for call in hooks {
-                        let answer = step(call).await;
-                        let stopped = stop(&answer);
-                        answers.push(answer);
-                        if stopped {
-                            break;
-                        }
-                    }
-                    answers
-                }
-                Order::Together => {
-                    futures_util::future::join_all(hooks.into_iter().map(step)).await
-                }
-            };
+            let answers = order.run(hooks, step).await;
             let _ = reply.send(answers);
         })
     });
@@ -353,21 +361,7 @@ where
                 .unwrap_or(Err(NotRun::TimedOut))
         }
     };
-    match order {
-        Order::InTurn { stop } => {
-            let mut answers = Vec::with_capacity(calls.len());
-            for each in calls {
-                let answer = call(each).await;
-                let stopped = stop(&answer);
-                answers.push(answer);
-                if stopped {
-                    break;
-                }
-            }
-            answers
-        }
-        Order::Together => futures_util::future::join_all(calls.into_iter().map(call)).await,
-    }
+    order.run(calls, call).await
 }
 
 /// Makes the plugin's future with `hook` and drives it, turning a panic in either into
