@@ -12,10 +12,7 @@ use std::process::Command;
 
 use bytes::Bytes;
 use gbs::client::{Client, ClientError};
-use gbs::protocol::{
-    ReadTestWriteRequest, ShareKind, ShareNumber, StorageIndex, TestWriteVectors, WriteEnabler,
-    WriteVector,
-};
+use gbs::protocol::{ReadTestWriteRequest, ShareKind, ShareNumber, StorageIndex, WriteEnabler};
 use gbs_tests::{test_lease, test_upload_secret, GbsNode};
 use tempfile::TempDir;
 
@@ -130,15 +127,7 @@ async fn write_mutable(
     offset: u64,
     data: Vec<u8>,
 ) -> Result<bool, ClientError> {
-    let vectors = TestWriteVectors {
-        test: Vec::new(),
-        write: vec![WriteVector { offset, data }],
-        new_length: None,
-    };
-    let request = ReadTestWriteRequest {
-        test_write_vectors: [(ShareNumber(0), vectors)].into(),
-        read_vector: Vec::new(),
-    };
+    let request = ReadTestWriteRequest::write(ShareNumber(0), offset, data);
     let enabler = WriteEnabler::new(vec![3; 32]).expect("write enabler");
     client
         .read_test_write(si, &enabler, &test_lease(), &request)

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use gbs::protocol::{
     paths, secret_header_line, ReadRange, ReadTestWriteRequest, SecretKind, ShareKind, ShareNumber,
-    StorageIndex, TestWriteVectors, WriteEnabler, WriteVector,
+    StorageIndex, WriteEnabler,
 };
 use gbs_tests::{
     read_status, test_lease, test_upload_secret, GbsNode, ProcessStats, RawConnection,
@@ -345,21 +345,7 @@ async fn concurrent_large_mutable_writes_queue_within_the_budget() {
         let client = node.client();
         async move {
             let si = StorageIndex::from_bytes([0x40 + i; 16]);
-            let request = ReadTestWriteRequest {
-                test_write_vectors: [(
-                    ShareNumber(0),
-                    TestWriteVectors {
-                        test: Vec::new(),
-                        write: vec![WriteVector {
-                            offset: 0,
-                            data: vec![i; SIZE],
-                        }],
-                        new_length: None,
-                    },
-                )]
-                .into(),
-                read_vector: Vec::new(),
-            };
+            let request = ReadTestWriteRequest::write(ShareNumber(0), 0, vec![i; SIZE]);
             let response = client
                 .read_test_write(
                     &si,

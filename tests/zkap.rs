@@ -14,7 +14,7 @@ use gbs::plugins::registry::open_library;
 use gbs::plugins::ClientPluginHandle;
 use gbs::protocol::{
     AllocateRequest, CborMessage as _, LeaseSecrets, ReadTestWriteRequest, ShareKind, ShareNumber,
-    StorageIndex, TestWriteVectors, WriteEnabler, WriteVector,
+    StorageIndex, WriteEnabler,
 };
 use gbs_tests::{
     gbs_binary, read_status, sample_plugin, test_upload_secret, GbsNode, RawConnection,
@@ -298,22 +298,7 @@ async fn a_paying_client_stores_reads_and_renews_and_pays_what_each_operation_co
     assert_eq!(again, BTreeSet::from([ShareNumber(3)]));
     // A new 4 KiB mutable share: one pass.
     let slot = random_si();
-    let write = ReadTestWriteRequest {
-        test_write_vectors: [(
-            ShareNumber(0),
-            TestWriteVectors {
-                test: vec![],
-                write: vec![WriteVector {
-                    offset: 0,
-                    data: vec![7; 4096],
-                }],
-                new_length: None,
-            },
-        )]
-        .into_iter()
-        .collect(),
-        read_vector: vec![],
-    };
+    let write = ReadTestWriteRequest::write(ShareNumber(0), 0, vec![7; 4096]);
     let enabler = WriteEnabler::new(vec![5; 32]).expect("a write enabler");
     let written = client
         .read_test_write(&slot, &enabler, &lease(1), &write)

@@ -7,8 +7,8 @@ use std::time::Instant;
 
 use gbs::client::Client;
 use gbs::protocol::{
-    ReadRange, ReadTestWriteRequest, ShareKind, ShareNumber, StorageIndex, TestWriteVectors,
-    UploadSecret, WriteEnabler, WriteVector,
+    ReadRange, ReadTestWriteRequest, ShareKind, ShareNumber, StorageIndex, UploadSecret,
+    WriteEnabler,
 };
 use gbs_tests::test_lease;
 
@@ -136,18 +136,7 @@ pub(crate) async fn mutable_writes(client: &Client, si: StorageIndex, writes: us
         let offset = (i % SLOTS) * PIECE;
         let data = vec![(i % 251) as u8 + 1; PIECE];
         expected[offset..offset + PIECE].copy_from_slice(&data);
-        let mut request = ReadTestWriteRequest::default();
-        request.test_write_vectors.insert(
-            ShareNumber(0),
-            TestWriteVectors {
-                test: vec![],
-                write: vec![WriteVector {
-                    offset: offset as u64,
-                    data,
-                }],
-                new_length: None,
-            },
-        );
+        let request = ReadTestWriteRequest::write(ShareNumber(0), offset as u64, data);
         let answer = client
             .read_test_write(&si, &enabler, &test_lease(), &request)
             .await

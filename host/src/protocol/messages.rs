@@ -292,6 +292,21 @@ pub struct ReadTestWriteRequest {
     pub read_vector: Vec<ReadVector>,
 }
 
+impl ReadTestWriteRequest {
+    /// One unconditional write of `data` at `offset` into share `shnum`, reading nothing.
+    pub fn write(shnum: ShareNumber, offset: u64, data: Vec<u8>) -> Self {
+        let vectors = TestWriteVectors {
+            test: Vec::new(),
+            write: vec![WriteVector { offset, data }],
+            new_length: None,
+        };
+        Self {
+            test_write_vectors: BTreeMap::from([(shnum, vectors)]),
+            read_vector: Vec::new(),
+        }
+    }
+}
+
 impl CborMessage for ReadTestWriteRequest {
     fn to_value(&self) -> Value {
         let vectors = self

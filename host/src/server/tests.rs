@@ -15,8 +15,7 @@ use crate::plugins::test_plugins::test_library;
 use crate::plugins::{ServerPlugins, ServerPluginsBuilder};
 use crate::protocol::{
     authorization_value, paths, secret_header_line, AllocateRequest, CborMessage,
-    ReadTestWriteRequest, SecretKind, ShareNumber, StorageIndex, Swissnum, TestWriteVectors,
-    WriteVector,
+    ReadTestWriteRequest, SecretKind, ShareNumber, StorageIndex, Swissnum,
 };
 use crate::storage::{Store, StoreConfig, SystemClock};
 
@@ -280,18 +279,7 @@ async fn allocate_body_checks() {
 #[tokio::test]
 async fn not_acceptable_has_no_side_effects() {
     let h = Harness::new();
-    let mut request = ReadTestWriteRequest::default();
-    request.test_write_vectors.insert(
-        ShareNumber(0),
-        TestWriteVectors {
-            test: vec![],
-            write: vec![WriteVector {
-                offset: 0,
-                data: b"x".to_vec(),
-            }],
-            new_length: None,
-        },
-    );
+    let request = ReadTestWriteRequest::write(ShareNumber(0), 0, b"x".to_vec());
     let rtw = with_secrets(
         h.request("POST", &paths::mutable_read_test_write(&si())),
         &[
