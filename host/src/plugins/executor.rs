@@ -175,6 +175,15 @@ impl PluginThread {
 }
 
 impl Threads {
+    /// Counts one more call of the plugin; `None` when it is at its bound.
+    fn count(&self) -> Option<Counted> {
+        if self.calls.fetch_add(1, Ordering::AcqRel) >= QUEUE {
+            self.calls.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        Some(Counted(self.calls.clone()))
+    }
+
     /// Queues the call on its thread; `None` when the plugin is at its bound or the thread
     /// is gone.
     fn queue<T, F>(
@@ -186,11 +195,7 @@ impl Threads {
         T: Send + 'static,
         F: Future<Output = T> + Send + 'static,
     {
-        if self.calls.fetch_add(1, Ordering::AcqRel) >= QUEUE {
-            self.calls.fetch_sub(1, Ordering::AcqRel);
-            return None;
-        }
-        let counted = Counted(self.calls.clone());
+        let counted = self.count()?;
         let (reply, answer) = oneshot::channel::<Result<T, NotRun>>();
         let lane = self.lane.clone();
         let job: Job = Box::new(move || {
@@ -292,15 +297,14 @@ where
     let (Some(threads), Some(first)) = (shared, calls.first()) else {
         return one_by_one(calls, deadline, order).await;
     };
-    let mut counted = Vec::with_capacity(threads.len());
-    for threads in &threads {
-        if threads.calls.fetch_add(1, Ordering::AcqRel) >= QUEUE {
-            threads.calls.fetch_sub(1, Ordering::AcqRel);
-            drop(counted);
-            return one_by_one(calls, deadline, order).await;
-        }
-        counted.push(Counted(threads.calls.clone()));
-    }
+    let Some(counted) = threads
+        .iter()
+        .map(|t| t.count())
+        .collect::<Option<Vec<_>>>()
+    else {
+        // A plugin at its bound: its own call is refused, the others are made.
+        return one_by_one(calls, deadline, order).await;
+    };
     let shared = first.0.threads.as_ref().map(|t| t.shared);
     let count = calls.len();
     let hooks: Vec<_> = threads
