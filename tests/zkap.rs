@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 
 use base64::Engine as _;
-use gbs::client::{Client, ClientBuilder, ClientError};
+use gbs::client::{Client, ClientBuilder};
 use gbs::config::NodeConfig;
 use gbs::plugins::registry::open_library;
 use gbs::plugins::ClientPluginHandle;
@@ -164,25 +164,30 @@ fn gbs_client(dir: Option<&Path>, args: &[&str]) -> Output {
     command.args(args).output().expect("run gbs client")
 }
 
-/// Redeems `voucher` through the client plugin's resource, as an operator would.
-fn redeem(dir: &Path, voucher: &str) -> serde_json::Value {
-    let body = dir.join("voucher.json");
-    std::fs::write(&body, serde_json::json!({ "voucher": voucher }).to_string())
-        .expect("write body");
-    let body = body.to_str().expect("a UTF-8 path");
-    let output = gbs_client(
+/// `gbs client --node DIR client-route` of the plugin: `method` on `path` with the body
+/// `body` (written to a file in `dir` first, as an operator would).
+fn client_route(dir: &Path, method: &str, path: &str, body: &str) -> Output {
+    let file = dir.join("body.json");
+    std::fs::write(&file, body).expect("write body");
+    let file = file.to_str().expect("a UTF-8 path");
+    gbs_client(
         Some(dir),
         &[
             "client-route",
             NAME,
-            "voucher",
+            path,
             "--method",
-            "PUT",
+            method,
             "--body",
-            body,
+            file,
         ],
-    );
-    let output = succeeded(output);
+    )
+}
+
+/// Redeems `voucher` through the client plugin's resource, as an operator would.
+fn redeem(dir: &Path, voucher: &str) -> serde_json::Value {
+    let body = serde_json::json!({ "voucher": voucher }).to_string();
+    let output = succeeded(client_route(dir, "PUT", "voucher", &body));
     serde_json::from_slice(&output.stdout).expect("a JSON voucher status")
 }
 
@@ -639,19 +644,11 @@ async fn malformed_payment_data_gets_a_structured_rejection_and_nothing_is_store
 fn the_client_resource_prices_files_and_lists_vouchers() {
     let zkap = Zkap::new();
     let client_dir = zkap.client_dir("");
-    let body = client_dir.path().join("sizes.json");
-    std::fs::write(&body, r#"{"version": 1, "sizes": [10485760, 0]}"#).expect("write");
-    let priced = gbs_client(
-        Some(client_dir.path()),
-        &[
-            "client-route",
-            NAME,
-            "calculate-price",
-            "--method",
-            "POST",
-            "--body",
-            body.to_str().expect("UTF-8"),
-        ],
+    let priced = client_route(
+        client_dir.path(),
+        "POST",
+        "calculate-price",
+        r#"{"version": 1, "sizes": [10485760, 0]}"#,
     );
     let priced = succeeded(priced);
     let priced: serde_json::Value = serde_json::from_slice(&priced.stdout).expect("JSON");
@@ -666,19 +663,11 @@ fn the_client_resource_prices_files_and_lists_vouchers() {
     assert_eq!(listed["vouchers"][0]["number"], voucher(5));
     assert_eq!(listed["vouchers"][0]["state"], "redeemed");
     // Input tried: a voucher of the wrong shape.
-    let bad = client_dir.path().join("bad.json");
-    std::fs::write(&bad, r#"{"voucher": "short"}"#).expect("write");
-    let refused = gbs_client(
-        Some(client_dir.path()),
-        &[
-            "client-route",
-            NAME,
-            "voucher",
-            "--method",
-            "PUT",
-            "--body",
-            bad.to_str().expect("UTF-8"),
-        ],
+    let refused = client_route(
+        client_dir.path(),
+        "PUT",
+        "voucher",
+        r#"{"voucher": "short"}"#,
     );
     assert!(!refused.status.success());
     let unknown = gbs_client(
@@ -687,7 +676,3 @@ fn the_client_resource_prices_files_and_lists_vouchers() {
     );
     assert!(!unknown.status.success(), "an unknown voucher is 404");
 }
-
-/// An error to keep the import honest when the client library changes its name.
-#[allow(dead_code)]
-fn _uses(_: ClientError) {}
