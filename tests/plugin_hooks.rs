@@ -95,6 +95,30 @@ async fn store_and_read(client: &Client, si: StorageIndex) -> Result<Vec<u8>, Cl
     Ok(out)
 }
 
+/// The access-log's `counters` route through `client` (200, CBOR), as a lookup of one
+/// counter by name.
+async fn access_log_counters(client: &Client) -> impl Fn(&str) -> Option<u64> {
+    let answer = client
+        .call_plugin_route(
+            "access-log",
+            RouteRequest::new("GET", "counters", Vec::new()),
+        )
+        .await
+        .expect("counters route");
+    assert_eq!(answer.status, 200);
+    assert_eq!(answer.content_type.as_str(), "application/cbor");
+    let counters: ciborium::Value =
+        ciborium::from_reader(answer.body.as_slice()).expect("CBOR counters");
+    move |key: &str| {
+        counters
+            .as_map()?
+            .iter()
+            .find(|(k, _)| k.as_text() == Some(key))
+            .and_then(|(_, v)| v.as_integer())
+            .and_then(|i| u64::try_from(i).ok())
+    }
+}
+
 fn rejection(result: Result<impl std::fmt::Debug, ClientError>) -> gbs::client::PluginRejection {
     match result {
         Err(ClientError::PluginRejected(rejection)) => rejection,
@@ -211,28 +235,7 @@ async fn access_log_announces_counts_outcomes_serves_its_route_and_saves_at_stop
         .expect("access-log admits everything");
     assert_eq!(data, b"data");
 
-    let answer = client
-        .call_plugin_route(
-            "access-log",
-            RouteRequest::new("GET", "counters", Vec::new()),
-        )
-        .await
-        .expect("counters route");
-    assert_eq!(answer.status, 200);
-    assert_eq!(answer.content_type.as_str(), "application/cbor");
-    let counters: ciborium::Value =
-        ciborium::from_reader(answer.body.as_slice()).expect("CBOR counters");
-    let get = |key: &str| {
-        counters
-            .as_map()
-            .and_then(|m| {
-                m.iter()
-                    .find(|(k, _)| k.as_text() == Some(key))
-                    .map(|(_, v)| v.clone())
-            })
-            .and_then(|v| v.as_integer())
-            .and_then(|i| u64::try_from(i).ok())
-    };
+    let get = access_log_counters(&client).await;
     assert_eq!(get("uploaded-bytes"), Some(4));
     assert_eq!(get("read-bytes"), Some(4));
     assert_eq!(get("allocated-bytes"), Some(4));
@@ -458,23 +461,8 @@ async fn sample_plugins_built_against_interface_1_0_load_and_work() {
     let announced = with_token.plugin_announcements().await.expect("list");
     let names: BTreeSet<&str> = announced.iter().map(|a| a.name.as_str()).collect();
     assert_eq!(names, BTreeSet::from(["access-log", "allow-list"]));
-    let answer = with_token
-        .call_plugin_route(
-            "access-log",
-            RouteRequest::new("GET", "counters", Vec::new()),
-        )
-        .await
-        .expect("counters route");
-    assert_eq!(answer.status, 200);
-    let counters: ciborium::Value =
-        ciborium::from_reader(answer.body.as_slice()).expect("CBOR counters");
-    let uploaded = counters.as_map().and_then(|m| {
-        m.iter()
-            .find(|(k, _)| k.as_text() == Some("uploaded-bytes"))
-            .and_then(|(_, v)| v.as_integer())
-            .and_then(|i| u64::try_from(i).ok())
-    });
-    assert_eq!(uploaded, Some(4));
+    let get = access_log_counters(&with_token).await;
+    assert_eq!(get("uploaded-bytes"), Some(4));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
