@@ -8,6 +8,7 @@ mod concurrent_uploads;
 mod disk_space;
 mod hostile_clients;
 mod interop;
+mod out_of_process;
 mod plugin_hooks;
 mod plugin_isolation;
 mod plugin_loading;

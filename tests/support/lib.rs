@@ -4,6 +4,7 @@
 
 mod fixtures;
 mod in_process;
+mod plugin_service;
 mod process;
 mod raw;
 mod samples;
@@ -14,6 +15,7 @@ pub use fixtures::{
     panicking_plugin,
 };
 pub use in_process::InProcessServer;
+pub use plugin_service::{Behaviour, PluginService};
 pub use process::{assert_all_passed, gbs_binary, run_python, wait_for_exit, GbsNode, StockServer};
 pub use raw::{read_status, ProcessStats, RawConnection};
 pub use samples::sample_plugin;

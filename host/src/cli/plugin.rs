@@ -19,6 +19,7 @@ use crate::config::{NodeConfig, PluginSource, PluginSpec};
 use crate::plugins::check::{
     check_here, check_with_this_executable, PluginLine, Report, Status, CHECK_DEADLINE,
 };
+use crate::plugins::remote;
 
 #[derive(Debug, clap::Args)]
 pub(super) struct PluginArgs {
@@ -28,10 +29,12 @@ pub(super) struct PluginArgs {
 
 #[derive(Debug, Subcommand)]
 enum PluginCommand {
-    /// Check plugin libraries: what they provide and whether this gbs can load them.
+    /// Check plugin libraries, or out-of-process plugin services: what they provide and
+    /// whether this gbs can load them.
     ///
     /// Runs no plugin constructor, only each library's own description, in a child process
-    /// with a deadline. Exit status: 0 all compatible, 1 some incompatible, 3 some not a
+    /// with a deadline. A service (`unix:/path` or `http://127.0.0.1:PORT`, or started with
+    /// --command and stopped after) is asked to describe itself. Exit status: 0 all compatible, 1 some incompatible, 3 some not a
     /// plugin, unreadable, not a regular file, crashing or hanging (2 is a usage error, 4
     /// no running node for --node).
     Check(CheckOptions),
@@ -82,9 +85,20 @@ struct CheckOptions {
     /// Seconds each file's check may take before it is killed and called unusable.
     #[arg(long, default_value_t = CHECK_DEADLINE.as_secs_f64())]
     timeout: f64,
-    /// Plugin libraries (.so files).
-    #[arg(required = true)]
+    /// Start this out-of-process plugin command (split like a shell would, run without
+    /// one), check it, and stop it. May be given several times.
+    #[arg(long, value_name = "COMMAND")]
+    command: Vec<String>,
+    /// Plugin libraries (.so files), or addresses of running plugin services.
+    #[arg(required_unless_present = "command")]
     files: Vec<PathBuf>,
+}
+
+/// A `gbs plugin check` argument that names a plugin service rather than a library.
+fn service_of(file: &Path) -> Option<Result<remote::Service, String>> {
+    let text = file.to_str()?;
+    (text.starts_with("unix:") || text.starts_with("http://"))
+        .then(|| remote::Address::parse(text).map(remote::Service::At))
 }
 
 pub(super) fn run(args: &PluginArgs) -> anyhow::Result<ExitCode> {
@@ -129,20 +143,39 @@ fn check(options: &CheckOptions) -> anyhow::Result<ExitCode> {
         .ok()
         .filter(|d| !d.is_zero())
         .context("--timeout must be a positive number of seconds")?;
-    let reports = match &options.node {
-        Some(dir) => match checked_by_node(dir, &options.files, deadline) {
+    let (services, libraries): (Vec<&PathBuf>, Vec<&PathBuf>) = options
+        .files
+        .iter()
+        .partition(|file| service_of(file).is_some());
+    let libraries: Vec<PathBuf> = libraries.into_iter().cloned().collect();
+    let mut reports = match &options.node {
+        Some(dir) if !libraries.is_empty() => match checked_by_node(dir, &libraries, deadline) {
             Ok(reports) => reports,
             Err(unreachable) => return Ok(unreachable),
         },
-        None => options
-            .files
+        _ => libraries
             .iter()
             .map(|file| check_with_this_executable(file, deadline))
             .collect(),
     };
+    let mut checked = libraries;
+    for file in services {
+        let report = match service_of(file) {
+            Some(Ok(service)) => remote::check_service(&service, deadline),
+            Some(Err(why)) => Report::unusable(why),
+            None => continue,
+        };
+        checked.push(file.clone());
+        reports.push(report);
+    }
+    for command in &options.command {
+        let service = remote::Service::Command(command.clone());
+        reports.push(remote::check_service(&service, deadline));
+        checked.push(PathBuf::from(format!("command {command}")));
+    }
     let mut worst = Status::Compatible;
     let mut verdicts = Vec::new();
-    for (file, report) in options.files.iter().zip(reports) {
+    for (file, report) in checked.iter().zip(reports) {
         if !options.json {
             print!("{}", render_check(file, &report, options.verbose));
         }
@@ -338,7 +371,20 @@ fn list(dir: &Path) -> anyhow::Result<ExitCode> {
     })
 }
 
-const OUT_OF_PROCESS: &str = "out-of-process plugins (url, command) are not available yet";
+/// Whether an out-of-process plugin would load in `role`, as its description says.
+fn service_verdict(service: &remote::Service, role: Roles) -> Result<String, String> {
+    if role == Roles::CLIENT {
+        return Err("out-of-process client plugins are not available yet".into());
+    }
+    let report = remote::check_service(service, CHECK_DEADLINE);
+    match report.plugins.first() {
+        Some(plugin) if report.status == Status::Compatible && plugin.server => {
+            Ok(format!("{} {}", plugin.name, plugin.version))
+        }
+        Some(_) if report.status == Status::Compatible => Err("it has no server role".into()),
+        _ => Err(report.reason()),
+    }
+}
 
 /// Reports of libraries already checked, by path, so each is opened once.
 #[derive(Debug, Default)]
@@ -369,9 +415,17 @@ impl Checked {
                 (source, self.library_verdict(&full, &spec.name, role))
             }
             // As `plugins::registry` decides at start-up.
-            PluginSource::Url(url) => (format!("url {url}"), Err(OUT_OF_PROCESS.into())),
+            PluginSource::Url(url) => {
+                let verdict = remote::Address::parse(url)
+                    .and_then(|address| service_verdict(&remote::Service::At(address), role));
+                (format!("url {url}"), verdict)
+            }
             PluginSource::Command(command) => {
-                (format!("command {command}"), Err(OUT_OF_PROCESS.into()))
+                let service = remote::Service::Command(command.clone());
+                (
+                    format!("command {command}"),
+                    service_verdict(&service, role),
+                )
             }
             PluginSource::Lookup => {
                 let plugins_dir = config.node_dir.join("plugins");

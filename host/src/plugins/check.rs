@@ -283,7 +283,7 @@ fn read_in_background(
 }
 
 /// The child's exit status, or `None` at the deadline.
-fn wait_until(child: &mut Child, deadline: Instant) -> Option<ExitStatus> {
+pub(super) fn wait_until(child: &mut Child, deadline: Instant) -> Option<ExitStatus> {
     loop {
         match child.try_wait() {
             Ok(Some(status)) => return Some(status),
@@ -296,7 +296,7 @@ fn wait_until(child: &mut Child, deadline: Instant) -> Option<ExitStatus> {
 }
 
 /// Kills the child and every process in its group, then reaps it.
-fn kill_group(child: &mut Child) {
+pub(super) fn kill_group(child: &mut Child) {
     #[cfg(unix)]
     {
         let group = rustix::process::Pid::from_child(child);
@@ -306,7 +306,7 @@ fn kill_group(child: &mut Child) {
     let _ = child.wait();
 }
 
-fn describe_exit(status: ExitStatus) -> String {
+pub(super) fn describe_exit(status: ExitStatus) -> String {
     #[cfg(unix)]
     {
         use std::os::unix::process::ExitStatusExt as _;

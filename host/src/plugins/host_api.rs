@@ -50,6 +50,12 @@ impl PluginHost {
     pub fn new(node_dir: &Path, name: &str, store: Option<Arc<Store>>) -> std::io::Result<Self> {
         let state_dir = node_dir.join("plugins-state").join(name);
         std::fs::create_dir_all(&state_dir)?;
+        // Another plugin's state is none of a plugin process's business.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            std::fs::set_permissions(&state_dir, std::fs::Permissions::from_mode(0o700))?;
+        }
         Ok(Self {
             name: name.into(),
             state_dir,
@@ -57,6 +63,11 @@ impl PluginHost {
             counters: Arc::default(),
             lease_renewal: Arc::default(),
         })
+    }
+
+    /// The plugin's state directory.
+    pub fn state_path(&self) -> &Path {
+        &self.state_dir
     }
 
     /// The plugin's name.

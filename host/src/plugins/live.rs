@@ -32,10 +32,10 @@ use serde::{Deserialize, Serialize};
 use super::data::PluginData;
 use super::dispatch::{stop_plugin, Admission, Refusal};
 use super::registry::{
-    find_library, open_checked, LoadFailure, PluginLoadError, ServerEntry, ServerPlugins,
-    ServerPluginsBuilder,
+    find_library, open_checked, remote_identity, LoadFailure, PluginLoadError, ServerEntry,
+    ServerPlugins, ServerPluginsBuilder,
 };
-use crate::config::NodeConfig;
+use crate::config::{NodeConfig, PluginSource};
 use crate::storage::{LeaseRenewal, Store};
 
 /// The server plugins of a running node.
@@ -281,28 +281,46 @@ fn plan(
                 reason: LoadFailure::Duplicate,
             })
         } else {
-            find_library(node_dir, spec).and_then(|(path, file)| match previous {
-                Some(entry)
-                    if entry.origin.hash == file.hash && entry.origin.settings == spec.settings =>
-                {
-                    builder.keep(entry.clone());
-                    Ok(Change::Kept {
-                        version: entry.origin.version.clone(),
-                    })
+            let changed = |builder: &ServerPluginsBuilder| {
+                let version = builder.last_version().to_owned();
+                match previous {
+                    Some(entry) => Change::Replaced {
+                        from: entry.origin.version.clone(),
+                        to: version,
+                    },
+                    None => Change::Added { version },
                 }
-                _ => {
-                    let library = open_checked(node_dir, &spec.name, &path, &file)?;
-                    builder.add(&spec.name, &spec.settings, &library)?;
-                    let version = builder.last_version().to_owned();
-                    Ok(match previous {
-                        Some(entry) => Change::Replaced {
-                            from: entry.origin.version.clone(),
-                            to: version,
-                        },
-                        None => Change::Added { version },
-                    })
+            };
+            let unchanged = |identity: &str| {
+                previous.filter(|entry| {
+                    entry.origin.hash == identity && entry.origin.settings == spec.settings
+                })
+            };
+            let kept = |builder: &mut ServerPluginsBuilder, entry: &Arc<ServerEntry>| {
+                builder.keep(entry.clone());
+                Change::Kept {
+                    version: entry.origin.version.clone(),
                 }
-            })
+            };
+            match &spec.source {
+                PluginSource::Url(_) | PluginSource::Command(_) => {
+                    match unchanged(&remote_identity(&spec.source)) {
+                        Some(entry) => Ok(kept(&mut builder, entry)),
+                        None => builder
+                            .add_remote(&spec.name, &spec.source, &spec.settings)
+                            .map(|builder| changed(builder)),
+                    }
+                }
+                PluginSource::Library(_) | PluginSource::Lookup => find_library(node_dir, spec)
+                    .and_then(|(path, file)| match unchanged(&file.hash) {
+                        Some(entry) => Ok(kept(&mut builder, entry)),
+                        None => {
+                            let library = open_checked(node_dir, &spec.name, &path, &file)?;
+                            builder.add(&spec.name, &spec.settings, &library)?;
+                            Ok(changed(&builder))
+                        }
+                    }),
+            }
         };
         let change = built.unwrap_or_else(|error| {
             refused = true;

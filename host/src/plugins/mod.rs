@@ -8,6 +8,7 @@
 //! - [`dispatch`]: calling server hooks (admit, committed, routes, services) and checking
 //!   whatever plugins return; `executor`: the thread each server plugin's hooks run on.
 //! - [`live`]: the set a running node uses, and reloading it while it serves.
+//! - [`remote`]: out-of-process plugins (`url`, `command`) behind the same plugin object.
 //! - [`data`]: the `X-Tahoe-Plugin-Data` header, parsed and encoded.
 //! - [`operation`]: protocol values as the typed operations plugins see.
 //! - [`host_api`]: what the host offers plugins (logging, clock, state, counters, storage).
@@ -22,6 +23,7 @@ pub mod host_api;
 pub mod live;
 pub mod operation;
 pub mod registry;
+pub mod remote;
 #[cfg(test)]
 pub(crate) mod test_plugins;
 

@@ -16,10 +16,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use abi_stable::sabi_trait::TD_Opaque;
 use abi_stable::std_types::{RResult, RStr};
 use gbs_plugin_interface::ffi::{
     ClientPluginBox, Interests, LibraryDescription, PluginDescription, PluginLibraryRef, Roles,
-    ServerPluginBox,
+    ServerPluginBox, ServerPluginFfi_TO,
 };
 use gbs_plugin_interface::to_cbor;
 
@@ -28,6 +29,7 @@ use super::data::{is_one_cbor_item, MAX_PLUGIN_DATA};
 use super::dispatch::HOOK_DEADLINE;
 use super::executor::{NotRun, PluginThread};
 use super::host_api::PluginHost;
+use super::remote::{self, StartFailure};
 use crate::config::{NodeConfig, PluginSource, PluginSpec};
 use crate::storage::Store;
 
@@ -62,6 +64,8 @@ pub enum LoadFailure {
     BadAnnouncement(String),
     /// The thread its hooks run on could not be started.
     Thread(std::io::Error),
+    /// An out-of-process plugin that did not describe itself in time.
+    Unavailable(String),
 }
 
 impl fmt::Display for LoadFailure {
@@ -75,6 +79,7 @@ impl fmt::Display for LoadFailure {
             Self::StateDir(e) => write!(f, "cannot create its state directory: {e}"),
             Self::BadAnnouncement(why) => write!(f, "invalid announcement: {why}"),
             Self::Thread(e) => write!(f, "cannot start its thread: {e}"),
+            Self::Unavailable(why) => write!(f, "unavailable: {why}"),
         }
     }
 }
@@ -273,7 +278,9 @@ fn library_path(node_dir: &Path, spec: &PluginSpec) -> Result<PathBuf, PluginLoa
         }
         PluginSource::Url(_) | PluginSource::Command(_) => Err(fail(
             &spec.name,
-            LoadFailure::Unsupported("out-of-process plugins (url, command) are not available yet"),
+            LoadFailure::Unsupported(
+                "out-of-process client plugins (url, command) are not available yet",
+            ),
         )),
     }
 }
@@ -325,6 +332,16 @@ fn check<'a>(
         ));
     }
     Ok(found)
+}
+
+/// What identifies an out-of-process plugin's source for a reload: the same text in the
+/// same kind of key keeps the running plugin.
+pub(super) fn remote_identity(source: &PluginSource) -> String {
+    match source {
+        PluginSource::Url(url) => format!("url {url}"),
+        PluginSource::Command(command) => format!("command {command}"),
+        PluginSource::Library(_) | PluginSource::Lookup => String::new(),
+    }
 }
 
 fn settings_cbor(settings: &BTreeMap<String, String>) -> Vec<u8> {
@@ -401,8 +418,15 @@ impl ServerPlugins {
             if builder.contains(&spec.name) {
                 return Err(fail(&spec.name, LoadFailure::Duplicate));
             }
-            let library = locate(&config.node_dir, spec)?;
-            builder.add(&spec.name, &spec.settings, &library)?;
+            match &spec.source {
+                PluginSource::Url(_) | PluginSource::Command(_) => {
+                    builder.add_remote(&spec.name, &spec.source, &spec.settings)?;
+                }
+                PluginSource::Library(_) | PluginSource::Lookup => {
+                    let library = locate(&config.node_dir, spec)?;
+                    builder.add(&spec.name, &spec.settings, &library)?;
+                }
+            }
         }
         Ok(builder.build())
     }
@@ -551,32 +575,117 @@ impl ServerPluginsBuilder {
                 return Err(fail(name, LoadFailure::BadAnnouncement(error.to_string())))
             }
         };
+        tracing::info!(plugin = name, version = %description.version, library = %library.path.display(), "storage plugin loaded");
+        let origin = Origin {
+            version: description.version.as_str().to_owned(),
+            interface: library.interface.clone(),
+            library: library.path.clone(),
+            hash: library.hash.clone(),
+            settings: settings.clone(),
+            since: std::time::SystemTime::now(),
+        };
+        self.push(
+            name,
+            description.interests,
+            object,
+            thread,
+            host,
+            origin,
+            announcement,
+        );
+        Ok(self)
+    }
+
+    /// Starts (`command`) or connects to (`url`) the out-of-process plugin `name` and
+    /// takes its description, at most the hook deadline after starting it.
+    pub fn add_remote(
+        &mut self,
+        name: &str,
+        source: &PluginSource,
+        settings: &BTreeMap<String, String>,
+    ) -> Result<&mut Self, PluginLoadError> {
+        if self.contains(name) {
+            return Err(fail(name, LoadFailure::Duplicate));
+        }
+        let host = PluginHost::new(&self.node_dir, name, self.store.clone())
+            .map_err(|e| fail(name, LoadFailure::StateDir(e)))?;
+        let (remote, description) = remote::start(
+            name,
+            source,
+            settings,
+            &self.node_dir,
+            host.state_path(),
+            self.deadline,
+        )
+        .map_err(|failure| {
+            fail(
+                name,
+                match failure {
+                    StartFailure::Config(why) => LoadFailure::Missing(why),
+                    StartFailure::Unavailable(why) => LoadFailure::Unavailable(why),
+                    StartFailure::Incompatible(why) => LoadFailure::Incompatible(why),
+                    StartFailure::Io(e) => LoadFailure::Thread(e),
+                },
+            )
+        })?;
+        let (kind, place) = match source {
+            PluginSource::Url(url) => ("url", url.as_str()),
+            PluginSource::Command(command) => ("command", command.as_str()),
+            PluginSource::Library(_) | PluginSource::Lookup => ("", ""),
+        };
+        tracing::info!(plugin = name, version = %description.version, "{kind}" = place, "out-of-process storage plugin loaded");
+        let origin = Origin {
+            version: description.version.clone(),
+            interface: format!("out-of-process {}", remote::PROTOCOL),
+            library: PathBuf::from(format!("{kind} {place}")),
+            hash: remote_identity(source),
+            settings: settings.clone(),
+            since: std::time::SystemTime::now(),
+        };
+        let object = ServerPluginFfi_TO::from_value(remote, TD_Opaque);
+        // Its hooks only wait on sockets: they run on the request's task.
+        let thread = PluginThread::inline();
+        let announcement = description.announcement;
+        self.push(
+            name,
+            description.interests,
+            object,
+            thread,
+            host,
+            origin,
+            announcement,
+        );
+        Ok(self)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn push(
+        &mut self,
+        name: &str,
+        interests: Interests,
+        object: ServerPluginBox,
+        thread: PluginThread,
+        host: PluginHost,
+        origin: Origin,
+        announcement: ciborium::Value,
+    ) {
         let text = |s: &str| ciborium::Value::Text(s.to_owned());
         let listed = ciborium::Value::Map(vec![
             (text("name"), text(name)),
-            (text("version"), text(description.version.as_str())),
+            (text("version"), text(&origin.version)),
             (text("announcement"), announcement),
         ]);
-        tracing::info!(plugin = name, version = %description.version, library = %library.path.display(), "storage plugin loaded");
         self.plugins.push(Arc::new(ServerEntry {
             name: name.to_owned(),
-            interests: description.interests,
+            interests,
             object: Arc::new(object),
             thread,
             host,
-            origin: Origin {
-                version: description.version.as_str().to_owned(),
-                interface: library.interface.clone(),
-                library: library.path.clone(),
-                hash: library.hash.clone(),
-                settings: settings.clone(),
-                since: std::time::SystemTime::now(),
-            },
+            origin,
             listed,
             stats: HookStats::default(),
             service: std::sync::Mutex::new(None),
         }));
-        Ok(self)
     }
 
     /// The version of the plugin added last.

@@ -1,0 +1,550 @@
+//! Out-of-process plugins (`url = ...` or `command = ...`): the protocol of
+//! `plugin-interface/docs/out-of-process.md`, behind the same plugin object a library
+//! gives, so that dispatch, deadlines, status and reloads treat both alike.
+//!
+//! - [`Remote`] implements the server hooks as calls to the plugin service. Its futures
+//!   only wait on sockets, so its hooks run on the request's task (no plugin thread); each
+//!   call is a task of the node's runtime, aborted when the caller gives up.
+//! - Fail closed: while the service cannot be reached, `admit` answers the structured 503
+//!   (`plugin-unavailable`) and its routes 503; an answer that breaks the protocol is a
+//!   plugin failure (500 naming it) for that request only. Deadlines are dispatch's.
+//! - `command` plugins are started and supervised by `process`; the node does not serve
+//!   before each answers `describe` (readiness), and stops them when it stops.
+
+mod address;
+mod connection;
+mod process;
+pub mod wire;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use ::http::Method;
+use abi_stable::std_types::{RNone, ROption, RResult, RSome, RString, RVec};
+use async_ffi::{FfiFuture, FutureExt as _};
+use gbs_plugin_interface::ffi::{
+    PluginError, Rejection, Roles, RouteRequest, RouteResponse, ServerPluginFfi,
+};
+use tokio::runtime::Handle;
+
+pub use address::Address;
+use connection::{Answer, Connector, Failure};
+use process::{split_command, Launch, Supervised};
+use wire::{envelope, Item};
+pub use wire::{Description, PROTOCOL};
+
+use super::check::{PluginLine, Report, Status};
+use super::data::MAX_PLUGIN_DATA;
+use crate::config::PluginSource;
+
+/// The largest answer to any call but `route`.
+const MAX_ANSWER: usize = 1 << 20;
+/// The largest `route` answer (the body, and its envelope).
+const MAX_ROUTE_ANSWER: usize = (16 << 20) + 4096;
+/// How often readiness asks `describe`.
+const READY_POLL: Duration = Duration::from_millis(50);
+const PREFIX: &str = "/gbs-plugin/v1/";
+
+/// What the service of one plugin shares with its calls in flight.
+#[derive(Debug)]
+struct Shared {
+    name: String,
+    connector: Connector,
+    deadline: Duration,
+    /// Whether the last call found it unreachable: logged once per outage, not per call.
+    down: AtomicBool,
+}
+
+/// A plugin service, as a server plugin object.
+#[derive(Debug)]
+pub(super) struct Remote {
+    shared: Arc<Shared>,
+    runtime: Handle,
+    /// The process, when the host started it.
+    process: Mutex<Option<Supervised>>,
+    announcement: Vec<u8>,
+}
+
+/// Why a plugin service could not be used at start-up (or reload).
+#[derive(Debug)]
+pub(super) enum StartFailure {
+    /// The configuration cannot be followed (a bad address or command).
+    Config(String),
+    /// It did not describe itself in time.
+    Unavailable(String),
+    /// Its description does not fit this host or this configuration.
+    Incompatible(String),
+    /// A thread or directory could not be made.
+    Io(std::io::Error),
+}
+
+/// Starts (`command`) or finds (`url`) the service of plugin `name`, waits at most
+/// `deadline` until it describes itself, and checks that it is `name` and has `role`.
+pub(super) fn start(
+    name: &str,
+    source: &PluginSource,
+    settings: &BTreeMap<String, String>,
+    node_dir: &Path,
+    state_dir: &Path,
+    deadline: Duration,
+) -> Result<(Remote, Description), StartFailure> {
+    let runtime = Handle::try_current().map_err(|_| {
+        StartFailure::Config("out-of-process plugins need the node's runtime".into())
+    })?;
+    let (address, mut process) = match source {
+        PluginSource::Url(url) => {
+            if !settings.is_empty() {
+                let keys: Vec<&str> = settings.keys().map(String::as_str).collect();
+                tracing::warn!(plugin = name, ?keys, "settings of a plugin service the operator runs are not sent to it; configure the service itself");
+            }
+            (Address::parse(url).map_err(StartFailure::Config)?, None)
+        }
+        PluginSource::Command(command) => {
+            let argv = split_command(command).map_err(StartFailure::Config)?;
+            let socket = socket_path(node_dir, name).map_err(StartFailure::Io)?;
+            let launch = Launch {
+                name: name.to_owned(),
+                argv,
+                node_dir: node_dir.to_owned(),
+                socket: socket.clone(),
+                state_dir: state_dir.to_owned(),
+                settings: settings.clone(),
+                role: "server",
+            };
+            let process = Supervised::start(launch).map_err(StartFailure::Io)?;
+            (Address::Unix(socket), Some(process))
+        }
+        PluginSource::Library(_) | PluginSource::Lookup => {
+            return Err(StartFailure::Config("not an out-of-process plugin".into()))
+        }
+    };
+    let described = describe_service(&address, deadline).map_err(|why| {
+        let exit = process.as_ref().and_then(Supervised::last_exit);
+        StartFailure::Unavailable(match exit {
+            Some(exit) => format!("{why} (its process: {exit})"),
+            None => why,
+        })
+    });
+    let description = match described.and_then(|d| fits(&d, name, Roles::SERVER).map(|()| d)) {
+        Ok(description) => description,
+        Err(failure) => {
+            if let Some(process) = process.as_mut() {
+                process.stop();
+            }
+            return Err(failure);
+        }
+    };
+    let announcement = gbs_plugin_interface::to_cbor(&description.announcement);
+    if announcement.len() > MAX_PLUGIN_DATA {
+        return Err(StartFailure::Incompatible(format!(
+            "its announcement is {} bytes, more than {MAX_PLUGIN_DATA}",
+            announcement.len()
+        )));
+    }
+    let remote = Remote {
+        shared: Arc::new(Shared {
+            name: name.to_owned(),
+            connector: Connector::new(address),
+            deadline,
+            down: AtomicBool::new(false),
+        }),
+        runtime,
+        process: Mutex::new(process),
+        announcement,
+    };
+    Ok((remote, description))
+}
+
+/// Where the host asks a plugin it starts to listen: one socket per start, so that a
+/// reloaded version never takes its predecessor's place while that one still serves.
+fn socket_path(node_dir: &Path, name: &str) -> std::io::Result<std::path::PathBuf> {
+    static STARTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let dir = node_dir.join("private").join("plugin-sockets");
+    std::fs::create_dir_all(&dir)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?;
+    }
+    let start = STARTS.fetch_add(1, Ordering::Relaxed);
+    Ok(dir.join(format!("{name}.{}.{start}.sock", std::process::id())))
+}
+
+/// Whether a description is that of plugin `name` in `role`, speaking our protocol.
+fn fits(description: &Description, name: &str, role: Roles) -> Result<(), StartFailure> {
+    if description.protocol != PROTOCOL {
+        return Err(StartFailure::Incompatible(format!(
+            "it speaks protocol version {}; this host speaks {PROTOCOL}",
+            description.protocol
+        )));
+    }
+    if description.name != name {
+        return Err(StartFailure::Incompatible(format!(
+            "it calls itself {:?}",
+            description.name
+        )));
+    }
+    if !description.roles.contains(role) {
+        return Err(StartFailure::Incompatible(
+            "it does not have the server role".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// What `gbs plugin check` checks besides libraries.
+#[derive(Debug, Clone)]
+pub enum Service {
+    /// A running service.
+    At(Address),
+    /// A command, started in a scratch directory for the check and stopped after it.
+    Command(String),
+}
+
+/// `gbs plugin check` of a plugin service: its description, within `deadline`, and whether
+/// this host speaks its protocol.
+pub fn check_service(service: &Service, deadline: Duration) -> Report {
+    let described = match service {
+        Service::At(address) => describe_service(address, deadline),
+        Service::Command(command) => describe_command(command, deadline),
+    };
+    let description = match described {
+        Ok(description) => description,
+        Err(why) => return Report::unusable(why),
+    };
+    let mut reasons = Vec::new();
+    if description.protocol != PROTOCOL {
+        reasons.push(format!(
+            "it speaks protocol version {}; this host speaks {PROTOCOL}",
+            description.protocol
+        ));
+    }
+    if description.roles == Roles(0) {
+        reasons.push("it declares no role".into());
+    }
+    if crate::config::check_plugin_name(&description.name).is_err() {
+        reasons.push(format!(
+            "its name {:?} is not one tahoe.cfg can name",
+            description.name
+        ));
+    }
+    Report {
+        status: if reasons.is_empty() {
+            Status::Compatible
+        } else {
+            Status::Incompatible
+        },
+        interface: Some(format!("out-of-process {}", description.protocol)),
+        plugins: vec![PluginLine {
+            name: description.name,
+            version: description.version,
+            server: description.roles.contains(Roles::SERVER),
+            client: description.roles.contains(Roles::CLIENT),
+        }],
+        reasons,
+        details: None,
+    }
+}
+
+/// Starts `command` in a scratch directory (no name, no settings), takes its description
+/// and stops it.
+fn describe_command(command: &str, deadline: Duration) -> Result<Description, String> {
+    static CHECKS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let argv = split_command(command)?;
+    let scratch = std::env::temp_dir().join(format!(
+        "gbs-plugin-check-{}-{}",
+        std::process::id(),
+        CHECKS.fetch_add(1, Ordering::Relaxed)
+    ));
+    let state_dir = scratch.join("state");
+    std::fs::create_dir_all(&state_dir).map_err(|e| format!("{}: {e}", scratch.display()))?;
+    let socket = scratch.join("plugin.sock");
+    let launch = Launch {
+        name: String::new(),
+        argv,
+        node_dir: std::env::current_dir().map_err(|e| e.to_string())?,
+        socket: socket.clone(),
+        state_dir,
+        settings: BTreeMap::new(),
+        role: "server",
+    };
+    let mut process = Supervised::start(launch).map_err(|e| e.to_string())?;
+    let described = describe_service(&Address::Unix(socket), deadline).map_err(|why| match process
+        .last_exit()
+    {
+        Some(exit) => format!("{why} (its process: {exit})"),
+        None => why,
+    });
+    process.stop();
+    let _ = std::fs::remove_dir_all(&scratch);
+    described
+}
+
+/// Asks the service at `address` to describe itself until it does, for at most `wait`.
+/// Blocking: it runs on a thread of its own with a runtime of its own, so it may be called
+/// from anywhere (start-up, a reload, `gbs plugin check`).
+pub fn describe_service(address: &Address, wait: Duration) -> Result<Description, String> {
+    let address = address.clone();
+    std::thread::scope(|scope| {
+        scope
+            .spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(|e| e.to_string())?;
+                runtime.block_on(poll_describe(address, wait))
+            })
+            .join()
+            .unwrap_or_else(|_| Err("the describe call panicked".into()))
+    })
+}
+
+async fn poll_describe(address: Address, wait: Duration) -> Result<Description, String> {
+    let connector = Connector::new(address);
+    let until = Instant::now() + wait;
+    loop {
+        let remaining = until.saturating_duration_since(Instant::now());
+        let path = format!("{PREFIX}describe");
+        let call = connector.call(Method::GET, &path, Vec::new(), MAX_ANSWER, remaining);
+        let why = match tokio::time::timeout(remaining, call).await {
+            Err(_) => return Err(format!("no description within {wait:?}")),
+            Ok(result) => match answer_of(result, wire::description) {
+                Ok(description) => return Ok(description),
+                Err(CallFailed::Failed(why)) => return Err(format!("describe: {why}")),
+                Err(CallFailed::Unavailable(why)) => why,
+            },
+        };
+        if Instant::now() + READY_POLL >= until {
+            return Err(format!(
+                "not answering at {} within {wait:?}: {why}",
+                connector.address()
+            ));
+        }
+        tokio::time::sleep(READY_POLL).await;
+    }
+}
+
+/// A call that produced no usable answer, as the hooks see it.
+enum CallFailed {
+    /// Not reachable: fail closed.
+    Unavailable(String),
+    /// Reached, but its answer breaks the protocol (or is an error): the plugin failed.
+    Failed(String),
+}
+
+fn answer_of<T>(
+    result: Result<Answer, Failure>,
+    decode: impl FnOnce(&[u8]) -> Result<T, String>,
+) -> Result<T, CallFailed> {
+    match result {
+        Err(Failure::Unavailable(why)) => Err(CallFailed::Unavailable(why)),
+        Err(Failure::TooLarge(limit)) => Err(CallFailed::Failed(format!(
+            "it answered more than {limit} bytes"
+        ))),
+        Ok(answer) if (200..300).contains(&answer.status) => {
+            decode(&answer.body).map_err(CallFailed::Failed)
+        }
+        Ok(answer) => Err(CallFailed::Failed(wire::error_message(
+            answer.status,
+            &answer.body,
+        ))),
+    }
+}
+
+fn failed(message: impl Into<String>) -> PluginError {
+    PluginError::failed(message)
+}
+
+/// Ignores a body: any 2xx answer acknowledges.
+fn acknowledged(_: &[u8]) -> Result<(), String> {
+    Ok(())
+}
+
+impl Shared {
+    /// Logs the first failure to reach the plugin and its return, not every call between.
+    fn note<T>(&self, result: &Result<T, CallFailed>) {
+        let unreachable = matches!(result, Err(CallFailed::Unavailable(_)));
+        if self.down.swap(unreachable, Ordering::Relaxed) != unreachable {
+            match result {
+                Err(CallFailed::Unavailable(why)) => {
+                    tracing::warn!(plugin = %self.name, %why, "storage plugin unreachable; the operations it guards fail closed")
+                }
+                _ => tracing::info!(plugin = %self.name, "storage plugin reachable again"),
+            }
+        }
+    }
+}
+
+/// Aborts a call's task when its caller gives up on it.
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl Remote {
+    /// POSTs `body` to `call` as a task of the node's runtime; `finish` turns the outcome
+    /// into the hook's answer.
+    fn call<T, D>(
+        &self,
+        call: &'static str,
+        body: Vec<u8>,
+        limit: usize,
+        decode: D,
+        finish: fn(&Shared, Result<T, CallFailed>) -> RResult<T, PluginError>,
+    ) -> FfiFuture<RResult<T, PluginError>>
+    where
+        T: Send + 'static,
+        D: FnOnce(&[u8]) -> Result<T, String> + Send + 'static,
+    {
+        let shared = self.shared.clone();
+        let task = self.runtime.spawn(async move {
+            let path = format!("{PREFIX}{call}");
+            let result = shared
+                .connector
+                .call(Method::POST, &path, body, limit, shared.deadline)
+                .await;
+            let result = answer_of(result, decode);
+            shared.note(&result);
+            finish(&shared, result)
+        });
+        let abort = AbortOnDrop(task.abort_handle());
+        async move {
+            let _abort = abort;
+            task.await
+                .unwrap_or_else(|e| RResult::RErr(failed(format!("the call failed: {e}"))))
+        }
+        .into_ffi()
+    }
+}
+
+/// The usual ending: an unreachable plugin or a broken answer is a failed call.
+fn plainly<T>(_: &Shared, result: Result<T, CallFailed>) -> RResult<T, PluginError> {
+    match result {
+        Ok(value) => RResult::ROk(value),
+        Err(CallFailed::Unavailable(why)) => {
+            RResult::RErr(failed(format!("the plugin is unreachable: {why}")))
+        }
+        Err(CallFailed::Failed(why)) => RResult::RErr(failed(why)),
+    }
+}
+
+impl ServerPluginFfi for Remote {
+    fn announce(&self) -> RResult<RVec<u8>, PluginError> {
+        RResult::ROk(self.announcement.clone().into())
+    }
+
+    fn admit(
+        &self,
+        operation: RVec<u8>,
+        plugin_data: ROption<RVec<u8>>,
+    ) -> FfiFuture<RResult<ROption<Rejection>, PluginError>> {
+        let data = match &plugin_data {
+            RSome(data) => Item::Bytes(data),
+            RNone => Item::Null,
+        };
+        let body = envelope(&[("operation", Item::Encoded(&operation)), ("data", data)]);
+        self.call(
+            "server/admit",
+            body,
+            MAX_ANSWER,
+            |body| wire::admission(body).map(ROption::from),
+            |shared, result| match result {
+                // Fail closed, with the structured body a client can read.
+                Err(CallFailed::Unavailable(_)) => RResult::ROk(RSome(Rejection {
+                    status: 503,
+                    code: "plugin-unavailable".into(),
+                    message: "the storage plugin is not reachable".into(),
+                    details: RVec::new(),
+                })),
+                other => plainly(shared, other),
+            },
+        )
+    }
+
+    fn committed(
+        &self,
+        operation: RVec<u8>,
+        outcome: RVec<u8>,
+    ) -> FfiFuture<RResult<(), PluginError>> {
+        let body = envelope(&[
+            ("operation", Item::Encoded(&operation)),
+            ("outcome", Item::Encoded(&outcome)),
+        ]);
+        self.call("server/committed", body, MAX_ANSWER, acknowledged, plainly)
+    }
+
+    fn route(&self, request: RouteRequest) -> FfiFuture<RResult<RouteResponse, PluginError>> {
+        let text = |s: &RString| Item::Value(ciborium::Value::Text(s.as_str().to_owned()));
+        let body = envelope(&[
+            ("method", text(&request.method)),
+            ("path", text(&request.path)),
+            ("query", text(&request.query)),
+            ("content-type", text(&request.content_type)),
+            ("body", Item::Bytes(&request.body)),
+        ]);
+        self.call(
+            "server/route",
+            body,
+            MAX_ROUTE_ANSWER,
+            wire::route_response,
+            |shared, result| match result {
+                Err(CallFailed::Unavailable(_)) => RResult::ROk(RouteResponse {
+                    status: 503,
+                    content_type: "text/plain; charset=utf-8".into(),
+                    body: format!("storage plugin {} is not reachable", shared.name)
+                        .into_bytes()
+                        .into(),
+                }),
+                other => plainly(shared, other),
+            },
+        )
+    }
+
+    fn start(&self) -> FfiFuture<RResult<(), PluginError>> {
+        self.call(
+            "server/start",
+            vec![0xa0],
+            MAX_ANSWER,
+            acknowledged,
+            optional,
+        )
+    }
+
+    fn stop(&self) -> FfiFuture<RResult<(), PluginError>> {
+        let asked = self.call(
+            "server/stop",
+            vec![0xa0],
+            MAX_ANSWER,
+            acknowledged,
+            optional,
+        );
+        let process = self
+            .process
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        async move {
+            let answer = asked.await;
+            if let Some(mut process) = process {
+                // Closing its stdin, then waiting (at most `process::STOP_GRACE`).
+                let _ = tokio::task::spawn_blocking(move || process.stop()).await;
+            }
+            answer
+        }
+        .into_ffi()
+    }
+}
+
+/// `start` and `stop` are optional: a 404 answer means there is nothing to do.
+fn optional(shared: &Shared, result: Result<(), CallFailed>) -> RResult<(), PluginError> {
+    match result {
+        Err(CallFailed::Failed(why)) if why.starts_with("status 404") => RResult::ROk(()),
+        other => plainly(shared, other),
+    }
+}

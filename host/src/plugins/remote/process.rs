@@ -1,0 +1,211 @@
+//! A plugin process the host starts (`command = ...`): run without a shell in the node
+//! directory with its environment, its output logged line by line, started again with
+//! backoff whenever it exits, and stopped by closing its stdin (killed if it lingers).
+//!
+//! Threads: one supervisor per plugin, and one reader of the current process's output.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead as _, BufReader, Read as _};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::plugins::check::{describe_exit, kill_group, wait_until};
+
+/// How long a process has to exit once its stdin is closed.
+pub(super) const STOP_GRACE: Duration = Duration::from_secs(4);
+/// The first wait before a restart, doubled while the process keeps failing.
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
+/// A process that ran this long is restarted after [`FIRST_BACKOFF`] again.
+const HEALTHY: Duration = Duration::from_secs(30);
+/// How often the supervisor looks at its process.
+const POLL: Duration = Duration::from_millis(50);
+/// Output lines longer than this are cut into pieces.
+const MAX_LINE: u64 = 4096;
+
+/// What to start, and with what.
+#[derive(Debug, Clone)]
+pub(super) struct Launch {
+    /// Empty for `gbs plugin check`, which knows no name: `GBS_PLUGIN_NAME` is then unset.
+    pub(super) name: String,
+    /// Program and arguments.
+    pub(super) argv: Vec<String>,
+    pub(super) node_dir: PathBuf,
+    pub(super) socket: PathBuf,
+    pub(super) state_dir: PathBuf,
+    pub(super) settings: BTreeMap<String, String>,
+    pub(super) role: &'static str,
+}
+
+/// Splits a `command = ...` value as a shell would split words (quotes, no expansion).
+pub(super) fn split_command(command: &str) -> Result<Vec<String>, String> {
+    match shlex::split(command) {
+        Some(argv) if !argv.is_empty() => Ok(argv),
+        Some(_) => Err("the command is empty".into()),
+        None => Err(format!("{command:?}: unbalanced quotes")),
+    }
+}
+
+/// A started plugin process and its supervisor; dropping it stops both (in the background).
+#[derive(Debug)]
+pub(super) struct Supervised {
+    stop: Option<mpsc::Sender<()>>,
+    supervisor: Option<JoinHandle<()>>,
+    last_exit: Arc<Mutex<Option<String>>>,
+}
+
+impl Supervised {
+    /// Starts the process and its supervisor.
+    pub(super) fn start(launch: Launch) -> std::io::Result<Self> {
+        let (stop, stopped) = mpsc::channel();
+        let last_exit = Arc::new(Mutex::new(None));
+        let recorded = last_exit.clone();
+        let supervisor = std::thread::Builder::new()
+            .name(format!("plugin-process-{}", launch.name))
+            .spawn(move || supervise(&launch, &stopped, &recorded))?;
+        Ok(Self {
+            stop: Some(stop),
+            supervisor: Some(supervisor),
+            last_exit,
+        })
+    }
+
+    /// How the process last ended (or failed to start), if it did.
+    pub(super) fn last_exit(&self) -> Option<String> {
+        self.last_exit
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Asks the process to exit and waits until it has (at most [`STOP_GRACE`], then it
+    /// is killed). Blocking.
+    pub(super) fn stop(&mut self) {
+        self.stop.take();
+        if let Some(supervisor) = self.supervisor.take() {
+            let _ = supervisor.join();
+        }
+    }
+}
+
+impl Drop for Supervised {
+    fn drop(&mut self) {
+        // The supervisor sees the channel close and stops the process on its own.
+        self.stop.take();
+    }
+}
+
+fn supervise(launch: &Launch, stopped: &mpsc::Receiver<()>, last_exit: &Mutex<Option<String>>) {
+    let record = |what: String| *last_exit.lock().unwrap_or_else(|e| e.into_inner()) = Some(what);
+    let mut backoff = FIRST_BACKOFF;
+    loop {
+        let started = Instant::now();
+        match spawn(launch) {
+            Ok(mut child) => {
+                let stdin = child.stdin.take();
+                loop {
+                    match stopped.recv_timeout(POLL) {
+                        Err(RecvTimeoutError::Timeout) => {}
+                        _ => {
+                            drop(stdin);
+                            if wait_until(&mut child, Instant::now() + STOP_GRACE).is_none() {
+                                tracing::warn!(plugin = %launch.name, "plugin process did not exit within {STOP_GRACE:?} of its stdin closing; killed");
+                                kill_group(&mut child);
+                            }
+                            return;
+                        }
+                    }
+                    if let Ok(Some(status)) = child.try_wait() {
+                        let how = describe_exit(status);
+                        tracing::warn!(plugin = %launch.name, "plugin process ended ({how}); starting it again in {backoff:?}");
+                        record(how);
+                        break;
+                    }
+                }
+                if started.elapsed() >= HEALTHY {
+                    backoff = FIRST_BACKOFF;
+                }
+            }
+            Err(e) => {
+                tracing::error!(plugin = %launch.name, "cannot start plugin process {:?}: {e}", launch.argv[0]);
+                record(format!("cannot start {:?}: {e}", launch.argv[0]));
+            }
+        }
+        match stopped.recv_timeout(backoff) {
+            Err(RecvTimeoutError::Timeout) => {}
+            _ => return,
+        }
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+fn spawn(launch: &Launch) -> std::io::Result<Child> {
+    let settings = serde_json::to_string(&launch.settings).map_err(std::io::Error::other)?;
+    let _ = std::fs::remove_file(&launch.socket);
+    let (reader, writer) = std::io::pipe()?;
+    let mut command = Command::new(&launch.argv[0]);
+    command
+        .args(&launch.argv[1..])
+        .current_dir(&launch.node_dir)
+        .env(
+            "GBS_PLUGIN_LISTEN",
+            format!("unix:{}", launch.socket.display()),
+        )
+        .env("GBS_PLUGIN_ROLE", launch.role)
+        .env("GBS_PLUGIN_STATE_DIR", &launch.state_dir)
+        .env("GBS_PLUGIN_SETTINGS", settings)
+        .stdin(Stdio::piped())
+        .stdout(writer.try_clone()?)
+        .stderr(writer);
+    if !launch.name.is_empty() {
+        command.env("GBS_PLUGIN_NAME", &launch.name);
+    }
+    // Its own process group, so that a kill reaches whatever it started too.
+    #[cfg(unix)]
+    std::os::unix::process::CommandExt::process_group(&mut command, 0);
+    let child = command.spawn()?;
+    // `command` holds the pipe's write end until dropped; the reader ends at the last one.
+    drop(command);
+    let name = launch.name.clone();
+    std::thread::Builder::new()
+        .name(format!("plugin-output-{name}"))
+        .spawn(move || log_lines(&name, reader))?;
+    Ok(child)
+}
+
+/// Logs each line the process writes, tagged with the plugin; ends at end of file.
+fn log_lines(name: &str, pipe: impl std::io::Read) {
+    let mut reader = BufReader::new(pipe);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        match (&mut reader).take(MAX_LINE).read_until(b'\n', &mut line) {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {
+                let text = String::from_utf8_lossy(&line);
+                let text = text.trim_end_matches(['\n', '\r']);
+                tracing::info!(plugin = %name, "plugin output: {}", text.escape_debug());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commands_split_like_a_shell_without_one() {
+        assert_eq!(
+            split_command("python3 'my plugin.py' --flag \"a b\"").expect("valid"),
+            ["python3", "my plugin.py", "--flag", "a b"]
+        );
+        // Tried: an unbalanced quote and an empty command.
+        assert!(split_command("python3 'oops").is_err());
+        assert!(split_command("   ").is_err());
+    }
+}

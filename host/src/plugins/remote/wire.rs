@@ -1,0 +1,354 @@
+//! The CBOR of the out-of-process protocol (`plugin-interface/docs/out-of-process.md`):
+//! request envelopes around already-encoded operations, and checked answers.
+
+use abi_stable::std_types::RVec;
+use ciborium::Value;
+use gbs_plugin_interface::ffi::{Interests, OperationKind, Rejection, Roles, RouteResponse};
+use gbs_plugin_interface::to_cbor;
+
+use crate::plugins::data::is_one_cbor_item;
+
+/// The protocol major version this host speaks.
+pub const PROTOCOL: u64 = 1;
+
+/// The operation kinds by their names in `interests`.
+const KINDS: [(&str, OperationKind); 12] = [
+    ("version", OperationKind::VERSION),
+    ("allocate", OperationKind::ALLOCATE),
+    ("upload", OperationKind::UPLOAD),
+    ("abort", OperationKind::ABORT),
+    ("list-immutable", OperationKind::LIST_IMMUTABLE),
+    ("read-immutable", OperationKind::READ_IMMUTABLE),
+    ("corrupt-immutable", OperationKind::CORRUPT_IMMUTABLE),
+    ("lease", OperationKind::LEASE),
+    ("read-test-write", OperationKind::READ_TEST_WRITE),
+    ("read-mutable", OperationKind::READ_MUTABLE),
+    ("list-mutable", OperationKind::LIST_MUTABLE),
+    ("corrupt-mutable", OperationKind::CORRUPT_MUTABLE),
+];
+
+/// One value of a request envelope.
+pub(super) enum Item<'a> {
+    /// Bytes that already are one CBOR item (an operation, an outcome).
+    Encoded(&'a [u8]),
+    /// A byte string.
+    Bytes(&'a [u8]),
+    Null,
+    Value(Value),
+}
+
+/// A CBOR map of `entries`, copying encoded items as they are.
+pub(super) fn envelope(entries: &[(&str, Item<'_>)]) -> Vec<u8> {
+    let mut out = Vec::new();
+    head(&mut out, 5, entries.len() as u64);
+    for (key, item) in entries {
+        head(&mut out, 3, key.len() as u64);
+        out.extend_from_slice(key.as_bytes());
+        match item {
+            Item::Encoded(bytes) => out.extend_from_slice(bytes),
+            Item::Bytes(bytes) => {
+                head(&mut out, 2, bytes.len() as u64);
+                out.extend_from_slice(bytes);
+            }
+            Item::Null => out.push(0xf6),
+            Item::Value(value) => out.extend_from_slice(&to_cbor(value)),
+        }
+    }
+    out
+}
+
+/// A CBOR head: major type and argument, in its shortest form.
+fn head(out: &mut Vec<u8>, major: u8, argument: u64) {
+    let major = major << 5;
+    match argument {
+        0..=23 => out.push(major | argument as u8),
+        24..=0xff => out.extend_from_slice(&[major | 24, argument as u8]),
+        0x100..=0xffff => {
+            out.push(major | 25);
+            out.extend_from_slice(&(argument as u16).to_be_bytes());
+        }
+        0x1_0000..=0xffff_ffff => {
+            out.push(major | 26);
+            out.extend_from_slice(&(argument as u32).to_be_bytes());
+        }
+        _ => {
+            out.push(major | 27);
+            out.extend_from_slice(&argument.to_be_bytes());
+        }
+    }
+}
+
+/// What a plugin says about itself in `describe`.
+#[derive(Debug, Clone)]
+pub struct Description {
+    pub protocol: u64,
+    pub name: String,
+    pub version: String,
+    pub roles: Roles,
+    pub interests: Interests,
+    pub announcement: Value,
+}
+
+/// A decoded answer: one CBOR map, with typed field access that says what is wrong.
+pub(super) struct Map(Vec<(Value, Value)>);
+
+impl Map {
+    pub(super) fn decode(body: &[u8]) -> Result<Self, String> {
+        if !is_one_cbor_item(body) {
+            return Err("the answer is not one CBOR item".into());
+        }
+        match ciborium::from_reader::<Value, _>(body) {
+            Ok(Value::Map(entries)) => Ok(Self(entries)),
+            Ok(_) => Err("the answer is not a CBOR map".into()),
+            Err(e) => Err(format!("the answer is not CBOR: {e}")),
+        }
+    }
+
+    fn get(&self, key: &str) -> Option<&Value> {
+        self.0
+            .iter()
+            .find(|(k, _)| k.as_text() == Some(key))
+            .map(|(_, v)| v)
+    }
+
+    pub(super) fn take(&mut self, key: &str) -> Option<Value> {
+        let at = self.0.iter().position(|(k, _)| k.as_text() == Some(key))?;
+        Some(self.0.swap_remove(at).1)
+    }
+
+    pub(super) fn text(&self, key: &str) -> Result<String, String> {
+        match self.get(key) {
+            Some(Value::Text(text)) => Ok(text.clone()),
+            _ => Err(format!("{key:?} is not a text string")),
+        }
+    }
+
+    pub(super) fn uint(&self, key: &str) -> Result<u64, String> {
+        self.get(key)
+            .and_then(|v| v.as_integer())
+            .and_then(|i| u64::try_from(i).ok())
+            .ok_or_else(|| format!("{key:?} is not an unsigned integer"))
+    }
+
+    pub(super) fn bool(&self, key: &str) -> Result<bool, String> {
+        self.get(key)
+            .and_then(Value::as_bool)
+            .ok_or_else(|| format!("{key:?} is not a boolean"))
+    }
+
+    /// A byte string, or `None` for null.
+    pub(super) fn optional_bytes(&mut self, key: &str) -> Result<Option<Vec<u8>>, String> {
+        match self.take(key) {
+            Some(Value::Bytes(bytes)) => Ok(Some(bytes)),
+            Some(Value::Null) => Ok(None),
+            _ => Err(format!("{key:?} is not a byte string or null")),
+        }
+    }
+}
+
+/// Checks a `describe` answer.
+pub fn description(body: &[u8]) -> Result<Description, String> {
+    let mut map = Map::decode(body)?;
+    let protocol = map.uint("protocol")?;
+    let name = map.text("name")?;
+    let version = map.text("version")?;
+    let mut roles = Roles(0);
+    match map.take("roles") {
+        Some(Value::Array(items)) => {
+            for item in items {
+                roles = match item.as_text() {
+                    Some("server") => Roles(roles.0 | Roles::SERVER.0),
+                    Some("client") => Roles(roles.0 | Roles::CLIENT.0),
+                    _ => return Err(format!("unknown role {item:?}")),
+                };
+            }
+        }
+        _ => return Err("\"roles\" is not an array".into()),
+    }
+    let mut interests = Interests(0);
+    match map.take("interests") {
+        None | Some(Value::Null) => {}
+        Some(Value::Array(items)) => {
+            for item in items {
+                let kind = KINDS
+                    .iter()
+                    .find(|(name, _)| item.as_text() == Some(name))
+                    .ok_or_else(|| format!("unknown operation {item:?} in \"interests\""))?;
+                interests = interests.with(kind.1);
+            }
+        }
+        Some(_) => return Err("\"interests\" is not an array".into()),
+    }
+    Ok(Description {
+        protocol,
+        name,
+        version,
+        roles,
+        interests,
+        announcement: map.take("announcement").unwrap_or(Value::Null),
+    })
+}
+
+/// Checks an `admit` answer: `None` admits.
+pub(super) fn admission(body: &[u8]) -> Result<Option<Rejection>, String> {
+    let mut map = Map::decode(body)?;
+    if map.bool("admit")? {
+        return Ok(None);
+    }
+    match map.take("rejection") {
+        Some(Value::Map(entries)) => rejection(Map(entries)).map(Some),
+        _ => Err("\"admit\" is false and \"rejection\" is not a map".into()),
+    }
+}
+
+fn rejection(mut map: Map) -> Result<Rejection, String> {
+    let status = u16::try_from(map.uint("status")?).map_err(|e| e.to_string())?;
+    let details = match map.take("details") {
+        None | Some(Value::Null) => RVec::new(),
+        Some(value) => to_cbor(&value).into(),
+    };
+    Ok(Rejection {
+        status,
+        code: map.text("code")?.into(),
+        message: map.text("message")?.into(),
+        details,
+    })
+}
+
+/// Checks a `route` answer.
+pub(super) fn route_response(body: &[u8]) -> Result<RouteResponse, String> {
+    let mut map = Map::decode(body)?;
+    let status = u16::try_from(map.uint("status")?).map_err(|e| e.to_string())?;
+    let content_type = map.text("content-type")?;
+    let body = map.optional_bytes("body")?.ok_or("\"body\" is null")?;
+    Ok(RouteResponse {
+        status,
+        content_type: content_type.into(),
+        body: body.into(),
+    })
+}
+
+/// The message of an error answer (`{"error": tstr}`), or a description of the answer.
+pub(super) fn error_message(status: u16, body: &[u8]) -> String {
+    let said = Map::decode(body)
+        .ok()
+        .and_then(|map| map.text("error").ok())
+        .map(|message| message.chars().take(1024).collect::<String>());
+    match said {
+        Some(message) => format!("status {status}: {message}"),
+        None => format!("status {status}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cbor(value: &Value) -> Vec<u8> {
+        to_cbor(value)
+    }
+
+    fn map(entries: Vec<(&str, Value)>) -> Value {
+        Value::Map(
+            entries
+                .into_iter()
+                .map(|(k, v)| (Value::Text(k.into()), v))
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn envelopes_embed_encoded_items_as_they_are() {
+        let operation = to_cbor(&gbs_plugin_interface::Operation::Version);
+        let long = vec![7u8; 300];
+        let bytes = envelope(&[
+            ("operation", Item::Encoded(&operation)),
+            ("data", Item::Bytes(&long)),
+            ("none", Item::Null),
+        ]);
+        let decoded: Value = ciborium::from_reader(bytes.as_slice()).expect("CBOR");
+        assert_eq!(
+            decoded,
+            map(vec![
+                (
+                    "operation",
+                    map(vec![("operation", Value::Text("version".into()))])
+                ),
+                ("data", Value::Bytes(long)),
+                ("none", Value::Null),
+            ])
+        );
+    }
+
+    #[test]
+    fn descriptions_are_checked() {
+        let good = map(vec![
+            ("protocol", Value::Integer(1.into())),
+            ("name", Value::Text("quota".into())),
+            ("version", Value::Text("1.0.0".into())),
+            ("roles", Value::Array(vec![Value::Text("server".into())])),
+            (
+                "interests",
+                Value::Array(vec![Value::Text("allocate".into())]),
+            ),
+            ("future-field", Value::Bool(true)),
+        ]);
+        let description = description(&cbor(&good)).expect("valid");
+        assert_eq!(description.name, "quota");
+        assert!(description.interests.contains(OperationKind::ALLOCATE));
+        assert!(!description.interests.contains(OperationKind::VERSION));
+        assert!(description.roles.contains(Roles::SERVER));
+        assert_eq!(description.announcement, Value::Null);
+
+        let unknown = map(vec![
+            ("protocol", Value::Integer(1.into())),
+            ("name", Value::Text("q".into())),
+            ("version", Value::Text("1".into())),
+            ("roles", Value::Array(vec![Value::Text("server".into())])),
+            (
+                "interests",
+                Value::Array(vec![Value::Text("everything".into())]),
+            ),
+        ]);
+        let error = super::description(&cbor(&unknown)).expect_err("unknown kind");
+        assert!(error.contains("everything"), "{error}");
+        // Tried: trailing bytes after the map, and a list instead of a map.
+        let mut trailing = cbor(&good);
+        trailing.push(0);
+        assert!(super::description(&trailing).is_err());
+        assert!(super::description(&cbor(&Value::Array(vec![]))).is_err());
+    }
+
+    #[test]
+    fn admissions_and_rejections() {
+        let admit = map(vec![("admit", Value::Bool(true))]);
+        assert!(admission(&cbor(&admit)).expect("valid").is_none());
+        let reject = map(vec![
+            ("admit", Value::Bool(false)),
+            (
+                "rejection",
+                map(vec![
+                    ("status", Value::Integer(413.into())),
+                    ("code", Value::Text("quota-exceeded".into())),
+                    ("message", Value::Text("over".into())),
+                    ("details", map(vec![("used", Value::Integer(5.into()))])),
+                ]),
+            ),
+        ]);
+        let rejection = admission(&cbor(&reject)).expect("valid").expect("rejected");
+        assert_eq!(rejection.status, 413);
+        assert_eq!(rejection.code.as_str(), "quota-exceeded");
+        assert!(is_one_cbor_item(&rejection.details));
+        // Tried: admit as a string, and a rejection with no code.
+        let bad = map(vec![("admit", Value::Text("yes".into()))]);
+        assert!(admission(&cbor(&bad)).is_err());
+        let no_code = map(vec![
+            ("admit", Value::Bool(false)),
+            (
+                "rejection",
+                map(vec![("status", Value::Integer(403.into()))]),
+            ),
+        ]);
+        assert!(admission(&cbor(&no_code)).is_err());
+    }
+}
