@@ -8,9 +8,15 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use gbs::client::{Client, ClientError};
+use gbs::client::{Client, ClientBuilder, ClientError};
+use gbs::plugins::registry::open_library;
+use gbs::plugins::ClientPluginHandle;
 use gbs::protocol::{ShareKind, ShareNumber, StorageIndex};
-use gbs_tests::{gbs_binary, test_lease, test_upload_secret, Behaviour, GbsNode, PluginService};
+use gbs_plugin_interface::RouteRequest;
+use gbs_tests::{
+    gbs_binary, sample_plugin, tahoe_python, test_lease, test_upload_secret, Behaviour, GbsNode,
+    PluginService,
+};
 
 /// A node whose one server plugin is the service at `url`, with a 2 s hook deadline.
 async fn node_using(url: String) -> GbsNode {
@@ -244,4 +250,241 @@ async fn check(args: &[&str]) -> (Option<i32>, String) {
     })
     .await
     .expect("gbs plugin check")
+}
+
+/// The Python quota sample, as `command = ...`.
+fn quota_py_command() -> String {
+    let script =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../sample-plugins/quota-py/quota_plugin.py");
+    format!("\"{}\" \"{}\"", tahoe_python().display(), script.display())
+}
+
+/// How the quota plugin is run.
+#[derive(Debug, Clone, Copy)]
+enum Twin {
+    /// The Rust library, in process.
+    InProcess,
+    /// The Python sample, started and supervised by the node.
+    Python,
+}
+
+/// A node running the quota plugin as `twin` with 1,000 bytes per account.
+async fn quota_node(twin: Twin) -> GbsNode {
+    let source = match twin {
+        Twin::InProcess => format!("library = {}", sample_plugin("gbs-quota").display()),
+        Twin::Python => format!("command = {}", quota_py_command()),
+    };
+    tokio::task::spawn_blocking(move || {
+        GbsNode::start_configured(&format!(
+            "[storage]\nplugins = quota\n[storageserver.plugins.quota]\n{source}\n\
+             quota-bytes = 1000\n[gbs]\nplugin_deadline = 5s\n"
+        ))
+    })
+    .await
+    .expect("start the node")
+}
+
+/// A client of `node` whose quota client plugin presents `account`.
+fn quota_client(node: &GbsNode, account: &str) -> Client {
+    let library = open_library(&sample_plugin("gbs-quota")).expect("open gbs-quota");
+    let settings = [("account".to_owned(), account.to_owned())].into();
+    let plugin = ClientPluginHandle::build(node.dir(), "quota", &settings, &library)
+        .expect("the quota client plugin");
+    ClientBuilder::new(node.nurl().parse().expect("NURL"))
+        .plugin(plugin)
+        .build()
+        .expect("client")
+}
+
+async fn allocate(client: &Client, seed: u8, shares: u8, size: u64) -> Result<(), ClientError> {
+    let numbers = (0..u16::from(shares)).map(ShareNumber).collect();
+    let si = StorageIndex::from_bytes([seed; 16]);
+    let upload = client
+        .allocate(si, numbers, size, &test_lease(), test_upload_secret())
+        .await?;
+    for shnum in upload.allocated().clone() {
+        let data = vec![seed ^ shnum.0 as u8; size as usize];
+        upload.upload_share(shnum, &data[..]).await?;
+    }
+    Ok(())
+}
+
+/// What the `usage` route says `account` used.
+async fn used(client: &Client, account: &str) -> u64 {
+    let mut request = RouteRequest::new("GET", "usage", Vec::new());
+    request.query = format!("account={account}").into();
+    let answer = client
+        .call_plugin_route("quota", request)
+        .await
+        .expect("usage route");
+    assert_eq!(answer.status, 200, "{answer:?}");
+    let value: ciborium::Value = ciborium::from_reader(answer.body.as_slice()).expect("CBOR");
+    value
+        .as_map()
+        .and_then(|m| m.iter().find(|(k, _)| k.as_text() == Some("used")))
+        .and_then(|(_, v)| v.as_integer())
+        .and_then(|i| u64::try_from(i).ok())
+        .expect("a used count")
+}
+
+/// The same traffic against either twin, answering everything the client saw and the
+/// usage file left behind, so that the two can be compared.
+async fn quota_scenario(node: &GbsNode) -> Vec<String> {
+    let alice = quota_client(node, "alice");
+    let anonymous = node.client();
+    let mut seen = Vec::new();
+    let mut record = |what: &str, answer: Result<(), ClientError>| {
+        seen.push(match answer {
+            Ok(()) => format!("{what}: ok"),
+            Err(ClientError::PluginRejected(r)) => {
+                let details: Option<ciborium::Value> =
+                    ciborium::from_reader(r.details.as_slice()).ok();
+                format!("{what}: {} {} {} {details:?}", r.status, r.code, r.message)
+            }
+            Err(other) => format!("{what}: {other}"),
+        })
+    };
+    record("alice 1 x 300", allocate(&alice, 1, 1, 300).await);
+    // Shares the server already holds are free.
+    record("alice the same again", allocate(&alice, 1, 1, 300).await);
+    record("alice 2 x 300", allocate(&alice, 2, 2, 300).await);
+    record("alice 1 x 200", allocate(&alice, 3, 1, 200).await);
+    record("anonymous 1 x 10", allocate(&anonymous, 4, 1, 10).await);
+    record("alice 1 x 100", allocate(&alice, 5, 1, 100).await);
+    seen.push(format!("alice used {}", used(&alice, "alice").await));
+    seen
+}
+
+/// Input tried: allocations within, at and past the quota, one without an account, one of
+/// shares already held; the same answers from the Python process as from the Rust library.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_python_quota_plugin_behaves_as_its_in_process_twin() {
+    let mut transcripts = Vec::new();
+    let mut files = Vec::new();
+    for twin in [Twin::InProcess, Twin::Python] {
+        let node = quota_node(twin).await;
+        transcripts.push(quota_scenario(&node).await);
+        let file = node.dir().join("plugins-state/quota/usage.json");
+        files.push(
+            std::fs::read(&file).unwrap_or_else(|e| panic!("{twin:?}: {}: {e}", file.display())),
+        );
+    }
+    let rust = &transcripts[0];
+    assert_eq!(
+        rust[..3],
+        [
+            "alice 1 x 300: ok",
+            "alice the same again: ok",
+            "alice 2 x 300: ok"
+        ]
+    );
+    assert!(
+        rust[3].starts_with("alice 1 x 200: 413 quota-exceeded"),
+        "{rust:?}"
+    );
+    assert!(rust[3].contains("900"), "{rust:?}");
+    assert!(
+        rust[4].starts_with("anonymous 1 x 10: 401 quota-no-account"),
+        "{rust:?}"
+    );
+    assert_eq!(rust[5..], ["alice 1 x 100: ok", "alice used 1000"]);
+    assert_eq!(
+        transcripts[0], transcripts[1],
+        "the twins answered differently"
+    );
+    assert_eq!(files[0], files[1], "the twins left different usage files");
+}
+
+/// The plugin process killed mid-traffic: what it guards fails closed (503), everything
+/// else is served, it is started again and traffic resumes, with nothing stored lost; when
+/// the node stops, so does the process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_plugin_process_fails_closed_restarts_and_loses_nothing() {
+    let node = quota_node(Twin::Python).await;
+    let alice = quota_client(&node, "alice");
+    allocate(&alice, 1, 1, 300).await.expect("within the quota");
+    let first = plugin_processes(node.pid());
+    assert_eq!(first.len(), 1, "one plugin process: {first:?}");
+    kill(first[0]);
+
+    let mut refused = 0;
+    let started = Instant::now();
+    loop {
+        match allocate(&alice, 2, 1, 100).await {
+            Ok(()) => break,
+            Err(ClientError::PluginRejected(r)) if r.status == 503 => {
+                assert_eq!(
+                    (r.plugin.as_str(), r.code.as_str()),
+                    ("quota", "plugin-unavailable")
+                );
+                refused += 1;
+                // Unguarded operations are served meanwhile.
+                alice
+                    .version()
+                    .await
+                    .expect("version while the plugin is down");
+            }
+            Err(other) => panic!("while the plugin restarts: {other}"),
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the plugin did not come back"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        refused > 0,
+        "no allocation failed closed while the plugin was down"
+    );
+    let second = plugin_processes(node.pid());
+    assert_eq!(second.len(), 1, "{second:?}");
+    assert_ne!(
+        second[0], first[0],
+        "the plugin process was not started again"
+    );
+    // What it had charged survived the kill; what was stored is intact.
+    assert_eq!(used(&alice, "alice").await, 400);
+    let mut out = Vec::new();
+    alice
+        .read_share(
+            ShareKind::Immutable,
+            &StorageIndex::from_bytes([1; 16]),
+            ShareNumber(0),
+            None,
+            &mut out,
+        )
+        .await
+        .expect("read the share stored before the kill");
+    assert_eq!(out, vec![1u8; 300]);
+
+    let (status, _dir) = tokio::task::spawn_blocking(move || node.stop())
+        .await
+        .expect("stop the node");
+    assert!(status.success(), "gbs run exited with {status}");
+    assert!(
+        !Path::new(&format!("/proc/{}", second[0])).exists(),
+        "the plugin process outlived the node"
+    );
+}
+
+/// The processes `pid` started (the children of each of its threads).
+fn plugin_processes(pid: u32) -> Vec<u32> {
+    let mut children = Vec::new();
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).expect("the node's threads");
+    for task in tasks.flatten() {
+        let list = std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
+        children.extend(
+            list.split_whitespace()
+                .filter_map(|p| p.parse::<u32>().ok()),
+        );
+    }
+    children
+}
+
+fn kill(pid: u32) {
+    let status = Command::new("kill")
+        .args(["-KILL", &pid.to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success());
 }

@@ -14,6 +14,8 @@
 //! - **route**: `GET /storage/v1/plugin/quota/usage?account=NAME` answers
 //!   `{"account", "used", "limit"}` in CBOR.
 //! - **announce**: `{"quota-bytes": N}`.
+//! - **client side** (setting `account = NAME`): attaches `{"account": NAME}` to every
+//!   allocation sent to a server announcing `quota-bytes`, whichever twin runs there.
 //!
 //! # Layout
 //!
@@ -28,33 +30,41 @@
 #![deny(missing_docs)]
 
 mod account;
+mod client;
 mod pending;
 mod server;
 mod usage_file;
 
 use gbs_plugin_interface::{
-    export_plugins, Host, Interests, OperationKind, Plugin, PluginError, Roles, Settings, Unused,
+    export_plugins, Host, Interests, OperationKind, Plugin, PluginError, Roles, Settings,
 };
 
 pub use account::{account_of, Account, ACCOUNT_KEY};
+pub use client::QuotaClient;
 pub use pending::MAX_PENDING;
 pub use server::{QuotaServer, QUOTA_KEY};
 pub use usage_file::{load, save, LoadError, Usage, USAGE_FILE};
 
-/// The `quota` plugin: server side only, interested in allocations.
+/// The `quota` plugin: the server side (interested in allocations) and a client side that
+/// presents an account.
 #[derive(Debug)]
 pub struct Quota;
 
 impl Plugin for Quota {
     const NAME: &'static str = "quota";
     const VERSION: &'static str = env!("CARGO_PKG_VERSION");
-    const ROLES: Roles = Roles::SERVER;
+    const ROLES: Roles = Roles::BOTH;
     const INTERESTS: Interests = Interests::of(&[OperationKind::ALLOCATE]);
     type Server = QuotaServer;
-    type Client = Unused;
+    type Client = QuotaClient;
 
     fn server(settings: &Settings, host: Host) -> Result<QuotaServer, PluginError> {
         QuotaServer::new(settings, host)
+    }
+
+    fn client(settings: &Settings, host: Host) -> Result<QuotaClient, PluginError> {
+        let _ = host;
+        QuotaClient::new(settings)
     }
 }
 
@@ -73,7 +83,7 @@ mod tests {
         assert_eq!(descriptions.len(), 1);
         assert_eq!(descriptions[0].name.as_str(), "quota");
         assert_eq!(Quota::VERSION, "1.0.0");
-        assert_eq!(Quota::ROLES, Roles::SERVER);
+        assert_eq!(Quota::ROLES, Roles::BOTH);
         assert_eq!(Quota::INTERESTS, Interests::of(&[OperationKind::ALLOCATE]));
     }
 
