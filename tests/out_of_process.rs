@@ -488,3 +488,87 @@ fn kill(pid: u32) {
         .expect("run kill");
     assert!(status.success());
 }
+
+/// `gbs plugin check --command`: the process is started, describes itself and is stopped;
+/// one that exits at once is unusable, with its exit status.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plugin_check_starts_a_command_and_stops_it() {
+    let command = format!("{} --setting quota-bytes=1000", quota_py_command());
+    let (code, out) = check(&["--command", &command]).await;
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("plugin: quota 1.0.0 (server)"), "{out}");
+    assert!(out.contains("interface: out-of-process 1"), "{out}");
+    // Input tried: the same plugin without its required setting (it exits with status 2).
+    let (code, out) = check(&["--command", &quota_py_command()]).await;
+    assert_eq!(code, Some(3), "{out}");
+    assert!(out.contains("exit status 2"), "{out}");
+}
+
+/// Reloads of a host-started plugin: unchanged, it keeps its process; with new settings a
+/// new process takes over and the old one is stopped; removed, its process is stopped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reloads_keep_replace_and_stop_plugin_processes() {
+    let node = quota_node(Twin::Python).await;
+    let cfg = node.dir().join("tahoe.cfg");
+    let original = std::fs::read_to_string(&cfg).expect("tahoe.cfg");
+    let first = plugin_processes(node.pid());
+    assert_eq!(first.len(), 1, "{first:?}");
+
+    let answer = reload(node.dir()).await;
+    assert_eq!(answer["plugins"][0]["change"], "kept", "{answer}");
+    assert_eq!(plugin_processes(node.pid()), first);
+
+    std::fs::write(
+        &cfg,
+        original.replace("quota-bytes = 1000", "quota-bytes = 2000"),
+    )
+    .expect("write tahoe.cfg");
+    let answer = reload(node.dir()).await;
+    assert_eq!(answer["plugins"][0]["change"], "replaced", "{answer}");
+    let alice = quota_client(&node, "alice");
+    allocate(&alice, 1, 1, 1500)
+        .await
+        .expect("the new settings are in force");
+    let second = wait_for_processes(node.pid(), |p| p.len() == 1 && p[0] != first[0]).await;
+    assert!(!Path::new(&format!("/proc/{}", first[0])).exists());
+
+    let without = original.replace("plugins = quota\n", "plugins =\n");
+    std::fs::write(&cfg, without).expect("write tahoe.cfg");
+    let answer = reload(node.dir()).await;
+    assert_eq!(answer["plugins"][0]["change"], "removed", "{answer}");
+    wait_for_processes(node.pid(), Vec::is_empty).await;
+    assert!(!Path::new(&format!("/proc/{}", second[0])).exists());
+    node.client().version().await.expect("the node serves on");
+}
+
+async fn reload(dir: &Path) -> serde_json::Value {
+    let dir = dir.to_owned();
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new(gbs_binary())
+            .args(["plugin", "reload", "--json"])
+            .arg(&dir)
+            .output()
+            .expect("run gbs plugin reload")
+    })
+    .await
+    .expect("reload");
+    assert!(output.status.success(), "{output:?}");
+    serde_json::from_slice(&output.stdout).expect("JSON")
+}
+
+/// The node's child processes once `done` says so (the old process of a replaced plugin
+/// is stopped when the requests that used it are done).
+async fn wait_for_processes(pid: u32, done: impl Fn(&Vec<u32>) -> bool) -> Vec<u32> {
+    let started = Instant::now();
+    loop {
+        let processes = plugin_processes(pid);
+        if done(&processes) {
+            return processes;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "plugin processes are still {processes:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
