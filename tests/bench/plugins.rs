@@ -12,6 +12,9 @@
 //! - 3 plugins: `access-log`, `allow-list` (checks a token in the request's plugin data)
 //!   and the `fixture-panics` test fixture with no hook set to panic (admits everything).
 //!
+//! - 1 out-of-process: a plugin service that admits everything, on a Unix socket (the
+//!   tests' `PluginService`, in this process), so the row shows what the protocol costs.
+//!
 //! Each plugin row runs twice: with hooks on the plugin thread, as a node runs them, and
 //! inline on the request's task, as before plugins were isolated, so the isolation's cost
 //! shows. The plugins are built on demand in the profile of this binary. Numbers are wall-clock on
@@ -24,12 +27,13 @@ use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::http::Request;
+use gbs::config::PluginSource;
 use gbs::plugins::registry::open_library;
 use gbs::plugins::{PluginData, ServerPlugins, ServerPluginsBuilder};
 use gbs::protocol::{paths, StorageIndex};
 use gbs::server::{router, AppState};
 use gbs::storage::Store;
-use gbs_tests::{build_fixture, sample_plugin, InProcessServer};
+use gbs_tests::{build_fixture, sample_plugin, Behaviour, InProcessServer, PluginService};
 use tower::ServiceExt as _;
 
 const REQUESTS: u32 = 20_000;
@@ -188,6 +192,18 @@ fn main() {
                 measure(&state(plugins), &auth, Some(&token_header)).await,
             ));
         }
+        // The same calls over the out-of-process protocol, to a service in this process
+        // that admits everything: what the transport costs, not what a plugin does.
+        let service =
+            PluginService::start(&dir.path().join("bench.sock"), "bench", Behaviour::Admit).await;
+        let mut builder = ServerPluginsBuilder::new(dir.path(), Some(store.clone()));
+        builder
+            .add_remote("bench", &PluginSource::Url(service.url()), &BTreeMap::new())
+            .unwrap_or_else(|e| panic!("{e}"));
+        rows.push((
+            "1 out-of-process (socket)",
+            measure(&state(builder.build()), &auth, None).await,
+        ));
         rows
     });
     let base = rows[0].1 .0;

@@ -3,8 +3,8 @@
 //! gives, so that dispatch, deadlines, status and reloads treat both alike.
 //!
 //! - [`Remote`] implements the server hooks as calls to the plugin service. Its futures
-//!   only wait on sockets, so its hooks run on the request's task (no plugin thread); each
-//!   call is a task of the node's runtime, aborted when the caller gives up.
+//!   only wait on sockets, so its hooks run on the request's task (no plugin thread), and
+//!   a caller that gives up drops the call and its connection.
 //! - Fail closed: while the service cannot be reached, `admit` answers the structured 503
 //!   (`plugin-unavailable`) and its routes 503; an answer that breaks the protocol is a
 //!   plugin failure (500 naming it) for that request only. Deadlines are dispatch's.
@@ -403,7 +403,7 @@ impl Remote {
         D: FnOnce(&[u8]) -> Result<T, String> + Send + 'static,
     {
         let shared = self.shared.clone();
-        let task = self.runtime.spawn(async move {
+        let work = async move {
             let path = format!("{PREFIX}{call}");
             let result = shared
                 .connector
@@ -412,10 +412,16 @@ impl Remote {
             let result = answer_of(result, decode);
             shared.note(&result);
             finish(&shared, result)
-        });
-        let abort = AbortOnDrop(task.abort_handle());
+        };
+        let runtime = self.runtime.clone();
         async move {
-            let _abort = abort;
+            // On a runtime's thread (a request's task), the call runs right there; anywhere
+            // else it becomes a task of the node's runtime, aborted if the caller gives up.
+            if Handle::try_current().is_ok() {
+                return work.await;
+            }
+            let task = runtime.spawn(work);
+            let _abort = AbortOnDrop(task.abort_handle());
             task.await
                 .unwrap_or_else(|e| RResult::RErr(failed(format!("the call failed: {e}"))))
         }
