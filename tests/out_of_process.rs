@@ -4,11 +4,13 @@
 //! unreachable or past its deadline, serves everything else meanwhile, and recovers
 //! without a restart; a plugin answering nonsense costs only the requests it guards.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use gbs::client::{Client, ClientBuilder, ClientError};
+use gbs::config::{PluginSource, PluginSpec};
 use gbs::plugins::registry::open_library;
 use gbs::plugins::ClientPluginHandle;
 use gbs::protocol::{ShareKind, ShareNumber, StorageIndex};
@@ -214,7 +216,7 @@ async fn plugin_check_asks_a_service_to_describe_itself() {
     let (code, out) = check(&[&service.url()]).await;
     assert_eq!(code, Some(0), "{out}");
     assert!(out.contains(": compatible"), "{out}");
-    assert!(out.contains("plugin: fake 0.1.0 (server)"), "{out}");
+    assert!(out.contains("plugin: fake 0.1.0 (server, client)"), "{out}");
 
     service.set(Behaviour::FutureProtocol);
     let (code, out) = check(&[&service.url()]).await;
@@ -571,4 +573,56 @@ async fn wait_for_processes(pid: u32, done: impl Fn(&Vec<u32>) -> bool) -> Vec<u
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// The client side out of process: the service's client hooks attach the data its server
+/// side requires; without them the server refuses; while the client plugin is unreachable
+/// the operation fails in the client, before any request is sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_out_of_process_client_plugin_attaches_what_its_server_side_requires() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut service = service(dir.path(), Behaviour::RequireData).await;
+    let node = node_using(service.url()).await;
+
+    assert_eq!(
+        rejection(guarded(&node.client()).await),
+        (403, "fake".into(), "fake-says-no".into())
+    );
+
+    let spec = PluginSpec {
+        name: "fake".into(),
+        source: PluginSource::Url(service.url()),
+        settings: BTreeMap::new(),
+    };
+    let client_dir = tempfile::tempdir().expect("temp dir");
+    let (spec_dir, deadline) = (client_dir.path().to_owned(), Duration::from_secs(2));
+    let plugin =
+        tokio::task::spawn_blocking(move || ClientPluginHandle::remote(&spec_dir, &spec, deadline))
+            .await
+            .expect("load")
+            .expect("the out-of-process client plugin");
+    let client = ClientBuilder::new(node.nurl().parse().expect("NURL"))
+        .plugin(plugin)
+        .build()
+        .expect("client");
+    guarded(&client)
+        .await
+        .expect("admitted with the client plugin's data");
+    assert!(service.prepared() >= 1);
+    let committed = service.committed();
+    guarded(&client).await.expect("admitted again");
+    // The server side and the client side were both told.
+    assert_eq!(service.committed(), committed + 2);
+
+    service.stop().await;
+    let admits = service.admits();
+    match guarded(&client).await {
+        Err(ClientError::Plugin { plugin, .. }) => assert_eq!(plugin, "fake"),
+        other => panic!("with the client plugin unreachable: {other:?}"),
+    }
+    assert_eq!(
+        service.admits(),
+        admits,
+        "a request went out without the plugin"
+    );
 }

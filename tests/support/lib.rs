@@ -15,7 +15,7 @@ pub use fixtures::{
     panicking_plugin,
 };
 pub use in_process::InProcessServer;
-pub use plugin_service::{Behaviour, PluginService};
+pub use plugin_service::{Behaviour, PluginService, CLIENT_DATA};
 pub use process::{assert_all_passed, gbs_binary, run_python, wait_for_exit, GbsNode, StockServer};
 pub use raw::{read_status, ProcessStats, RawConnection};
 pub use samples::sample_plugin;

@@ -33,7 +33,12 @@ pub enum Behaviour {
     Drip,
     /// Describes itself as speaking protocol 2.
     FutureProtocol,
+    /// Admits only requests carrying the plugin data its client side attaches.
+    RequireData,
 }
+
+/// The plugin data the service's client side attaches, and its server side requires.
+pub const CLIENT_DATA: &[u8] = b"\x43abc";
 
 #[derive(Debug)]
 struct Shared {
@@ -41,6 +46,7 @@ struct Shared {
     behaviour: Mutex<Behaviour>,
     admits: AtomicU64,
     committed: AtomicU64,
+    prepared: AtomicU64,
 }
 
 /// The service; it stops when dropped.
@@ -61,6 +67,7 @@ impl PluginService {
                 behaviour: Mutex::new(behaviour),
                 admits: AtomicU64::new(0),
                 committed: AtomicU64::new(0),
+                prepared: AtomicU64::new(0),
             }),
             task: None,
         };
@@ -75,6 +82,10 @@ impl PluginService {
             .route("/gbs-plugin/v1/describe", get(describe))
             .route("/gbs-plugin/v1/server/admit", post(admit))
             .route("/gbs-plugin/v1/server/committed", post(committed))
+            .route("/gbs-plugin/v1/client/matches", post(client_matches))
+            .route("/gbs-plugin/v1/client/prepare", post(client_prepare))
+            .route("/gbs-plugin/v1/client/rejected", post(client_rejected))
+            .route("/gbs-plugin/v1/client/committed", post(committed))
             .with_state(self.shared.clone());
         self.task = Some(tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
@@ -110,7 +121,12 @@ impl PluginService {
         self.shared.admits.load(Ordering::SeqCst)
     }
 
-    /// `committed` calls received so far.
+    /// Client `prepare` calls answered so far.
+    pub fn prepared(&self) -> u64 {
+        self.shared.prepared.load(Ordering::SeqCst)
+    }
+
+    /// `committed` calls received so far (server and client side).
     pub fn committed(&self) -> u64 {
         self.shared.committed.load(Ordering::SeqCst)
     }
@@ -143,7 +159,10 @@ async fn describe(State(shared): State<Arc<Shared>>) -> Response {
         (text("protocol"), Value::Integer(protocol.into())),
         (text("name"), text(&shared.name)),
         (text("version"), text("0.1.0")),
-        (text("roles"), Value::Array(vec![text("server")])),
+        (
+            text("roles"),
+            Value::Array(vec![text("server"), text("client")]),
+        ),
         (
             text("interests"),
             Value::Array(vec![text("list-immutable"), text("allocate")]),
@@ -163,11 +182,15 @@ async fn admit(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
     assert!(request.as_map().is_some(), "admit body is a map");
     let behaviour = *shared.behaviour.lock().expect("lock");
     shared.admits.fetch_add(1, Ordering::SeqCst);
+    let data = request
+        .as_map()
+        .and_then(|m| m.iter().find(|(k, _)| k.as_text() == Some("data")))
+        .and_then(|(_, v)| v.as_bytes().cloned());
+    let admit = || cbor(&Value::Map(vec![(text("admit"), Value::Bool(true))]));
     match behaviour {
-        Behaviour::Admit | Behaviour::FutureProtocol => {
-            cbor(&Value::Map(vec![(text("admit"), Value::Bool(true))]))
-        }
-        Behaviour::Reject => cbor(&Value::Map(vec![
+        Behaviour::Admit | Behaviour::FutureProtocol => admit(),
+        Behaviour::RequireData if data.as_deref() == Some(CLIENT_DATA) => admit(),
+        Behaviour::Reject | Behaviour::RequireData => cbor(&Value::Map(vec![
             (text("admit"), Value::Bool(false)),
             (
                 text("rejection"),
@@ -207,4 +230,29 @@ async fn admit(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
 async fn committed(State(shared): State<Arc<Shared>>) -> Response {
     shared.committed.fetch_add(1, Ordering::SeqCst);
     cbor(&Value::Map(Vec::new()))
+}
+
+/// Its client side works with any server announcing `{"test": true}`.
+async fn client_matches(body: Bytes) -> Response {
+    let request: Value = ciborium::from_reader(&body[..]).unwrap_or(Value::Null);
+    let announced = request
+        .as_map()
+        .and_then(|m| m.iter().find(|(k, _)| k.as_text() == Some("announcement")))
+        .and_then(|(_, a)| a.as_map())
+        .is_some_and(|a| a.iter().any(|(k, _)| k.as_text() == Some("test")));
+    cbor(&Value::Map(vec![(text("matches"), Value::Bool(announced))]))
+}
+
+/// Attaches [`CLIENT_DATA`] to every operation.
+async fn client_prepare(State(shared): State<Arc<Shared>>) -> Response {
+    shared.prepared.fetch_add(1, Ordering::SeqCst);
+    cbor(&Value::Map(vec![(
+        text("data"),
+        Value::Bytes(CLIENT_DATA.to_vec()),
+    )]))
+}
+
+/// Gives up on every rejection.
+async fn client_rejected() -> Response {
+    cbor(&Value::Map(vec![(text("data"), Value::Null)]))
 }

@@ -373,15 +373,20 @@ fn list(dir: &Path) -> anyhow::Result<ExitCode> {
 
 /// Whether an out-of-process plugin would load in `role`, as its description says.
 fn service_verdict(service: &remote::Service, role: Roles) -> Result<String, String> {
-    if role == Roles::CLIENT {
-        return Err("out-of-process client plugins are not available yet".into());
-    }
     let report = remote::check_service(service, CHECK_DEADLINE);
     match report.plugins.first() {
-        Some(plugin) if report.status == Status::Compatible && plugin.server => {
-            Ok(format!("{} {}", plugin.name, plugin.version))
+        Some(plugin) if report.status == Status::Compatible => {
+            let has_role = if role == Roles::CLIENT {
+                plugin.client
+            } else {
+                plugin.server
+            };
+            if has_role {
+                Ok(format!("{} {}", plugin.name, plugin.version))
+            } else {
+                Err("it does not have that role".into())
+            }
         }
-        Some(_) if report.status == Status::Compatible => Err("it has no server role".into()),
         _ => Err(report.reason()),
     }
 }

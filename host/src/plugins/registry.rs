@@ -19,8 +19,8 @@ use std::time::Duration;
 use abi_stable::sabi_trait::TD_Opaque;
 use abi_stable::std_types::{RResult, RStr};
 use gbs_plugin_interface::ffi::{
-    ClientPluginBox, Interests, LibraryDescription, PluginDescription, PluginLibraryRef, Roles,
-    ServerPluginBox, ServerPluginFfi_TO,
+    ClientPluginBox, ClientPluginFfi_TO, Interests, LibraryDescription, PluginDescription,
+    PluginLibraryRef, Roles, ServerPluginBox, ServerPluginFfi_TO,
 };
 use gbs_plugin_interface::to_cbor;
 
@@ -80,6 +80,17 @@ impl fmt::Display for LoadFailure {
             Self::BadAnnouncement(why) => write!(f, "invalid announcement: {why}"),
             Self::Thread(e) => write!(f, "cannot start its thread: {e}"),
             Self::Unavailable(why) => write!(f, "unavailable: {why}"),
+        }
+    }
+}
+
+impl From<StartFailure> for LoadFailure {
+    fn from(failure: StartFailure) -> Self {
+        match failure {
+            StartFailure::Config(why) => Self::Missing(why),
+            StartFailure::Unavailable(why) => Self::Unavailable(why),
+            StartFailure::Incompatible(why) => Self::Incompatible(why),
+            StartFailure::Io(e) => Self::Thread(e),
         }
     }
 }
@@ -611,23 +622,14 @@ impl ServerPluginsBuilder {
             .map_err(|e| fail(name, LoadFailure::StateDir(e)))?;
         let (remote, description) = remote::start(
             name,
+            Roles::SERVER,
             source,
             settings,
             &self.node_dir,
             host.state_path(),
             self.deadline,
         )
-        .map_err(|failure| {
-            fail(
-                name,
-                match failure {
-                    StartFailure::Config(why) => LoadFailure::Missing(why),
-                    StartFailure::Unavailable(why) => LoadFailure::Unavailable(why),
-                    StartFailure::Incompatible(why) => LoadFailure::Incompatible(why),
-                    StartFailure::Io(e) => LoadFailure::Thread(e),
-                },
-            )
-        })?;
+        .map_err(|failure| fail(name, failure.into()))?;
         let (kind, place) = match source {
             PluginSource::Url(url) => ("url", url.as_str()),
             PluginSource::Command(command) => ("command", command.as_str()),
@@ -772,15 +774,43 @@ impl ClientPluginHandle {
             if loaded.iter().any(|p| *p.name == *spec.name) {
                 return Err(fail(&spec.name, LoadFailure::Duplicate));
             }
-            let library = locate(&config.node_dir, spec)?;
-            loaded.push(Self::build(
-                &config.node_dir,
-                &spec.name,
-                &spec.settings,
-                &library,
-            )?);
+            loaded.push(match &spec.source {
+                PluginSource::Url(_) | PluginSource::Command(_) => {
+                    Self::remote(&config.node_dir, spec, config.limits.plugin_deadline)?
+                }
+                PluginSource::Library(_) | PluginSource::Lookup => {
+                    let library = locate(&config.node_dir, spec)?;
+                    Self::build(&config.node_dir, &spec.name, &spec.settings, &library)?
+                }
+            });
         }
         Ok(loaded)
+    }
+
+    /// Starts (`command`) or connects to (`url`) the out-of-process client plugin of
+    /// `spec`; its process, if any, stops when the last handle goes.
+    pub fn remote(
+        node_dir: &Path,
+        spec: &PluginSpec,
+        deadline: Duration,
+    ) -> Result<Self, PluginLoadError> {
+        let name = spec.name.as_str();
+        let host = PluginHost::new(node_dir, name, None)
+            .map_err(|e| fail(name, LoadFailure::StateDir(e)))?;
+        let (remote, _) = remote::start(
+            name,
+            Roles::CLIENT,
+            &spec.source,
+            &spec.settings,
+            node_dir,
+            host.state_path(),
+            deadline,
+        )
+        .map_err(|failure| fail(name, failure.into()))?;
+        Ok(Self {
+            name: name.into(),
+            object: Arc::new(ClientPluginFfi_TO::from_value(remote, TD_Opaque)),
+        })
     }
 
     /// The plugin's name.

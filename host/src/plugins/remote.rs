@@ -12,6 +12,7 @@
 //!   before each answers `describe` (readiness), and stops them when it stops.
 
 mod address;
+mod client;
 mod connection;
 mod process;
 pub mod wire;
@@ -62,7 +63,8 @@ struct Shared {
 #[derive(Debug)]
 pub(super) struct Remote {
     shared: Arc<Shared>,
-    runtime: Handle,
+    /// The runtime it was started on, where calls made off any runtime go.
+    runtime: Option<Handle>,
     /// The process, when the host started it.
     process: Mutex<Option<Supervised>>,
     announcement: Vec<u8>,
@@ -82,18 +84,18 @@ pub(super) enum StartFailure {
 }
 
 /// Starts (`command`) or finds (`url`) the service of plugin `name`, waits at most
-/// `deadline` until it describes itself, and checks that it is `name` and has `role`.
+/// `deadline` until it describes itself, and checks that it is `name` and has `role`
+/// (`Roles::SERVER` or `Roles::CLIENT`).
 pub(super) fn start(
     name: &str,
+    role: Roles,
     source: &PluginSource,
     settings: &BTreeMap<String, String>,
     node_dir: &Path,
     state_dir: &Path,
     deadline: Duration,
 ) -> Result<(Remote, Description), StartFailure> {
-    let runtime = Handle::try_current().map_err(|_| {
-        StartFailure::Config("out-of-process plugins need the node's runtime".into())
-    })?;
+    let runtime = Handle::try_current().ok();
     let (address, mut process) = match source {
         PluginSource::Url(url) => {
             if !settings.is_empty() {
@@ -112,7 +114,11 @@ pub(super) fn start(
                 socket: socket.clone(),
                 state_dir: state_dir.to_owned(),
                 settings: settings.clone(),
-                role: "server",
+                role: if role == Roles::CLIENT {
+                    "client"
+                } else {
+                    "server"
+                },
             };
             let process = Supervised::start(launch).map_err(StartFailure::Io)?;
             (Address::Unix(socket), Some(process))
@@ -128,7 +134,7 @@ pub(super) fn start(
             None => why,
         })
     });
-    let description = match described.and_then(|d| fits(&d, name, Roles::SERVER).map(|()| d)) {
+    let description = match described.and_then(|d| fits(&d, name, role).map(|()| d)) {
         Ok(description) => description,
         Err(failure) => {
             if let Some(process) = process.as_mut() {
@@ -188,9 +194,14 @@ fn fits(description: &Description, name: &str, role: Roles) -> Result<(), StartF
         )));
     }
     if !description.roles.contains(role) {
-        return Err(StartFailure::Incompatible(
-            "it does not have the server role".into(),
-        ));
+        let role = if role == Roles::CLIENT {
+            "client"
+        } else {
+            "server"
+        };
+        return Err(StartFailure::Incompatible(format!(
+            "it does not have the {role} role"
+        )));
     }
     Ok(())
 }
@@ -417,9 +428,10 @@ impl Remote {
         async move {
             // On a runtime's thread (a request's task), the call runs right there; anywhere
             // else it becomes a task of the node's runtime, aborted if the caller gives up.
-            if Handle::try_current().is_ok() {
-                return work.await;
-            }
+            let runtime = match (Handle::try_current(), runtime) {
+                (Ok(_), _) | (Err(_), None) => return work.await,
+                (Err(_), Some(runtime)) => runtime,
+            };
             let task = runtime.spawn(work);
             let _abort = AbortOnDrop(task.abort_handle());
             task.await
@@ -486,17 +498,9 @@ impl ServerPluginFfi for Remote {
     }
 
     fn route(&self, request: RouteRequest) -> FfiFuture<RResult<RouteResponse, PluginError>> {
-        let text = |s: &RString| Item::Value(ciborium::Value::Text(s.as_str().to_owned()));
-        let body = envelope(&[
-            ("method", text(&request.method)),
-            ("path", text(&request.path)),
-            ("query", text(&request.query)),
-            ("content-type", text(&request.content_type)),
-            ("body", Item::Bytes(&request.body)),
-        ]);
         self.call(
             "server/route",
-            body,
+            route_envelope(&request),
             MAX_ROUTE_ANSWER,
             wire::route_response,
             |shared, result| match result {
@@ -545,6 +549,18 @@ impl ServerPluginFfi for Remote {
         }
         .into_ffi()
     }
+}
+
+/// A route request as the protocol sends it, to either side.
+fn route_envelope(request: &RouteRequest) -> Vec<u8> {
+    let text = |s: &RString| Item::Value(ciborium::Value::Text(s.as_str().to_owned()));
+    envelope(&[
+        ("method", text(&request.method)),
+        ("path", text(&request.path)),
+        ("query", text(&request.query)),
+        ("content-type", text(&request.content_type)),
+        ("body", Item::Bytes(&request.body)),
+    ])
 }
 
 /// `start` and `stop` are optional: a 404 answer means there is nothing to do.
