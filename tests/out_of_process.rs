@@ -187,11 +187,43 @@ async fn a_node_does_not_start_with_a_service_that_is_absent_or_not_the_named_pl
     );
 }
 
+/// Input tried: a command that writes a line and exits with status 3 before serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_process_that_exits_at_start_stops_start_up_at_once_with_its_output() {
+    let started = Instant::now();
+    let output = refused_start_with(
+        "command = sh -c 'echo cannot-start-as-configured >&2; exit 3'",
+        "30s",
+    )
+    .await;
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "start-up took {:?} to give up",
+        started.elapsed()
+    );
+    assert!(
+        output.contains("storage plugin fake: unavailable") && output.contains("exit status 3"),
+        "{output}"
+    );
+    // Its output reached the node's log, tagged with the plugin.
+    assert!(
+        output
+            .lines()
+            .any(|l| l.contains("cannot-start-as-configured") && l.contains("fake")),
+        "{output}"
+    );
+}
+
 /// Runs `gbs run` on a node using the service at `url`, expecting it to refuse to start;
 /// answers its stderr.
 async fn refused_start(url: &str, deadline: &str) -> String {
+    refused_start_with(&format!("url = {url}"), deadline).await
+}
+
+/// The same with the plugin's `source` line (`url = ...` or `command = ...`).
+async fn refused_start_with(source: &str, deadline: &str) -> String {
     let extra = format!(
-        "[storage]\nplugins = fake\n[storageserver.plugins.fake]\nurl = {url}\n\
+        "[storage]\nplugins = fake\n[storageserver.plugins.fake]\n{source}\n\
          [gbs]\nplugin_deadline = {deadline}\n"
     );
     tokio::task::spawn_blocking(move || {

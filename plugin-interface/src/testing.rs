@@ -2,7 +2,7 @@
 //!
 //! [`TestHost`] stands in for the node: it gives the plugin a [`Host`] whose logs,
 //! counters, clock, shares and leases the test can set and read; [`block_on`] drives a
-//! hook's future to completion.
+//! hook's future to completion; [`settings`] makes a constructor's settings.
 //!
 //! ```
 //! use gbs_plugin_interface::testing::{block_on, TestHost};
@@ -186,6 +186,14 @@ impl Wake for Unpark {
     fn wake(self: Arc<Self>) {
         self.0.unpark();
     }
+}
+
+/// Settings as a plugin's constructor gets them, from `(key, value)` pairs.
+pub fn settings(pairs: &[(&str, &str)]) -> crate::Settings {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
 }
 
 /// Runs `future` to completion on this thread (hooks' futures, in tests).

@@ -127,13 +127,11 @@ pub(super) fn start(
             return Err(StartFailure::Config("not an out-of-process plugin".into()))
         }
     };
-    let described = describe_service(&address, deadline).map_err(|why| {
-        let exit = process.as_ref().and_then(Supervised::last_exit);
-        StartFailure::Unavailable(match exit {
-            Some(exit) => format!("{why} (its process: {exit})"),
-            None => why,
-        })
-    });
+    let described = match &process {
+        Some(process) => describe_process(&address, process, deadline),
+        None => describe_service(&address, deadline),
+    }
+    .map_err(StartFailure::Unavailable);
     let description = match described.and_then(|d| fits(&d, name, role).map(|()| d)) {
         Ok(description) => description,
         Err(failure) => {
@@ -283,12 +281,7 @@ fn describe_command(command: &str, deadline: Duration) -> Result<Description, St
         role: "server",
     };
     let mut process = Supervised::start(launch).map_err(|e| e.to_string())?;
-    let described = describe_service(&Address::Unix(socket), deadline).map_err(|why| match process
-        .last_exit()
-    {
-        Some(exit) => format!("{why} (its process: {exit})"),
-        None => why,
-    });
+    let described = describe_process(&Address::Unix(socket), &process, deadline);
     process.stop();
     let _ = std::fs::remove_dir_all(&scratch);
     described
@@ -298,22 +291,48 @@ fn describe_command(command: &str, deadline: Duration) -> Result<Description, St
 /// Blocking: it runs on a thread of its own with a runtime of its own, so it may be called
 /// from anywhere (start-up, a reload, `gbs plugin check`).
 pub fn describe_service(address: &Address, wait: Duration) -> Result<Description, String> {
-    let address = address.clone();
+    describe_until(address, wait, &|| None)
+}
+
+/// The same for a process the host started: it gives up as soon as the process has
+/// exited (a plugin that cannot start as configured does so at once), with its status.
+fn describe_process(
+    address: &Address,
+    process: &Supervised,
+    wait: Duration,
+) -> Result<Description, String> {
+    describe_until(address, wait, &|| process.last_exit()).map_err(|why| {
+        match process.last_exit() {
+            Some(exit) => format!("{why} (its process: {exit})"),
+            None => why,
+        }
+    })
+}
+
+fn describe_until(
+    address: &Address,
+    wait: Duration,
+    ended: &(dyn Fn() -> Option<String> + Sync),
+) -> Result<Description, String> {
     std::thread::scope(|scope| {
         scope
-            .spawn(move || {
+            .spawn(|| {
                 let runtime = tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()
                     .map_err(|e| e.to_string())?;
-                runtime.block_on(poll_describe(address, wait))
+                runtime.block_on(poll_describe(address.clone(), wait, ended))
             })
             .join()
             .unwrap_or_else(|_| Err("the describe call panicked".into()))
     })
 }
 
-async fn poll_describe(address: Address, wait: Duration) -> Result<Description, String> {
+async fn poll_describe(
+    address: Address,
+    wait: Duration,
+    ended: &(dyn Fn() -> Option<String> + Sync),
+) -> Result<Description, String> {
     let connector = Connector::new(address);
     let until = Instant::now() + wait;
     loop {
@@ -328,6 +347,9 @@ async fn poll_describe(address: Address, wait: Duration) -> Result<Description, 
                 Err(CallFailed::Unavailable(why)) => why,
             },
         };
+        if ended().is_some() {
+            return Err("it exited before answering".into());
+        }
         if Instant::now() + READY_POLL >= until {
             return Err(format!(
                 "not answering at {} within {wait:?}: {why}",
@@ -490,10 +512,7 @@ impl ServerPluginFfi for Remote {
         operation: RVec<u8>,
         outcome: RVec<u8>,
     ) -> FfiFuture<RResult<(), PluginError>> {
-        let body = envelope(&[
-            ("operation", Item::Encoded(&operation)),
-            ("outcome", Item::Encoded(&outcome)),
-        ]);
+        let body = committed_envelope(&operation, &outcome);
         self.call("server/committed", body, MAX_ANSWER, acknowledged, plainly)
     }
 
@@ -549,6 +568,14 @@ impl ServerPluginFfi for Remote {
         }
         .into_ffi()
     }
+}
+
+/// A `committed` call as the protocol sends it, to either side.
+fn committed_envelope(operation: &[u8], outcome: &[u8]) -> Vec<u8> {
+    envelope(&[
+        ("operation", Item::Encoded(operation)),
+        ("outcome", Item::Encoded(outcome)),
+    ])
 }
 
 /// A route request as the protocol sends it, to either side.

@@ -201,6 +201,7 @@ pub fn state_file(state_dir: &Path) -> PathBuf {
 
 #[cfg(test)]
 mod tests {
+    use gbs_plugin_interface::testing::settings;
     use std::pin::pin;
     use std::sync::Arc;
     use std::task::Poll;
@@ -209,13 +210,6 @@ mod tests {
 
     use super::*;
     use crate::fake_host::{now, poll_once, FakeHost};
-
-    fn settings(pairs: &[(&str, &str)]) -> Settings {
-        pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect()
-    }
 
     fn server(
         dir: &Path,

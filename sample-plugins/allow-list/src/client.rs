@@ -136,13 +136,7 @@ mod tests {
     use super::*;
     use crate::scheme::token_of;
     use crate::test_support::{now, server_connection};
-
-    fn settings(pairs: &[(&str, &str)]) -> Settings {
-        pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect()
-    }
+    use gbs_plugin_interface::testing::settings;
 
     fn client(pairs: &[(&str, &str)]) -> AllowListClient {
         AllowListClient::new(&settings(pairs)).unwrap()

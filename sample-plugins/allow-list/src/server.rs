@@ -186,17 +186,11 @@ fn read_tokens_file(path: &Path) -> Result<Vec<String>, PluginError> {
 #[cfg(test)]
 mod tests {
     use gbs_plugin_interface::from_cbor;
+    use gbs_plugin_interface::testing::settings;
 
     use super::*;
     use crate::scheme::plugin_data;
     use crate::test_support::now;
-
-    fn settings(pairs: &[(&str, &str)]) -> Settings {
-        pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect()
-    }
 
     fn server(pairs: &[(&str, &str)]) -> AllowListServer {
         AllowListServer::new(&settings(pairs)).unwrap()

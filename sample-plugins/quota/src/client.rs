@@ -61,13 +61,7 @@ impl ClientPlugin for QuotaClient {
 mod tests {
     use super::*;
     use crate::account::account_of;
-
-    fn settings(pairs: &[(&str, &str)]) -> Settings {
-        pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect()
-    }
+    use gbs_plugin_interface::testing::settings;
 
     #[test]
     fn presents_the_account_the_server_reads() {

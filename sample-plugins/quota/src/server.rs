@@ -269,17 +269,11 @@ impl ServerPlugin for QuotaServer {
 
 #[cfg(test)]
 mod tests {
+    use gbs_plugin_interface::testing::settings;
     use gbs_plugin_interface::testing::{block_on, TestHost};
     use gbs_plugin_interface::{from_cbor, to_cbor, LogLevel};
 
     use super::*;
-
-    fn settings(pairs: &[(&str, &str)]) -> Settings {
-        pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect()
-    }
 
     fn quota_server(dir: &std::path::Path, quota: &str) -> (QuotaServer, TestHost) {
         let test_host = TestHost::new(dir);

@@ -95,10 +95,7 @@ impl ClientPluginFfi for Remote {
         operation: RVec<u8>,
         outcome: RVec<u8>,
     ) -> FfiFuture<RResult<(), PluginError>> {
-        let body = envelope(&[
-            ("operation", Item::Encoded(&operation)),
-            ("outcome", Item::Encoded(&outcome)),
-        ]);
+        let body = super::committed_envelope(&operation, &outcome);
         self.call("client/committed", body, MAX_ANSWER, acknowledged, plainly)
     }
 
