@@ -45,6 +45,8 @@ use crate::config::PluginSource;
 const MAX_ANSWER: usize = 1 << 20;
 /// The largest `route` answer (the body, and its envelope).
 const MAX_ROUTE_ANSWER: usize = (16 << 20) + 4096;
+/// How long `stop` waits for the plugin's answer before stopping its process.
+const STOP_CALL: Duration = Duration::from_secs(1);
 /// How often readiness asks `describe`.
 const READY_POLL: Duration = Duration::from_millis(50);
 const PREFIX: &str = "/gbs-plugin/v1/";
@@ -559,9 +561,12 @@ impl ServerPluginFfi for Remote {
             .unwrap_or_else(|e| e.into_inner())
             .take();
         async move {
-            let answer = asked.await;
+            // Shutdown gives `stop` 5 s: 1 s for the plugin's answer, then at most
+            // `process::STOP_GRACE` for its process to exit once its stdin is closed.
+            let answer = tokio::time::timeout(STOP_CALL, asked)
+                .await
+                .unwrap_or_else(|_| RResult::RErr(failed("no answer to stop within 1 s")));
             if let Some(mut process) = process {
-                // Closing its stdin, then waiting (at most `process::STOP_GRACE`).
                 let _ = tokio::task::spawn_blocking(move || process.stop()).await;
             }
             answer
