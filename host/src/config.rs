@@ -529,6 +529,30 @@ mod tests {
 
     const BASE: &str = "[node]\ntub.port = tcp:3457:interface=127.0.0.1\ntub.location = tcp:example.org:3457\n[storage]\nenabled = true\n";
 
+    /// The README's example is what operators copy: it must mean what it says.
+    #[test]
+    fn the_readme_example_parses_as_documented() {
+        let readme = include_str!("../../README.md");
+        let start = readme
+            .find("`tahoe.cfg` keys read today:")
+            .expect("the README's config example");
+        let example = readme[start..]
+            .split("```ini\n")
+            .nth(1)
+            .and_then(|rest| rest.split("```").next())
+            .expect("an ini block");
+        let cfg = config(example).expect("the README's example parses");
+        assert_eq!(cfg.listen, "127.0.0.1:3457".parse().unwrap());
+        assert_eq!(cfg.reserved_space, 1_000_000_000);
+        assert_eq!(cfg.server_plugins[0].name, "name1");
+        assert_eq!(
+            cfg.server_plugins[0].source,
+            PluginSource::Library("plugins/libname1.so".into())
+        );
+        assert_eq!(cfg.server_plugins[0].settings["some-setting"], "value");
+        assert_eq!(cfg.client_plugins[0].settings["token"], "...");
+    }
+
     #[test]
     fn reads_node_and_storage_settings() {
         let cfg = config(&format!("{BASE}reserved_space = 1G\nplugins = a , b\n[storageserver.plugins.a]\nlibrary = plugins/liba.so\nprice = 3\n")).unwrap();
