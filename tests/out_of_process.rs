@@ -548,6 +548,31 @@ async fn reloads_keep_replace_and_stop_plugin_processes() {
     let first = plugin_processes(node.pid());
     assert_eq!(first.len(), 1, "{first:?}");
 
+    // `status` and `list` treat it as they treat a library.
+    let status = gbs_json(&["plugin", "status", "--json"], node.dir()).await;
+    let status = &status["plugins"];
+    assert_eq!(status[0]["interface"], "out-of-process 1", "{status}");
+    assert!(
+        status[0]["library"]
+            .as_str()
+            .is_some_and(|l| l.starts_with("command ")),
+        "{status}"
+    );
+    assert_eq!(status[0]["library_hash"], "", "{status}");
+    let dir = node.dir().to_owned();
+    let list = tokio::task::spawn_blocking(move || {
+        Command::new(gbs_binary())
+            .args(["plugin", "list"])
+            .arg(&dir)
+            .output()
+    })
+    .await
+    .expect("list")
+    .expect("run gbs plugin list");
+    let listed = String::from_utf8_lossy(&list.stdout);
+    assert!(list.status.success(), "{listed}");
+    assert!(listed.contains("quota 1.0.0"), "{listed}");
+
     let answer = reload(node.dir()).await;
     assert_eq!(answer["plugins"][0]["change"], "kept", "{answer}");
     assert_eq!(plugin_processes(node.pid()), first);
@@ -576,16 +601,24 @@ async fn reloads_keep_replace_and_stop_plugin_processes() {
 }
 
 async fn reload(dir: &Path) -> serde_json::Value {
-    let dir = dir.to_owned();
+    gbs_json(&["plugin", "reload", "--json"], dir).await
+}
+
+/// Runs `gbs ARGS DIR`, which must succeed, and answers its JSON output.
+async fn gbs_json(args: &[&str], dir: &Path) -> serde_json::Value {
+    let (args, dir): (Vec<String>, _) = (
+        args.iter().map(|a| (*a).to_owned()).collect(),
+        dir.to_owned(),
+    );
     let output = tokio::task::spawn_blocking(move || {
         Command::new(gbs_binary())
-            .args(["plugin", "reload", "--json"])
+            .args(&args)
             .arg(&dir)
             .output()
-            .expect("run gbs plugin reload")
+            .expect("run gbs")
     })
     .await
-    .expect("reload");
+    .expect("gbs");
     assert!(output.status.success(), "{output:?}");
     serde_json::from_slice(&output.stdout).expect("JSON")
 }

@@ -169,7 +169,7 @@ fn check(options: &CheckOptions) -> anyhow::Result<ExitCode> {
         reports.push(report);
     }
     for command in &options.command {
-        let service = remote::Service::Command(command.clone());
+        let service = remote::Service::Command(remote::CommandCheck::bare(command));
         reports.push(remote::check_service(&service, deadline));
         checked.push(PathBuf::from(format!("command {command}")));
     }
@@ -260,7 +260,7 @@ fn status(options: &NodeOptions) -> anyhow::Result<ExitCode> {
         .map_or(0, |d| d.as_secs());
     for plugin in plugins {
         println!(
-            "{} {} (interface {}): {} calls, {} failed; loaded {}s ago from {} (sha256 {}…)",
+            "{} {} (interface {}): {} calls, {} failed; loaded {}s ago from {}{}",
             plugin.name.escape_debug(),
             plugin.version.escape_debug(),
             plugin.interface.escape_debug(),
@@ -268,7 +268,11 @@ fn status(options: &NodeOptions) -> anyhow::Result<ExitCode> {
             plugin.failures,
             now.saturating_sub(plugin.since),
             plugin.library.display(),
-            plugin.library_hash,
+            if plugin.library_hash.is_empty() {
+                String::new()
+            } else {
+                format!(" (sha256 {}…)", plugin.library_hash)
+            },
         );
         if !plugin.counters.is_empty() {
             let counters: Vec<String> = plugin
@@ -426,7 +430,13 @@ impl Checked {
                 (format!("url {url}"), verdict)
             }
             PluginSource::Command(command) => {
-                let service = remote::Service::Command(command.clone());
+                let service = remote::Service::Command(remote::CommandCheck {
+                    command: command.clone(),
+                    dir: config.node_dir.clone(),
+                    name: Some(spec.name.clone()),
+                    role,
+                    settings: spec.settings.clone(),
+                });
                 (
                     format!("command {command}"),
                     service_verdict(&service, role),

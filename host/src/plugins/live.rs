@@ -291,9 +291,13 @@ fn plan(
                     None => Change::Added { version },
                 }
             };
-            let unchanged = |identity: &str| {
+            // The same library contents, or the same out-of-process source line (which has
+            // no hash), and the same settings.
+            let unchanged = |hash: &str, library: &Path| {
                 previous.filter(|entry| {
-                    entry.origin.hash == identity && entry.origin.settings == spec.settings
+                    entry.origin.hash == hash
+                        && (!hash.is_empty() || entry.origin.library == library)
+                        && entry.origin.settings == spec.settings
                 })
             };
             let kept = |builder: &mut ServerPluginsBuilder, entry: &Arc<ServerEntry>| {
@@ -304,7 +308,7 @@ fn plan(
             };
             match &spec.source {
                 PluginSource::Url(_) | PluginSource::Command(_) => {
-                    match unchanged(&remote_identity(&spec.source)) {
+                    match unchanged("", Path::new(&remote_identity(&spec.source))) {
                         Some(entry) => Ok(kept(&mut builder, entry)),
                         None => builder
                             .add_remote(&spec.name, &spec.source, &spec.settings)
@@ -312,7 +316,7 @@ fn plan(
                     }
                 }
                 PluginSource::Library(_) | PluginSource::Lookup => find_library(node_dir, spec)
-                    .and_then(|(path, file)| match unchanged(&file.hash) {
+                    .and_then(|(path, file)| match unchanged(&file.hash, &path) {
                         Some(entry) => Ok(kept(&mut builder, entry)),
                         None => {
                             let library = open_checked(node_dir, &spec.name, &path, &file)?;
@@ -462,9 +466,10 @@ pub struct PluginStatus {
     pub version: String,
     /// The plugin interface version it was built against.
     pub interface: String,
-    /// The library file it was loaded from.
+    /// The library file it was loaded from; for an out-of-process plugin, its source line
+    /// (`url ...` or `command ...`).
     pub library: PathBuf,
-    /// The first 16 bytes of the library's SHA-256, in hex.
+    /// The first 16 bytes of the library's SHA-256, in hex; empty out of process.
     pub library_hash: String,
     /// When it was loaded, in seconds since the Unix epoch.
     pub since: u64,

@@ -630,17 +630,14 @@ impl ServerPluginsBuilder {
             self.deadline,
         )
         .map_err(|failure| fail(name, failure.into()))?;
-        let (kind, place) = match source {
-            PluginSource::Url(url) => ("url", url.as_str()),
-            PluginSource::Command(command) => ("command", command.as_str()),
-            PluginSource::Library(_) | PluginSource::Lookup => ("", ""),
-        };
-        tracing::info!(plugin = name, version = %description.version, "{kind}" = place, "out-of-process storage plugin loaded");
+        let identity = remote_identity(source);
+        tracing::info!(plugin = name, version = %description.version, source = %identity, "out-of-process storage plugin loaded");
         let origin = Origin {
             version: description.version.clone(),
             interface: format!("out-of-process {}", remote::PROTOCOL),
-            library: PathBuf::from(format!("{kind} {place}")),
-            hash: remote_identity(source),
+            // Where it comes from, for status and reloads; no file, so no hash.
+            library: PathBuf::from(identity),
+            hash: String::new(),
             settings: settings.clone(),
             since: std::time::SystemTime::now(),
         };

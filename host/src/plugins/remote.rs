@@ -18,7 +18,7 @@ mod process;
 pub mod wire;
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -116,11 +116,7 @@ pub(super) fn start(
                 socket: socket.clone(),
                 state_dir: state_dir.to_owned(),
                 settings: settings.clone(),
-                role: if role == Roles::CLIENT {
-                    "client"
-                } else {
-                    "server"
-                },
+                role: role_name(role),
             };
             let process = Supervised::start(launch).map_err(StartFailure::Io)?;
             (Address::Unix(socket), Some(process))
@@ -179,6 +175,14 @@ fn socket_path(node_dir: &Path, name: &str) -> std::io::Result<std::path::PathBu
     Ok(dir.join(format!("{name}.{}.{start}.sock", std::process::id())))
 }
 
+fn role_name(role: Roles) -> &'static str {
+    if role == Roles::CLIENT {
+        "client"
+    } else {
+        "server"
+    }
+}
+
 /// Whether a description is that of plugin `name` in `role`, speaking our protocol.
 fn fits(description: &Description, name: &str, role: Roles) -> Result<(), StartFailure> {
     if description.protocol != PROTOCOL {
@@ -194,13 +198,9 @@ fn fits(description: &Description, name: &str, role: Roles) -> Result<(), StartF
         )));
     }
     if !description.roles.contains(role) {
-        let role = if role == Roles::CLIENT {
-            "client"
-        } else {
-            "server"
-        };
         return Err(StartFailure::Incompatible(format!(
-            "it does not have the {role} role"
+            "it does not have the {} role",
+            role_name(role)
         )));
     }
     Ok(())
@@ -211,8 +211,34 @@ fn fits(description: &Description, name: &str, role: Roles) -> Result<(), StartF
 pub enum Service {
     /// A running service.
     At(Address),
-    /// A command, started in a scratch directory for the check and stopped after it.
-    Command(String),
+    /// A command, started for the check (its state in a scratch directory) and stopped
+    /// after it.
+    Command(CommandCheck),
+}
+
+/// How to start a command for a check.
+#[derive(Debug, Clone)]
+pub struct CommandCheck {
+    pub command: String,
+    /// The directory it runs in (a node's, for `gbs plugin list`).
+    pub dir: PathBuf,
+    /// The plugin's name in `tahoe.cfg`, when known (`GBS_PLUGIN_NAME` is unset otherwise).
+    pub name: Option<String>,
+    pub role: Roles,
+    pub settings: BTreeMap<String, String>,
+}
+
+impl CommandCheck {
+    /// `gbs plugin check --command`: no name, no settings, in the current directory.
+    pub fn bare(command: &str) -> Self {
+        Self {
+            command: command.to_owned(),
+            dir: std::env::current_dir().unwrap_or_default(),
+            name: None,
+            role: Roles::SERVER,
+            settings: BTreeMap::new(),
+        }
+    }
 }
 
 /// `gbs plugin check` of a plugin service: its description, within `deadline`, and whether
@@ -220,7 +246,7 @@ pub enum Service {
 pub fn check_service(service: &Service, deadline: Duration) -> Report {
     let described = match service {
         Service::At(address) => describe_service(address, deadline),
-        Service::Command(command) => describe_command(command, deadline),
+        Service::Command(check) => describe_command(check, deadline),
     };
     let description = match described {
         Ok(description) => description,
@@ -260,11 +286,11 @@ pub fn check_service(service: &Service, deadline: Duration) -> Report {
     }
 }
 
-/// Starts `command` in a scratch directory (no name, no settings), takes its description
-/// and stops it.
-fn describe_command(command: &str, deadline: Duration) -> Result<Description, String> {
+/// Starts a command with its state in a scratch directory, takes its description and
+/// stops it.
+fn describe_command(check: &CommandCheck, deadline: Duration) -> Result<Description, String> {
     static CHECKS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let argv = split_command(command)?;
+    let argv = split_command(&check.command)?;
     let scratch = std::env::temp_dir().join(format!(
         "gbs-plugin-check-{}-{}",
         std::process::id(),
@@ -274,13 +300,13 @@ fn describe_command(command: &str, deadline: Duration) -> Result<Description, St
     std::fs::create_dir_all(&state_dir).map_err(|e| format!("{}: {e}", scratch.display()))?;
     let socket = scratch.join("plugin.sock");
     let launch = Launch {
-        name: String::new(),
+        name: check.name.clone().unwrap_or_default(),
         argv,
-        node_dir: std::env::current_dir().map_err(|e| e.to_string())?,
+        node_dir: check.dir.clone(),
         socket: socket.clone(),
         state_dir,
-        settings: BTreeMap::new(),
-        role: "server",
+        settings: check.settings.clone(),
+        role: role_name(check.role),
     };
     let mut process = Supervised::start(launch).map_err(|e| e.to_string())?;
     let described = describe_process(&Address::Unix(socket), &process, deadline);
