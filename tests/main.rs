@@ -6,6 +6,7 @@ mod cli;
 mod client;
 mod concurrent_uploads;
 mod disk_space;
+mod gateway;
 mod hostile_clients;
 mod interop;
 mod out_of_process;

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::limits::Limits;
+use crate::protocol::Nurl;
 
 /// One value with the line it came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -197,6 +198,8 @@ pub struct NodeConfig {
     pub client_plugins: Vec<PluginSpec>,
     /// `[gbs]`: bounds on connections, time and memory.
     pub limits: Limits,
+    /// `[gateway] upstreams`: the storage servers `gbs gateway` passes operations on to.
+    pub gateway_upstreams: Vec<Nurl>,
 }
 
 impl NodeConfig {
@@ -228,6 +231,9 @@ impl NodeConfig {
         let client_plugins =
             plugin_specs(raw, "client", "storage.plugins", "storageclient.plugins")?;
         let limits = limits(raw)?;
+        let gateway_upstreams = raw
+            .typed("gateway", "upstreams", parse_nurls)?
+            .unwrap_or_default();
         Ok(Self {
             node_dir: node_dir.to_owned(),
             listen,
@@ -237,6 +243,7 @@ impl NodeConfig {
             server_plugins,
             client_plugins,
             limits,
+            gateway_upstreams,
         })
     }
 
@@ -249,6 +256,21 @@ impl NodeConfig {
     pub fn private_dir(&self) -> PathBuf {
         self.node_dir.join("private")
     }
+}
+
+/// NURLs separated by commas or white space, none repeated.
+fn parse_nurls(text: &str) -> Result<Vec<Nurl>, String> {
+    let mut nurls: Vec<Nurl> = Vec::new();
+    for part in text.split([',', ' ', '\t', '\n']).filter(|p| !p.is_empty()) {
+        let nurl: Nurl = part
+            .parse()
+            .map_err(|e| format!("{part:?} is not a NURL: {e}"))?;
+        if nurls.contains(&nurl) {
+            return Err(format!("{part:?} is named twice"));
+        }
+        nurls.push(nurl);
+    }
+    Ok(nurls)
 }
 
 /// `[gbs]`: every key optional, each replacing one default of [`Limits`].

@@ -12,6 +12,8 @@
 //!   get, and the hook dispatch the server and client call.
 //! - [`server`]: the HTTPS server: TLS, authorization, one file per group of endpoints.
 //! - [`client`]: the HTTPS client: SPKI-pinned TLS, every operation, streaming uploads and reads.
+//! - [`gateway`]: `gbs gateway`, the server for stock clients that passes operations on
+//!   through the client and its plugins.
 //! - `admin`: the node's local admin socket (plugin status, reload, checks).
 //! - [`cli`]: the `gbs` command; [`file_limit`] raises the open-file limit it runs with.
 
@@ -21,6 +23,7 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod file_limit;
+pub mod gateway;
 pub mod limits;
 pub mod node;
 pub mod plugins;

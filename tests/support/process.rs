@@ -237,6 +237,71 @@ impl Drop for GbsNode {
     }
 }
 
+/// A `gbs gateway` process: a node directory whose `tahoe.cfg` names its upstreams (and
+/// client plugins), serving one local NURL per upstream.
+#[derive(Debug)]
+pub struct GbsGateway {
+    child: Option<Child>,
+    nurls: Vec<String>,
+    dir: TempDir,
+}
+
+impl GbsGateway {
+    /// Creates a node directory whose `tahoe.cfg` ends with `extra` and runs `gbs gateway`
+    /// on it, reading the local NURL of each of its `upstreams`.
+    pub fn start(extra: &str, upstreams: usize) -> Self {
+        let dir = GbsNode::create_configured(extra);
+        let mut child = Command::new(gbs_binary())
+            .arg("gateway")
+            .arg(dir.path())
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawn gbs gateway");
+        let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+        let mut nurls = Vec::new();
+        for _ in 0..upstreams {
+            match read_line_starting(&mut stdout, "pb://") {
+                Some(line) => {
+                    let nurl = line.split_whitespace().next().unwrap_or_default();
+                    nurls.push(format!("pb://{nurl}"));
+                }
+                None => panic!(
+                    "gbs gateway exited ({:?}) before printing its NURLs",
+                    child.wait()
+                ),
+            }
+        }
+        Self {
+            child: Some(child),
+            nurls,
+            dir,
+        }
+    }
+
+    /// The local NURL of each upstream, in config order.
+    pub fn nurls(&self) -> &[String] {
+        &self.nurls
+    }
+
+    /// The gateway's directory.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for GbsGateway {
+    fn drop(&mut self) {
+        if let Some(child) = self.child.take() {
+            terminate(child);
+        }
+    }
+}
+
 /// A stock Tahoe 1.20 storage server (`tests/interop/stock_server.py`).
 #[derive(Debug)]
 pub struct StockServer {

@@ -4,6 +4,7 @@
 //! exit statuses.
 
 mod client;
+mod gateway;
 mod node;
 mod plugin;
 
@@ -33,6 +34,16 @@ enum Command {
     Client(Box<client::ClientArgs>),
     /// Check plugin libraries, and list the plugins a node's config names.
     Plugin(plugin::PluginArgs),
+    /// Serve stock Tahoe clients: pass their operations on to the servers of
+    /// `[gateway] upstreams` through this node's client plugins. Prints one local NURL per
+    /// upstream.
+    Gateway(gateway::GatewayArgs),
+    /// Print the servers.yaml a stock Tahoe client needs to reach these gbs nodes directly.
+    ServersYaml {
+        /// The nodes' NURLs.
+        #[arg(required = true)]
+        nurls: Vec<String>,
+    },
 }
 
 /// Runs the `gbs` command with the process arguments.
@@ -50,6 +61,8 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
         Command::Run(args) => node::run(&args),
         Command::Nurl(args) => node::nurl(&args),
         Command::Client(args) => client::run(*args),
+        Command::Gateway(args) => gateway::run(&args),
+        Command::ServersYaml { nurls } => gateway::direct(&nurls),
         // Plugin commands have their own exit statuses (see `gbs plugin check --help`).
         Command::Plugin(args) => match plugin::run(&args) {
             Ok(code) => return code,

@@ -32,6 +32,7 @@
 //! storage plugins: announcements, plugin data, rejections and retries, plugin routes).
 
 mod error;
+mod forward;
 mod immutable;
 mod mutable;
 mod plugin;
@@ -50,6 +51,7 @@ use reqwest::Method;
 use tokio::sync::Semaphore;
 
 pub use error::{BoxError, ClientError, PluginRejection, Stage};
+pub use forward::{Forward, Forwarded};
 pub use immutable::{ChunkWritten, ImmutableUpload};
 pub use plugin::{PluginAnnouncement, MAX_PLUGIN_RETRIES};
 pub use tls::pinned_tls_config;

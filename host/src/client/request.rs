@@ -23,7 +23,8 @@ const X_TAHOE_AUTHORIZATION: HeaderName = HeaderName::from_static("x-tahoe-autho
 pub(super) struct Request {
     method: Method,
     path: String,
-    accept: &'static str,
+    /// `None` sends no `Accept` (a gateway passing on a request that had none).
+    accept: Option<HeaderValue>,
     /// Complete `X-Tahoe-Authorization` values, in the order the stock client sends them.
     secrets: Vec<String>,
     headers: Vec<(HeaderName, String)>,
@@ -36,7 +37,7 @@ impl Request {
         Self {
             method,
             path,
-            accept: CBOR,
+            accept: Some(HeaderValue::from_static(CBOR)),
             secrets: Vec::new(),
             headers: Vec::new(),
             body: None,
@@ -45,7 +46,19 @@ impl Request {
 
     /// Accepts another media type instead of CBOR.
     pub(super) fn accept(mut self, media_type: &'static str) -> Self {
-        self.accept = media_type;
+        self.accept = Some(HeaderValue::from_static(media_type));
+        self
+    }
+
+    /// The `Accept` value of a request passed on as it came, or none.
+    pub(super) fn accept_as_sent(mut self, value: Option<HeaderValue>) -> Self {
+        self.accept = value;
+        self
+    }
+
+    /// Adds one `X-Tahoe-Authorization` value exactly as another client sent it.
+    pub(super) fn secret_as_sent(mut self, line: String) -> Self {
+        self.secrets.push(line);
         self
     }
 
@@ -107,8 +120,10 @@ impl Client {
         let mut builder = inner
             .http
             .request(request.method, url)
-            .header(AUTHORIZATION, inner.authorization.clone())
-            .header(ACCEPT, HeaderValue::from_static(request.accept));
+            .header(AUTHORIZATION, inner.authorization.clone());
+        if let Some(accept) = request.accept {
+            builder = builder.header(ACCEPT, accept);
+        }
         for line in &request.secrets {
             builder = builder.header(X_TAHOE_AUTHORIZATION, header_value(line, true)?);
         }

@@ -83,7 +83,14 @@ impl Reply {
 
     /// The next piece of the body, waiting at most the idle deadline; `received` is for the
     /// error message.
-    async fn next_chunk(&mut self, received: u64) -> Result<Option<Bytes>, ClientError> {
+    /// The response's headers.
+    pub(super) fn headers(&self) -> &reqwest::header::HeaderMap {
+        self.response.headers()
+    }
+
+    /// The next piece of the body (`received` bytes came before it), within the idle
+    /// timeout; `None` at its end.
+    pub(super) async fn next_chunk(&mut self, received: u64) -> Result<Option<Bytes>, ClientError> {
         match tokio::time::timeout(self.idle, self.response.chunk()).await {
             Err(_) => Err(ClientError::Timeout {
                 stage: Stage::Body,
@@ -99,7 +106,7 @@ impl Reply {
 
     /// The whole body, refused once it passes `limit` (before reading, when the announced
     /// length already does).
-    async fn read_capped(&mut self, limit: u64) -> Result<Vec<u8>, ClientError> {
+    pub(super) async fn read_capped(&mut self, limit: u64) -> Result<Vec<u8>, ClientError> {
         if self
             .response
             .content_length()

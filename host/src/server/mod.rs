@@ -96,20 +96,34 @@ pub async fn serve(
     limits: Limits,
     shutdown: impl Future<Output = ()>,
 ) {
+    let sweeper = tokio::spawn(expire_idle_uploads(state.store.clone()));
+    // The listener is bound: plugins' background services may start.
+    state.plugins.start_services();
+    serve_router(listener, tls, router(state.clone()), &limits, shutdown).await;
+    sweeper.abort();
+    state.plugins.stop_services().await;
+}
+
+/// Serves `router` over TLS on `listener` within `limits` until `shutdown` completes, then
+/// lets requests in flight finish for up to the drain timeout: the connection handling of
+/// a node and of `gbs gateway` alike.
+pub(crate) async fn serve_router(
+    listener: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    router: Router,
+    limits: &Limits,
+    shutdown: impl Future<Output = ()>,
+) {
     let (stop, stopping) = watch::channel(false);
     let context = ConnectionContext {
         tls,
-        router: router(state.clone()),
+        router,
         handshakes: Arc::new(Semaphore::new(limits.max_handshakes.max(1))),
         limits: limits.clone(),
         shutdown: stopping,
     };
     let connections = Connections::new(limits.max_connections);
-    let sweeper = tokio::spawn(expire_idle_uploads(state.store.clone()));
-    // The listener is bound: plugins' background services may start.
-    state.plugins.start_services();
     listener::accept_loop(listener, connections.clone(), context, shutdown).await;
-    sweeper.abort();
     tracing::info!(
         connections = connections.len(),
         "shutting down; draining requests in flight"
@@ -124,7 +138,6 @@ pub async fn serve(
             limits.drain_timeout
         );
     }
-    state.plugins.stop_services().await;
 }
 
 async fn expire_idle_uploads(store: Arc<Store>) {

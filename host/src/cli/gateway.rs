@@ -1,0 +1,79 @@
+//! `gbs gateway`: serve stock Tahoe clients through this node's client and its client
+//! plugins; `gbs gateway servers-yaml` and `gbs servers-yaml`: what such a client reads.
+
+use anyhow::Context as _;
+use clap::Subcommand;
+
+use super::node::{init_logging, shutdown_signal, DirArg};
+use crate::config::NodeConfig;
+use crate::gateway::{local_nurls, servers_yaml, RunningGateway};
+use crate::protocol::Nurl;
+
+#[derive(Debug, clap::Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub(super) struct GatewayArgs {
+    #[command(subcommand)]
+    command: Option<GatewayCommand>,
+    #[command(flatten)]
+    dir: DirArg,
+}
+
+#[derive(Debug, Subcommand)]
+enum GatewayCommand {
+    /// Print the servers.yaml a stock Tahoe client should use to reach the upstreams
+    /// through this gateway (its `private/servers.yaml`).
+    ServersYaml(DirArg),
+}
+
+pub(super) fn run(args: &GatewayArgs) -> anyhow::Result<()> {
+    match &args.command {
+        Some(GatewayCommand::ServersYaml(dir)) => {
+            let config = NodeConfig::load(&dir.dir())?;
+            let port = config.location.1;
+            anyhow::ensure!(
+                port != 0,
+                "tub.location has port 0; give the gateway a fixed port first"
+            );
+            print!("{}", servers_yaml(&local_nurls(&config, port)?));
+            Ok(())
+        }
+        None => serve(args),
+    }
+}
+
+fn serve(args: &GatewayArgs) -> anyhow::Result<()> {
+    init_logging();
+    let config = NodeConfig::load(&args.dir.dir())?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let served = runtime.block_on(async {
+        let shutdown = shutdown_signal().context("cannot listen for signals")?;
+        let gateway = RunningGateway::bind(&config).await?;
+        // One line per upstream on stdout: the local NURL, then the upstream it leads to.
+        for (upstream, local) in gateway.nurls() {
+            println!("{local} {}:{}", upstream.host, upstream.port);
+        }
+        tracing::info!(upstreams = gateway.nurls().len(), "gateway serving");
+        gateway.serve(shutdown).await;
+        anyhow::Ok(())
+    });
+    runtime.shutdown_background();
+    served
+}
+
+/// `gbs servers-yaml NURL...`: the servers.yaml for reaching `gbs` nodes directly.
+pub(super) fn direct(nurls: &[String]) -> anyhow::Result<()> {
+    let servers = nurls
+        .iter()
+        .map(|text| {
+            let nurl: Nurl = text
+                .parse()
+                .map_err(|e| anyhow::anyhow!("{text:?} is not a NURL: {e}"))?;
+            Ok((nurl.clone(), nurl))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    print!("{}", servers_yaml(&servers));
+    Ok(())
+}

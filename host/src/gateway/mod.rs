@@ -1,0 +1,184 @@
+//! `gbs gateway`: a GBS server that stock Tahoe clients use as their storage servers, and
+//! that passes every operation on to the real (upstream) servers through this node's client,
+//! with the client plugins of its `tahoe.cfg` applied. So a stock client gets what only our
+//! client could do before: attach passes, tokens or signatures, retry after a rejection.
+//!
+//! - One listener (the node's `tub.port`, its TLS identity); each upstream NURL of
+//!   `[gateway] upstreams` gets a local NURL of its own, whose swissnum is derived from the
+//!   node's swissnum and the upstream, so it is the same at every start.
+//! - Requests go upstream as they came (`routes`): path, secrets (lease secrets and write
+//!   enablers are passed through unchanged, so what is stored stays manageable without the
+//!   gateway), `Accept`, `Range`, `Content-Range` and body; answers come back as the upstream
+//!   gave them, bodies streamed. See `routes` for the bounds.
+//! - `gbs gateway servers-yaml` prints the `servers.yaml` a stock client should use.
+
+mod routes;
+mod servers_yaml;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use blake2::{Blake2b512, Digest as _};
+use tokio::net::TcpListener;
+
+use crate::client::{Client, ClientBuilder, ClientError};
+use crate::config::NodeConfig;
+use crate::limits::Limits;
+use crate::node::{NodeError, NodeIdentity};
+use crate::plugins::{ClientPluginHandle, PluginLoadError};
+use crate::protocol::{base32_encode, Nurl, Swissnum};
+use crate::server::tls_config;
+pub use servers_yaml::{server_entry, servers_yaml};
+
+/// One upstream server and the local NURL that leads to it.
+#[derive(Debug)]
+pub(crate) struct Upstream {
+    /// The upstream server.
+    pub(crate) nurl: Nurl,
+    /// The swissnum of its local NURL.
+    pub(crate) local: Swissnum,
+    /// Our client of it, with the node's client plugins.
+    pub(crate) client: Client,
+}
+
+/// Why a gateway cannot start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum GatewayError {
+    /// The node directory's identity.
+    #[error(transparent)]
+    Node(#[from] NodeError),
+    /// `[gateway] upstreams` is empty.
+    #[error("[gateway] upstreams in tahoe.cfg names no storage server to pass operations on to")]
+    NoUpstreams,
+    /// A client plugin did not load.
+    #[error(transparent)]
+    Plugin(#[from] PluginLoadError),
+    /// A client could not be built.
+    #[error("client of {upstream}: {source}")]
+    Client {
+        /// The upstream, without its swissnum.
+        upstream: String,
+        /// Why.
+        source: Box<ClientError>,
+    },
+    /// TLS settings.
+    #[error("TLS: {0}")]
+    Tls(#[from] rustls::Error),
+    /// Binding the port.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address from `tub.port`.
+        addr: std::net::SocketAddr,
+        /// The cause.
+        source: std::io::Error,
+    },
+}
+
+/// The local NURL of each upstream, without starting anything: what `servers-yaml` prints.
+pub fn local_nurls(config: &NodeConfig, port: u16) -> Result<Vec<(Nurl, Nurl)>, GatewayError> {
+    let identity = NodeIdentity::load(&config.private_dir())?;
+    let host = config.location.0.clone();
+    Ok(config
+        .gateway_upstreams
+        .iter()
+        .map(|upstream| {
+            let mut local = identity.nurl(&host, port);
+            local.swissnum = local_swissnum(identity.swissnum(), upstream);
+            (upstream.clone(), local)
+        })
+        .collect())
+}
+
+/// The swissnum of an upstream's local NURL: keyed by the node's own swissnum, so only
+/// this node knows it, and stable across restarts.
+fn local_swissnum(node: &Swissnum, upstream: &Nurl) -> Swissnum {
+    let mut hash = Blake2b512::new();
+    hash.update(b"gbs-gateway-local-swissnum-v1\0");
+    hash.update(node.expose().as_bytes());
+    hash.update(b"\0");
+    hash.update(upstream.to_string().as_bytes());
+    let digest = hash.finalize();
+    Swissnum::new(base32_encode(&digest[..20]))
+}
+
+/// A gateway bound to its port, ready to serve.
+#[derive(Debug)]
+pub struct RunningGateway {
+    listener: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    upstreams: Vec<(Nurl, Nurl)>,
+    state: routes::GatewayState,
+    limits: Limits,
+}
+
+impl RunningGateway {
+    /// Loads the node's identity and client plugins, builds a client per upstream and binds
+    /// the port.
+    pub async fn bind(config: &NodeConfig) -> Result<Self, GatewayError> {
+        if config.gateway_upstreams.is_empty() {
+            return Err(GatewayError::NoUpstreams);
+        }
+        let identity = NodeIdentity::load(&config.private_dir())?;
+        let plugins = ClientPluginHandle::load_all(config)?;
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| GatewayError::Bind {
+                    addr: config.listen,
+                    source,
+                })?;
+        let port = match config.location.1 {
+            0 => listener
+                .local_addr()
+                .map_err(|source| GatewayError::Bind {
+                    addr: config.listen,
+                    source,
+                })?
+                .port(),
+            port => port,
+        };
+        let nurls = local_nurls(config, port)?;
+        let mut upstreams = Vec::new();
+        for (upstream, local) in &nurls {
+            let client = plugins
+                .iter()
+                .cloned()
+                .fold(ClientBuilder::new(upstream.clone()), ClientBuilder::plugin)
+                .build()
+                .map_err(|source| GatewayError::Client {
+                    upstream: format!("{}:{}", upstream.host, upstream.port),
+                    source: Box::new(source),
+                })?;
+            upstreams.push(Upstream {
+                nurl: upstream.clone(),
+                local: local.swissnum.clone(),
+                client,
+            });
+        }
+        Ok(Self {
+            listener,
+            tls: Arc::new(tls_config(&identity)?),
+            upstreams: nurls,
+            state: routes::GatewayState::new(upstreams),
+            limits: config.limits.clone(),
+        })
+    }
+
+    /// Each upstream with the local NURL that leads to it.
+    pub fn nurls(&self) -> &[(Nurl, Nurl)] {
+        &self.upstreams
+    }
+
+    /// Serves until `shutdown` completes.
+    pub async fn serve(self, shutdown: impl Future<Output = ()>) {
+        crate::server::serve_router(
+            self.listener,
+            self.tls,
+            routes::router(self.state),
+            &self.limits,
+            shutdown,
+        )
+        .await;
+    }
+}
