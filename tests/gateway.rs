@@ -9,7 +9,7 @@ use gbs::protocol::{
 };
 use gbs_tests::{
     assert_all_passed, run_python, sample_plugin, test_lease, test_upload_secret, GbsGateway,
-    GbsNode,
+    GbsNode, TahoeClient,
 };
 
 /// An upstream node whose allow-list admits only `good-token`.
@@ -244,4 +244,87 @@ async fn stock_tahoe_s_client_suite_passes_through_the_gateway() {
     .await
     .expect("the suite");
     assert_all_passed(&output, "stock_client_suite.py through the gateway", 30);
+}
+
+/// `gbs ARGS`, which must succeed; answers its stdout.
+fn gbs_stdout(args: &[&str]) -> String {
+    let output = std::process::Command::new(gbs_tests::gbs_binary())
+        .args(args)
+        .output()
+        .expect("run gbs");
+    assert!(output.status.success(), "gbs {args:?}: {output:?}");
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// The end to end of the issue, with real processes only: a stock Tahoe 1.20 client node
+/// whose storage servers are three `gbs` nodes running allow-list. Directly its uploads are
+/// refused; through `gbs gateway` (whose client plugin presents the token) `tahoe put` of
+/// files from 0 bytes to 32 MiB, `tahoe get` byte for byte, a mutable directory with files
+/// linked in, and `tahoe check --verify` all work.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stock_tahoe_client_node_uses_plugin_guarded_servers_through_the_gateway() {
+    let mut nodes = Vec::new();
+    for _ in 0..3 {
+        nodes.push(guarded_node().await);
+    }
+    let nurls: Vec<String> = nodes.iter().map(|n| n.nurl().to_owned()).collect();
+    let gateway = gateway(nurls.clone(), "good-token").await;
+    let gateway_dir = gateway.dir().to_owned();
+    tokio::task::spawn_blocking(move || {
+        let mut direct_args = vec!["servers-yaml"];
+        direct_args.extend(nurls.iter().map(String::as_str));
+        let direct = TahoeClient::start(&gbs_stdout(&direct_args), 2, 3, 3);
+        let file = direct.scratch().join("small");
+        std::fs::write(&file, data(5000, 1)).expect("write a file");
+        let refused = direct.tahoe(&["put", file.to_str().expect("path")]);
+        assert!(
+            !refused.status.success(),
+            "a direct upload without the token succeeded"
+        );
+
+        let yaml = gbs_stdout(&[
+            "gateway",
+            "servers-yaml",
+            gateway_dir.to_str().expect("path"),
+        ]);
+        let client = TahoeClient::start(&yaml, 2, 3, 3);
+        let dir = client.ok(&["mkdir"]).trim().to_owned();
+        for (size, name) in [
+            (0, "empty"),
+            (56, "tiny"),
+            (300_000, "medium"),
+            (32 << 20, "large"),
+        ] {
+            let path = client.scratch().join(name);
+            let bytes = data(size, size as u8);
+            std::fs::write(&path, &bytes).expect("write a file");
+            let cap = client
+                .ok(&["put", path.to_str().expect("path")])
+                .trim()
+                .to_owned();
+            let back = client.scratch().join(format!("{name}.back"));
+            client.ok(&["get", &cap, back.to_str().expect("path")]);
+            assert!(
+                std::fs::read(&back).expect("read back") == bytes,
+                "{name} came back different"
+            );
+            client.ok(&["ln", &cap, &format!("{dir}/{name}")]);
+            if size > 56 {
+                // Files of at most 55 bytes live in their cap; the others are on the servers.
+                let checked = client.ok(&["check", "--verify", &cap]);
+                assert!(checked.contains("Healthy"), "{name}: {checked}");
+            }
+        }
+        let listed = client.ok(&["ls", &dir]);
+        for name in ["empty", "tiny", "medium", "large"] {
+            assert!(
+                listed.lines().any(|l| l.trim() == name),
+                "{name} not in {listed}"
+            );
+        }
+        let checked = client.ok(&["check", "--verify", &dir]);
+        assert!(checked.contains("Healthy"), "the directory: {checked}");
+    })
+    .await
+    .expect("the stock client's session");
 }

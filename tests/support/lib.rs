@@ -8,6 +8,7 @@ mod plugin_service;
 mod process;
 mod raw;
 mod samples;
+mod tahoe_client;
 mod venv;
 
 pub use fixtures::{
@@ -21,6 +22,7 @@ pub use process::{
 };
 pub use raw::{read_status, ProcessStats, RawConnection};
 pub use samples::sample_plugin;
+pub use tahoe_client::TahoeClient;
 pub use venv::{interop_script, tahoe_python};
 
 use std::path::PathBuf;

@@ -1,0 +1,126 @@
+//! A stock Tahoe 1.20 client node (`tahoe create-client`, `tahoe run`) whose storage
+//! servers come from a `servers.yaml`, driven with the `tahoe` command line.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use tempfile::TempDir;
+
+use crate::tahoe_python;
+
+/// A running stock client node.
+#[derive(Debug)]
+pub struct TahoeClient {
+    dir: TempDir,
+    child: Option<Child>,
+}
+
+fn tahoe_command() -> PathBuf {
+    tahoe_python()
+        .parent()
+        .expect("the venv's bin/")
+        .join("tahoe")
+}
+
+impl TahoeClient {
+    /// Creates a client node encoding files `needed`-of-`total` on at least `happy`
+    /// servers, whose servers are those of `servers_yaml`, and runs it until every one of
+    /// them is connected.
+    pub fn start(servers_yaml: &str, needed: u8, happy: u8, total: u8) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let created = Command::new(tahoe_command())
+            .args(["create-client", "--webport", "tcp:0:interface=127.0.0.1"])
+            .args(["--shares-needed", &needed.to_string()])
+            .args(["--shares-happy", &happy.to_string()])
+            .args(["--shares-total", &total.to_string()])
+            .arg(dir.path().join("node"))
+            .output()
+            .expect("run tahoe create-client");
+        assert!(created.status.success(), "tahoe create-client: {created:?}");
+        let node = dir.path().join("node");
+        std::fs::write(node.join("private/servers.yaml"), servers_yaml)
+            .expect("write servers.yaml");
+        let child = Command::new(tahoe_command())
+            .args(["run", "--allow-stdin-close"])
+            .arg(&node)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("run tahoe run");
+        let client = Self {
+            dir,
+            child: Some(child),
+        };
+        let servers = servers_yaml.matches("anonymous-storage-NURLs").count();
+        client.wait_until_connected(servers);
+        client
+    }
+
+    fn node(&self) -> PathBuf {
+        self.dir.path().join("node")
+    }
+
+    /// Waits (at most 60 s) until the node's web status lists `servers` connected servers.
+    fn wait_until_connected(&self, servers: usize) {
+        let started = Instant::now();
+        let mut last = String::new();
+        while started.elapsed() < Duration::from_secs(60) {
+            if let Ok(url) = std::fs::read_to_string(self.node().join("node.url")) {
+                let output = Command::new(tahoe_python())
+                    .args([
+                        "-c",
+                        "import json,sys,urllib.request as u;\
+                         d=json.load(u.urlopen(sys.argv[1]+'?t=json'));\
+                         print(sum(s['connection_status']=='connected' for s in d['servers']))",
+                        url.trim(),
+                    ])
+                    .output()
+                    .expect("run python");
+                last = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+                if last == servers.to_string() {
+                    return;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        panic!("the stock client connected to {last:?} of {servers} servers within 60 s");
+    }
+
+    /// Runs `tahoe -d NODE ARGS...`.
+    pub fn tahoe(&self, args: &[&str]) -> Output {
+        Command::new(tahoe_command())
+            .arg("-d")
+            .arg(self.node())
+            .args(args)
+            .output()
+            .expect("run tahoe")
+    }
+
+    /// Runs `tahoe -d NODE ARGS...`, which must succeed; answers its stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let output = self.tahoe(args);
+        assert!(
+            output.status.success(),
+            "tahoe {args:?}: {}\n{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    /// A scratch directory beside the node, for files to put and get.
+    pub fn scratch(&self) -> PathBuf {
+        self.dir.path().to_owned()
+    }
+}
+
+impl Drop for TahoeClient {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
