@@ -17,7 +17,8 @@ use gbs::protocol::{
     StorageIndex, WriteEnabler,
 };
 use gbs_tests::{
-    gbs_binary, read_status, sample_plugin, test_upload_secret, GbsNode, RawConnection,
+    gbs_binary, read_status, sample_plugin, test_upload_secret, GbsGateway, GbsNode, RawConnection,
+    TahoeClient,
 };
 use tempfile::TempDir;
 use tokio::io::AsyncWriteExt as _;
@@ -675,4 +676,114 @@ fn the_client_resource_prices_files_and_lists_vouchers() {
         &["client-route", NAME, &format!("voucher/{}", voucher(6))],
     );
     assert!(!unknown.status.success(), "an unknown voucher is 404");
+}
+
+/// Issue 11's end to end, with real processes only: a stock Tahoe 1.20 client node whose
+/// storage servers are three `gbs` nodes charging with ZKAP. Directly, its uploads are
+/// refused (it has no passes); through `gbs gateway` with a funded wallet, `tahoe put` of
+/// files from 0 bytes to 32 MiB, `tahoe get` byte for byte, a directory with the files
+/// linked in and `tahoe check --verify` work, and the passes the wallet spent are the ones
+/// the three servers recorded.
+#[test]
+fn a_stock_tahoe_client_pays_through_the_gateway() {
+    let zkap = Zkap::new();
+    let nodes: Vec<GbsNode> = (0..3)
+        .map(|_| GbsNode::start_configured(&zkap.server_config("")))
+        .collect();
+    let nurls: Vec<&str> = nodes.iter().map(GbsNode::nurl).collect();
+
+    let mut direct_args = vec!["servers-yaml"];
+    direct_args.extend(nurls.iter().copied());
+    let direct_yaml =
+        String::from_utf8(run_ok(Command::new(gbs_binary()).args(&direct_args)).stdout)
+            .expect("YAML");
+    let direct = TahoeClient::start(&direct_yaml, 2, 3, 3);
+    let file = direct.scratch().join("small");
+    std::fs::write(&file, vec![1u8; 5000]).expect("write a file");
+    let refused = direct.tahoe(&["put", file.to_str().expect("path")]);
+    assert!(
+        !refused.status.success(),
+        "an upload without passes succeeded"
+    );
+
+    // The gateway: a node directory whose client side is the ZKAP plugin, funded first.
+    let dir = GbsNode::create_configured(&format!("[gateway]\nupstreams = {}\n", nurls.join(", ")));
+    let cfg = dir.path().join("tahoe.cfg");
+    let text = std::fs::read_to_string(&cfg).expect("tahoe.cfg");
+    let client_section = format!(
+        "[client]\nstorage.plugins = {NAME}\n[storageclient.plugins.{NAME}]\nlibrary = {}\n\
+         ristretto-issuer-root-url = {}\nallowed-public-keys = {}\ndefault-token-count = 200\n\
+         redemption-groups = 4\n",
+        zkap.library.display(),
+        zkap.url,
+        zkap.public_key
+    );
+    assert!(text.contains("[client]\n"), "{text}");
+    std::fs::write(&cfg, text.replacen("[client]\n", &client_section, 1)).expect("tahoe.cfg");
+    let status = redeem(dir.path(), &voucher(9));
+    assert_eq!(status["state"], "redeemed", "{status}");
+    let gateway_dir = dir.path().to_owned();
+    let gateway = GbsGateway::start_in(dir, 3);
+    assert_eq!(gateway.nurls().len(), 3);
+
+    let yaml = String::from_utf8(
+        run_ok(
+            Command::new(gbs_binary())
+                .args(["gateway", "servers-yaml"])
+                .arg(&gateway_dir),
+        )
+        .stdout,
+    )
+    .expect("YAML");
+    let client = TahoeClient::start(&yaml, 2, 3, 3);
+    let directory = client.ok(&["mkdir"]).trim().to_owned();
+    for (size, name) in [
+        (0usize, "empty"),
+        (56, "tiny"),
+        (300_000, "medium"),
+        (32 << 20, "large"),
+    ] {
+        let path = client.scratch().join(name);
+        let bytes: Vec<u8> = (0..size).map(|i| (i % 253) as u8 ^ size as u8).collect();
+        std::fs::write(&path, &bytes).expect("write a file");
+        let cap = client
+            .ok(&["put", path.to_str().expect("path")])
+            .trim()
+            .to_owned();
+        let back = client.scratch().join(format!("{name}.back"));
+        client.ok(&["get", &cap, back.to_str().expect("path")]);
+        assert!(
+            std::fs::read(&back).expect("read back") == bytes,
+            "{name} came back different"
+        );
+        client.ok(&["ln", &cap, &format!("{directory}/{name}")]);
+        if size > 56 {
+            let checked = client.ok(&["check", "--verify", &cap]);
+            assert!(checked.contains("Healthy"), "{name}: {checked}");
+        }
+    }
+    let listed = client.ok(&["ls", &directory]);
+    assert_eq!(listed.lines().count(), 4, "{listed}");
+    drop(client);
+
+    // What the wallet spent is what the three servers recorded, and some was spent.
+    let spent = count(&wallet(&gateway_dir), "spent");
+    drop(gateway);
+    let recorded: u64 = nodes
+        .iter()
+        .map(|node| {
+            let status = run_ok(
+                Command::new(gbs_binary())
+                    .args(["plugin", "status", "--json"])
+                    .arg(node.dir()),
+            );
+            let status: serde_json::Value = serde_json::from_slice(&status.stdout).expect("JSON");
+            status["plugins"][0]["counters"]["spending_successes_sum"]
+                .as_u64()
+                .unwrap_or(0)
+        })
+        .sum();
+    // The 32 MiB file alone: three shares of over 16 MiB, 17 passes each.
+    assert!(spent >= 51, "the wallet spent {spent} passes");
+    assert_eq!(spent, recorded, "the wallet and the servers disagree");
 }

@@ -250,7 +250,11 @@ impl GbsGateway {
     /// Creates a node directory whose `tahoe.cfg` ends with `extra` and runs `gbs gateway`
     /// on it, reading the local NURL of each of its `upstreams`.
     pub fn start(extra: &str, upstreams: usize) -> Self {
-        let dir = GbsNode::create_configured(extra);
+        Self::start_in(GbsNode::create_configured(extra), upstreams)
+    }
+
+    /// Runs `gbs gateway` on an existing node directory with `upstreams` upstreams.
+    pub fn start_in(dir: TempDir, upstreams: usize) -> Self {
         let mut child = Command::new(gbs_binary())
             .arg("gateway")
             .arg(dir.path())
