@@ -21,7 +21,12 @@ fn gbs_bench_short_runs_every_row() {
     let result: serde_json::Value =
         serde_json::from_str(line).unwrap_or_else(|e| panic!("last line {line:?}: {e}"));
     assert_eq!(result["short"], true);
-    for (section, rows) in [("versus_stock", 10), ("ceilings", 3), ("plugins", 3)] {
+    for (section, rows) in [
+        ("versus_stock", 10),
+        ("ceilings", 3),
+        ("plugins", 3),
+        ("gateway", 2),
+    ] {
         let got = result[section]
             .as_array()
             .unwrap_or_else(|| panic!("no {section} in {line}"));

@@ -30,7 +30,10 @@ use std::sync::Arc;
 use gbs::client::{Client, ClientBuilder};
 use gbs::plugins::registry::open_library;
 use gbs::plugins::ClientPluginHandle;
-use gbs_tests::{panicking_plugin, run_python, sample_plugin, GbsNode, ProcessStats, StockServer};
+use gbs_tests::{
+    panicking_plugin, run_python, sample_plugin, GbsGateway, GbsNode, ProcessStats, StockServer,
+    TahoeClient,
+};
 use report::{Better, Row, Section};
 use workloads::storage_index;
 
@@ -185,6 +188,7 @@ async fn run(plan: &Plan) -> Vec<Section> {
     ));
 
     let plugins = plugin_rows(plan, &data).await;
+    let gateway = gateway_rows(plan);
     vec![
         Section {
             key: "versus_stock",
@@ -206,6 +210,13 @@ async fn run(plan: &Plan) -> Vec<Section> {
             baseline: "no plugins",
             ratio: "times better (below 1: the plugins' cost)",
             rows: plugins,
+        },
+        Section {
+            key: "gateway",
+            title: "stock Tahoe's client node and CLI, directly to gbs and through gbs gateway",
+            baseline: "directly",
+            ratio: "times directly (below 1: the gateway's cost)",
+            rows: gateway,
         },
     ]
 }
@@ -414,6 +425,64 @@ async fn peak_memory(which: Fresh, size: usize) -> f64 {
     let client = client(&nurl, usize::from(MEMORY_UPLOADS), Vec::new());
     workloads::concurrent_uploads(&client, 100, MEMORY_UPLOADS, &data).await;
     ProcessStats::of(pid).peak_rss as f64 / f64::from(1 << 20)
+}
+
+/// `tahoe put` and `tahoe get` of one file by a stock client node (1-of-1 encoding), to a
+/// node directly and through a gateway to it (no plugins on either side, so the rows show
+/// what passing on costs), in MiB/s of file data, best of the plan's rounds.
+fn gateway_rows(plan: &Plan) -> Vec<Row> {
+    let node = GbsNode::start();
+    let gateway = GbsGateway::start(&format!("[gateway]\nupstreams = {}\n", node.nurl()), 1);
+    let yaml = |args: &[&str]| {
+        let output = std::process::Command::new(gbs_tests::gbs_binary())
+            .args(args)
+            .output()
+            .expect("run gbs");
+        assert!(output.status.success(), "gbs {args:?}: {output:?}");
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    let gateway_dir = gateway.dir().to_str().expect("a UTF-8 path").to_owned();
+    let clients = [
+        TahoeClient::start(&yaml(&["servers-yaml", node.nurl()]), 1, 1, 1),
+        TahoeClient::start(&yaml(&["gateway", "servers-yaml", &gateway_dir]), 1, 1, 1),
+    ];
+    let size = plan.stock_client / 2;
+    let mut rates = [(0.0_f64, 0.0_f64); 2];
+    for (client, rate) in clients.iter().zip(&mut rates) {
+        for round in 0..plan.rounds {
+            let file = client.scratch().join(format!("file-{round}"));
+            let data = random_bytes(size);
+            std::fs::write(&file, &data).expect("write the file");
+            let started = std::time::Instant::now();
+            let cap = client.ok(&["put", file.to_str().expect("path")]);
+            let put = started.elapsed().as_secs_f64();
+            let back = client.scratch().join(format!("back-{round}"));
+            let started = std::time::Instant::now();
+            client.ok(&["get", cap.trim(), back.to_str().expect("path")]);
+            let get = started.elapsed().as_secs_f64();
+            assert!(
+                std::fs::read(&back).expect("read back") == data,
+                "the file came back different"
+            );
+            let mib = size as f64 / f64::from(1 << 20);
+            *rate = (rate.0.max(mib / put), rate.1.max(mib / get));
+        }
+    }
+    let mib = size as f64 / f64::from(1 << 20);
+    vec![
+        Row::new(
+            format!("tahoe put {mib} MiB"),
+            ("MiB/s", Better::Higher),
+            rates[0].0,
+            rates[1].0,
+        ),
+        Row::new(
+            format!("tahoe get {mib} MiB"),
+            ("MiB/s", Better::Higher),
+            rates[0].1,
+            rates[1].1,
+        ),
+    ]
 }
 
 /// A node with three in-process plugins against the plain one: small requests, where a
