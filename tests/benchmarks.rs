@@ -25,7 +25,7 @@ fn gbs_bench_short_runs_every_row() {
         ("versus_stock", 10),
         ("ceilings", 3),
         ("plugins", 3),
-        ("gateway", 2),
+        ("gateway", 3),
     ] {
         let got = result[section]
             .as_array()

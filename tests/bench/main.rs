@@ -188,7 +188,7 @@ async fn run(plan: &Plan) -> Vec<Section> {
     ));
 
     let plugins = plugin_rows(plan, &data).await;
-    let gateway = gateway_rows(plan);
+    let gateway = gateway_rows(plan).await;
     vec![
         Section {
             key: "versus_stock",
@@ -427,10 +427,11 @@ async fn peak_memory(which: Fresh, size: usize) -> f64 {
     ProcessStats::of(pid).peak_rss as f64 / f64::from(1 << 20)
 }
 
-/// `tahoe put` and `tahoe get` of one file by a stock client node (1-of-1 encoding), to a
-/// node directly and through a gateway to it (no plugins on either side, so the rows show
-/// what passing on costs), in MiB/s of file data, best of the plan's rounds.
-fn gateway_rows(plan: &Plan) -> Vec<Row> {
+/// A node directly and through a gateway to it (no plugins on either side, so the rows show
+/// what passing on costs): the latency of one small request through our client, and
+/// `tahoe put` and `tahoe get` of one file by a stock client node (1-of-1 encoding), in
+/// MiB/s of file data; best of the plan's rounds.
+async fn gateway_rows(plan: &Plan) -> Vec<Row> {
     let node = GbsNode::start();
     let gateway = GbsGateway::start(&format!("[gateway]\nupstreams = {}\n", node.nurl()), 1);
     let yaml = |args: &[&str]| {
@@ -468,8 +469,25 @@ fn gateway_rows(plan: &Plan) -> Vec<Row> {
             *rate = (rate.0.max(mib / put), rate.1.max(mib / get));
         }
     }
+    let mut latency = [f64::MAX; 2];
+    for (nurl, best) in [node.nurl(), gateway.nurls()[0].as_str()]
+        .into_iter()
+        .zip(&mut latency)
+    {
+        let one = client(nurl, 1, Vec::new());
+        for _ in 0..plan.rounds {
+            let rate = workloads::version(&one, plan.version_requests, 1).await;
+            *best = best.min(1e6 / rate);
+        }
+    }
     let mib = size as f64 / f64::from(1 << 20);
     vec![
+        Row::new(
+            "GET version, 1 connection, latency",
+            ("µs", Better::Lower),
+            latency[0],
+            latency[1],
+        ),
         Row::new(
             format!("tahoe put {mib} MiB"),
             ("MiB/s", Better::Higher),
