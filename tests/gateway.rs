@@ -328,3 +328,61 @@ async fn a_stock_tahoe_client_node_uses_plugin_guarded_servers_through_the_gatew
     .await
     .expect("the stock client's session");
 }
+
+/// Input tried: upstreams from a stock client's `servers.yaml` (here naming a stock Tahoe
+/// 1.20 storage server, with a server id and FURL of its own). The gateway serves it, and
+/// its `servers.yaml` keeps the id and FURL (Tahoe derives lease secrets from the FURL).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstreams_come_from_a_stock_servers_yaml_and_keep_their_ids() {
+    let stock = tokio::task::spawn_blocking(gbs_tests::StockServer::start)
+        .await
+        .expect("stock server");
+    let furl = "pb://ab3kqjwfz2ncs4fi5ilqz2ycn3mbdgqr@tcp:127.0.0.1:1/stock";
+    let yaml = format!(
+        "storage:\n  v0-stock-server-id:\n    ann:\n      nickname: stock\n\
+         \x20     anonymous-storage-FURL: {furl}\n      anonymous-storage-NURLs:\n\
+         \x20       - {}\n",
+        stock.nurl()
+    );
+    let gateway = tokio::task::spawn_blocking(move || {
+        let dir = GbsNode::create_configured("[gateway]\nservers.yaml = upstreams.yaml\n");
+        std::fs::write(dir.path().join("upstreams.yaml"), yaml).expect("write upstreams.yaml");
+        GbsGateway::start_in(dir, 1)
+    })
+    .await
+    .expect("gateway");
+    let client = plain_client(&gateway.nurls()[0]);
+    let si = StorageIndex::from_bytes([6; 16]);
+    let upload = client
+        .allocate(
+            si,
+            [ShareNumber(0)].into(),
+            5,
+            &test_lease(),
+            test_upload_secret(),
+        )
+        .await
+        .expect("allocate on the stock server through the gateway");
+    upload
+        .upload_share(ShareNumber(0), &b"stock"[..])
+        .await
+        .expect("upload");
+    let mut back = Vec::new();
+    client
+        .read_share(ShareKind::Immutable, &si, ShareNumber(0), None, &mut back)
+        .await
+        .expect("read");
+    assert_eq!(back, b"stock");
+
+    let dir = gateway.dir().to_str().expect("path").to_owned();
+    let written =
+        tokio::task::spawn_blocking(move || gbs_stdout(&["gateway", "servers-yaml", &dir]))
+            .await
+            .expect("servers-yaml");
+    assert!(written.contains("\"v0-stock-server-id\":"), "{written}");
+    assert!(
+        written.contains(&format!("anonymous-storage-FURL: \"{furl}\"")),
+        "{written}"
+    );
+    assert!(written.contains(&gateway.nurls()[0]), "{written}");
+}

@@ -200,6 +200,9 @@ pub struct NodeConfig {
     pub limits: Limits,
     /// `[gateway] upstreams`: the storage servers `gbs gateway` passes operations on to.
     pub gateway_upstreams: Vec<Nurl>,
+    /// `[gateway] servers.yaml`: a stock client's server list naming more of them
+    /// (relative to the node directory).
+    pub gateway_servers_yaml: Option<PathBuf>,
 }
 
 impl NodeConfig {
@@ -234,6 +237,13 @@ impl NodeConfig {
         let gateway_upstreams = raw
             .typed("gateway", "upstreams", parse_nurls)?
             .unwrap_or_default();
+        let gateway_servers_yaml = raw.typed("gateway", "servers.yaml", |text| {
+            if text.trim().is_empty() {
+                Err("must not be empty".to_owned())
+            } else {
+                Ok(node_dir.join(text.trim()))
+            }
+        })?;
         Ok(Self {
             node_dir: node_dir.to_owned(),
             listen,
@@ -244,6 +254,7 @@ impl NodeConfig {
             client_plugins,
             limits,
             gateway_upstreams,
+            gateway_servers_yaml,
         })
     }
 

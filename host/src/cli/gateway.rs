@@ -6,7 +6,7 @@ use clap::Subcommand;
 
 use super::node::{init_logging, shutdown_signal, DirArg};
 use crate::config::NodeConfig;
-use crate::gateway::{local_nurls, servers_yaml, RunningGateway};
+use crate::gateway::{local_nurls, servers_yaml, Announcement, RunningGateway};
 use crate::protocol::Nurl;
 
 #[derive(Debug, clap::Args)]
@@ -34,7 +34,11 @@ pub(super) fn run(args: &GatewayArgs) -> anyhow::Result<()> {
                 port != 0,
                 "tub.location has port 0; give the gateway a fixed port first"
             );
-            print!("{}", servers_yaml(&local_nurls(&config, port)?));
+            let servers: Vec<_> = local_nurls(&config, port)?
+                .into_iter()
+                .map(|(upstream, local)| (upstream.announcement, local))
+                .collect();
+            print!("{}", servers_yaml(&servers));
             Ok(())
         }
         None => serve(args),
@@ -53,7 +57,7 @@ fn serve(args: &GatewayArgs) -> anyhow::Result<()> {
         let gateway = RunningGateway::bind(&config).await?;
         // One line per upstream on stdout: the local NURL, then the upstream it leads to.
         for (upstream, local) in gateway.nurls() {
-            println!("{local} {}:{}", upstream.host, upstream.port);
+            println!("{local} {}:{}", upstream.nurl.host, upstream.nurl.port);
         }
         tracing::info!(upstreams = gateway.nurls().len(), "gateway serving");
         gateway.serve(shutdown).await;
@@ -71,7 +75,7 @@ pub(super) fn direct(nurls: &[String]) -> anyhow::Result<()> {
             let nurl: Nurl = text
                 .parse()
                 .map_err(|e| anyhow::anyhow!("{text:?} is not a NURL: {e}"))?;
-            Ok((nurl.clone(), nurl))
+            Ok((Announcement::of_gbs_node(&nurl), nurl))
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
     print!("{}", servers_yaml(&servers));

@@ -3,9 +3,10 @@
 //! with the client plugins of its `tahoe.cfg` applied. So a stock client gets what only our
 //! client could do before: attach passes, tokens or signatures, retry after a rejection.
 //!
-//! - One listener (the node's `tub.port`, its TLS identity); each upstream NURL of
-//!   `[gateway] upstreams` gets a local NURL of its own, whose swissnum is derived from the
-//!   node's swissnum and the upstream, so it is the same at every start.
+//! - One listener (the node's `tub.port`, its TLS identity); each upstream (the NURLs of
+//!   `[gateway] upstreams`, and the servers of a stock client's `[gateway] servers.yaml`)
+//!   gets a local NURL of its own, whose swissnum is derived from the node's swissnum and
+//!   the upstream, so it is the same at every start.
 //! - Requests go upstream as they came (`routes`): path, secrets (lease secrets and write
 //!   enablers are passed through unchanged, so what is stored stays manageable without the
 //!   gateway), `Accept`, `Range`, `Content-Range` and body; answers come back as the upstream
@@ -28,7 +29,7 @@ use crate::node::{NodeError, NodeIdentity};
 use crate::plugins::{ClientPluginHandle, PluginLoadError};
 use crate::protocol::{base32_encode, Nurl, Swissnum};
 use crate::server::tls_config;
-pub use servers_yaml::{server_entry, servers_yaml};
+pub use servers_yaml::{read_servers_yaml, servers_yaml, Announcement};
 
 /// One upstream server and the local NURL that leads to it.
 #[derive(Debug)]
@@ -48,9 +49,12 @@ pub enum GatewayError {
     /// The node directory's identity.
     #[error(transparent)]
     Node(#[from] NodeError),
-    /// `[gateway] upstreams` is empty.
-    #[error("[gateway] upstreams in tahoe.cfg names no storage server to pass operations on to")]
+    /// Neither `[gateway] upstreams` nor `[gateway] servers.yaml` names a server.
+    #[error("[gateway] upstreams and servers.yaml in tahoe.cfg name no storage server to pass operations on to")]
     NoUpstreams,
+    /// `[gateway] servers.yaml` cannot be read.
+    #[error("{0}")]
+    ServersYaml(String),
     /// A client plugin did not load.
     #[error(transparent)]
     Plugin(#[from] PluginLoadError),
@@ -75,17 +79,57 @@ pub enum GatewayError {
     },
 }
 
-/// The local NURL of each upstream, without starting anything: what `servers-yaml` prints.
-pub fn local_nurls(config: &NodeConfig, port: u16) -> Result<Vec<(Nurl, Nurl)>, GatewayError> {
-    let identity = NodeIdentity::load(&config.private_dir())?;
-    let host = config.location.0.clone();
-    Ok(config
+/// One upstream: where it is, and how stock clients know it.
+#[derive(Debug, Clone)]
+pub struct UpstreamSpec {
+    /// Its NURL.
+    pub nurl: Nurl,
+    /// Its announcement, kept the same through the gateway.
+    pub announcement: Announcement,
+}
+
+/// The upstreams of `config`: `[gateway] upstreams` (`gbs` nodes), then the servers of
+/// `[gateway] servers.yaml`.
+pub fn upstreams(config: &NodeConfig) -> Result<Vec<UpstreamSpec>, GatewayError> {
+    let mut upstreams: Vec<UpstreamSpec> = config
         .gateway_upstreams
         .iter()
+        .map(|nurl| UpstreamSpec {
+            nurl: nurl.clone(),
+            announcement: Announcement::of_gbs_node(nurl),
+        })
+        .collect();
+    if let Some(path) = &config.gateway_servers_yaml {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| GatewayError::ServersYaml(format!("{}: {e}", path.display())))?;
+        let listed = read_servers_yaml(&text)
+            .map_err(|e| GatewayError::ServersYaml(format!("{}: {e}", path.display())))?;
+        for (announcement, nurl) in listed {
+            if upstreams.iter().all(|u| u.nurl != nurl) {
+                upstreams.push(UpstreamSpec { nurl, announcement });
+            }
+        }
+    }
+    if upstreams.is_empty() {
+        return Err(GatewayError::NoUpstreams);
+    }
+    Ok(upstreams)
+}
+
+/// Each upstream with its local NURL, without starting anything: what `servers-yaml`
+/// prints.
+pub fn local_nurls(
+    config: &NodeConfig,
+    port: u16,
+) -> Result<Vec<(UpstreamSpec, Nurl)>, GatewayError> {
+    let identity = NodeIdentity::load(&config.private_dir())?;
+    let host = config.location.0.clone();
+    Ok(upstreams(config)?
+        .into_iter()
         .map(|upstream| {
             let mut local = identity.nurl(&host, port);
-            local.swissnum = local_swissnum(identity.swissnum(), upstream);
-            (upstream.clone(), local)
+            local.swissnum = local_swissnum(identity.swissnum(), &upstream.nurl);
+            (upstream, local)
         })
         .collect())
 }
@@ -107,7 +151,7 @@ fn local_swissnum(node: &Swissnum, upstream: &Nurl) -> Swissnum {
 pub struct RunningGateway {
     listener: TcpListener,
     tls: Arc<rustls::ServerConfig>,
-    upstreams: Vec<(Nurl, Nurl)>,
+    upstreams: Vec<(UpstreamSpec, Nurl)>,
     state: routes::GatewayState,
     limits: Limits,
 }
@@ -116,9 +160,8 @@ impl RunningGateway {
     /// Loads the node's identity and client plugins, builds a client per upstream and binds
     /// the port.
     pub async fn bind(config: &NodeConfig) -> Result<Self, GatewayError> {
-        if config.gateway_upstreams.is_empty() {
-            return Err(GatewayError::NoUpstreams);
-        }
+        // Checked before the port is bound: a config naming no server says so first.
+        upstreams(config)?;
         let identity = NodeIdentity::load(&config.private_dir())?;
         let plugins = ClientPluginHandle::load_all(config)?;
         let listener =
@@ -141,6 +184,7 @@ impl RunningGateway {
         let nurls = local_nurls(config, port)?;
         let mut upstreams = Vec::new();
         for (upstream, local) in &nurls {
+            let upstream = &upstream.nurl;
             let client = plugins
                 .iter()
                 .cloned()
@@ -166,7 +210,7 @@ impl RunningGateway {
     }
 
     /// Each upstream with the local NURL that leads to it.
-    pub fn nurls(&self) -> &[(Nurl, Nurl)] {
+    pub fn nurls(&self) -> &[(UpstreamSpec, Nurl)] {
         &self.upstreams
     }
 
