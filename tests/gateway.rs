@@ -386,3 +386,96 @@ async fn upstreams_come_from_a_stock_servers_yaml_and_keep_their_ids() {
     );
     assert!(written.contains(&gateway.nurls()[0]), "{written}");
 }
+
+/// The `lease` operations the upstream's access-log counted.
+async fn leases_counted(node: &GbsNode) -> u64 {
+    let answer = plain_client(node.nurl())
+        .call_plugin_route(
+            "access-log",
+            gbs_plugin_interface::RouteRequest::new("GET", "counters", Vec::new()),
+        )
+        .await
+        .expect("counters");
+    let counters: ciborium::Value = ciborium::from_reader(answer.body.as_slice()).expect("CBOR");
+    let field = |value: &ciborium::Value, key: &str| {
+        value
+            .as_map()
+            .and_then(|m| m.iter().find(|(k, _)| k.as_text() == Some(key)))
+            .map(|(_, v)| v.clone())
+    };
+    field(&counters, "operations")
+        .and_then(|operations| field(&operations, "lease"))
+        .and_then(|n| n.as_integer())
+        .and_then(|n| u64::try_from(n).ok())
+        .expect("a lease count")
+}
+
+/// The gateway keeps the leases of what is stored through it: with `lease-renew-after`
+/// of 1 s, an immutable and a mutable storage index stored through it get their leases
+/// renewed upstream without any client asking, and the book is private.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateway_renews_the_leases_of_what_was_stored_through_it() {
+    let library = sample_plugin("gbs-sample-access-log");
+    let node = tokio::task::spawn_blocking(move || {
+        GbsNode::start_configured(&format!(
+            "[storage]\nplugins = access-log\n[storageserver.plugins.access-log]\nlibrary = {}\n",
+            library.display()
+        ))
+    })
+    .await
+    .expect("node");
+    let extra = format!(
+        "[gateway]\nupstreams = {}\nlease-renew-after = 1s\nlease-check-interval = 1s\n",
+        node.nurl()
+    );
+    let gateway = tokio::task::spawn_blocking(move || GbsGateway::start(&extra, 1))
+        .await
+        .expect("gateway");
+    let client = plain_client(&gateway.nurls()[0]);
+    let si = StorageIndex::from_bytes([12; 16]);
+    let upload = client
+        .allocate(
+            si,
+            [ShareNumber(0)].into(),
+            3,
+            &test_lease(),
+            test_upload_secret(),
+        )
+        .await
+        .expect("allocate");
+    upload
+        .upload_share(ShareNumber(0), &b"abc"[..])
+        .await
+        .expect("upload");
+    let enabler = WriteEnabler::new(vec![7; 32]).expect("write enabler");
+    client
+        .read_test_write(
+            &StorageIndex::from_bytes([13; 16]),
+            &enabler,
+            &test_lease(),
+            &ReadTestWriteRequest::write(ShareNumber(0), 0, b"m".to_vec()),
+        )
+        .await
+        .expect("mutable write");
+    assert_eq!(leases_counted(&node).await, 0, "no client renewed anything");
+
+    let started = std::time::Instant::now();
+    while leases_counted(&node).await < 2 {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(20),
+            "the gateway renewed {} leases in 20 s",
+            leases_counted(&node).await
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let book = gateway.dir().join("private/gateway-leases.json");
+    let kept: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&book).expect("the lease book")).expect("JSON");
+    assert_eq!(kept.as_array().map(Vec::len), Some(2), "{kept}");
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = std::fs::metadata(&book)
+        .expect("metadata")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+}

@@ -198,11 +198,23 @@ pub struct NodeConfig {
     pub client_plugins: Vec<PluginSpec>,
     /// `[gbs]`: bounds on connections, time and memory.
     pub limits: Limits,
-    /// `[gateway] upstreams`: the storage servers `gbs gateway` passes operations on to.
-    pub gateway_upstreams: Vec<Nurl>,
-    /// `[gateway] servers.yaml`: a stock client's server list naming more of them
-    /// (relative to the node directory).
-    pub gateway_servers_yaml: Option<PathBuf>,
+    /// `[gateway]`: what `gbs gateway` passes operations on to, and its lease keeping.
+    pub gateway: GatewayConfig,
+}
+
+/// `[gateway]` of `tahoe.cfg`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GatewayConfig {
+    /// `upstreams`: the storage servers operations go on to.
+    pub upstreams: Vec<Nurl>,
+    /// `servers.yaml`: a stock client's server list naming more of them (relative to the
+    /// node directory).
+    pub servers_yaml: Option<PathBuf>,
+    /// `lease-renew-after`: how long after a lease was last added or renewed through the
+    /// gateway it renews it (default 26 days: Tahoe's leases last 31).
+    pub lease_renew_after: Duration,
+    /// `lease-check-interval`: how often it looks for leases to renew (default 1 hour).
+    pub lease_check_interval: Duration,
 }
 
 impl NodeConfig {
@@ -234,16 +246,24 @@ impl NodeConfig {
         let client_plugins =
             plugin_specs(raw, "client", "storage.plugins", "storageclient.plugins")?;
         let limits = limits(raw)?;
-        let gateway_upstreams = raw
-            .typed("gateway", "upstreams", parse_nurls)?
-            .unwrap_or_default();
-        let gateway_servers_yaml = raw.typed("gateway", "servers.yaml", |text| {
-            if text.trim().is_empty() {
-                Err("must not be empty".to_owned())
-            } else {
-                Ok(node_dir.join(text.trim()))
-            }
-        })?;
+        let gateway = GatewayConfig {
+            upstreams: raw
+                .typed("gateway", "upstreams", parse_nurls)?
+                .unwrap_or_default(),
+            servers_yaml: raw.typed("gateway", "servers.yaml", |text| {
+                if text.trim().is_empty() {
+                    Err("must not be empty".to_owned())
+                } else {
+                    Ok(node_dir.join(text.trim()))
+                }
+            })?,
+            lease_renew_after: raw
+                .typed("gateway", "lease-renew-after", positive_duration)?
+                .unwrap_or(Duration::from_secs(26 * 24 * 3600)),
+            lease_check_interval: raw
+                .typed("gateway", "lease-check-interval", positive_duration)?
+                .unwrap_or(Duration::from_secs(3600)),
+        };
         Ok(Self {
             node_dir: node_dir.to_owned(),
             listen,
@@ -253,8 +273,7 @@ impl NodeConfig {
             server_plugins,
             client_plugins,
             limits,
-            gateway_upstreams,
-            gateway_servers_yaml,
+            gateway,
         })
     }
 
@@ -266,6 +285,14 @@ impl NodeConfig {
     /// `<node>/private`, where keys and the swissnum live.
     pub fn private_dir(&self) -> PathBuf {
         self.node_dir.join("private")
+    }
+}
+
+/// A duration longer than zero.
+fn positive_duration(text: &str) -> Result<Duration, String> {
+    match parse_duration(text)? {
+        d if d.is_zero() => Err("must be longer than 0".into()),
+        d => Ok(d),
     }
 }
 
@@ -492,13 +519,14 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
 
 /// Durations: `30` (seconds), `30s`, `500ms`, `2m`, `1h`.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let bad = || format!("{text:?} is not a duration such as 30s, 500ms, 2m or 1h");
+    let bad = || format!("{text:?} is not a duration such as 30s, 500ms, 2m, 1h or 26d");
     let (number, unit) = number_and_unit(text).ok_or_else(bad)?;
     let millis = match unit.as_str() {
         "ms" => Some(number),
         "" | "s" => number.checked_mul(1000),
         "m" => number.checked_mul(60_000),
         "h" => number.checked_mul(3_600_000),
+        "d" => number.checked_mul(86_400_000),
         _ => return Err(bad()),
     };
     millis.map(Duration::from_millis).ok_or_else(bad)

@@ -12,7 +12,10 @@
 //!   gateway), `Accept`, `Range`, `Content-Range` and body; answers come back as the upstream
 //!   gave them, bodies streamed. See `routes` for the bounds.
 //! - `gbs gateway servers-yaml` prints the `servers.yaml` a stock client should use.
+//! - It keeps alive the leases stored through it (`leases`), renewing them through the
+//!   client plugins (so ZKAP pays for them) `lease-renew-after` after they were last added.
 
+mod leases;
 mod routes;
 mod servers_yaml;
 
@@ -69,6 +72,9 @@ pub enum GatewayError {
     /// TLS settings.
     #[error("TLS: {0}")]
     Tls(#[from] rustls::Error),
+    /// The lease book cannot be read.
+    #[error("{0}")]
+    Leases(String),
     /// Binding the port.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -92,14 +98,15 @@ pub struct UpstreamSpec {
 /// `[gateway] servers.yaml`.
 pub fn upstreams(config: &NodeConfig) -> Result<Vec<UpstreamSpec>, GatewayError> {
     let mut upstreams: Vec<UpstreamSpec> = config
-        .gateway_upstreams
+        .gateway
+        .upstreams
         .iter()
         .map(|nurl| UpstreamSpec {
             nurl: nurl.clone(),
             announcement: Announcement::of_gbs_node(nurl),
         })
         .collect();
-    if let Some(path) = &config.gateway_servers_yaml {
+    if let Some(path) = &config.gateway.servers_yaml {
         let text = std::fs::read_to_string(path)
             .map_err(|e| GatewayError::ServersYaml(format!("{}: {e}", path.display())))?;
         let listed = read_servers_yaml(&text)
@@ -154,6 +161,8 @@ pub struct RunningGateway {
     upstreams: Vec<(UpstreamSpec, Nurl)>,
     state: routes::GatewayState,
     limits: Limits,
+    renew_after: std::time::Duration,
+    check_interval: std::time::Duration,
 }
 
 impl RunningGateway {
@@ -163,6 +172,8 @@ impl RunningGateway {
         // Checked before the port is bound: a config naming no server says so first.
         upstreams(config)?;
         let identity = NodeIdentity::load(&config.private_dir())?;
+        let leases = leases::LeaseBook::open(&config.private_dir().join("gateway-leases.json"))
+            .map_err(GatewayError::Leases)?;
         let plugins = ClientPluginHandle::load_all(config)?;
         let listener =
             TcpListener::bind(config.listen)
@@ -204,8 +215,10 @@ impl RunningGateway {
             listener,
             tls: Arc::new(tls_config(&identity)?),
             upstreams: nurls,
-            state: routes::GatewayState::new(upstreams),
+            state: routes::GatewayState::new(upstreams, Arc::new(leases)),
             limits: config.limits.clone(),
+            renew_after: config.gateway.lease_renew_after,
+            check_interval: config.gateway.lease_check_interval,
         })
     }
 
@@ -214,8 +227,15 @@ impl RunningGateway {
         &self.upstreams
     }
 
-    /// Serves until `shutdown` completes.
+    /// Serves until `shutdown` completes, keeping leases meanwhile.
     pub async fn serve(self, shutdown: impl Future<Output = ()>) {
+        let keeper = tokio::spawn(leases::keep(
+            self.state.leases.clone(),
+            self.state.upstreams.clone(),
+            self.renew_after,
+            self.check_interval,
+        ));
+        let leases = self.state.leases.clone();
         crate::server::serve_router(
             self.listener,
             self.tls,
@@ -224,5 +244,12 @@ impl RunningGateway {
             shutdown,
         )
         .await;
+        keeper.abort();
+        if let Err(error) = tokio::task::spawn_blocking(move || leases.flush())
+            .await
+            .unwrap_or_else(|e| Err(std::io::Error::other(e)))
+        {
+            tracing::error!(%error, "cannot write the gateway's lease book");
+        }
     }
 }

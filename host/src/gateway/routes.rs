@@ -20,6 +20,7 @@ use gbs_plugin_interface::{Operation, Outcome};
 use http_body_util::BodyExt as _;
 use subtle::ConstantTimeEq as _;
 
+use super::leases::LeaseBook;
 use super::Upstream;
 use crate::client::{ClientError, Forward, Forwarded, PluginRejection};
 use crate::limits::Limits;
@@ -39,16 +40,18 @@ const MAX_CBOR_ANSWER: u64 = 30 << 20;
 const X_TAHOE_AUTHORIZATION: &str = "x-tahoe-authorization";
 const X_TAHOE_PLUGIN_REJECTED: HeaderName = HeaderName::from_static("x-tahoe-plugin-rejected");
 
-/// What every gateway handler shares: the upstreams.
+/// What every gateway handler shares: the upstreams, and the leases it keeps.
 #[derive(Debug, Clone)]
 pub(super) struct GatewayState {
-    upstreams: Arc<Vec<Upstream>>,
+    pub(super) upstreams: Arc<Vec<Upstream>>,
+    pub(super) leases: Arc<LeaseBook>,
 }
 
 impl GatewayState {
-    pub(super) fn new(upstreams: Vec<Upstream>) -> Self {
+    pub(super) fn new(upstreams: Vec<Upstream>, leases: Arc<LeaseBook>) -> Self {
         Self {
             upstreams: Arc::new(upstreams),
+            leases,
         }
     }
 
@@ -193,7 +196,9 @@ async fn pass(State(state): State<GatewayState>, request: Request, call: Option<
         Ok(body) => body.to_bytes(),
         Err(_) => return text(StatusCode::PAYLOAD_TOO_LARGE, "request body too large"),
     };
-    let operation = call.and_then(|call| operation_of(call, &parts.headers, &body));
+    let secrets = call.and_then(|call| secrets_of(call, &parts.headers));
+    let operation =
+        call.and_then(|call| operation_of(call, &parts.headers, secrets.as_ref(), &body));
     let header = |name: &HeaderName| {
         parts
             .headers
@@ -245,26 +250,58 @@ async fn pass(State(state): State<GatewayState>, request: Request, call: Option<
             );
         }
     };
-    answer(upstream, call, forwarded, upload_length).await
+    let response = answer(upstream, call, forwarded, upload_length).await;
+    // A lease added or renewed through the gateway is one it keeps alive.
+    if let (
+        true,
+        Some(Call::Allocate(si) | Call::Lease(si) | Call::ReadTestWrite(si)),
+        Some(secrets),
+    ) = (response.status().is_success(), call, secrets)
+    {
+        state
+            .leases
+            .record(&upstream.nurl.to_string(), &si, &secrets.lease());
+    }
+    response
+}
+
+/// The secrets a request carries, for the calls that take a lease; `None` when they are
+/// not exactly the set the endpoint takes (the upstream then refuses the request).
+fn secrets_of(call: Call, headers: &HeaderMap) -> Option<Secrets> {
+    let kinds: &[SecretKind] = match call {
+        Call::Allocate(_) => &[
+            SecretKind::LeaseRenew,
+            SecretKind::LeaseCancel,
+            SecretKind::Upload,
+        ],
+        Call::Lease(_) => &[SecretKind::LeaseRenew, SecretKind::LeaseCancel],
+        Call::ReadTestWrite(_) => &[
+            SecretKind::WriteEnabler,
+            SecretKind::LeaseRenew,
+            SecretKind::LeaseCancel,
+        ],
+        _ => return None,
+    };
+    let lines = headers
+        .get_all(X_TAHOE_AUTHORIZATION)
+        .iter()
+        .map(|v| v.as_bytes());
+    Secrets::parse(lines, kinds).ok()
 }
 
 /// What the client plugins see of a request; `None` for one the upstream will refuse
 /// anyway (no valid secrets, an unreadable body), which then goes without plugin data.
-fn operation_of(call: Call, headers: &HeaderMap, body: &[u8]) -> Option<Operation> {
-    let secrets = |kinds: &[SecretKind]| {
-        let lines = headers
-            .get_all(X_TAHOE_AUTHORIZATION)
-            .iter()
-            .map(|v| v.as_bytes());
-        Secrets::parse(lines, kinds).ok()
-    };
-    let lease_kinds = [SecretKind::LeaseRenew, SecretKind::LeaseCancel];
+fn operation_of(
+    call: Call,
+    headers: &HeaderMap,
+    secrets: Option<&Secrets>,
+    body: &[u8],
+) -> Option<Operation> {
     Some(match call {
         Call::Version => Operation::Version,
         Call::Allocate(si) => {
-            let kinds = [lease_kinds[0], lease_kinds[1], SecretKind::Upload];
             let request = AllocateRequest::from_cbor(body).ok()?;
-            operation::allocate(&si, &request, &secrets(&kinds)?.lease())
+            operation::allocate(&si, &request, &secrets?.lease())
         }
         Call::Upload(si, shnum) => {
             let range = headers.get(CONTENT_RANGE)?.to_str().ok()?;
@@ -281,11 +318,10 @@ fn operation_of(call: Call, headers: &HeaderMap, body: &[u8]) -> Option<Operatio
             operation::read(kind, &si, shnum, range.as_ref())
         }
         Call::Corrupt(kind, si, shnum) => operation::advise_corrupt(kind, &si, shnum),
-        Call::Lease(si) => operation::lease(&si, &secrets(&lease_kinds)?.lease()),
+        Call::Lease(si) => operation::lease(&si, &secrets?.lease()),
         Call::ReadTestWrite(si) => {
-            let kinds = [SecretKind::WriteEnabler, lease_kinds[0], lease_kinds[1]];
             let request = ReadTestWriteRequest::from_cbor(body).ok()?;
-            operation::read_test_write(&si, &request, &secrets(&kinds)?.lease())
+            operation::read_test_write(&si, &request, &secrets?.lease())
         }
     })
 }
