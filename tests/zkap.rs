@@ -124,6 +124,30 @@ impl Zkap {
         )
     }
 
+    /// A `gbs gateway` directory to `upstreams` whose client side is the plugin with this
+    /// issuer, its wallet funded with one voucher; `extra` goes into `[gateway]`.
+    fn funded_gateway_dir(&self, upstreams: &[&str], extra: &str) -> TempDir {
+        let dir = GbsNode::create_configured(&format!(
+            "[gateway]\nupstreams = {}\n{extra}",
+            upstreams.join(", ")
+        ));
+        let cfg = dir.path().join("tahoe.cfg");
+        let text = std::fs::read_to_string(&cfg).expect("tahoe.cfg");
+        let client_section = format!(
+            "[client]\nstorage.plugins = {NAME}\n[storageclient.plugins.{NAME}]\nlibrary = {}\n\
+             ristretto-issuer-root-url = {}\nallowed-public-keys = {}\n\
+             default-token-count = 200\nredemption-groups = 4\n",
+            self.library.display(),
+            self.url,
+            self.public_key
+        );
+        assert!(text.contains("[client]\n"), "{text}");
+        std::fs::write(&cfg, text.replacen("[client]\n", &client_section, 1)).expect("tahoe.cfg");
+        let status = redeem(dir.path(), &voucher(9));
+        assert_eq!(status["state"], "redeemed", "{status}");
+        dir
+    }
+
     /// A client node directory using the plugin with this issuer.
     fn client_dir(&self, extra: &str) -> TempDir {
         let dir = tempfile::tempdir().expect("temp dir");
@@ -706,22 +730,7 @@ fn a_stock_tahoe_client_pays_through_the_gateway() {
         "an upload without passes succeeded"
     );
 
-    // The gateway: a node directory whose client side is the ZKAP plugin, funded first.
-    let dir = GbsNode::create_configured(&format!("[gateway]\nupstreams = {}\n", nurls.join(", ")));
-    let cfg = dir.path().join("tahoe.cfg");
-    let text = std::fs::read_to_string(&cfg).expect("tahoe.cfg");
-    let client_section = format!(
-        "[client]\nstorage.plugins = {NAME}\n[storageclient.plugins.{NAME}]\nlibrary = {}\n\
-         ristretto-issuer-root-url = {}\nallowed-public-keys = {}\ndefault-token-count = 200\n\
-         redemption-groups = 4\n",
-        zkap.library.display(),
-        zkap.url,
-        zkap.public_key
-    );
-    assert!(text.contains("[client]\n"), "{text}");
-    std::fs::write(&cfg, text.replacen("[client]\n", &client_section, 1)).expect("tahoe.cfg");
-    let status = redeem(dir.path(), &voucher(9));
-    assert_eq!(status["state"], "redeemed", "{status}");
+    let dir = zkap.funded_gateway_dir(&nurls, "");
     let gateway_dir = dir.path().to_owned();
     let gateway = GbsGateway::start_in(dir, 3);
     assert_eq!(gateway.nurls().len(), 3);
@@ -769,21 +778,62 @@ fn a_stock_tahoe_client_pays_through_the_gateway() {
     // What the wallet spent is what the three servers recorded, and some was spent.
     let spent = count(&wallet(&gateway_dir), "spent");
     drop(gateway);
-    let recorded: u64 = nodes
-        .iter()
-        .map(|node| {
-            let status = run_ok(
-                Command::new(gbs_binary())
-                    .args(["plugin", "status", "--json"])
-                    .arg(node.dir()),
-            );
-            let status: serde_json::Value = serde_json::from_slice(&status.stdout).expect("JSON");
-            status["plugins"][0]["counters"]["spending_successes_sum"]
-                .as_u64()
-                .unwrap_or(0)
-        })
-        .sum();
+    let recorded: u64 = nodes.iter().map(recorded_spending).sum();
     // The 32 MiB file alone: three shares of over 16 MiB, 17 passes each.
     assert!(spent >= 51, "the wallet spent {spent} passes");
     assert_eq!(spent, recorded, "the wallet and the servers disagree");
+}
+
+/// The passes `node`'s ZKAP plugin recorded as spent.
+fn recorded_spending(node: &GbsNode) -> u64 {
+    let status = run_ok(
+        Command::new(gbs_binary())
+            .args(["plugin", "status", "--json"])
+            .arg(node.dir()),
+    );
+    let status: serde_json::Value = serde_json::from_slice(&status.stdout).expect("JSON");
+    status["plugins"][0]["counters"]["spending_successes_sum"]
+        .as_u64()
+        .unwrap_or(0)
+}
+
+/// ZKAP's lease crawler, here: the gateway renews the leases of what was stored through it,
+/// paid with passes from its wallet like any renewal (with `lease-renew-after` of 1 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateway_renews_leases_paid_with_passes() {
+    let zkap = Zkap::new();
+    let server = zkap.server_config("");
+    let node = tokio::task::spawn_blocking(move || GbsNode::start_configured(&server))
+        .await
+        .expect("node");
+    let nurl = node.nurl().to_owned();
+    let gateway_dir = zkap.funded_gateway_dir(
+        &[&nurl],
+        "lease-renew-after = 1s\nlease-check-interval = 1s\n",
+    );
+    let gateway = tokio::task::spawn_blocking(move || GbsGateway::start_in(gateway_dir, 1))
+        .await
+        .expect("gateway");
+    let client = ClientBuilder::new(gateway.nurls()[0].parse().expect("NURL"))
+        .build()
+        .expect("client");
+    // Three shares of 100 KiB: one pass each.
+    let si = random_si();
+    let data = vec![3u8; 100 << 10];
+    upload(&client, si, &[0, 1, 2], &data).await;
+    let stored = recorded_spending(&node);
+    assert_eq!(stored, 3);
+    let started = std::time::Instant::now();
+    while recorded_spending(&node) < stored + 3 {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(20),
+            "no paid renewal within 20 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let gateway_dir = gateway.stop();
+    // Every renewal paid three passes, and the wallet spent what the server recorded.
+    let recorded = recorded_spending(&node);
+    assert_eq!(recorded % 3, 0, "{recorded}");
+    assert_eq!(count(&wallet(gateway_dir.path()), "spent"), recorded);
 }

@@ -296,6 +296,14 @@ impl GbsGateway {
     pub fn dir(&self) -> &Path {
         self.dir.path()
     }
+
+    /// Sends SIGTERM, waits for the exit, and hands over the directory.
+    pub fn stop(mut self) -> TempDir {
+        if let Some(child) = self.child.take() {
+            terminate(child);
+        }
+        std::mem::replace(&mut self.dir, tempfile::tempdir().expect("temp dir"))
+    }
 }
 
 impl Drop for GbsGateway {
