@@ -47,6 +47,24 @@ fn plain_client(nurl: &str) -> Client {
         .expect("client")
 }
 
+/// Stores `bytes` as share `shnum` of `si` through `client`.
+async fn store(client: &Client, si: StorageIndex, shnum: u16, bytes: &[u8]) {
+    let upload = client
+        .allocate(
+            si,
+            [ShareNumber(shnum)].into(),
+            bytes.len() as u64,
+            &test_lease(),
+            test_upload_secret(),
+        )
+        .await
+        .expect("allocate");
+    upload
+        .upload_share(ShareNumber(shnum), bytes)
+        .await
+        .expect("upload");
+}
+
 fn data(len: usize, seed: u8) -> Vec<u8> {
     (0..len)
         .map(|i| (i as u8).wrapping_mul(31) ^ seed)
@@ -287,43 +305,7 @@ async fn a_stock_tahoe_client_node_uses_plugin_guarded_servers_through_the_gatew
             "servers-yaml",
             gateway_dir.to_str().expect("path"),
         ]);
-        let client = TahoeClient::start(&yaml, 2, 3, 3);
-        let dir = client.ok(&["mkdir"]).trim().to_owned();
-        for (size, name) in [
-            (0, "empty"),
-            (56, "tiny"),
-            (300_000, "medium"),
-            (32 << 20, "large"),
-        ] {
-            let path = client.scratch().join(name);
-            let bytes = data(size, size as u8);
-            std::fs::write(&path, &bytes).expect("write a file");
-            let cap = client
-                .ok(&["put", path.to_str().expect("path")])
-                .trim()
-                .to_owned();
-            let back = client.scratch().join(format!("{name}.back"));
-            client.ok(&["get", &cap, back.to_str().expect("path")]);
-            assert!(
-                std::fs::read(&back).expect("read back") == bytes,
-                "{name} came back different"
-            );
-            client.ok(&["ln", &cap, &format!("{dir}/{name}")]);
-            if size > 56 {
-                // Files of at most 55 bytes live in their cap; the others are on the servers.
-                let checked = client.ok(&["check", "--verify", &cap]);
-                assert!(checked.contains("Healthy"), "{name}: {checked}");
-            }
-        }
-        let listed = client.ok(&["ls", &dir]);
-        for name in ["empty", "tiny", "medium", "large"] {
-            assert!(
-                listed.lines().any(|l| l.trim() == name),
-                "{name} not in {listed}"
-            );
-        }
-        let checked = client.ok(&["check", "--verify", &dir]);
-        assert!(checked.contains("Healthy"), "the directory: {checked}");
+        TahoeClient::start(&yaml, 2, 3, 3).store_files_in_a_directory(32 << 20);
     })
     .await
     .expect("the stock client's session");
@@ -353,20 +335,7 @@ async fn upstreams_come_from_a_stock_servers_yaml_and_keep_their_ids() {
     .expect("gateway");
     let client = plain_client(&gateway.nurls()[0]);
     let si = StorageIndex::from_bytes([6; 16]);
-    let upload = client
-        .allocate(
-            si,
-            [ShareNumber(0)].into(),
-            5,
-            &test_lease(),
-            test_upload_secret(),
-        )
-        .await
-        .expect("allocate on the stock server through the gateway");
-    upload
-        .upload_share(ShareNumber(0), &b"stock"[..])
-        .await
-        .expect("upload");
+    store(&client, si, 0, b"stock").await;
     let mut back = Vec::new();
     client
         .read_share(ShareKind::Immutable, &si, ShareNumber(0), None, &mut back)
@@ -432,21 +401,7 @@ async fn the_gateway_renews_the_leases_of_what_was_stored_through_it() {
         .await
         .expect("gateway");
     let client = plain_client(&gateway.nurls()[0]);
-    let si = StorageIndex::from_bytes([12; 16]);
-    let upload = client
-        .allocate(
-            si,
-            [ShareNumber(0)].into(),
-            3,
-            &test_lease(),
-            test_upload_secret(),
-        )
-        .await
-        .expect("allocate");
-    upload
-        .upload_share(ShareNumber(0), &b"abc"[..])
-        .await
-        .expect("upload");
+    store(&client, StorageIndex::from_bytes([12; 16]), 0, b"abc").await;
     let enabler = WriteEnabler::new(vec![7; 32]).expect("write enabler");
     client
         .read_test_write(

@@ -745,34 +745,7 @@ fn a_stock_tahoe_client_pays_through_the_gateway() {
     )
     .expect("YAML");
     let client = TahoeClient::start(&yaml, 2, 3, 3);
-    let directory = client.ok(&["mkdir"]).trim().to_owned();
-    for (size, name) in [
-        (0usize, "empty"),
-        (56, "tiny"),
-        (300_000, "medium"),
-        (32 << 20, "large"),
-    ] {
-        let path = client.scratch().join(name);
-        let bytes: Vec<u8> = (0..size).map(|i| (i % 253) as u8 ^ size as u8).collect();
-        std::fs::write(&path, &bytes).expect("write a file");
-        let cap = client
-            .ok(&["put", path.to_str().expect("path")])
-            .trim()
-            .to_owned();
-        let back = client.scratch().join(format!("{name}.back"));
-        client.ok(&["get", &cap, back.to_str().expect("path")]);
-        assert!(
-            std::fs::read(&back).expect("read back") == bytes,
-            "{name} came back different"
-        );
-        client.ok(&["ln", &cap, &format!("{directory}/{name}")]);
-        if size > 56 {
-            let checked = client.ok(&["check", "--verify", &cap]);
-            assert!(checked.contains("Healthy"), "{name}: {checked}");
-        }
-    }
-    let listed = client.ok(&["ls", &directory]);
-    assert_eq!(listed.lines().count(), 4, "{listed}");
+    client.store_files_in_a_directory(32 << 20);
     drop(client);
 
     // What the wallet spent is what the three servers recorded, and some was spent.

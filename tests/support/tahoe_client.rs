@@ -110,6 +110,50 @@ impl TahoeClient {
         String::from_utf8_lossy(&output.stdout).into_owned()
     }
 
+    /// The usual session of a stock client, checked at each step: a new directory; files
+    /// of 0 B, 56 B, 300 KB and `large` bytes put, got back byte for byte, linked into it,
+    /// and (those stored on servers, not in their cap) checked with `--verify`; then the
+    /// directory listed and verified.
+    pub fn store_files_in_a_directory(&self, large: usize) {
+        let dir = self.ok(&["mkdir"]).trim().to_owned();
+        let files = [
+            (0, "empty"),
+            (56, "tiny"),
+            (300_000, "medium"),
+            (large, "large"),
+        ];
+        for (size, name) in files {
+            let path = self.scratch().join(name);
+            let bytes: Vec<u8> = (0..size).map(|i| (i % 253) as u8 ^ size as u8).collect();
+            std::fs::write(&path, &bytes).expect("write a file");
+            let cap = self
+                .ok(&["put", path.to_str().expect("path")])
+                .trim()
+                .to_owned();
+            let back = self.scratch().join(format!("{name}.back"));
+            self.ok(&["get", &cap, back.to_str().expect("path")]);
+            assert!(
+                std::fs::read(&back).expect("read back") == bytes,
+                "{name} came back different"
+            );
+            self.ok(&["ln", &cap, &format!("{dir}/{name}")]);
+            // Files of at most 55 bytes live in their cap; the others are on the servers.
+            if size > 55 {
+                let checked = self.ok(&["check", "--verify", &cap]);
+                assert!(checked.contains("Healthy"), "{name}: {checked}");
+            }
+        }
+        let listed = self.ok(&["ls", &dir]);
+        for (_, name) in files {
+            assert!(
+                listed.lines().any(|l| l.trim() == name),
+                "{name} not in {listed}"
+            );
+        }
+        let checked = self.ok(&["check", "--verify", &dir]);
+        assert!(checked.contains("Healthy"), "the directory: {checked}");
+    }
+
     /// A scratch directory beside the node, for files to put and get.
     pub fn scratch(&self) -> PathBuf {
         self.dir.path().to_owned()
