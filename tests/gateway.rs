@@ -8,8 +8,8 @@ use gbs::protocol::{
     WriteEnabler,
 };
 use gbs_tests::{
-    assert_all_passed, run_python, sample_plugin, test_lease, test_upload_secret, GbsGateway,
-    GbsNode, TahoeClient,
+    assert_all_passed, gbs_stdout, run_python, sample_plugin, test_lease, test_upload_secret,
+    GbsGateway, GbsNode, TahoeClient,
 };
 
 /// An upstream node whose allow-list admits only `good-token`.
@@ -264,16 +264,6 @@ async fn stock_tahoe_s_client_suite_passes_through_the_gateway() {
     assert_all_passed(&output, "stock_client_suite.py through the gateway", 30);
 }
 
-/// `gbs ARGS`, which must succeed; answers its stdout.
-fn gbs_stdout(args: &[&str]) -> String {
-    let output = std::process::Command::new(gbs_tests::gbs_binary())
-        .args(args)
-        .output()
-        .expect("run gbs");
-    assert!(output.status.success(), "gbs {args:?}: {output:?}");
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
 /// The end to end of the issue, with real processes only: a stock Tahoe 1.20 client node
 /// whose storage servers are three `gbs` nodes running allow-list. Directly its uploads are
 /// refused; through `gbs gateway` (whose client plugin presents the token) `tahoe put` of
@@ -292,11 +282,8 @@ async fn a_stock_tahoe_client_node_uses_plugin_guarded_servers_through_the_gatew
         let mut direct_args = vec!["servers-yaml"];
         direct_args.extend(nurls.iter().map(String::as_str));
         let direct = TahoeClient::start(&gbs_stdout(&direct_args), 2, 3, 3);
-        let file = direct.scratch().join("small");
-        std::fs::write(&file, data(5000, 1)).expect("write a file");
-        let refused = direct.tahoe(&["put", file.to_str().expect("path")]);
         assert!(
-            !refused.status.success(),
+            direct.put_is_refused(),
             "a direct upload without the token succeeded"
         );
 

@@ -17,8 +17,8 @@ use gbs::protocol::{
     StorageIndex, WriteEnabler,
 };
 use gbs_tests::{
-    gbs_binary, read_status, sample_plugin, test_upload_secret, GbsGateway, GbsNode, RawConnection,
-    TahoeClient,
+    gbs_binary, gbs_stdout, read_status, sample_plugin, test_upload_secret, GbsGateway, GbsNode,
+    RawConnection, TahoeClient,
 };
 use tempfile::TempDir;
 use tokio::io::AsyncWriteExt as _;
@@ -718,15 +718,9 @@ fn a_stock_tahoe_client_pays_through_the_gateway() {
 
     let mut direct_args = vec!["servers-yaml"];
     direct_args.extend(nurls.iter().copied());
-    let direct_yaml =
-        String::from_utf8(run_ok(Command::new(gbs_binary()).args(&direct_args)).stdout)
-            .expect("YAML");
-    let direct = TahoeClient::start(&direct_yaml, 2, 3, 3);
-    let file = direct.scratch().join("small");
-    std::fs::write(&file, vec![1u8; 5000]).expect("write a file");
-    let refused = direct.tahoe(&["put", file.to_str().expect("path")]);
+    let direct = TahoeClient::start(&gbs_stdout(&direct_args), 2, 3, 3);
     assert!(
-        !refused.status.success(),
+        direct.put_is_refused(),
         "an upload without passes succeeded"
     );
 
@@ -735,15 +729,11 @@ fn a_stock_tahoe_client_pays_through_the_gateway() {
     let gateway = GbsGateway::start_in(dir, 3);
     assert_eq!(gateway.nurls().len(), 3);
 
-    let yaml = String::from_utf8(
-        run_ok(
-            Command::new(gbs_binary())
-                .args(["gateway", "servers-yaml"])
-                .arg(&gateway_dir),
-        )
-        .stdout,
-    )
-    .expect("YAML");
+    let yaml = gbs_stdout(&[
+        "gateway",
+        "servers-yaml",
+        gateway_dir.to_str().expect("path"),
+    ]);
     let client = TahoeClient::start(&yaml, 2, 3, 3);
     client.store_files_in_a_directory(32 << 20);
     drop(client);

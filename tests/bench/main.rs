@@ -434,14 +434,7 @@ async fn peak_memory(which: Fresh, size: usize) -> f64 {
 async fn gateway_rows(plan: &Plan) -> Vec<Row> {
     let node = GbsNode::start();
     let gateway = GbsGateway::start(&format!("[gateway]\nupstreams = {}\n", node.nurl()), 1);
-    let yaml = |args: &[&str]| {
-        let output = std::process::Command::new(gbs_tests::gbs_binary())
-            .args(args)
-            .output()
-            .expect("run gbs");
-        assert!(output.status.success(), "gbs {args:?}: {output:?}");
-        String::from_utf8_lossy(&output.stdout).into_owned()
-    };
+    let yaml = gbs_tests::gbs_stdout;
     let gateway_dir = gateway.dir().to_str().expect("a UTF-8 path").to_owned();
     let clients = [
         TahoeClient::start(&yaml(&["servers-yaml", node.nurl()]), 1, 1, 1),

@@ -18,7 +18,8 @@ pub use fixtures::{
 pub use in_process::InProcessServer;
 pub use plugin_service::{Behaviour, PluginService, CLIENT_DATA};
 pub use process::{
-    assert_all_passed, gbs_binary, run_python, wait_for_exit, GbsGateway, GbsNode, StockServer,
+    assert_all_passed, gbs_binary, gbs_stdout, run_python, wait_for_exit, GbsGateway, GbsNode,
+    StockServer,
 };
 pub use raw::{read_status, ProcessStats, RawConnection};
 pub use samples::sample_plugin;

@@ -68,6 +68,16 @@ fn read_line_starting(stdout: &mut BufReader<ChildStdout>, prefix: &str) -> Opti
     }
 }
 
+/// `gbs ARGS...`, which must succeed; answers its stdout.
+pub fn gbs_stdout(args: &[&str]) -> String {
+    let output = Command::new(gbs_binary())
+        .args(args)
+        .output()
+        .expect("run gbs");
+    assert!(output.status.success(), "gbs {args:?}: {output:?}");
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
 /// A `gbs run` process serving a node directory.
 #[derive(Debug)]
 pub struct GbsNode {

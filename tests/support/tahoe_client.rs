@@ -110,6 +110,16 @@ impl TahoeClient {
         String::from_utf8_lossy(&output.stdout).into_owned()
     }
 
+    /// Whether `tahoe put` of a small file (stored on the servers, not in its cap) fails.
+    pub fn put_is_refused(&self) -> bool {
+        let file = self.scratch().join("refused");
+        std::fs::write(&file, vec![1u8; 5000]).expect("write a file");
+        !self
+            .tahoe(&["put", file.to_str().expect("path")])
+            .status
+            .success()
+    }
+
     /// The usual session of a stock client, checked at each step: a new directory; files
     /// of 0 B, 56 B, 300 KB and `large` bytes put, got back byte for byte, linked into it,
     /// and (those stored on servers, not in their cap) checked with `--verify`; then the
