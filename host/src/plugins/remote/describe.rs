@@ -1,0 +1,202 @@
+//! Asking a plugin service to describe itself: readiness at start-up (until it answers,
+//! or its process exits), and `gbs plugin check` of a running service or a command.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use ::http::Method;
+use gbs_plugin_interface::ffi::Roles;
+
+use super::connection::Connector;
+use super::process::{split_command, Launch, Supervised};
+use super::{
+    answer_of, role_name, wire, Address, CallFailed, Description, MAX_ANSWER, PREFIX, PROTOCOL,
+};
+use crate::plugins::check::{PluginLine, Report, Status};
+
+/// How often readiness asks `describe`.
+const READY_POLL: Duration = Duration::from_millis(50);
+
+/// What `gbs plugin check` checks besides libraries.
+#[derive(Debug, Clone)]
+pub enum Service {
+    /// A running service.
+    At(Address),
+    /// A command, started for the check (its state in a scratch directory) and stopped
+    /// after it.
+    Command(CommandCheck),
+}
+
+/// How to start a command for a check.
+#[derive(Debug, Clone)]
+pub struct CommandCheck {
+    pub command: String,
+    /// The directory it runs in (a node's, for `gbs plugin list`).
+    pub dir: PathBuf,
+    /// The plugin's name in `tahoe.cfg`, when known (`GBS_PLUGIN_NAME` is unset otherwise).
+    pub name: Option<String>,
+    pub role: Roles,
+    pub settings: BTreeMap<String, String>,
+}
+
+impl CommandCheck {
+    /// `gbs plugin check --command`: no name, no settings, in the current directory.
+    pub fn bare(command: &str) -> Self {
+        Self {
+            command: command.to_owned(),
+            dir: std::env::current_dir().unwrap_or_default(),
+            name: None,
+            role: Roles::SERVER,
+            settings: BTreeMap::new(),
+        }
+    }
+}
+
+/// `gbs plugin check` of a plugin service: its description, within `deadline`, and whether
+/// this host speaks its protocol.
+pub fn check_service(service: &Service, deadline: Duration) -> Report {
+    let described = match service {
+        Service::At(address) => describe_service(address, deadline),
+        Service::Command(check) => describe_command(check, deadline),
+    };
+    let description = match described {
+        Ok(description) => description,
+        Err(why) => return Report::unusable(why),
+    };
+    let mut reasons = Vec::new();
+    if description.protocol != PROTOCOL {
+        reasons.push(format!(
+            "it speaks protocol version {}; this host speaks {PROTOCOL}",
+            description.protocol
+        ));
+    }
+    if description.roles == Roles(0) {
+        reasons.push("it declares no role".into());
+    }
+    if crate::config::check_plugin_name(&description.name).is_err() {
+        reasons.push(format!(
+            "its name {:?} is not one tahoe.cfg can name",
+            description.name
+        ));
+    }
+    Report {
+        status: if reasons.is_empty() {
+            Status::Compatible
+        } else {
+            Status::Incompatible
+        },
+        interface: Some(format!("out-of-process {}", description.protocol)),
+        plugins: vec![PluginLine {
+            name: description.name,
+            version: description.version,
+            server: description.roles.contains(Roles::SERVER),
+            client: description.roles.contains(Roles::CLIENT),
+        }],
+        reasons,
+        details: None,
+    }
+}
+
+/// Starts a command with its state in a scratch directory, takes its description and
+/// stops it.
+fn describe_command(check: &CommandCheck, deadline: Duration) -> Result<Description, String> {
+    static CHECKS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let argv = split_command(&check.command)?;
+    let scratch = std::env::temp_dir().join(format!(
+        "gbs-plugin-check-{}-{}",
+        std::process::id(),
+        CHECKS.fetch_add(1, Ordering::Relaxed)
+    ));
+    let state_dir = scratch.join("state");
+    std::fs::create_dir_all(&state_dir).map_err(|e| format!("{}: {e}", scratch.display()))?;
+    let socket = scratch.join("plugin.sock");
+    let launch = Launch {
+        name: check.name.clone().unwrap_or_default(),
+        argv,
+        node_dir: check.dir.clone(),
+        socket: socket.clone(),
+        state_dir,
+        settings: check.settings.clone(),
+        role: role_name(check.role),
+    };
+    let mut process = Supervised::start(launch).map_err(|e| e.to_string())?;
+    let described = describe_process(&Address::Unix(socket), &process, deadline);
+    process.stop();
+    let _ = std::fs::remove_dir_all(&scratch);
+    described
+}
+
+/// Asks the service at `address` to describe itself until it does, for at most `wait`.
+/// Blocking: it runs on a thread of its own with a runtime of its own, so it may be called
+/// from anywhere (start-up, a reload, `gbs plugin check`).
+pub fn describe_service(address: &Address, wait: Duration) -> Result<Description, String> {
+    describe_until(address, wait, &|| None)
+}
+
+/// The same for a process the host started: it gives up as soon as the process has
+/// exited (a plugin that cannot start as configured does so at once), with its status.
+pub(super) fn describe_process(
+    address: &Address,
+    process: &Supervised,
+    wait: Duration,
+) -> Result<Description, String> {
+    describe_until(address, wait, &|| process.last_exit()).map_err(|why| {
+        match process.last_exit() {
+            Some(exit) => format!("{why} (its process: {exit})"),
+            None => why,
+        }
+    })
+}
+
+fn describe_until(
+    address: &Address,
+    wait: Duration,
+    ended: &(dyn Fn() -> Option<String> + Sync),
+) -> Result<Description, String> {
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(|e| e.to_string())?;
+                runtime.block_on(poll_describe(address.clone(), wait, ended))
+            })
+            .join()
+            .unwrap_or_else(|_| Err("the describe call panicked".into()))
+    })
+}
+
+async fn poll_describe(
+    address: Address,
+    wait: Duration,
+    ended: &(dyn Fn() -> Option<String> + Sync),
+) -> Result<Description, String> {
+    let connector = Connector::new(address);
+    let until = Instant::now() + wait;
+    loop {
+        let remaining = until.saturating_duration_since(Instant::now());
+        let path = format!("{PREFIX}describe");
+        let call = connector.call(Method::GET, &path, Vec::new(), MAX_ANSWER, remaining);
+        let why = match tokio::time::timeout(remaining, call).await {
+            Err(_) => return Err(format!("no description within {wait:?}")),
+            Ok(result) => match answer_of(result, wire::description) {
+                Ok(description) => return Ok(description),
+                Err(CallFailed::Failed(why)) => return Err(format!("describe: {why}")),
+                Err(CallFailed::Unavailable(why)) => why,
+            },
+        };
+        if ended().is_some() {
+            return Err("it exited before answering".into());
+        }
+        if Instant::now() + READY_POLL >= until {
+            return Err(format!(
+                "not answering at {} within {wait:?}: {why}",
+                connector.address()
+            ));
+        }
+        tokio::time::sleep(READY_POLL).await;
+    }
+}
