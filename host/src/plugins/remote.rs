@@ -206,6 +206,26 @@ fn fits(description: &Description, name: &str, role: Roles) -> Result<(), StartF
     Ok(())
 }
 
+/// Runs `future` to its end on a thread of its own with a runtime of its own, blocking the
+/// caller: for the calls made from synchronous code (readiness, checks, the client's
+/// `matches`), wherever that code runs, a runtime's thread included.
+fn on_own_runtime<T: Send>(
+    future: impl std::future::Future<Output = Result<T, String>> + Send,
+) -> Result<T, String> {
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(|e| e.to_string())?
+                    .block_on(future)
+            })
+            .join()
+            .unwrap_or_else(|_| Err("the call panicked".into()))
+    })
+}
+
 /// A call that produced no usable answer, as the hooks see it.
 enum CallFailed {
     /// Not reachable: fail closed.

@@ -13,7 +13,8 @@ use gbs_plugin_interface::ffi::{
 use super::connection::Connector;
 use super::wire::{envelope, Item, Map};
 use super::{
-    acknowledged, answer_of, failed, plainly, Remote, MAX_ANSWER, MAX_ROUTE_ANSWER, PREFIX,
+    acknowledged, answer_of, failed, on_own_runtime, plainly, Remote, MAX_ANSWER, MAX_ROUTE_ANSWER,
+    PREFIX,
 };
 
 /// `{"data": bstr / null}`: plugin data to attach, or none.
@@ -31,26 +32,13 @@ impl ClientPluginFfi for Remote {
         let body = envelope(&[("announcement", Item::Encoded(&announcement))]);
         let address = self.shared.connector.address().clone();
         let deadline = self.shared.deadline;
-        let asked = std::thread::scope(|scope| {
-            scope
-                .spawn(move || {
-                    let runtime = tokio::runtime::Builder::new_current_thread()
-                        .enable_all()
-                        .build()
-                        .map_err(|e| e.to_string())?;
-                    runtime.block_on(async {
-                        let connector = Connector::new(address);
-                        let path = format!("{PREFIX}client/matches");
-                        let call =
-                            connector.call(::http::Method::POST, &path, body, MAX_ANSWER, deadline);
-                        match tokio::time::timeout(deadline, call).await {
-                            Ok(result) => Ok(result),
-                            Err(_) => Err(format!("no answer within {deadline:?}")),
-                        }
-                    })
-                })
-                .join()
-                .unwrap_or_else(|_| Err("the call panicked".into()))
+        let asked = on_own_runtime(async {
+            let connector = Connector::new(address);
+            let path = format!("{PREFIX}client/matches");
+            let call = connector.call(::http::Method::POST, &path, body, MAX_ANSWER, deadline);
+            tokio::time::timeout(deadline, call)
+                .await
+                .map_err(|_| format!("no answer within {deadline:?}"))
         });
         let result =
             asked.map(|result| answer_of(result, |body| Map::decode(body)?.bool("matches")));

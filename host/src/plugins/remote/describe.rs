@@ -12,7 +12,8 @@ use gbs_plugin_interface::ffi::Roles;
 use super::connection::Connector;
 use super::process::{split_command, Launch, Supervised};
 use super::{
-    answer_of, role_name, wire, Address, CallFailed, Description, MAX_ANSWER, PREFIX, PROTOCOL,
+    answer_of, on_own_runtime, role_name, wire, Address, CallFailed, Description, MAX_ANSWER,
+    PREFIX, PROTOCOL,
 };
 use crate::plugins::check::{PluginLine, Report, Status};
 
@@ -155,18 +156,7 @@ fn describe_until(
     wait: Duration,
     ended: &(dyn Fn() -> Option<String> + Sync),
 ) -> Result<Description, String> {
-    std::thread::scope(|scope| {
-        scope
-            .spawn(|| {
-                let runtime = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .map_err(|e| e.to_string())?;
-                runtime.block_on(poll_describe(address.clone(), wait, ended))
-            })
-            .join()
-            .unwrap_or_else(|_| Err("the describe call panicked".into()))
-    })
+    on_own_runtime(poll_describe(address.clone(), wait, ended))
 }
 
 async fn poll_describe(
