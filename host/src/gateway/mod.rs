@@ -130,15 +130,29 @@ pub fn local_nurls(
     port: u16,
 ) -> Result<Vec<(UpstreamSpec, Nurl)>, GatewayError> {
     let identity = NodeIdentity::load(&config.private_dir())?;
-    let host = config.location.0.clone();
-    Ok(upstreams(config)?
+    Ok(with_local_nurls(
+        upstreams(config)?,
+        &identity,
+        &config.location.0,
+        port,
+    ))
+}
+
+/// Each upstream with its local NURL on this node at `host:port`.
+fn with_local_nurls(
+    upstreams: Vec<UpstreamSpec>,
+    identity: &NodeIdentity,
+    host: &str,
+    port: u16,
+) -> Vec<(UpstreamSpec, Nurl)> {
+    upstreams
         .into_iter()
         .map(|upstream| {
-            let mut local = identity.nurl(&host, port);
+            let mut local = identity.nurl(host, port);
             local.swissnum = local_swissnum(identity.swissnum(), &upstream.nurl);
             (upstream, local)
         })
-        .collect())
+        .collect()
 }
 
 /// The swissnum of an upstream's local NURL: keyed by the node's own swissnum, so only
@@ -169,8 +183,8 @@ impl RunningGateway {
     /// Loads the node's identity and client plugins, builds a client per upstream and binds
     /// the port.
     pub async fn bind(config: &NodeConfig) -> Result<Self, GatewayError> {
-        // Checked before the port is bound: a config naming no server says so first.
-        upstreams(config)?;
+        // Read before the port is bound: a config naming no server says so first.
+        let specs = upstreams(config)?;
         let identity = NodeIdentity::load(&config.private_dir())?;
         let leases = leases::LeaseBook::open(&config.private_dir().join("gateway-leases.json"))
             .map_err(GatewayError::Leases)?;
@@ -192,7 +206,7 @@ impl RunningGateway {
                 .port(),
             port => port,
         };
-        let nurls = local_nurls(config, port)?;
+        let nurls = with_local_nurls(specs, &identity, &config.location.0, port);
         let mut upstreams = Vec::new();
         for (upstream, local) in &nurls {
             let upstream = &upstream.nurl;
