@@ -224,20 +224,7 @@ async fn each_upstream_has_its_own_local_nurl() {
     assert_eq!(gateway.nurls().len(), 2);
     assert_ne!(gateway.nurls()[0], gateway.nurls()[1]);
     let si = StorageIndex::from_bytes([4; 16]);
-    let upload = plain_client(&gateway.nurls()[1])
-        .allocate(
-            si,
-            [ShareNumber(3)].into(),
-            2,
-            &test_lease(),
-            test_upload_secret(),
-        )
-        .await
-        .expect("allocate on b");
-    upload
-        .upload_share(ShareNumber(3), &b"hi"[..])
-        .await
-        .expect("upload on b");
+    store(&plain_client(&gateway.nurls()[1]), si, 3, b"hi").await;
     for (nurl, expected) in [(&gateway.nurls()[0], 0), (&gateway.nurls()[1], 1)] {
         let listed = plain_client(nurl)
             .list_shares(ShareKind::Immutable, &si)

@@ -78,6 +78,22 @@ pub fn gbs_stdout(args: &[&str]) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
+/// Starts a `gbs` process that prints its NURLs on stdout (`run`, `gateway`), logging at
+/// `$RUST_LOG` or `warn`; answers it and its stdout.
+fn spawn_printing(mut command: Command) -> (Child, BufReader<ChildStdout>) {
+    let mut child = command
+        .env(
+            "RUST_LOG",
+            std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
+        )
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn gbs");
+    let stdout = BufReader::new(child.stdout.take().expect("stdout"));
+    (child, stdout)
+}
+
 /// A `gbs run` process serving a node directory.
 #[derive(Debug)]
 pub struct GbsNode {
@@ -177,17 +193,8 @@ impl GbsNode {
         Self::try_spawn(command, dir).unwrap_or_else(|why| panic!("gbs run {why}"))
     }
 
-    fn try_spawn(mut command: Command, dir: TempDir) -> Result<Self, String> {
-        let mut child = command
-            .env(
-                "RUST_LOG",
-                std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
-            )
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("spawn gbs run");
-        let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+    fn try_spawn(command: Command, dir: TempDir) -> Result<Self, String> {
+        let (mut child, mut stdout) = spawn_printing(command);
         let Some(nurl) = read_line_starting(&mut stdout, "pb://") else {
             let status = child
                 .wait()
@@ -265,18 +272,9 @@ impl GbsGateway {
 
     /// Runs `gbs gateway` on an existing node directory with `upstreams` upstreams.
     pub fn start_in(dir: TempDir, upstreams: usize) -> Self {
-        let mut child = Command::new(gbs_binary())
-            .arg("gateway")
-            .arg(dir.path())
-            .env(
-                "RUST_LOG",
-                std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
-            )
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("spawn gbs gateway");
-        let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+        let mut command = Command::new(gbs_binary());
+        command.arg("gateway").arg(dir.path());
+        let (mut child, mut stdout) = spawn_printing(command);
         let mut nurls = Vec::new();
         for _ in 0..upstreams {
             match read_line_starting(&mut stdout, "pb://") {
