@@ -189,23 +189,12 @@ impl RunningGateway {
         let leases = leases::LeaseBook::open(&config.private_dir().join("gateway-leases.json"))
             .map_err(GatewayError::Leases)?;
         let plugins = ClientPluginHandle::load_all(config)?;
-        let listener =
-            TcpListener::bind(config.listen)
-                .await
-                .map_err(|source| GatewayError::Bind {
-                    addr: config.listen,
-                    source,
-                })?;
-        let port = match config.location.1 {
-            0 => listener
-                .local_addr()
-                .map_err(|source| GatewayError::Bind {
-                    addr: config.listen,
-                    source,
-                })?
-                .port(),
-            port => port,
-        };
+        let (listener, port) = crate::server::bind_published(config)
+            .await
+            .map_err(|source| GatewayError::Bind {
+                addr: config.listen,
+                source,
+            })?;
         let nurls = with_local_nurls(specs, &identity, &config.location.0, port);
         let mut upstreams = Vec::new();
         for (upstream, local) in &nurls {

@@ -104,6 +104,17 @@ pub async fn serve(
     state.plugins.stop_services().await;
 }
 
+/// Binds `tub.port` and answers the listener with the port to publish: `tub.location`'s,
+/// or for `tcp:0` (any free port) the one bound.
+pub(crate) async fn bind_published(config: &NodeConfig) -> std::io::Result<(TcpListener, u16)> {
+    let listener = TcpListener::bind(config.listen).await?;
+    let port = match config.location.1 {
+        0 => listener.local_addr()?.port(),
+        port => port,
+    };
+    Ok((listener, port))
+}
+
 /// Serves `router` over TLS on `listener` within `limits` until `shutdown` completes, then
 /// lets requests in flight finish for up to the drain timeout: the connection handling of
 /// a node and of `gbs gateway` alike.
@@ -229,25 +240,13 @@ impl RunningNode {
         let store = Arc::new(store);
         // Before the port is bound: a plugin that does not load stops the node.
         let plugins = Arc::new(LivePlugins::load(config, store.clone())?);
-        let listener =
-            TcpListener::bind(config.listen)
-                .await
-                .map_err(|source| StartError::Bind {
-                    addr: config.listen,
-                    source,
-                })?;
-        let (host, mut port) = config.location.clone();
-        if port == 0 {
-            // `tcp:0` asks for any free port; publish the one we got.
-            port = listener
-                .local_addr()
-                .map_err(|source| StartError::Bind {
-                    addr: config.listen,
-                    source,
-                })?
-                .port();
-        }
-        let nurl = identity.nurl(&host, port);
+        let (listener, port) = bind_published(config)
+            .await
+            .map_err(|source| StartError::Bind {
+                addr: config.listen,
+                source,
+            })?;
+        let nurl = identity.nurl(&config.location.0, port);
         let tls = Arc::new(tls_config(&identity)?);
         let state = AppState::new(store, identity.swissnum().clone())
             .with_live_plugins(plugins)
