@@ -25,7 +25,7 @@ use crate::in_flight::InFlight;
 use crate::metrics::SpendingHistogram;
 use crate::pass::validate;
 use crate::pricing::PassValue;
-use crate::spent::PassLedger;
+use crate::spent::{Backlog, Purpose, Settlement, SpentPassStore, StoreLocation};
 use crate::wire::{
     serde_bytes_vec::Bytes, to_value, Announcement, HandleIssued, PassUpload, Payment,
     ShortfallDetails, StatRequest, MORE_PASSES_REQUIRED, PASSES_ROUTE, STAT_SHARES_ROUTE,
@@ -35,8 +35,8 @@ use crate::wire::{
 /// are usable again.
 const RESERVATION: Duration = Duration::from_secs(10 * 60);
 
-/// The ledger's file in the plugin's state directory.
-pub const LEDGER_FILE: &str = "spent-passes.sqlite3";
+/// How often settlements the spent-pass store could not take are tried again.
+const SETTLE_RETRY: Duration = Duration::from_secs(1);
 
 /// What the server side is configured with.
 struct ServerSettings {
@@ -44,6 +44,7 @@ struct ServerSettings {
     signing_key: Arc<SigningKey>,
     pass_value: PassValue,
     metrics_file: Option<(PathBuf, Duration)>,
+    store: StoreLocation,
 }
 
 /// Reads a setting that must be there.
@@ -70,16 +71,19 @@ pub(crate) fn pass_value(settings: &Settings) -> Result<PassValue, PluginError> 
     }
 }
 
-/// A path from the config: absolute, or relative to the node directory (the state
-/// directory's grandparent, `<node>/plugins-state/<name>`).
-pub(crate) fn config_path(host: &Host, value: &str) -> PathBuf {
-    let path = Path::new(value);
-    if path.is_absolute() {
-        return path.to_owned();
-    }
+/// The node directory: the state directory's grandparent, `<node>/plugins-state/<name>`.
+fn node_dir(host: &Host) -> PathBuf {
     let state = host.state_dir();
-    let node = state.parent().and_then(Path::parent).unwrap_or(&state);
-    node.join(path)
+    state
+        .parent()
+        .and_then(Path::parent)
+        .unwrap_or(&state)
+        .to_owned()
+}
+
+/// A path from the config: absolute, or relative to the node directory.
+pub(crate) fn config_path(host: &Host, value: &str) -> PathBuf {
+    node_dir(host).join(value)
 }
 
 /// Reads the issuer's signing key: standard base64, surrounding whitespace ignored.
@@ -125,11 +129,18 @@ impl ServerSettings {
                 ))
             }
         };
+        let store = StoreLocation::parse(
+            settings.get("spent-pass-store").map(String::as_str),
+            &host.state_dir(),
+            &node_dir(host),
+        )
+        .map_err(|e| PluginError::failed(e.to_string()))?;
         Ok(Self {
             issuer_url,
             signing_key: Arc::new(signing_key),
             pass_value: pass_value(settings)?,
             metrics_file,
+            store,
         })
     }
 }
@@ -146,7 +157,9 @@ pub struct ZkapServer {
     host: Host,
     settings: ServerSettings,
     announcement: Value,
-    ledger: Arc<PassLedger>,
+    pub(crate) ledger: Arc<dyn SpentPassStore>,
+    /// Settlements the ledger could not take yet.
+    backlog: Arc<Backlog>,
     handles: HandleStore,
     /// Reservations waiting for `committed`.
     pending: InFlight<Reservation>,
@@ -170,8 +183,11 @@ impl ZkapServer {
         // Without this, allocating would renew leases for free: refuse to run instead.
         host.set_lease_renewal(LeaseRenewal::EXPLICIT)
             .map_err(|e| PluginError::failed(format!("this host cannot charge for leases: {e}")))?;
-        let ledger = PassLedger::open(&host.state_dir().join(LEDGER_FILE))
+        let ledger = settings
+            .store
+            .open()
             .map_err(|e| PluginError::failed(e.to_string()))?;
+        host.info(&format!("spent passes are kept in {}", settings.store));
         let announcement = to_value(&Announcement {
             issuer_url: settings.issuer_url.clone(),
             public_keys: vec![settings.signing_key.public_key.encode_base64()],
@@ -181,7 +197,8 @@ impl ZkapServer {
             host,
             settings,
             announcement,
-            ledger: Arc::new(ledger),
+            ledger,
+            backlog: Arc::default(),
             handles: HandleStore::default(),
             pending: InFlight::default(),
             histogram: SpendingHistogram::default(),
@@ -254,6 +271,10 @@ impl ZkapServer {
     ) -> Result<Reservation, Rejection> {
         let key = self.settings.signing_key.clone();
         let message = charge.message();
+        let purpose = Purpose {
+            storage_index: charge.storage_index,
+            operation: charge.operation.label(),
+        };
         let ledger = self.ledger.clone();
         let required = charge.required;
         let now = self.now();
@@ -262,7 +283,15 @@ impl ZkapServer {
         // plugin's async thread.
         self.host
             .run_blocking(move || {
-                check_and_reserve(&key, &message, &passes, required, &ledger, now, until)
+                check_and_reserve(
+                    &key,
+                    &message,
+                    &passes,
+                    required,
+                    &*ledger,
+                    &purpose,
+                    (now, until),
+                )
             })
             .await
             .map_err(|e| {
@@ -275,23 +304,56 @@ impl ZkapServer {
             })?
     }
 
-    async fn settle(&self, spend: Vec<[u8; 64]>, release: Vec<[u8; 64]>) {
-        let ledger = self.ledger.clone();
-        let spent = spend.len() as u64;
+    /// Records what a successful operation spent; what the ledger cannot take now waits in
+    /// the backlog, retried until it can (the reservation holds the passes meanwhile).
+    async fn settle(&self, spent: Vec<[u8; 64]>, released: Vec<[u8; 64]>) {
+        let (ledger, backlog) = (self.ledger.clone(), self.backlog.clone());
+        let count = spent.len() as u64;
+        let settlement = Settlement {
+            spent,
+            released,
+            at: self.now(),
+        };
+        // Counted as spent either way: the operation happened, and the passes will be.
+        self.histogram.observe(&self.host, count);
         let done = self
             .host
-            .run_blocking(move || ledger.settle(&spend, &release))
+            .run_blocking(move || backlog.settle(&*ledger, settlement))
             .await;
         match done {
-            Ok(Ok(())) => self.histogram.observe(&self.host, spent),
-            // The reservation stays: the passes cannot be used again before it lapses, and
-            // the spend is lost. Say so loudly; nothing else can be done after success.
-            Ok(Err(e)) => self
-                .host
-                .warn(&format!("passes not recorded as spent: {e}")),
+            Ok(Ok(())) => {}
+            Ok(Err(deferred)) => {
+                self.host.warn(&format!(
+                    "passes not recorded as spent yet ({} waiting, retried every {SETTLE_RETRY:?}): {}",
+                    deferred.waiting, deferred.error
+                ));
+                if deferred.dropped > 0 {
+                    self.host.warn(&format!(
+                        "gave up recording {} spent passes: more than {} were waiting",
+                        deferred.dropped,
+                        crate::spent::MAX_WAITING_PASSES
+                    ));
+                }
+            }
             Err(e) => self
                 .host
                 .warn(&format!("passes not recorded as spent: {e}")),
+        }
+    }
+
+    /// Tries the backlog again, if anything waits.
+    async fn retry_backlog(&self) {
+        if self.backlog.is_empty() {
+            return;
+        }
+        let (ledger, backlog) = (self.ledger.clone(), self.backlog.clone());
+        if let Ok(Ok(())) = self
+            .host
+            .run_blocking(move || backlog.flush(&*ledger))
+            .await
+        {
+            self.host
+                .info("passes waiting to be recorded as spent are recorded now");
         }
     }
 
@@ -313,9 +375,9 @@ fn check_and_reserve(
     message: &str,
     passes: &[Vec<u8>],
     required: u64,
-    ledger: &PassLedger,
-    now: u64,
-    until: u64,
+    ledger: &dyn SpentPassStore,
+    purpose: &Purpose,
+    (now, until): (u64, u64),
 ) -> Result<Reservation, Rejection> {
     let validation = validate(key, message.as_bytes(), passes).map_err(|(index, why)| {
         Rejection::new(
@@ -355,7 +417,7 @@ fn check_and_reserve(
             .with_details(&to_value(&details)));
         }
         let chosen: Vec<[u8; 64]> = candidates[..required_len].iter().map(|c| c.1).collect();
-        match ledger.reserve(&chosen, now, until) {
+        match ledger.reserve(&chosen, purpose, now, until) {
             Ok(Ok(())) => {
                 return Ok(Reservation {
                     preimages: chosen,
@@ -455,18 +517,31 @@ impl ServerPlugin for ZkapServer {
     }
 
     async fn start(&self) -> Result<(), PluginError> {
-        let Some((path, interval)) = self.settings.metrics_file.clone() else {
-            return Ok(());
-        };
-        // As the original: write the text file every interval, ignore write errors.
+        let mut metrics_due = self.host.now_unix_millis();
         while !self.stopping.load(Ordering::Relaxed) {
-            let text = self.histogram.prometheus_text();
-            let target = path.clone();
-            let _ = self
-                .host
-                .run_blocking(move || write_atomically(&target, text.as_bytes()))
-                .await;
-            self.host.sleep(interval).await;
+            self.retry_backlog().await;
+            if let Some((path, interval)) = &self.settings.metrics_file {
+                // As the original: write the text file every interval, ignore write errors.
+                if self.host.now_unix_millis() >= metrics_due {
+                    let text = self.histogram.prometheus_text();
+                    let target = path.clone();
+                    let _ = self
+                        .host
+                        .run_blocking(move || write_atomically(&target, text.as_bytes()))
+                        .await;
+                    metrics_due = self.host.now_unix_millis() + interval.as_millis() as u64;
+                }
+            }
+            self.host.sleep(SETTLE_RETRY).await;
+        }
+        // A last try before the node goes: what still waits is lost with the process, and
+        // the reservations then lapse.
+        self.retry_backlog().await;
+        if !self.backlog.is_empty() {
+            self.host.warn(&format!(
+                "stopping with {} passes not recorded as spent",
+                self.backlog.len()
+            ));
         }
         Ok(())
     }

@@ -13,6 +13,7 @@ use clap::{Parser, Subcommand};
 use gbs_sample_zkapauthorizer::pass::new_signing_key;
 use gbs_sample_zkapauthorizer::redemption::{serve, Issuer};
 use gbs_sample_zkapauthorizer::server::read_signing_key;
+use gbs_sample_zkapauthorizer::spent::{PostgresStore, SqliteStore, StoreLocation};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -52,6 +53,16 @@ enum Command {
         /// A voucher to refuse as unpaid (repeatable)
         #[arg(long)]
         unpaid: Vec<String>,
+    },
+    /// Copy the spent passes of a node's SQLite ledger into a PostgreSQL spent-pass store
+    /// (creating its tables if needed), so that a node joining a fleet brings its history.
+    /// Passes already spent there are left alone; running it twice changes nothing. Stop
+    /// the node first, so that nothing is spent meanwhile.
+    MigrateSpentPasses {
+        /// The SQLite ledger (<node>/plugins-state/<plugin>/spent-passes.sqlite3)
+        from: PathBuf,
+        /// The store: a postgresql:// URL (as the servers' spent-pass-store)
+        to: String,
     },
 }
 
@@ -100,7 +111,40 @@ fn run(args: Args) -> Result<(), String> {
             let _ = stdout.flush();
             serve(listener, Arc::new(Issuer::new(key, unpaid))).map_err(|e| e.to_string())
         }
+        Command::MigrateSpentPasses { from, to } => migrate_spent_passes(&from, &to),
     }
+}
+
+/// Copies spent passes from the SQLite ledger `from` to the PostgreSQL store `to`, a page
+/// at a time (memory stays bounded whatever the ledger's size).
+fn migrate_spent_passes(from: &std::path::Path, to: &str) -> Result<(), String> {
+    const PAGE: usize = 10_000;
+    if !from.is_file() {
+        return Err(format!("{} is not a ledger file", from.display()));
+    }
+    let target = match StoreLocation::parse(Some(to), from, from).map_err(|e| e.to_string())? {
+        StoreLocation::Postgres(url) => url,
+        StoreLocation::Sqlite(_) => return Err("the target must be a postgresql:// URL".into()),
+    };
+    let source = SqliteStore::open(from).map_err(|e| e.to_string())?;
+    let store = PostgresStore::open(&target).map_err(|e| e.to_string())?;
+    let (mut read, mut recorded) = (0u64, 0u64);
+    let mut after = None;
+    loop {
+        let page = source
+            .spent_passes(after.as_ref(), PAGE)
+            .map_err(|e| e.to_string())?;
+        let Some(last) = page.last() else { break };
+        after = Some(last.preimage);
+        read += page.len() as u64;
+        recorded += store.import(&page).map_err(|e| e.to_string())?;
+    }
+    println!(
+        "{read} spent passes read from {}; {recorded} newly recorded in {}",
+        from.display(),
+        StoreLocation::Postgres(target)
+    );
+    Ok(())
 }
 
 /// Creates `path` with `bytes`, readable by its owner only; never replaces a file.
