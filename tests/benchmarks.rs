@@ -53,3 +53,42 @@ fn gbs_bench_refuses_an_unknown_argument() {
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("--long"));
 }
+
+/// `gbs-zkap-bench --short`: every row, the spent-pass stores' against SQLite and a real
+/// PostgreSQL server, each a positive rate, in the JSON line that ends the output.
+#[test]
+fn gbs_zkap_bench_short_runs_every_row() {
+    let output = Command::new(env!("CARGO_BIN_EXE_gbs-zkap-bench"))
+        .arg("--short")
+        .output()
+        .expect("run gbs-zkap-bench");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "gbs-zkap-bench --short failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let line = stdout.lines().last().unwrap_or_default();
+    let result: serde_json::Value =
+        serde_json::from_str(line).unwrap_or_else(|e| panic!("last line {line:?}: {e}"));
+    assert_eq!(result["short"], true);
+    for key in [
+        "passes_per_second",
+        "upload_us_without_plugin",
+        "upload_us_with_zkap",
+    ] {
+        assert!(result[key].as_f64().unwrap_or(0.0) > 0.0, "{key}: {line}");
+    }
+    for backend in ["sqlite", "postgresql"] {
+        for load in [
+            "one_pass_serial",
+            "one_pass_8_at_once",
+            "hundred_passes_8_at_once",
+        ] {
+            let rate = result["store_passes_per_second"][backend][load]
+                .as_f64()
+                .unwrap_or(0.0);
+            assert!(rate > 0.0, "{backend} {load}: {line}");
+        }
+    }
+}

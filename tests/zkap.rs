@@ -23,6 +23,8 @@ use gbs_tests::{
 use tempfile::TempDir;
 use tokio::io::AsyncWriteExt as _;
 
+mod fleet;
+
 const NAME: &str = "privatestorageio-zkapauthz-v2";
 const MIB: u64 = 1024 * 1024;
 

@@ -11,8 +11,17 @@
 //!   so the plugin's share is not hidden behind the network): no plugin, and the ZKAP plugin
 //!   (one pass per allocate, checked, reserved and spent in its SQLite ledger, fsynced).
 //!   The passes are made before the clock starts: the client's cost is not counted.
+//! - **Spent-pass stores**: passes checked against the store (reserved) and recorded as
+//!   spent per second, for the embedded SQLite file and for a PostgreSQL server this
+//!   benchmark starts (as the fleet tests do): operations of 1 pass one at a time and 8 at
+//!   once, and of 100 passes 8 at once. The passes' signatures are not checked here (see the
+//!   first row); only the store's work is counted.
+//!
+//! `--short` runs every row with few operations, to prove it works (CI); its numbers mean
+//! little.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
@@ -25,13 +34,65 @@ use gbs::server::{router, AppState};
 use gbs_sample_zkapauthorizer::pass::{
     self, issue_tokens, message, new_signing_key, validate, Pass, SigningKey,
 };
+use gbs_sample_zkapauthorizer::spent::{
+    Purpose, SpentPassStore, SqliteStore, StoreLocation, LEDGER_FILE,
+};
 use gbs_sample_zkapauthorizer::wire::{Payment, PLUGIN_NAME};
-use gbs_tests::{sample_plugin, InProcessServer};
+use gbs_tests::{sample_plugin, InProcessServer, Postgres};
 use tower::ServiceExt as _;
 
 const PASSES_PER_GIB_SHARE: usize = 342;
-const UPLOADS: usize = 300;
 const SHARE: usize = 64 * 1024;
+
+/// One shape of store traffic: `threads` at once, each doing `operations` operations of
+/// `passes` fresh passes (reserve, then spend).
+#[derive(Debug, Clone, Copy)]
+struct StoreLoad {
+    name: &'static str,
+    key: &'static str,
+    threads: usize,
+    operations: usize,
+    passes: usize,
+}
+
+/// Passes reserved and spent per second under `load`. Each preimage is unique to its
+/// thread, operation and place, and `round` keeps runs apart.
+fn store_rate(store: &Arc<dyn SpentPassStore>, load: StoreLoad, round: u8) -> f64 {
+    let started = Instant::now();
+    let workers: Vec<_> = (0..load.threads)
+        .map(|thread| {
+            let store = store.clone();
+            std::thread::spawn(move || {
+                for operation in 0..load.operations {
+                    let preimages: Vec<[u8; 64]> = (0..load.passes)
+                        .map(|i| {
+                            let mut p = [round; 64];
+                            p[1..9].copy_from_slice(&(thread as u64).to_be_bytes());
+                            p[9..17].copy_from_slice(&(operation as u64).to_be_bytes());
+                            p[17..25].copy_from_slice(&(i as u64).to_be_bytes());
+                            p
+                        })
+                        .collect();
+                    let purpose = Purpose {
+                        storage_index: [round; 16],
+                        operation: "allocate_buckets",
+                    };
+                    let reserved = store
+                        .reserve(&preimages, &purpose, 1_000, 1_600)
+                        .expect("the store answers");
+                    assert_eq!(reserved, Ok(()), "fresh passes are free");
+                    store
+                        .settle(&preimages, &[], 1_010)
+                        .expect("the store records");
+                }
+            })
+        })
+        .collect();
+    for worker in workers {
+        worker.join().expect("a store worker");
+    }
+    (load.threads * load.operations * load.passes) as f64 / started.elapsed().as_secs_f64()
+}
 
 fn validation_rate(key: &SigningKey) -> f64 {
     let si = [3u8; 16];
@@ -109,6 +170,15 @@ async fn measure(state: &AppState, auth: &str, uploads: Vec<Upload>) -> Duration
 }
 
 fn main() {
+    let short = match std::env::args().nth(1).as_deref() {
+        None => false,
+        Some("--short") => true,
+        Some(other) => {
+            eprintln!("gbs-zkap-bench: unknown argument {other:?} (only --short)");
+            std::process::exit(2);
+        }
+    };
+    let uploads = if short { 20 } else { 300 };
     let library = sample_plugin("gbs-sample-zkapauthorizer");
     let key = new_signing_key();
     let rate = validation_rate(&key);
@@ -138,7 +208,7 @@ fn main() {
         builder.build()
     };
     let fresh = |n: u8| {
-        (0..UPLOADS).map(move |i| {
+        (0..uploads).map(move |i| {
             let mut bytes = [n; 16];
             bytes[..8].copy_from_slice(&(i as u64).to_be_bytes());
             StorageIndex::from_bytes(bytes)
@@ -151,7 +221,7 @@ fn main() {
         })
         .collect();
     let paid: Vec<Upload> = fresh(2)
-        .zip(issue_tokens(&key, UPLOADS))
+        .zip(issue_tokens(&key, uploads))
         .map(|(si, token)| {
             let message = message(pass::Operation::AllocateBuckets, si.as_bytes());
             let data =
@@ -172,6 +242,7 @@ fn main() {
         let with = measure(&state(zkap), &auth, paid).await;
         (without, with)
     });
+    let stores = store_rows(short, dir.path());
     println!("| row | value |");
     println!("|---|---|");
     println!(
@@ -187,13 +258,69 @@ fn main() {
         with.as_secs_f64() * 1e6,
         with.as_secs_f64() / without.as_secs_f64()
     );
+    let mut store_json = serde_json::Map::new();
+    for (backend, rows) in &stores {
+        let mut json = serde_json::Map::new();
+        for (load, rate) in rows {
+            println!(
+                "| {backend} spent-pass store, {} | {rate:.0} passes/s |",
+                load.name
+            );
+            json.insert(load.key.to_owned(), rate.round().into());
+        }
+        store_json.insert(backend.to_lowercase(), json.into());
+    }
     println!(
         "{}",
         serde_json::json!({
             "bench": "zkap",
+            "short": short,
             "passes_per_second": rate.round(),
             "upload_us_without_plugin": (without.as_secs_f64() * 1e6).round(),
             "upload_us_with_zkap": (with.as_secs_f64() * 1e6).round(),
+            "store_passes_per_second": store_json,
         })
     );
+}
+
+/// Every [`StoreLoad`] against SQLite (in `dir`) and a PostgreSQL server started here.
+fn store_rows(short: bool, dir: &std::path::Path) -> Vec<(&'static str, Vec<(StoreLoad, f64)>)> {
+    let scale = if short { 10 } else { 1 };
+    let loads = [
+        StoreLoad {
+            name: "1 pass per operation, 1 at a time",
+            key: "one_pass_serial",
+            threads: 1,
+            operations: 1000 / scale,
+            passes: 1,
+        },
+        StoreLoad {
+            name: "1 pass per operation, 8 at once",
+            key: "one_pass_8_at_once",
+            threads: 8,
+            operations: 250 / scale,
+            passes: 1,
+        },
+        StoreLoad {
+            name: "100 passes per operation, 8 at once",
+            key: "hundred_passes_8_at_once",
+            threads: 8,
+            operations: 40 / scale,
+            passes: 100,
+        },
+    ];
+    let run = |store: Arc<dyn SpentPassStore>| -> Vec<(StoreLoad, f64)> {
+        (0u8..)
+            .zip(loads)
+            .map(|(round, load)| (load, store_rate(&store, load, round)))
+            .collect()
+    };
+    let sqlite: Arc<dyn SpentPassStore> =
+        Arc::new(SqliteStore::open(&dir.join(LEDGER_FILE)).expect("an SQLite store"));
+    // Synced commits, as SQLite's: the comparison is of durable stores.
+    let postgres = Postgres::start_durable();
+    let pg_store = StoreLocation::Postgres(postgres.url())
+        .open()
+        .expect("the PostgreSQL store");
+    vec![("SQLite", run(sqlite)), ("PostgreSQL", run(pg_store))]
 }

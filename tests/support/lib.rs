@@ -5,6 +5,7 @@
 mod fixtures;
 mod in_process;
 mod plugin_service;
+mod postgres;
 mod process;
 mod raw;
 mod samples;
@@ -17,6 +18,7 @@ pub use fixtures::{
 };
 pub use in_process::InProcessServer;
 pub use plugin_service::{Behaviour, PluginService, CLIENT_DATA};
+pub use postgres::Postgres;
 pub use process::{
     assert_all_passed, gbs_binary, gbs_stdout, run_python, wait_for_exit, GbsGateway, GbsNode,
     StockServer,

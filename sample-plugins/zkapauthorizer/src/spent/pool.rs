@@ -16,6 +16,8 @@ pub(super) const WAIT: Duration = Duration::from_secs(5);
 
 pub(super) struct Pool {
     config: Config,
+    /// The store, without its password, for errors.
+    location: String,
     state: Mutex<State>,
     freed: Condvar,
 }
@@ -27,7 +29,7 @@ struct State {
 }
 
 impl Pool {
-    pub(super) fn new(mut config: Config) -> Self {
+    pub(super) fn new(mut config: Config, location: String) -> Self {
         // Give up on an absent database quickly (fail closed) and notice a dead peer.
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(WAIT);
@@ -40,6 +42,7 @@ impl Pool {
         }
         Self {
             config,
+            location,
             state: Mutex::new(State {
                 idle: Vec::new(),
                 open: 0,
@@ -74,7 +77,8 @@ impl Pool {
                         self.state().open -= 1;
                         self.freed.notify_one();
                         Err(LedgerError::new(format!(
-                            "cannot connect to the spent-pass store: {error}"
+                            "cannot connect to the spent-pass store {}: {error}",
+                            self.location
                         )))
                     }
                 };
@@ -82,7 +86,8 @@ impl Pool {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 return Err(LedgerError::new(format!(
-                    "all {MAX_CONNECTIONS} connections to the spent-pass store stayed busy for {WAIT:?}"
+                    "all {MAX_CONNECTIONS} connections to the spent-pass store {} stayed busy for {WAIT:?}",
+                    self.location
                 )));
             }
             state = self
@@ -105,6 +110,21 @@ impl Pool {
 pub(super) struct Pooled<'a> {
     pool: &'a Pool,
     client: Option<Client>,
+}
+
+impl Pooled<'_> {
+    /// Closes a connection found broken instead of giving it back, and the idle ones
+    /// with it: a broken connection most often means the server restarted, and they are
+    /// as dead (the next caller connects afresh instead of finding out one by one).
+    pub(super) fn discard(mut self) {
+        if self.client.take().is_some() {
+            let mut state = self.pool.state();
+            let idle = std::mem::take(&mut state.idle);
+            state.open -= 1 + idle.len();
+            drop(state);
+            self.pool.freed.notify_all();
+        }
+    }
 }
 
 impl std::ops::Deref for Pooled<'_> {

@@ -92,7 +92,19 @@ fn to_i64(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
-/// Whether a failed transaction may simply be run again.
+/// Whether `error` means the connection is gone: no SQL-level error at all (I/O, closed),
+/// or the server ending the session (`FATAL`, as when it shuts down). The synchronous
+/// client never notices by itself (`is_closed` stays false), so such a connection is
+/// dropped here.
+fn is_broken(error: &postgres::Error) -> bool {
+    error.is_closed()
+        || error.code().is_none()
+        || error
+            .as_db_error()
+            .is_some_and(|db| matches!(db.severity(), "FATAL" | "PANIC"))
+}
+
+/// Whether a failed transaction may simply be run again on the same connection.
 fn is_race(error: &postgres::Error) -> bool {
     matches!(
         error.code(),
@@ -119,7 +131,7 @@ impl PostgresStore {
     /// time, under an advisory lock).
     pub fn open(url: &str) -> Result<Self, LedgerError> {
         let store = Self {
-            pool: Pool::new(config_of(url)?),
+            pool: Pool::new(config_of(url)?, redacted(url)),
             location: redacted(url),
         };
         let known = MIGRATIONS.len();
@@ -178,17 +190,19 @@ impl PostgresStore {
                 }
                 Ok(value)
             });
-            match result {
+            let error = match result {
                 Ok(value) => return Ok(value),
-                Err(error) if attempts <= RETRIES && (client.is_closed() || is_race(&error)) => {
-                    continue
-                }
-                Err(error) => {
-                    return Err(LedgerError::new(format!(
-                        "spent-pass store {}: {error}",
-                        self.location
-                    )))
-                }
+                Err(error) => error,
+            };
+            let broken = is_broken(&error);
+            if broken {
+                client.discard();
+            }
+            if attempts > RETRIES || !(broken || is_race(&error)) {
+                return Err(LedgerError::new(format!(
+                    "spent-pass store {}: {error}",
+                    self.location
+                )));
             }
         }
     }
