@@ -19,14 +19,14 @@ use tempfile::TempDir;
 const MB: u64 = 1_000_000;
 
 /// A tmpfs mounted on a temporary directory, unmounted when dropped.
-struct Tmpfs {
+pub(crate) struct Tmpfs {
     dir: TempDir,
 }
 
 impl Tmpfs {
     /// Mounts a tmpfs of `size` (as `mount -o size=` takes it); `None` after printing a
     /// "skipped" line when mounting fails and `GBS_SKIP_MOUNT_TESTS=1` is set.
-    fn mount(size: &str, test: &str) -> Option<Self> {
+    pub(crate) fn mount(size: &str, test: &str) -> Option<Self> {
         let dir = tempfile::tempdir().expect("temp dir");
         let output = Command::new("mount")
             .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
@@ -47,12 +47,12 @@ impl Tmpfs {
         );
     }
 
-    fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         self.dir.path()
     }
 
     /// Bytes an unprivileged user could still write.
-    fn available(&self) -> u64 {
+    pub(crate) fn available(&self) -> u64 {
         fs4::available_space(self.path()).expect("statvfs")
     }
 }
@@ -65,7 +65,7 @@ impl Drop for Tmpfs {
 }
 
 /// A node whose directory (and so whose storage) is on `fs`, with `reserved_space`.
-fn node_on(fs: &Tmpfs, reserved_space: &str) -> GbsNode {
+pub(crate) fn node_on(fs: &Tmpfs, reserved_space: &str) -> GbsNode {
     let dir = tempfile::tempdir_in(fs.path()).expect("node dir on the mount");
     GbsNode::create(dir.path());
     let cfg_path = dir.path().join("tahoe.cfg");

@@ -3,6 +3,23 @@
 //! [`RawConfig`] keeps the INI text as strings with line numbers; [`NodeConfig::from_raw`]
 //! turns it into typed settings and names the section, key and line of the first bad value.
 //! Later code only sees `NodeConfig`.
+//!
+//! `RawConfig` reads the file the way stock Tahoe-LAFS 1.20 does
+//! (`allmydata/util/configutil.py::get_config`): one leading UTF-8 byte order mark is skipped,
+//! then Python's `configparser.ConfigParser(strict=False)` rules apply, as in
+//! `configparser.RawConfigParser._read` and `BasicInterpolation`:
+//!
+//! - `=` and `:` both separate a key from its value, whichever comes first; keys are
+//!   lowercased, section names are kept as written (spaces inside `[ ]` included);
+//! - lines whose first non-blank character is `#` or `;` are comments; there are no inline
+//!   comments, so `a = b ; c` has the value `b ; c`;
+//! - a line indented deeper than its key line continues the value (joined with `\n`); blank
+//!   lines inside such a value are kept, trailing ones dropped; comment lines are skipped;
+//! - a repeated section adds to the first; a repeated key replaces the earlier value;
+//! - the keys of `[DEFAULT]` appear in every section that does not set them itself;
+//! - `%(key)s` is replaced by another key's value of the same section (or `[DEFAULT]`) and
+//!   `%%` by `%`. Tahoe does this whenever it reads a value; here every value is expanded
+//!   once at parse time, so a bad `%` is refused even in a key nothing reads.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -16,13 +33,14 @@ use crate::protocol::Nurl;
 /// One value with the line it came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RawValue {
-    /// The text after `=`, trimmed.
+    /// The text after `=` or `:`, trimmed, with its continuation lines joined by `\n` and
+    /// `%(key)s` and `%%` expanded.
     pub value: String,
-    /// 1-based line number in the file.
+    /// 1-based line number of the key in the file.
     pub line: usize,
 }
 
-/// The INI file as written: section → key → value.
+/// The INI file as Tahoe reads it: section → lowercased key → value.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RawConfig {
     path: PathBuf,
@@ -42,12 +60,14 @@ pub enum ConfigError {
         source: std::io::Error,
     },
     /// A line that is not a section header, a `key = value` or a comment.
-    #[error("{path}:{line}: not a section header or key = value line")]
+    #[error("{path}:{line}: {problem}")]
     Syntax {
         /// The file.
         path: PathBuf,
         /// 1-based line.
         line: usize,
+        /// What is wrong with the line.
+        problem: &'static str,
     },
     /// A value that does not mean anything for its key.
     #[error("{path}:{line}: [{section}] {key}: {problem}")]
@@ -75,6 +95,12 @@ pub enum ConfigError {
     },
 }
 
+/// The section whose keys every other section inherits (ConfigParser's `default_section`).
+const DEFAULT_SECTION: &str = "DEFAULT";
+
+/// How deep `%(key)s` references may nest (ConfigParser's `MAX_INTERPOLATION_DEPTH`).
+const MAX_INTERPOLATION_DEPTH: usize = 10;
+
 impl RawConfig {
     /// Reads and parses a file.
     pub fn read(path: &Path) -> Result<Self, ConfigError> {
@@ -85,49 +111,37 @@ impl RawConfig {
         Self::parse(path, &text)
     }
 
-    /// Parses INI text. `#` and `;` start comment lines; keys before any section are refused.
+    /// Parses INI text as Tahoe does: the rules are listed in this module's documentation.
     pub fn parse(path: &Path, text: &str) -> Result<Self, ConfigError> {
-        let mut sections: BTreeMap<String, BTreeMap<String, RawValue>> = BTreeMap::new();
-        let mut current: Option<String> = None;
-        for (index, raw_line) in text.lines().enumerate() {
-            let line = index + 1;
-            let trimmed = raw_line.trim();
-            if trimmed.is_empty() || trimmed.starts_with('#') || trimmed.starts_with(';') {
-                continue;
-            }
-            let syntax = || ConfigError::Syntax {
-                path: path.to_owned(),
-                line,
-            };
-            if let Some(name) = trimmed.strip_prefix('[') {
-                let name = name.strip_suffix(']').ok_or_else(syntax)?.trim().to_owned();
-                sections.entry(name.clone()).or_default();
-                current = Some(name);
-                continue;
-            }
-            let section = current.as_ref().ok_or_else(syntax)?;
-            let (key, value) = trimmed.split_once('=').ok_or_else(syntax)?;
-            let entry = RawValue {
-                value: value.trim().to_owned(),
-                line,
-            };
-            sections
-                .entry(section.clone())
-                .or_default()
-                .insert(key.trim().to_owned(), entry);
+        // Tahoe opens the file as "utf-8-sig", in text mode: one leading BOM goes, and
+        // "\r\n" and a lone "\r" end lines as "\n" does.
+        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+        let text = text.replace("\r\n", "\n").replace('\r', "\n");
+        let mut reader = IniReader::default();
+        for (index, line) in text.split_terminator('\n').enumerate() {
+            reader
+                .line(index + 1, line)
+                .map_err(|problem| ConfigError::Syntax {
+                    path: path.to_owned(),
+                    line: index + 1,
+                    problem,
+                })?;
         }
+        let mut sections = reader.finish();
+        inherit_defaults(&mut sections);
+        expand_all(path, &mut sections)?;
         Ok(Self {
             path: path.to_owned(),
             sections,
         })
     }
 
-    /// The value of `key` in `section`, if present.
+    /// The value of `key` in `section`, if present. `key` is matched without regard to case.
     pub fn get(&self, section: &str, key: &str) -> Option<&RawValue> {
-        self.sections.get(section)?.get(key)
+        self.sections.get(section)?.get(&key.to_lowercase())
     }
 
-    /// The keys and values of one section.
+    /// The keys (lowercased) and values of one section, `[DEFAULT]`'s included.
     pub fn section(&self, section: &str) -> Option<&BTreeMap<String, RawValue>> {
         self.sections.get(section)
     }
@@ -153,6 +167,191 @@ impl RawConfig {
             .map(|raw| parse(&raw.value).map_err(|problem| self.bad(section, key, problem)))
             .transpose()
     }
+}
+
+/// Python's `str.isspace`, which `strip()` and the regex `\s` use: Unicode white space and
+/// the ASCII separators U+001C to U+001F.
+fn is_space(c: char) -> bool {
+    c.is_whitespace() || ('\u{1c}'..='\u{1f}').contains(&c)
+}
+
+/// The line by line state of `configparser.RawConfigParser._read`.
+#[derive(Default)]
+struct IniReader {
+    /// Values as read so far: continuation lines joined, trailing blank lines not yet removed.
+    sections: BTreeMap<String, BTreeMap<String, RawValue>>,
+    /// The section of the last header; `None` before the first.
+    section: Option<String>,
+    /// The key that indented lines continue; `None` right after a header.
+    key: Option<String>,
+    /// How many blank characters start the last header or key line.
+    indent: usize,
+}
+
+impl IniReader {
+    fn line(&mut self, number: usize, line: &str) -> Result<(), &'static str> {
+        let text = line.trim_matches(is_space);
+        if text.starts_with(['#', ';']) {
+            return Ok(());
+        }
+        if text.is_empty() {
+            if let Some(value) = self.continued_value() {
+                value.push('\n');
+            }
+            return Ok(());
+        }
+        let indent = line.chars().take_while(|&c| is_space(c)).count();
+        if indent > self.indent {
+            if let Some(value) = self.continued_value() {
+                value.push('\n');
+                value.push_str(text);
+                return Ok(());
+            }
+        }
+        self.indent = indent;
+        if let Some(name) = section_header(text) {
+            self.sections.entry(name.to_owned()).or_default();
+            self.section = Some(name.to_owned());
+            self.key = None;
+            return Ok(());
+        }
+        let section = self
+            .section
+            .as_ref()
+            .ok_or("a line before the first [section] header")?;
+        let (key, value) = text
+            .split_once(['=', ':'])
+            .ok_or("not a section header or key = value line")?;
+        let key = key.trim_end_matches(is_space).to_lowercase();
+        if key.is_empty() {
+            return Err("no key before the '=' or ':'");
+        }
+        let value = RawValue {
+            value: value.trim_matches(is_space).to_owned(),
+            line: number,
+        };
+        self.sections
+            .entry(section.clone())
+            .or_default()
+            .insert(key.clone(), value);
+        self.key = Some(key);
+        Ok(())
+    }
+
+    /// The sections read, each value `rstrip`ped as ConfigParser does once it has joined
+    /// the lines: blank lines at the end of a value go.
+    fn finish(mut self) -> BTreeMap<String, BTreeMap<String, RawValue>> {
+        for raw in self.sections.values_mut().flat_map(BTreeMap::values_mut) {
+            raw.value
+                .truncate(raw.value.trim_end_matches(is_space).len());
+        }
+        self.sections
+    }
+
+    /// The value a continuation or blank line adds to, if any.
+    fn continued_value(&mut self) -> Option<&mut String> {
+        let section = self.sections.get_mut(self.section.as_ref()?)?;
+        Some(&mut section.get_mut(self.key.as_ref()?)?.value)
+    }
+}
+
+/// The name in a `[name]` line: up to the last `]`, not trimmed, anything after it ignored
+/// (ConfigParser's `SECTCRE`, `\[(?P<header>.+)\]`).
+fn section_header(text: &str) -> Option<&str> {
+    let rest = text.strip_prefix('[')?;
+    let end = rest.rfind(']')?;
+    (end > 0).then(|| &rest[..end])
+}
+
+/// Copies the keys of `[DEFAULT]` into every other section that does not set them: what
+/// ConfigParser's `get` and `items` show.
+fn inherit_defaults(sections: &mut BTreeMap<String, BTreeMap<String, RawValue>>) {
+    let Some(defaults) = sections.get(DEFAULT_SECTION).cloned() else {
+        return;
+    };
+    for (name, options) in sections.iter_mut() {
+        if name != DEFAULT_SECTION {
+            for (key, raw) in &defaults {
+                options.entry(key.clone()).or_insert_with(|| raw.clone());
+            }
+        }
+    }
+}
+
+/// Expands every value once; a bad `%` names its section, key and line.
+fn expand_all(
+    path: &Path,
+    sections: &mut BTreeMap<String, BTreeMap<String, RawValue>>,
+) -> Result<(), ConfigError> {
+    for (section, options) in sections.iter_mut() {
+        let written = options.clone();
+        for (key, raw) in options.iter_mut() {
+            let mut value = String::new();
+            interpolate(&raw.value, &written, 1, &mut value).map_err(|problem| {
+                ConfigError::BadValue {
+                    path: path.to_owned(),
+                    line: raw.line,
+                    section: section.clone(),
+                    key: key.clone(),
+                    problem,
+                }
+            })?;
+            raw.value = value;
+        }
+    }
+    Ok(())
+}
+
+/// Expands `%%` and `%(key)s` in `value` into `out`, as ConfigParser's `BasicInterpolation`
+/// does when a value is read; `options` are the written values of the value's section.
+fn interpolate(
+    value: &str,
+    options: &BTreeMap<String, RawValue>,
+    depth: usize,
+    out: &mut String,
+) -> Result<(), String> {
+    if depth > MAX_INTERPOLATION_DEPTH {
+        return Err(format!(
+            "%(key)s references nest deeper than {MAX_INTERPOLATION_DEPTH} (a loop?)"
+        ));
+    }
+    let mut rest = value;
+    while let Some((before, after)) = rest.split_once('%') {
+        out.push_str(before);
+        if let Some(tail) = after.strip_prefix('%') {
+            out.push('%');
+            rest = tail;
+        } else if let Some(tail) = after.strip_prefix('(') {
+            let reference = tail
+                .split_once(')')
+                .and_then(|(name, tail)| Some((name, tail.strip_prefix('s')?)))
+                .filter(|(name, _)| !name.is_empty());
+            let Some((name, tail)) = reference else {
+                let found = format!("%{after}");
+                return Err(format!(
+                    "bad %(key)s reference {found:?} (write %% for a literal %)"
+                ));
+            };
+            let name = name.to_lowercase();
+            let referenced = options
+                .get(&name)
+                .ok_or_else(|| format!("%({name})s names no key of this section"))?;
+            // Like ConfigParser, only a value with a '%' of its own goes one level deeper.
+            if referenced.value.contains('%') {
+                interpolate(&referenced.value, options, depth + 1, out)?;
+            } else {
+                out.push_str(&referenced.value);
+            }
+            rest = tail;
+        } else {
+            let found = format!("%{after}");
+            return Err(format!(
+                "'%' must be followed by '%' or '(', found {found:?} (write %% for a literal %)"
+            ));
+        }
+    }
+    out.push_str(rest);
+    Ok(())
 }
 
 /// Where a plugin's code comes from (design §6).
@@ -665,6 +864,304 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert_eq!(err, "tahoe.cfg:2: not a section header or key = value line");
+    }
+
+    fn raw(text: &str) -> RawConfig {
+        RawConfig::parse(Path::new("tahoe.cfg"), text).expect("parses")
+    }
+
+    fn value<'a>(raw: &'a RawConfig, section: &str, key: &str) -> &'a str {
+        &raw.get(section, key)
+            .unwrap_or_else(|| panic!("[{section}] {key} is missing"))
+            .value
+    }
+
+    fn parse_error(text: &str) -> String {
+        RawConfig::parse(Path::new("tahoe.cfg"), text)
+            .expect_err("refused")
+            .to_string()
+    }
+
+    #[test]
+    fn key_names_are_lowercased_and_section_names_kept() {
+        // Tried: "[Node]\nTub.Port = upper\n[node]\nTUB.PORT = lower\n".
+        let cfg = raw("[Node]\nTub.Port = upper\n[node]\nTUB.PORT = lower\n");
+        assert_eq!(value(&cfg, "Node", "tub.port"), "upper");
+        assert_eq!(value(&cfg, "node", "tub.port"), "lower");
+        assert_eq!(value(&cfg, "node", "Tub.PORT"), "lower");
+        assert!(cfg.section("NODE").is_none());
+        let keys: Vec<&String> = cfg.section("Node").expect("[Node]").keys().collect();
+        assert_eq!(keys, ["tub.port"]);
+        // Tried: "[ node ]", "[x]]" and "[y] trailing": the name is everything up to the last
+        // ']', spaces included, as ConfigParser's SECTCRE takes it.
+        let cfg = raw("[ node ]\nk = 1\n[x]]\nk = 2\n[y] trailing\nk = 3\n");
+        assert_eq!(value(&cfg, " node ", "k"), "1");
+        assert_eq!(value(&cfg, "x]", "k"), "2");
+        assert_eq!(value(&cfg, "y", "k"), "3");
+    }
+
+    #[test]
+    fn mixed_case_keys_reach_node_config_and_plugins_lowercased() {
+        // Tried: BASE with "Reserved_Space = 1K", then a plugin section with "Library" and
+        // "Price" keys.
+        let cfg = config(&format!(
+            "{BASE}Reserved_Space = 1K\nPlugins = a\n[storageserver.plugins.a]\nLibrary = x.so\nPrice = 3\n"
+        ))
+        .expect("parses");
+        assert_eq!(cfg.reserved_space, 1000);
+        assert_eq!(
+            cfg.server_plugins[0].source,
+            PluginSource::Library("x.so".into())
+        );
+        assert_eq!(cfg.server_plugins[0].settings["price"], "3");
+    }
+
+    #[test]
+    fn equals_and_colon_both_separate_whichever_comes_first() {
+        // Tried: "url : http://x:80/ = y", "a=b:c", "spaced   =   out  ".
+        let cfg = raw("[a]\nurl : http://x:80/ = y\na=b:c\nspaced   =   out  \n");
+        assert_eq!(value(&cfg, "a", "url"), "http://x:80/ = y");
+        assert_eq!(value(&cfg, "a", "a"), "b:c");
+        assert_eq!(value(&cfg, "a", "spaced"), "out");
+        // Tried: "k =": an empty value is a value.
+        assert_eq!(value(&raw("[a]\nk =\n"), "a", "k"), "");
+    }
+
+    #[test]
+    fn comments_take_whole_lines_only() {
+        // Tried: "  # indented hash", "\t; indented semicolon" and
+        // "k = v ; not a comment # nor this".
+        let cfg = raw(
+            "[a]\n  # indented hash\n\t; indented semicolon\nk = v ; not a comment # nor this\n",
+        );
+        assert_eq!(value(&cfg, "a", "k"), "v ; not a comment # nor this");
+        assert_eq!(cfg.section("a").map(BTreeMap::len), Some(1));
+    }
+
+    #[test]
+    fn indented_lines_continue_the_value() {
+        // Tried: "key = one\n  two\n\n  three\n\n\nnext = x": the inner blank line stays,
+        // the two after "three" go.
+        let cfg = raw("[a]\nkey = one\n  two\n\n  three\n\n\nnext = x\n");
+        assert_eq!(value(&cfg, "a", "key"), "one\ntwo\n\nthree");
+        assert_eq!(value(&cfg, "a", "next"), "x");
+        // Tried: "key =\n  two": the empty first line is kept as a leading "\n".
+        assert_eq!(value(&raw("[a]\nkey =\n  two\n"), "a", "key"), "\ntwo");
+        // Tried: an indented "[b]" after a key: it is part of the value, not a section.
+        let cfg = raw("[a]\nkey = v\n  [b]\nk2 = w\n");
+        assert_eq!(value(&cfg, "a", "key"), "v\n[b]");
+        assert!(cfg.section("b").is_none());
+        // Tried: comment lines between continuation lines: skipped, the value goes on.
+        let cfg = raw("[a]\nkey = v\n# c\n  more\n  ; c2\n  end\n");
+        assert_eq!(value(&cfg, "a", "key"), "v\nmore\nend");
+        // Tried: two keys indented alike, then a deeper line: it continues the second.
+        let cfg = raw("[a]\n  k = v\n  j = w\n    cont\n");
+        assert_eq!(value(&cfg, "a", "k"), "v");
+        assert_eq!(value(&cfg, "a", "j"), "w\ncont");
+        assert_eq!(cfg.get("a", "j").map(|v| v.line), Some(3));
+    }
+
+    #[test]
+    fn crlf_and_lone_cr_end_lines() {
+        // Tried: "[a]\r\nk = v\r\n  w\rj = x": Python's text mode reads both as "\n".
+        let cfg = raw("[a]\r\nk = v\r\n  w\rj = x");
+        assert_eq!(value(&cfg, "a", "k"), "v\nw");
+        assert_eq!(cfg.get("a", "j").map(|v| v.line), Some(4));
+    }
+
+    #[test]
+    fn repeated_sections_merge_and_the_later_key_wins() {
+        // Tried: "[a]\nk = 1\nj = 2\n[b]\nx = 0\n[a]\nK = 3\n" (strict=False).
+        let cfg = raw("[a]\nk = 1\nj = 2\n[b]\nx = 0\n[a]\nK = 3\n");
+        assert_eq!(
+            cfg.get("a", "k"),
+            Some(&RawValue {
+                value: "3".into(),
+                line: 7
+            })
+        );
+        assert_eq!(value(&cfg, "a", "j"), "2");
+        assert_eq!(value(&cfg, "b", "x"), "0");
+    }
+
+    #[test]
+    fn malformed_lines_name_file_and_line() {
+        // Tried: "[a]\nk\n": ConfigParser(allow_no_value=False) refuses a key with no value.
+        assert_eq!(
+            parse_error("[a]\nk = v\nk\n"),
+            "tahoe.cfg:3: not a section header or key = value line"
+        );
+        // Tried: "k = v" before any header (MissingSectionHeaderError in Python).
+        assert_eq!(
+            parse_error("# top\nk = v\n"),
+            "tahoe.cfg:2: a line before the first [section] header"
+        );
+        // Tried: "[a]\n= v\n": nothing before the delimiter.
+        assert_eq!(
+            parse_error("[a]\n= v\n"),
+            "tahoe.cfg:2: no key before the '=' or ':'"
+        );
+        // Tried: "[]" in a section: too short to be a header, and no delimiter.
+        assert_eq!(
+            parse_error("[a]\n[]\n"),
+            "tahoe.cfg:2: not a section header or key = value line"
+        );
+    }
+
+    #[test]
+    fn default_keys_appear_in_every_section() {
+        // Tried: "[DEFAULT]\nd = 1\nk = 0\n[a]\nk = 2\n[default]\nx = 3\n": [default] in
+        // lowercase is an ordinary section.
+        let cfg = raw("[DEFAULT]\nd = 1\nk = 0\n[a]\nk = 2\n[default]\nx = 3\n");
+        assert_eq!(
+            cfg.get("a", "d"),
+            Some(&RawValue {
+                value: "1".into(),
+                line: 2
+            })
+        );
+        assert_eq!(value(&cfg, "a", "k"), "2");
+        assert_eq!(value(&cfg, "default", "d"), "1");
+        assert_eq!(value(&cfg, "DEFAULT", "k"), "0");
+        assert!(cfg.get("DEFAULT", "x").is_none());
+        let keys: Vec<&String> = cfg.section("a").expect("[a]").keys().collect();
+        assert_eq!(keys, ["d", "k"]);
+        // A section that does not exist inherits nothing: ConfigParser's NoSectionError.
+        assert!(cfg.get("missing", "d").is_none());
+        // Plugins see [DEFAULT]'s keys too, as Tahoe's `config.items(section)` gives them.
+        let cfg = config(&format!(
+            "[DEFAULT]\nshared = yes\n{BASE}plugins = a\n[storageserver.plugins.a]\n"
+        ))
+        .expect("parses");
+        assert_eq!(cfg.server_plugins[0].settings["shared"], "yes");
+    }
+
+    #[test]
+    fn one_leading_byte_order_mark_is_skipped() {
+        // Tried: "\u{feff}[node]\nk = v\n".
+        assert_eq!(value(&raw("\u{feff}[node]\nk = v\n"), "node", "k"), "v");
+        // Tried: two BOMs: "utf-8-sig" drops one; the second starts the first line.
+        assert_eq!(
+            parse_error("\u{feff}\u{feff}[node]\nk = v\n"),
+            "tahoe.cfg:1: a line before the first [section] header"
+        );
+    }
+
+    #[test]
+    fn percent_signs_expand_as_configparser_interpolates() {
+        // Tried: "%%", "%(Host)s" naming a [DEFAULT] key, and a reference to a reference.
+        let cfg = raw(
+            "[DEFAULT]\nhost = example.org\n[a]\nurl = http://%(Host)s/%(path)s\npath = %(name)s%%\nname = p\n",
+        );
+        assert_eq!(value(&cfg, "a", "url"), "http://example.org/p%");
+        assert_eq!(value(&cfg, "a", "path"), "p%");
+        // Tried: "%20", "%(nope)s", "%(open" and a loop: each refused with section, key, line.
+        for (text, problem) in [
+            (
+                "[a]\nk = a%20b\n",
+                "tahoe.cfg:2: [a] k: '%' must be followed by '%' or '('",
+            ),
+            (
+                "[a]\nk = %(nope)s\n",
+                "tahoe.cfg:2: [a] k: %(nope)s names no key",
+            ),
+            (
+                "[a]\n\nk = %(open\n",
+                "tahoe.cfg:3: [a] k: bad %(key)s reference",
+            ),
+        ] {
+            let err = parse_error(text);
+            assert!(err.starts_with(problem), "{text:?}: {err}");
+        }
+        // Tried: "k = %(k)s" and a loop of two keys.
+        for text in ["[a]\nk = %(k)s\n", "[a]\nk = %(j)s\nj = %(k)s\n"] {
+            let err = parse_error(text);
+            assert!(err.contains("nest deeper than 10"), "{text:?}: {err}");
+        }
+    }
+
+    /// The same bytes through stock Tahoe's reader (`configutil.get_config`, run by python3)
+    /// and through ours give the same sections, keys and values.
+    #[test]
+    fn reads_a_tricky_file_as_python_configparser_does() {
+        // Tried: a BOM, mixed-case keys, ':' delimiters, a multi-line value with blank lines
+        // inside and after, inline ';' and '#', a repeated key and sections, [DEFAULT], "%%"
+        // and "%(key)s", CRLF line ends, tab indentation and a spaced section name.
+        let sample = concat!(
+            "\u{feff}# tahoe.cfg as an operator might leave it\n",
+            "[DEFAULT]\n",
+            "Shared = from-default\n",
+            "[node]\n",
+            "Nickname = Mixed Case\n",
+            "tub.port: tcp:3457:interface=127.0.0.1\r\n",
+            "tub.location = tcp:example.org:3457 ; not a comment # nor this\n",
+            "  ; a comment line inside the value\n",
+            "\tstill = the value\n",
+            "[storage]\n",
+            "enabled = false\n",
+            "plugins = a,\n",
+            "    b\n",
+            "\n",
+            "    c\n",
+            "\n",
+            "\n",
+            "[storageserver.plugins.a]\n",
+            "Library = plugins/liba.so\n",
+            "PRICE = 1\n",
+            "price = 2\n",
+            "url : http://example.org:80/path?x=1\n",
+            "[node]\n",
+            "extra = %(nickname)s at %(SHARED)s, 100%%\n",
+            "[storage]\r\n",
+            "enabled = true\r\n",
+            "[ spaced ]\n",
+            "key =\n",
+            "    only continuation\n",
+        );
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let path = dir.path().join("tahoe.cfg");
+        std::fs::write(&path, sample).expect("write the sample");
+        let script = concat!(
+            "import configparser, json, sys\n",
+            "with open(sys.argv[1], 'r', encoding='utf-8-sig') as f:\n",
+            "    text = f.read()\n",
+            "parser = configparser.ConfigParser(strict=False)\n",
+            "parser.read_string(text)\n",
+            "names = parser.sections() + [parser.default_section]\n",
+            "print(json.dumps({name: dict(parser.items(name)) for name in names}))\n",
+        );
+        let output = std::process::Command::new("python3")
+            .arg("-c")
+            .arg(script)
+            .arg(&path)
+            .output()
+            .expect("this test needs python3 on PATH to compare with Python's configparser");
+        assert!(
+            output.status.success(),
+            "python3 failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let python: BTreeMap<String, BTreeMap<String, String>> =
+            serde_json::from_slice(&output.stdout).expect("python3 printed JSON");
+
+        let ours = RawConfig::read(&path).expect("our reader accepts the sample");
+        let ours: BTreeMap<String, BTreeMap<String, String>> = ours
+            .sections
+            .iter()
+            .map(|(name, options)| {
+                let values = options
+                    .iter()
+                    .map(|(key, raw)| (key.clone(), raw.value.clone()))
+                    .collect();
+                (name.clone(), values)
+            })
+            .collect();
+        assert_eq!(ours, python);
+        // The sample did exercise the rules: a few values checked by hand.
+        assert_eq!(ours["storage"]["plugins"], "a,\nb\n\nc");
+        assert_eq!(ours["node"]["extra"], "Mixed Case at from-default, 100%");
+        assert_eq!(ours["storageserver.plugins.a"]["price"], "2");
+        assert_eq!(ours[" spaced "]["key"], "\nonly continuation");
     }
 
     #[test]

@@ -244,6 +244,23 @@ impl GbsNode {
         let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().expect("temp dir"));
         (status, dir)
     }
+
+    /// Sends SIGKILL, as a crash would, and waits for the exit status; hands over the
+    /// directory as the process left it, to serve again with [`GbsNode::start_in`].
+    pub fn kill(mut self) -> (ExitStatus, TempDir) {
+        let mut child = self.child.take().expect("running");
+        child.kill().expect("send SIGKILL");
+        let status = child.wait().expect("wait for child");
+        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().expect("temp dir"));
+        (status, dir)
+    }
+
+    /// Whether the process has exited (crashed) on its own; reaps it if so.
+    pub fn has_exited(&mut self) -> Option<ExitStatus> {
+        self.child
+            .as_mut()
+            .and_then(|child| child.try_wait().expect("poll child"))
+    }
 }
 
 impl Drop for GbsNode {

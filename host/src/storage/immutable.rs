@@ -62,8 +62,11 @@ impl Store {
         for &shnum in shares {
             let key = (*si, shnum);
             // A file of another kind at the share's path is skipped too: finishing the
-            // upload would replace it.
-            if existing.contains_key(&shnum) || self.uploads.contains(&key) {
+            // upload would replace it. So is anything else there (a directory, a FIFO),
+            // which finishing could not replace: the client would send the whole share
+            // only to be refused at the end.
+            let occupied = fs::symlink_metadata(self.layout.share_path(si, shnum)).is_ok();
+            if existing.contains_key(&shnum) || occupied || self.uploads.contains(&key) {
                 continue;
             }
             // As in stock Tahoe, a share that does not fit is left out of the answer.

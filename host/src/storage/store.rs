@@ -131,7 +131,8 @@ impl Store {
     ) -> Result<Self, StorageError> {
         let layout = Layout::new(storage_dir);
         let shares = layout.shares_root();
-        fs::create_dir_all(shares).map_err(at(shares))?;
+        // Durably: a power loss must not take the directory every share lives in.
+        create_dir_durably(shares).map_err(at(shares))?;
         let incoming = layout.incoming_root();
         match fs::remove_dir_all(incoming) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => {
@@ -141,7 +142,7 @@ impl Store {
         }
         fs::create_dir_all(incoming).map_err(at(incoming))?;
         let advisories = layout.advisories_dir();
-        fs::create_dir_all(advisories).map_err(at(advisories))?;
+        create_dir_durably(advisories).map_err(at(advisories))?;
         let swept = leftover::sweep(&layout);
         if swept != Swept::default() {
             tracing::info!(

@@ -250,12 +250,16 @@ impl ImmutableContainer {
                 // updated leaves 72 bytes that read as trailing share data (clients read
                 // only the offsets the share's own layout names), whereas the other order
                 // would leave a file too short for its lease count, which no longer parses.
+                // A record written only in part (the disk filled up) would likewise read
+                // as share data, but unlike a crash this is noticed: it is cut off again.
                 let record = grant.record(form).to_immutable_bytes();
-                write_all_at(
-                    &self.file,
-                    self.lease_at(u64::from(self.header.lease_count))?,
-                    &record,
-                )?;
+                let end = self.lease_at(u64::from(self.header.lease_count))?;
+                if let Err(e) = write_all_at(&self.file, end, &record) {
+                    if let Err(undo) = self.file.set_len(end) {
+                        tracing::error!(error = %undo, "cannot cut off a partial lease record");
+                    }
+                    return Err(e);
+                }
                 write_all_at(&self.file, LEASE_COUNT_AT, &count.to_be_bytes())?;
                 self.header.lease_count = count;
             }

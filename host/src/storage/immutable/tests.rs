@@ -832,3 +832,18 @@ fn advisory_for_completed_immutable_share() {
         1
     );
 }
+
+#[test]
+fn allocate_skips_share_numbers_whose_path_holds_something_else() {
+    let fx = Fixture::new();
+    fx.upload_share(&si(1), 0, b"kept");
+    let taken = fx.store.layout.share_path(&si(1), ShareNumber(1));
+    fs::create_dir(&taken).unwrap();
+    let response = fx.allocate(&si(1), &[0, 1, 2], 4, 1);
+    assert_eq!(response.already_have, shares(&[0]));
+    assert_eq!(
+        response.allocated,
+        shares(&[2]),
+        "no upload that could never finish"
+    );
+}
