@@ -330,7 +330,10 @@ async fn every_acknowledged_write_is_fsynced_before_its_answer() {
     // SIGTERM to the node itself (strace's child), which stops cleanly; strace follows.
     let node = std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", child.id()))
         .expect("strace's children");
-    let node = node.split_whitespace().next().expect("the node under strace");
+    let node = node
+        .split_whitespace()
+        .next()
+        .expect("the node under strace");
     let _ = Command::new("kill").arg("-TERM").arg(node).status();
     child.wait().expect("strace exits with the node");
     let text = std::fs::read_to_string(&trace).expect("the trace");
