@@ -100,6 +100,10 @@ const DEFAULT_SECTION: &str = "DEFAULT";
 
 /// How deep `%(key)s` references may nest (ConfigParser's `MAX_INTERPOLATION_DEPTH`).
 const MAX_INTERPOLATION_DEPTH: usize = 10;
+/// The longest a value may grow by `%(key)s` expansion. Depth alone does not bound it: ten
+/// keys each naming the previous one sixteen times expand to a terabyte (Python's
+/// ConfigParser tries, and never finishes); no real setting comes near this.
+const MAX_EXPANDED_VALUE: usize = 64 * 1024;
 
 impl RawConfig {
     /// Reads and parses a file.
@@ -317,6 +321,11 @@ fn interpolate(
     }
     let mut rest = value;
     while let Some((before, after)) = rest.split_once('%') {
+        if out.len() > MAX_EXPANDED_VALUE {
+            return Err(format!(
+                "%(key)s references expand to more than {MAX_EXPANDED_VALUE} bytes"
+            ));
+        }
         out.push_str(before);
         if let Some(tail) = after.strip_prefix('%') {
             out.push('%');
@@ -1078,6 +1087,18 @@ mod tests {
             let err = parse_error(text);
             assert!(err.contains("nest deeper than 10"), "{text:?}: {err}");
         }
+    }
+
+    #[test]
+    fn ten_keys_each_naming_the_previous_sixteen_times_are_refused_not_expanded() {
+        // Tried: the fuzzer's "billion laughs" input (944 bytes that would expand to about a
+        // terabyte): refused quickly, naming the key, instead of hanging start-up.
+        let mut text = String::from("[a]\nk0 = xxxxxxxxxxxxxxxx\n");
+        for i in 1..10 {
+            text.push_str(&format!("k{i} = {}\n", format!("%(k{})s", i - 1).repeat(16)));
+        }
+        let err = parse_error(&text);
+        assert!(err.contains("expand to more than 65536 bytes"), "{err}");
     }
 
     /// The same bytes through stock Tahoe's reader (`configutil.get_config`, run by python3)

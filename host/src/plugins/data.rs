@@ -53,8 +53,9 @@ fn shown(name: &str) -> String {
     super::host_api::clip(name, 64).to_owned()
 }
 
-/// Whether `bytes` is exactly one well-formed CBOR item.
-pub(crate) fn is_one_cbor_item(bytes: &[u8]) -> bool {
+/// Whether `bytes` is exactly one well-formed CBOR item. Public for the fuzz targets.
+#[doc(hidden)]
+pub fn is_one_cbor_item(bytes: &[u8]) -> bool {
     let mut reader = bytes;
     ciborium::from_reader::<ciborium::Value, _>(&mut reader).is_ok() && reader.is_empty()
 }

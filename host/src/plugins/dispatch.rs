@@ -176,8 +176,10 @@ impl CallError {
     }
 }
 
-/// Checks a plugin's rejection and encodes the body a client gets.
-fn checked_rejection(plugin: &str, rejection: &Rejection) -> Result<Refusal, String> {
+/// Checks a plugin's rejection and encodes the body a client gets. Public for the fuzz
+/// targets.
+#[doc(hidden)]
+pub fn checked_rejection(plugin: &str, rejection: &Rejection) -> Result<Refusal, String> {
     if !REJECTION_STATUSES.contains(&rejection.status) {
         return Err(format!(
             "status {} is not one a plugin may reject with",
@@ -314,15 +316,7 @@ impl ServerPlugins {
         let response = call(plugin, self.deadline, move |object| object.route(request))
             .await
             .map_err(|e| e.into_refusal(&plugin.name, "route"))?;
-        let content_type_ok = response.content_type.len() <= 256
-            && response
-                .content_type
-                .bytes()
-                .all(|b| b == b' ' || b.is_ascii_graphic());
-        if !(200..=599).contains(&response.status)
-            || response.body.len() > MAX_ROUTE_RESPONSE
-            || !content_type_ok
-        {
+        if !passable_route_response(&response) {
             tracing::error!(plugin = %plugin.name, status = response.status, bytes = response.body.len(), "storage plugin route answered something invalid");
             return Err(Refusal::BadRouteResponse {
                 plugin: plugin.name.clone(),
@@ -348,6 +342,21 @@ impl ServerPlugins {
             stop_plugin(plugin, self.deadline).await;
         }
     }
+}
+
+/// Whether a plugin route's answer may be passed on to the client: a status from 200 to
+/// 599, a body of at most [`MAX_ROUTE_RESPONSE`] and a short, printable content type.
+/// Public for the fuzz targets.
+#[doc(hidden)]
+pub fn passable_route_response(response: &RouteResponse) -> bool {
+    let content_type_ok = response.content_type.len() <= 256
+        && response
+            .content_type
+            .bytes()
+            .all(|b| b == b' ' || b.is_ascii_graphic());
+    (200..=599).contains(&response.status)
+        && response.body.len() <= MAX_ROUTE_RESPONSE
+        && content_type_ok
 }
 
 fn start_service(plugin: &ServerEntry) -> JoinHandle<()> {

@@ -189,8 +189,9 @@ pub fn description(body: &[u8]) -> Result<Description, String> {
     })
 }
 
-/// Checks an `admit` answer: `None` admits.
-pub(super) fn admission(body: &[u8]) -> Result<Option<Rejection>, String> {
+/// Checks an `admit` answer: `None` admits. Public for the fuzz targets.
+#[doc(hidden)]
+pub fn admission(body: &[u8]) -> Result<Option<Rejection>, String> {
     let mut map = Map::decode(body)?;
     if map.bool("admit")? {
         return Ok(None);
@@ -215,8 +216,9 @@ fn rejection(mut map: Map) -> Result<Rejection, String> {
     })
 }
 
-/// Checks a `route` answer.
-pub(super) fn route_response(body: &[u8]) -> Result<RouteResponse, String> {
+/// Checks a `route` answer. Public for the fuzz targets.
+#[doc(hidden)]
+pub fn route_response(body: &[u8]) -> Result<RouteResponse, String> {
     let mut map = Map::decode(body)?;
     let status = u16::try_from(map.uint("status")?).map_err(|e| e.to_string())?;
     let content_type = map.text("content-type")?;
@@ -229,7 +231,9 @@ pub(super) fn route_response(body: &[u8]) -> Result<RouteResponse, String> {
 }
 
 /// The message of an error answer (`{"error": tstr}`), or a description of the answer.
-pub(super) fn error_message(status: u16, body: &[u8]) -> String {
+/// Public for the fuzz targets.
+#[doc(hidden)]
+pub fn error_message(status: u16, body: &[u8]) -> String {
     let said = Map::decode(body)
         .ok()
         .and_then(|map| map.text("error").ok())
