@@ -1095,7 +1095,10 @@ mod tests {
         // terabyte): refused quickly, naming the key, instead of hanging start-up.
         let mut text = String::from("[a]\nk0 = xxxxxxxxxxxxxxxx\n");
         for i in 1..10 {
-            text.push_str(&format!("k{i} = {}\n", format!("%(k{})s", i - 1).repeat(16)));
+            text.push_str(&format!(
+                "k{i} = {}\n",
+                format!("%(k{})s", i - 1).repeat(16)
+            ));
         }
         let err = parse_error(&text);
         assert!(err.contains("expand to more than 65536 bytes"), "{err}");
