@@ -37,7 +37,6 @@
 
 use std::collections::BTreeSet;
 use std::os::unix::process::ExitStatusExt as _;
-use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -47,7 +46,7 @@ use gbs::protocol::{
     ReadTestWriteRequest, ShareKind, ShareNumber, StorageIndex, TestWriteVectors, WriteEnabler,
     WriteVector,
 };
-use gbs_tests::{test_lease, test_upload_secret, GbsNode};
+use gbs_tests::{files_under, test_lease, test_upload_secret, GbsNode};
 
 /// Rounds, each ending in a SIGKILL.
 const ROUNDS: u64 = 24;
@@ -410,23 +409,6 @@ async fn check_slot(client: &Client, slot: &mut Slot, when: &str) {
         slot.known[which] = found;
         slot.pending[which].clear();
     }
-}
-
-/// Every file below `dir`, recursively.
-fn files_under(dir: &Path) -> Vec<PathBuf> {
-    let mut files = Vec::new();
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return files;
-    };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            files.extend(files_under(&path));
-        } else {
-            files.push(path);
-        }
-    }
-    files
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -14,7 +14,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use gbs::client::{Client, ClientError, Forward};
@@ -22,7 +22,7 @@ use gbs::protocol::{
     paths, LeaseCancelSecret, LeaseRenewSecret, LeaseSecrets, ReadTestWriteRequest, ReadVector,
     ShareKind, ShareNumber, StorageIndex, TestWriteVectors, WriteEnabler, WriteVector,
 };
-use gbs_tests::{test_lease, test_upload_secret, GbsNode};
+use gbs_tests::{files_under, test_lease, test_upload_secret, GbsNode};
 use reqwest::header::HeaderValue;
 use reqwest::Method;
 
@@ -604,20 +604,6 @@ impl Filler {
     fn remove(self) {
         fs::remove_file(&self.path).expect("remove the filler");
     }
-}
-
-/// The regular files below `dir`, recursively.
-fn files_under(dir: &Path) -> Vec<PathBuf> {
-    let mut files = Vec::new();
-    for entry in fs::read_dir(dir).into_iter().flatten().flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            files.extend(files_under(&path));
-        } else {
-            files.push(path);
-        }
-    }
-    files
 }
 
 /// Asserts nothing is half-written on disk: no upload file in `incoming/`, no mutable

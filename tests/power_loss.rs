@@ -15,7 +15,7 @@
 //! its own, which the node looks up on disk under a name found nowhere else.
 
 use std::collections::HashMap;
-use std::io::{BufRead as _, BufReader};
+use std::io::BufReader;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
@@ -25,7 +25,7 @@ use gbs::protocol::{
     LeaseCancelSecret, LeaseRenewSecret, LeaseSecrets, ReadTestWriteRequest, ShareKind,
     ShareNumber, StorageIndex, WriteEnabler,
 };
-use gbs_tests::{gbs_binary, test_upload_secret, GbsNode};
+use gbs_tests::{gbs_binary, read_line_starting, test_upload_secret, GbsNode};
 
 /// One system call of interest, in completion order.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -231,14 +231,11 @@ fn run_traced(dir: &Path, trace: &Path) -> (Child, String) {
         .spawn()
         .expect("strace is installed (apt-get install strace)");
     let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
-    loop {
-        let mut line = String::new();
-        if stdout.read_line(&mut line).unwrap_or(0) == 0 {
+    match read_line_starting(&mut stdout, "pb://") {
+        Some(nurl) => (child, format!("pb://{nurl}")),
+        None => {
             let status = child.wait().expect("strace exits");
             panic!("gbs run under strace printed no NURL ({status})");
-        }
-        if let Some(at) = line.find("pb://") {
-            return (child, line[at..].trim().to_owned());
         }
     }
 }

@@ -3,7 +3,7 @@
 //! never writes a swissnum, lease secret, upload secret, write enabler or its TLS key to
 //! its log, nor into an error body; and the files that hold secrets are its owner's only.
 
-use std::io::{BufRead as _, BufReader, Read as _};
+use std::io::{BufReader, Read as _};
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -14,7 +14,7 @@ use gbs::protocol::{
     LeaseCancelSecret, LeaseRenewSecret, LeaseSecrets, ReadTestWriteRequest, ShareKind,
     ShareNumber, StorageIndex, UploadSecret, WriteEnabler,
 };
-use gbs_tests::{gbs_binary, read_status, GbsNode, RawConnection};
+use gbs_tests::{gbs_binary, read_line_starting, read_status, GbsNode, RawConnection};
 use tokio::io::AsyncReadExt as _;
 
 /// Distinct bytes per secret, so that a leak names which one leaked.
@@ -103,13 +103,10 @@ async fn no_secret_reaches_a_log_line_or_an_error_body_at_trace_level() {
         .spawn()
         .expect("start gbs run");
     let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
-    let nurl = loop {
-        let mut line = String::new();
-        assert!(stdout.read_line(&mut line).expect("stdout") > 0, "no NURL");
-        if let Some(at) = line.find("pb://") {
-            break line[at..].trim().to_owned();
-        }
-    };
+    let nurl = format!(
+        "pb://{}",
+        read_line_starting(&mut stdout, "pb://").expect("the NURL")
+    );
     let client = gbs::client::ClientBuilder::new(nurl.parse().expect("NURL"))
         .build()
         .expect("client");

@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::process::Output;
 
-use gbs_tests::{assert_all_passed, run_python, GbsNode};
+use gbs_tests::{assert_all_passed, files_under, run_python, GbsNode};
 
 /// The scripts take paths as text; temporary paths are ASCII.
 fn text(path: &Path) -> &str {
@@ -26,23 +26,6 @@ fn shares_written(output: &Output, what: &str) -> usize {
         Some(count) if output.status.success() && count > 0 => count,
         _ => panic!("{what} failed ({}):\n{stdout}\n{stderr}", output.status),
     }
-}
-
-/// Files left under `dir`, recursively.
-fn files_under(dir: &Path) -> Vec<std::path::PathBuf> {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    entries
-        .map(|entry| entry.expect("read dir entry").path())
-        .flat_map(|path| {
-            if path.is_dir() {
-                files_under(&path)
-            } else {
-                vec![path]
-            }
-        })
-        .collect()
 }
 
 #[test]

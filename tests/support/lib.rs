@@ -20,8 +20,8 @@ pub use in_process::InProcessServer;
 pub use plugin_service::{Behaviour, PluginService, CLIENT_DATA};
 pub use postgres::Postgres;
 pub use process::{
-    assert_all_passed, gbs_binary, gbs_stdout, run_python, wait_for_exit, GbsGateway, GbsNode,
-    StockServer,
+    assert_all_passed, gbs_binary, gbs_stdout, read_line_starting, run_python, wait_for_exit,
+    GbsGateway, GbsNode, StockServer,
 };
 pub use raw::{read_status, ProcessStats, RawConnection};
 pub use samples::sample_plugin;
@@ -65,4 +65,18 @@ fn profile_dir() -> PathBuf {
 fn target_tmp_dir() -> PathBuf {
     let profile = profile_dir();
     profile.parent().unwrap_or(&profile).join("tmp")
+}
+
+/// Every file below `dir`, recursively (none if it does not exist).
+pub fn files_under(dir: &std::path::Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            files.extend(files_under(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
 }

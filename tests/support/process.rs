@@ -55,7 +55,7 @@ pub fn gbs_binary() -> PathBuf {
 
 /// Reads the first line of a child's stdout that starts with `prefix`, returning the rest;
 /// `None` when the output ends first.
-fn read_line_starting(stdout: &mut BufReader<ChildStdout>, prefix: &str) -> Option<String> {
+pub fn read_line_starting(stdout: &mut BufReader<ChildStdout>, prefix: &str) -> Option<String> {
     let mut line = String::new();
     loop {
         line.clear();
