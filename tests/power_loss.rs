@@ -130,12 +130,6 @@ fn events(trace: &str, markers: &[String]) -> Vec<Event> {
     out
 }
 
-/// Resolves a path as the node saw it (relative `mkdirat`/`renameat` paths are made
-/// absolute by the node itself: `gbs` always passes absolute paths).
-fn under(path: &Path, root: &Path) -> bool {
-    path.starts_with(root)
-}
-
 /// Checks the durability rules for everything before each marker; returns the violations.
 fn violations(events: &[Event], shares: &Path) -> Vec<String> {
     let incoming = shares.join("incoming");
@@ -156,7 +150,9 @@ fn violations(events: &[Event], shares: &Path) -> Vec<String> {
         };
         for (i, event) in events[..at].iter().enumerate() {
             match event {
-                Event::Rename { from, to } if under(to, shares) && !under(to, &incoming) => {
+                Event::Rename { from, to }
+                    if to.starts_with(shares) && !to.starts_with(&incoming) =>
+                {
                     let written = last_write_before(from, i).map_or(0, |w| w + 1);
                     if !synced_between(from, written, i) && !synced_between(to, written, i) {
                         found.push(format!(
@@ -175,8 +171,8 @@ fn violations(events: &[Event], shares: &Path) -> Vec<String> {
                     }
                 }
                 Event::Write(path)
-                    if under(path, shares)
-                        && !under(path, &incoming)
+                    if path.starts_with(shares)
+                        && !path.starts_with(&incoming)
                         && !path.to_string_lossy().ends_with(".new") =>
                 {
                     // Written in place: an fsync must follow before the acknowledgement,
@@ -191,7 +187,7 @@ fn violations(events: &[Event], shares: &Path) -> Vec<String> {
                         ));
                     }
                 }
-                Event::Mkdir(dir) if under(dir, shares) && !under(dir, &incoming) => {
+                Event::Mkdir(dir) if dir.starts_with(shares) && !dir.starts_with(&incoming) => {
                     let parent = dir.parent().expect("a parent");
                     if !synced_between(parent, i + 1, at) {
                         found.push(format!(

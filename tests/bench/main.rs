@@ -93,14 +93,7 @@ impl Plan {
 }
 
 fn main() {
-    let short = match std::env::args().nth(1).as_deref() {
-        None => false,
-        Some("--short") => true,
-        Some(other) => {
-            eprintln!("gbs-bench: unknown argument {other:?}; the only one is --short");
-            std::process::exit(2);
-        }
-    };
+    let short = gbs_tests::short_mode("gbs-bench");
     let plan = Plan::new(short);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -170,14 +170,7 @@ async fn measure(state: &AppState, auth: &str, uploads: Vec<Upload>) -> Duration
 }
 
 fn main() {
-    let short = match std::env::args().nth(1).as_deref() {
-        None => false,
-        Some("--short") => true,
-        Some(other) => {
-            eprintln!("gbs-zkap-bench: unknown argument {other:?} (only --short)");
-            std::process::exit(2);
-        }
-    };
+    let short = gbs_tests::short_mode("gbs-zkap-bench");
     let uploads = if short { 20 } else { 300 };
     let library = sample_plugin("gbs-sample-zkapauthorizer");
     let key = new_signing_key();

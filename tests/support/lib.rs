@@ -80,3 +80,16 @@ pub fn files_under(dir: &std::path::Path) -> Vec<PathBuf> {
     }
     files
 }
+
+/// A benchmark binary's one argument: `--short` (every row, few operations, to prove it
+/// works) or none. Anything else ends the process with status 2 and a message naming it.
+pub fn short_mode(program: &str) -> bool {
+    match std::env::args().nth(1).as_deref() {
+        None => false,
+        Some("--short") => true,
+        Some(other) => {
+            eprintln!("{program}: unknown argument {other:?}; the only one is --short");
+            std::process::exit(2);
+        }
+    }
+}

@@ -51,6 +51,11 @@ impl Pool {
         }
     }
 
+    /// The store, without its password.
+    pub(super) fn location(&self) -> &str {
+        &self.location
+    }
+
     fn state(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }

@@ -115,13 +115,12 @@ fn is_race(error: &postgres::Error) -> bool {
 /// Passes reserved and spent, in a PostgreSQL database.
 pub struct PostgresStore {
     pool: Pool,
-    location: String,
 }
 
 impl std::fmt::Debug for PostgresStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PostgresStore")
-            .field("location", &self.location)
+            .field("location", &self.pool.location())
             .finish_non_exhaustive()
     }
 }
@@ -132,7 +131,6 @@ impl PostgresStore {
     pub fn open(url: &str) -> Result<Self, LedgerError> {
         let store = Self {
             pool: Pool::new(config_of(url)?, redacted(url)),
-            location: redacted(url),
         };
         let known = MIGRATIONS.len();
         store
@@ -165,7 +163,7 @@ impl PostgresStore {
                 LedgerError::new(format!(
                     "{} has schema version {applied}; this plugin knows up to {known}: \
                      upgrade the plugin",
-                    store.location
+                    store.pool.location()
                 ))
             })?;
         Ok(store)
@@ -201,7 +199,7 @@ impl PostgresStore {
             if attempts > RETRIES || !(broken || is_race(&error)) {
                 return Err(LedgerError::new(format!(
                     "spent-pass store {}: {error}",
-                    self.location
+                    self.pool.location()
                 )));
             }
         }
