@@ -149,8 +149,10 @@ async fn passes_offered_to_two_nodes_at_once_are_spent_exactly_once() {
 /// Paid allocations and free reads keep going to two nodes while the database is stopped
 /// for a few seconds and started again. While it is away, allocations get 503
 /// `pass-ledger-unavailable` and reads go on; each refused allocation is offered again with
-/// the same passes until accepted. At the end every accepted allocation's passes are spent
-/// (also those whose success the store learnt of late), and no other.
+/// the same passes until accepted, or found held by a reservation that committed as the
+/// database went away (a known gap, counted). At the end every accepted allocation's
+/// passes are spent (also those whose success the store learnt of late), and no other;
+/// the only passes merely reserved are those of that gap.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn while_the_database_is_away_paid_operations_fail_closed_and_free_ones_go_on() {
     let mut pg = Postgres::start();
@@ -203,11 +205,12 @@ async fn while_the_database_is_away_paid_operations_fail_closed_and_free_ones_go
     let payer = {
         let (clients, done, key) = (clients.clone(), done.clone(), key.clone());
         tokio::spawn(async move {
-            let (mut accepted, mut unavailable) = (0usize, 0usize);
+            let (mut accepted, mut unavailable, mut held) = (0usize, 0usize, 0usize);
             let mut next = 0usize;
             while !done.load(Ordering::Relaxed) {
                 let si = random_si();
                 let paid = passes(&key, &si, price());
+                let mut refused = false;
                 // Offered again, same passes, until a node takes them.
                 loop {
                     next += 1;
@@ -215,13 +218,20 @@ async fn while_the_database_is_away_paid_operations_fail_closed_and_free_ones_go
                         (ALLOCATED, None) => break accepted += 1,
                         (503, Some(code)) if code == "pass-ledger-unavailable" => {
                             unavailable += 1;
+                            refused = true;
                             tokio::time::sleep(Duration::from_millis(50)).await;
+                        }
+                        // Known gap (the plugin README's "A fleet"): a reservation whose
+                        // commit reached the database as it shut down, its answer lost,
+                        // holds the passes until it lapses (10 min); counted, checked below.
+                        (402, Some(code)) if refused && code == "more-passes-required" => {
+                            break held += price()
                         }
                         other => panic!("allocation {next}: {other:?}"),
                     }
                 }
             }
-            (accepted, unavailable)
+            (accepted, unavailable, held)
         })
     };
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -235,7 +245,7 @@ async fn while_the_database_is_away_paid_operations_fail_closed_and_free_ones_go
     .expect("stop and restart the database");
     tokio::time::sleep(Duration::from_secs(2)).await;
     done.store(true, Ordering::Relaxed);
-    let (accepted, unavailable) = payer.await.expect("the payer");
+    let (accepted, unavailable, held) = payer.await.expect("the payer");
     let reads = reader.await.expect("the reader");
     assert!(unavailable > 0, "no allocation met the outage");
     assert!(
@@ -257,9 +267,10 @@ async fn while_the_database_is_away_paid_operations_fail_closed_and_free_ones_go
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    // Only the reservations of that gap are left, merely reserved: none spent.
     assert_eq!(
         pg.sql("SELECT count(*) FROM zkap_spent_passes WHERE NOT spent"),
-        "0"
+        held.to_string()
     );
 }
 
