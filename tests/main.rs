@@ -9,6 +9,7 @@ mod crash_loops;
 mod disk_faults;
 mod disk_space;
 mod gateway;
+mod gateway_introducer;
 mod hostile_clients;
 mod interop;
 mod out_of_process;

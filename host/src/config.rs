@@ -423,6 +423,49 @@ pub struct GatewayConfig {
     pub lease_renew_after: Duration,
     /// `lease-check-interval`: how often it looks for leases to renew (default 1 hour).
     pub lease_check_interval: Duration,
+    /// `[client] introducer.furl`: an introducer whose storage announcements add upstreams.
+    pub introducer: Option<IntroducerFurl>,
+    /// `introducer.python`: the Python of a stock Tahoe installation, which follows the
+    /// introducer (it speaks Foolscap); default `python3`.
+    pub introducer_python: PathBuf,
+}
+
+/// An introducer's FURL. Its last path segment is the introducer's swissnum, a secret:
+/// printed without it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct IntroducerFurl(String);
+
+impl IntroducerFurl {
+    /// The whole FURL, secret included.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for IntroducerFurl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let visible = self.0.rsplit_once('/').map_or("pb://", |(head, _)| head);
+        write!(f, "{visible}/<swissnum>")
+    }
+}
+
+impl std::str::FromStr for IntroducerFurl {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let text = text.trim();
+        let shape_ok = text.starts_with("pb://")
+            && text.is_ascii()
+            && !text.contains(char::is_whitespace)
+            && text[5..].split_once('@').is_some_and(|(tub, rest)| {
+                !tub.is_empty() && rest.rsplit_once('/').is_some_and(|(_, s)| !s.is_empty())
+            });
+        if shape_ok {
+            Ok(Self(text.to_owned()))
+        } else {
+            Err("expected a Foolscap FURL, pb://TUBID@HINTS/SWISSNUM".to_owned())
+        }
+    }
 }
 
 impl NodeConfig {
@@ -471,6 +514,21 @@ impl NodeConfig {
             lease_check_interval: raw
                 .typed("gateway", "lease-check-interval", positive_duration)?
                 .unwrap_or(Duration::from_secs(3600)),
+            // Where a stock client keeps it; an empty value means none, as in Tahoe.
+            introducer: raw
+                .typed("client", "introducer.furl", |text| {
+                    (!text.trim().is_empty()).then(|| text.parse()).transpose()
+                })?
+                .flatten(),
+            introducer_python: raw
+                .typed("gateway", "introducer.python", |text| {
+                    if text.trim().is_empty() {
+                        Err("must not be empty".to_owned())
+                    } else {
+                        Ok(PathBuf::from(text.trim()))
+                    }
+                })?
+                .unwrap_or_else(|| PathBuf::from("python3")),
         };
         Ok(Self {
             node_dir: node_dir.to_owned(),
@@ -820,6 +878,47 @@ mod tests {
         );
         assert_eq!(cfg.server_plugins[0].settings["some-setting"], "value");
         assert_eq!(cfg.client_plugins[0].settings["token"], "...");
+    }
+
+    #[test]
+    fn an_introducer_furl_is_read_and_never_printed_whole() {
+        let furl = "pb://m3gkhmwdylp7raxaptacip5hzcavmlqi@tcp:127.0.0.1:9/uqftvnpigmbggfeyu6wsoxf5josea5dj";
+        let cfg = config(&format!(
+            "{BASE}[client]\nintroducer.furl = {furl}\n[gateway]\nintroducer.python = /opt/t/python\n"
+        ))
+        .unwrap();
+        let read = cfg.gateway.introducer.clone().expect("an introducer");
+        assert_eq!(read.expose(), furl);
+        assert_eq!(
+            cfg.gateway.introducer_python,
+            PathBuf::from("/opt/t/python")
+        );
+        let printed = format!("{cfg:?}");
+        assert!(
+            printed.contains("pb://m3gkhmwdylp7raxaptacip5hzcavmlqi@tcp:127.0.0.1:9/<swissnum>")
+        );
+        assert!(
+            !printed.contains("uqftvnpigmbggfeyu6wsoxf5josea5dj"),
+            "{printed}"
+        );
+        // Stock Tahoe's empty default means none; the Python defaults to python3.
+        let none = config(&format!("{BASE}[client]\nintroducer.furl =\n")).unwrap();
+        assert_eq!(none.gateway.introducer, None);
+        assert_eq!(none.gateway.introducer_python, PathBuf::from("python3"));
+        // Inputs tried: an HTTP URL, a FURL without swissnum, one with a space.
+        for bad in [
+            "https://example.org/x",
+            "pb://tub@tcp:h:1/",
+            "pb://tub@tcp:h:1/a b",
+        ] {
+            let err = config(&format!("{BASE}[client]\nintroducer.furl = {bad}\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("introducer.furl") && err.contains("FURL"),
+                "{err}"
+            );
+        }
     }
 
     #[test]

@@ -10,6 +10,7 @@ mod process;
 mod raw;
 mod samples;
 mod tahoe_client;
+mod tahoe_grid;
 mod venv;
 
 pub use fixtures::{
@@ -26,11 +27,20 @@ pub use process::{
 pub use raw::{read_status, ProcessStats, RawConnection};
 pub use samples::sample_plugin;
 pub use tahoe_client::TahoeClient;
+pub use tahoe_grid::StockNode;
 pub use venv::{interop_script, tahoe_python};
 
 use std::path::PathBuf;
 
 use gbs::protocol::{LeaseCancelSecret, LeaseRenewSecret, LeaseSecrets, UploadSecret};
+
+/// A loopback port free now (another process may take it before it is bound).
+pub fn free_loopback_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
 
 /// The lease secrets tests use where any fixed pair will do.
 pub fn test_lease() -> LeaseSecrets {

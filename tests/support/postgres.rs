@@ -3,7 +3,6 @@
 //! when the tests run as root (PostgreSQL refuses to run as root), listening on a free
 //! loopback port, stopped when dropped.
 
-use std::net::TcpListener;
 use std::os::unix::fs::MetadataExt as _;
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
@@ -60,13 +59,6 @@ fn running_as_root() -> bool {
         .unwrap_or(false)
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
-}
-
 impl Postgres {
     /// Makes a cluster and starts it, without syncing to disk (tests stop the server, never
     /// the machine).
@@ -90,7 +82,7 @@ impl Postgres {
         let mut pg = Self {
             bin,
             dir,
-            port: free_port(),
+            port: crate::free_loopback_port(),
             server: None,
             fsync,
         };

@@ -278,6 +278,8 @@ pub struct GbsGateway {
     child: Option<Child>,
     nurls: Vec<String>,
     dir: TempDir,
+    /// Held open: the gateway prints a line for each upstream announced later.
+    _stdout: Option<BufReader<ChildStdout>>,
 }
 
 impl GbsGateway {
@@ -287,28 +289,56 @@ impl GbsGateway {
         Self::start_in(GbsNode::create_configured(extra), upstreams)
     }
 
-    /// Runs `gbs gateway` on an existing node directory with `upstreams` upstreams.
+    /// Runs `gbs gateway` on an existing node directory until it printed the local NURLs
+    /// of `upstreams` upstreams (those of its config at once; those an introducer
+    /// announces later), at most 3 minutes; its stdout stays open for later lines.
     pub fn start_in(dir: TempDir, upstreams: usize) -> Self {
+        const WITHIN: std::time::Duration = std::time::Duration::from_secs(180);
         let mut command = Command::new(gbs_binary());
         command.arg("gateway").arg(dir.path());
         let (mut child, mut stdout) = spawn_printing(command);
+        // Read on another thread, so that a gateway still waiting for announcements can be
+        // killed at the deadline.
+        let (sender, lines) = std::sync::mpsc::channel();
+        let reader = std::thread::spawn(move || {
+            for _ in 0..upstreams {
+                let line = read_line_starting(&mut stdout, "pb://");
+                let ended = line.is_none();
+                if sender.send(line).is_err() || ended {
+                    break;
+                }
+            }
+            stdout
+        });
+        let deadline = std::time::Instant::now() + WITHIN;
         let mut nurls = Vec::new();
-        for _ in 0..upstreams {
-            match read_line_starting(&mut stdout, "pb://") {
-                Some(line) => {
+        while nurls.len() < upstreams {
+            match lines.recv_timeout(deadline.saturating_duration_since(std::time::Instant::now()))
+            {
+                Ok(Some(line)) => {
                     let nurl = line.split_whitespace().next().unwrap_or_default();
                     nurls.push(format!("pb://{nurl}"));
                 }
-                None => panic!(
+                Ok(None) | Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => panic!(
                     "gbs gateway exited ({:?}) before printing its NURLs",
                     child.wait()
                 ),
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    panic!(
+                        "gbs gateway printed {} of {upstreams} local NURLs within {} s",
+                        nurls.len(),
+                        WITHIN.as_secs()
+                    );
+                }
             }
         }
         Self {
             child: Some(child),
             nurls,
             dir,
+            _stdout: reader.join().ok(),
         }
     }
 

@@ -16,7 +16,8 @@ pub struct TahoeClient {
     child: Option<Child>,
 }
 
-fn tahoe_command() -> PathBuf {
+/// The venv's `tahoe`.
+pub(crate) fn tahoe_command() -> PathBuf {
     tahoe_python()
         .parent()
         .expect("the venv's bin/")
@@ -28,19 +29,42 @@ impl TahoeClient {
     /// servers, whose servers are those of `servers_yaml`, and runs it until every one of
     /// them is connected.
     pub fn start(servers_yaml: &str, needed: u8, happy: u8, total: u8) -> Self {
+        let servers = servers_yaml.matches("anonymous-storage-NURLs").count();
+        Self::create(&[], Some(servers_yaml), (needed, happy, total), servers)
+    }
+
+    /// Creates a client node of the grid of the introducer at `furl` (encoding as
+    /// [`Self::start`]), and runs it until `servers` storage servers are connected.
+    pub fn of_introducer(furl: &str, needed: u8, happy: u8, total: u8, servers: usize) -> Self {
+        Self::create(
+            &["--introducer", furl],
+            None,
+            (needed, happy, total),
+            servers,
+        )
+    }
+
+    fn create(
+        extra: &[&str],
+        servers_yaml: Option<&str>,
+        (needed, happy, total): (u8, u8, u8),
+        servers: usize,
+    ) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let created = Command::new(tahoe_command())
             .args(["create-client", "--webport", "tcp:0:interface=127.0.0.1"])
             .args(["--shares-needed", &needed.to_string()])
             .args(["--shares-happy", &happy.to_string()])
             .args(["--shares-total", &total.to_string()])
+            .args(extra)
             .arg(dir.path().join("node"))
             .output()
             .expect("run tahoe create-client");
         assert!(created.status.success(), "tahoe create-client: {created:?}");
         let node = dir.path().join("node");
-        std::fs::write(node.join("private/servers.yaml"), servers_yaml)
-            .expect("write servers.yaml");
+        if let Some(yaml) = servers_yaml {
+            std::fs::write(node.join("private/servers.yaml"), yaml).expect("write servers.yaml");
+        }
         let child = Command::new(tahoe_command())
             .args(["run", "--allow-stdin-close"])
             .arg(&node)
@@ -53,7 +77,6 @@ impl TahoeClient {
             dir,
             child: Some(child),
         };
-        let servers = servers_yaml.matches("anonymous-storage-NURLs").count();
         client.wait_until_connected(servers);
         client
     }

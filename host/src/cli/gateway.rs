@@ -60,7 +60,16 @@ fn serve(args: &GatewayArgs) -> anyhow::Result<()> {
             println!("{local} {}:{}", upstream.nurl.host, upstream.nurl.port);
         }
         tracing::info!(upstreams = gateway.nurls().len(), "gateway serving");
-        gateway.serve(shutdown).await;
+        // And one for each upstream an introducer announces (or moves) later.
+        gateway
+            .serve(shutdown, |upstream, local| {
+                // Not `println!`, which panics once stdout is closed.
+                let line = format!("{local} {}:{}\n", upstream.nurl.host, upstream.nurl.port);
+                let mut stdout = std::io::stdout().lock();
+                let _ = std::io::Write::write_all(&mut stdout, line.as_bytes())
+                    .and_then(|()| std::io::Write::flush(&mut stdout));
+            })
+            .await;
         anyhow::Ok(())
     });
     runtime.shutdown_background();

@@ -20,7 +20,7 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 
-use super::Upstream;
+use super::upstreams::{Upstream, UpstreamSet};
 use crate::client::ClientError;
 use crate::protocol::{LeaseCancelSecret, LeaseRenewSecret, LeaseSecrets, StorageIndex};
 
@@ -147,19 +147,8 @@ impl LeaseBook {
         }
         let entries: Vec<Entry> = self.entries().values().cloned().collect();
         let bytes = serde_json::to_vec(&entries).map_err(std::io::Error::other)?;
-        let temporary = self.path.with_extension("json.new");
-        let write = || -> std::io::Result<()> {
-            use std::io::Write as _;
-            let mut options = std::fs::OpenOptions::new();
-            options.write(true).create(true).truncate(true);
-            #[cfg(unix)]
-            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-            let mut file = options.open(&temporary)?;
-            file.write_all(&bytes)?;
-            file.sync_all()?;
-            std::fs::rename(&temporary, &self.path)
-        };
-        write().inspect_err(|_| self.changed.store(true, Ordering::Relaxed))
+        super::replace_private_file(&self.path, &bytes)
+            .inspect_err(|_| self.changed.store(true, Ordering::Relaxed))
     }
 
     /// How many leases it keeps.
@@ -184,7 +173,7 @@ fn secrets(entry: &Entry) -> Option<(StorageIndex, LeaseSecrets)> {
 /// task is dropped.
 pub(super) async fn keep(
     book: Arc<LeaseBook>,
-    upstreams: Arc<Vec<Upstream>>,
+    upstreams: Arc<UpstreamSet>,
     renew_after: Duration,
     interval: Duration,
 ) {
@@ -193,7 +182,7 @@ pub(super) async fn keep(
         tokio::time::sleep(FLUSH_EVERY.min(interval)).await;
         if last_check.elapsed() >= interval {
             last_check = tokio::time::Instant::now();
-            renew_due(&book, &upstreams, renew_after).await;
+            renew_due(&book, &upstreams.snapshot(), renew_after).await;
         }
         let flushing = book.clone();
         match tokio::task::spawn_blocking(move || flushing.flush()).await {
@@ -204,7 +193,7 @@ pub(super) async fn keep(
     }
 }
 
-async fn renew_due(book: &LeaseBook, upstreams: &[Upstream], renew_after: Duration) {
+async fn renew_due(book: &LeaseBook, upstreams: &[Arc<Upstream>], renew_after: Duration) {
     for entry in book.due(renew_after) {
         let upstream = upstreams
             .iter()

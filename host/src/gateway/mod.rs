@@ -11,21 +11,26 @@
 //!   enablers are passed through unchanged, so what is stored stays manageable without the
 //!   gateway), `Accept`, `Range`, `Content-Range` and body; answers come back as the upstream
 //!   gave them, bodies streamed. See `routes` for the bounds.
+//! - Upstreams may also come from an introducer's storage announcements (`introducer`),
+//!   added while the gateway runs.
 //! - `gbs gateway servers-yaml` prints the `servers.yaml` a stock client should use.
 //! - It keeps alive the leases stored through it (`leases`), renewing them through the
 //!   client plugins (so ZKAP pays for them) `lease-renew-after` after they were last added.
 
+mod introducer;
 mod leases;
 mod routes;
 mod servers_yaml;
+mod upstreams;
 
 use std::future::Future;
+use std::path::Path;
 use std::sync::Arc;
 
 use blake2::{Blake2b512, Digest as _};
 use tokio::net::TcpListener;
 
-use crate::client::{Client, ClientBuilder, ClientError};
+use crate::client::{ClientBuilder, ClientError};
 use crate::config::NodeConfig;
 use crate::limits::Limits;
 use crate::node::{NodeError, NodeIdentity};
@@ -33,17 +38,7 @@ use crate::plugins::{ClientPluginHandle, PluginLoadError};
 use crate::protocol::{base32_encode, Nurl, Swissnum};
 use crate::server::tls_config;
 pub use servers_yaml::{read_servers_yaml, servers_yaml, Announcement};
-
-/// One upstream server and the local NURL that leads to it.
-#[derive(Debug)]
-pub(crate) struct Upstream {
-    /// The upstream server.
-    pub(crate) nurl: Nurl,
-    /// The swissnum of its local NURL.
-    pub(crate) local: Swissnum,
-    /// Our client of it, with the node's client plugins.
-    pub(crate) client: Client,
-}
+use upstreams::{Upstream, UpstreamSet};
 
 /// Why a gateway cannot start.
 #[derive(Debug, thiserror::Error)]
@@ -52,9 +47,13 @@ pub enum GatewayError {
     /// The node directory's identity.
     #[error(transparent)]
     Node(#[from] NodeError),
-    /// Neither `[gateway] upstreams` nor `[gateway] servers.yaml` names a server.
-    #[error("[gateway] upstreams and servers.yaml in tahoe.cfg name no storage server to pass operations on to")]
+    /// Neither `[gateway] upstreams` nor `[gateway] servers.yaml` names a server, and no
+    /// introducer is configured.
+    #[error("[gateway] upstreams and servers.yaml in tahoe.cfg name no storage server to pass operations on to, and [client] introducer.furl names no introducer")]
     NoUpstreams,
+    /// The introducer cannot be followed, or the servers learned from it cannot be read.
+    #[error("introducer: {0}")]
+    Introducer(String),
     /// `[gateway] servers.yaml` cannot be read.
     #[error("{0}")]
     ServersYaml(String),
@@ -86,16 +85,27 @@ pub enum GatewayError {
 }
 
 /// One upstream: where it is, and how stock clients know it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UpstreamSpec {
     /// Its NURL.
     pub nurl: Nurl,
     /// Its announcement, kept the same through the gateway.
     pub announcement: Announcement,
+    /// Where the gateway learned of it.
+    pub source: Source,
 }
 
-/// The upstreams of `config`: `[gateway] upstreams` (`gbs` nodes), then the servers of
-/// `[gateway] servers.yaml`.
+/// Where a gateway learned of an upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// `[gateway] upstreams` or `[gateway] servers.yaml`.
+    Config,
+    /// An introducer's announcement.
+    Introduced,
+}
+
+/// The upstreams of `config`: `[gateway] upstreams` (`gbs` nodes), the servers of
+/// `[gateway] servers.yaml`, then those an introducer announced before.
 pub fn upstreams(config: &NodeConfig) -> Result<Vec<UpstreamSpec>, GatewayError> {
     let mut upstreams: Vec<UpstreamSpec> = config
         .gateway
@@ -104,23 +114,46 @@ pub fn upstreams(config: &NodeConfig) -> Result<Vec<UpstreamSpec>, GatewayError>
         .map(|nurl| UpstreamSpec {
             nurl: nurl.clone(),
             announcement: Announcement::of_gbs_node(nurl),
+            source: Source::Config,
         })
         .collect();
+    let mut add = |spec: UpstreamSpec| {
+        if upstreams
+            .iter()
+            .all(|u| u.nurl != spec.nurl && u.announcement.server_id != spec.announcement.server_id)
+        {
+            upstreams.push(spec);
+        }
+    };
     if let Some(path) = &config.gateway.servers_yaml {
         let text = std::fs::read_to_string(path)
             .map_err(|e| GatewayError::ServersYaml(format!("{}: {e}", path.display())))?;
         let listed = read_servers_yaml(&text)
             .map_err(|e| GatewayError::ServersYaml(format!("{}: {e}", path.display())))?;
         for (announcement, nurl) in listed {
-            if upstreams.iter().all(|u| u.nurl != nurl) {
-                upstreams.push(UpstreamSpec { nurl, announcement });
-            }
+            add(UpstreamSpec {
+                nurl,
+                announcement,
+                source: Source::Config,
+            });
         }
     }
-    if upstreams.is_empty() {
+    if config.gateway.introducer.is_some() {
+        for spec in introduced_book(&config.private_dir())?
+            .specs()
+            .map_err(GatewayError::Introducer)?
+        {
+            add(spec);
+        }
+    } else if upstreams.is_empty() {
         return Err(GatewayError::NoUpstreams);
     }
     Ok(upstreams)
+}
+
+fn introduced_book(private: &Path) -> Result<introducer::IntroducedBook, GatewayError> {
+    introducer::IntroducedBook::open(&introducer::book_path(private))
+        .map_err(GatewayError::Introducer)
 }
 
 /// Each upstream with its local NURL, without starting anything: what `servers-yaml`
@@ -130,41 +163,82 @@ pub fn local_nurls(
     port: u16,
 ) -> Result<Vec<(UpstreamSpec, Nurl)>, GatewayError> {
     let identity = NodeIdentity::load(&config.private_dir())?;
-    Ok(with_local_nurls(
-        upstreams(config)?,
-        &identity,
-        &config.location.0,
-        port,
-    ))
-}
-
-/// Each upstream with its local NURL on this node at `host:port`.
-fn with_local_nurls(
-    upstreams: Vec<UpstreamSpec>,
-    identity: &NodeIdentity,
-    host: &str,
-    port: u16,
-) -> Vec<(UpstreamSpec, Nurl)> {
-    upstreams
+    Ok(upstreams(config)?
         .into_iter()
         .map(|upstream| {
-            let mut local = identity.nurl(host, port);
-            local.swissnum = local_swissnum(identity.swissnum(), &upstream.nurl);
+            let local = local_nurl(&identity, &config.location.0, port, &upstream);
             (upstream, local)
         })
-        .collect()
+        .collect())
+}
+
+/// The local NURL of `upstream` on this node at `host:port`.
+fn local_nurl(identity: &NodeIdentity, host: &str, port: u16, upstream: &UpstreamSpec) -> Nurl {
+    let mut local = identity.nurl(host, port);
+    local.swissnum = local_swissnum(identity.swissnum(), upstream);
+    local
 }
 
 /// The swissnum of an upstream's local NURL: keyed by the node's own swissnum, so only
-/// this node knows it, and stable across restarts.
-fn local_swissnum(node: &Swissnum, upstream: &Nurl) -> Swissnum {
+/// this node knows it, and stable across restarts. A configured upstream's follows its
+/// NURL; an introduced one's its server id, so it survives a new address.
+fn local_swissnum(node: &Swissnum, upstream: &UpstreamSpec) -> Swissnum {
     let mut hash = Blake2b512::new();
     hash.update(b"gbs-gateway-local-swissnum-v1\0");
     hash.update(node.expose().as_bytes());
     hash.update(b"\0");
-    hash.update(upstream.to_string().as_bytes());
+    match upstream.source {
+        Source::Config => hash.update(upstream.nurl.to_string().as_bytes()),
+        Source::Introduced => {
+            hash.update(b"introduced\0");
+            hash.update(upstream.announcement.server_id.as_bytes());
+        }
+    }
     let digest = hash.finalize();
     Swissnum::new(base32_encode(&digest[..20]))
+}
+
+/// Builds the client of each upstream, with the node's client plugins.
+#[derive(Debug, Clone)]
+struct Connector {
+    identity: Arc<NodeIdentity>,
+    host: String,
+    port: u16,
+    plugins: Vec<ClientPluginHandle>,
+}
+
+impl Connector {
+    /// The upstream and its local NURL.
+    fn connect(&self, spec: &UpstreamSpec) -> Result<(Upstream, Nurl), GatewayError> {
+        let local = local_nurl(&self.identity, &self.host, self.port, spec);
+        let client = self
+            .plugins
+            .iter()
+            .cloned()
+            .fold(ClientBuilder::new(spec.nurl.clone()), ClientBuilder::plugin)
+            .build()
+            .map_err(|source| GatewayError::Client {
+                upstream: format!("{}:{}", spec.nurl.host, spec.nurl.port),
+                source: Box::new(source),
+            })?;
+        let upstream = Upstream::new(
+            spec.nurl.clone(),
+            spec.announcement.server_id.clone(),
+            &local.swissnum,
+            client,
+        );
+        Ok((upstream, local))
+    }
+}
+
+/// Following an introducer: the relay started, and what it needs to restart.
+#[derive(Debug)]
+struct Following {
+    relay: introducer::Relay,
+    python: std::path::PathBuf,
+    furl: crate::config::IntroducerFurl,
+    private: std::path::PathBuf,
+    book: Arc<introducer::IntroducedBook>,
 }
 
 /// A gateway bound to its port, ready to serve.
@@ -174,70 +248,116 @@ pub struct RunningGateway {
     tls: Arc<rustls::ServerConfig>,
     upstreams: Vec<(UpstreamSpec, Nurl)>,
     state: routes::GatewayState,
+    connector: Connector,
+    following: Option<Following>,
     limits: Limits,
     renew_after: std::time::Duration,
     check_interval: std::time::Duration,
 }
 
 impl RunningGateway {
-    /// Loads the node's identity and client plugins, builds a client per upstream and binds
-    /// the port.
+    /// Loads the node's identity and client plugins, starts following the introducer if
+    /// one is configured, builds a client per upstream and binds the port.
     pub async fn bind(config: &NodeConfig) -> Result<Self, GatewayError> {
         // Read before the port is bound: a config naming no server says so first.
         let specs = upstreams(config)?;
-        let identity = NodeIdentity::load(&config.private_dir())?;
-        let leases = leases::LeaseBook::open(&config.private_dir().join("gateway-leases.json"))
+        let private = config.private_dir();
+        let identity = Arc::new(NodeIdentity::load(&private)?);
+        let leases = leases::LeaseBook::open(&private.join("gateway-leases.json"))
             .map_err(GatewayError::Leases)?;
         let plugins = ClientPluginHandle::load_all(config)?;
+        let following = match &config.gateway.introducer {
+            None => None,
+            Some(furl) => {
+                let python = config.gateway.introducer_python.clone();
+                let relay = introducer::Relay::start(&python, furl, &private)
+                    .await
+                    .map_err(GatewayError::Introducer)?;
+                Some(Following {
+                    relay,
+                    python,
+                    furl: furl.clone(),
+                    private: private.clone(),
+                    book: Arc::new(introduced_book(&private)?),
+                })
+            }
+        };
         let (listener, port) = crate::server::bind_published(config)
             .await
             .map_err(|source| GatewayError::Bind {
                 addr: config.listen,
                 source,
             })?;
-        let nurls = with_local_nurls(specs, &identity, &config.location.0, port);
+        let connector = Connector {
+            identity: identity.clone(),
+            host: config.location.0.clone(),
+            port,
+            plugins,
+        };
         let mut upstreams = Vec::new();
-        for (upstream, local) in &nurls {
-            let upstream = &upstream.nurl;
-            let client = plugins
-                .iter()
-                .cloned()
-                .fold(ClientBuilder::new(upstream.clone()), ClientBuilder::plugin)
-                .build()
-                .map_err(|source| GatewayError::Client {
-                    upstream: format!("{}:{}", upstream.host, upstream.port),
-                    source: Box::new(source),
-                })?;
-            upstreams.push(Upstream {
-                nurl: upstream.clone(),
-                local: local.swissnum.clone(),
-                client,
-            });
+        let mut nurls = Vec::new();
+        for spec in specs {
+            let (upstream, local) = connector.connect(&spec)?;
+            upstreams.push(upstream);
+            nurls.push((spec, local));
         }
         Ok(Self {
             listener,
             tls: Arc::new(tls_config(&identity)?),
             upstreams: nurls,
-            state: routes::GatewayState::new(upstreams, Arc::new(leases)),
+            state: routes::GatewayState::new(UpstreamSet::new(upstreams), Arc::new(leases)),
+            connector,
+            following,
             limits: config.limits.clone(),
             renew_after: config.gateway.lease_renew_after,
             check_interval: config.gateway.lease_check_interval,
         })
     }
 
-    /// Each upstream with the local NURL that leads to it.
+    /// Each upstream known at start with the local NURL that leads to it.
     pub fn nurls(&self) -> &[(UpstreamSpec, Nurl)] {
         &self.upstreams
     }
 
-    /// Serves until `shutdown` completes, keeping leases meanwhile.
-    pub async fn serve(self, shutdown: impl Future<Output = ()>) {
+    /// Serves until `shutdown` completes, keeping leases meanwhile, and following the
+    /// introducer: `learned` is called with each upstream it adds or changes, and its
+    /// local NURL.
+    pub async fn serve(
+        self,
+        shutdown: impl Future<Output = ()>,
+        learned: impl Fn(&UpstreamSpec, &Nurl) + Send + 'static,
+    ) {
         let keeper = tokio::spawn(leases::keep(
             self.state.leases.clone(),
             self.state.upstreams.clone(),
             self.renew_after,
             self.check_interval,
         ));
+        let follower = self.following.map(|following| {
+            let (set, connector) = (self.state.upstreams.clone(), self.connector);
+            tokio::spawn(introducer::follow(
+                following.relay,
+                following.python,
+                following.furl,
+                following.private,
+                following.book,
+                move |spec| match connector.connect(&spec) {
+                    Ok((upstream, local)) => {
+                        if set.insert(upstream) {
+                            tracing::info!(server_id = %spec.announcement.server_id, "upstream announced by the introducer");
+                            learned(&spec, &local);
+                        } else {
+                            tracing::warn!(
+                                server_id = %spec.announcement.server_id,
+                                max = upstreams::MAX_UPSTREAMS,
+                                "announced upstream ignored: the gateway serves its most upstreams"
+                            );
+                        }
+                    }
+                    Err(error) => tracing::warn!(%error, "announced upstream not used"),
+                },
+            ))
+        });
         let leases = self.state.leases.clone();
         crate::server::serve_router(
             self.listener,
@@ -248,6 +368,10 @@ impl RunningGateway {
         )
         .await;
         keeper.abort();
+        if let Some(follower) = follower {
+            // Dropping the relay closes its stdin: it exits (and is killed besides).
+            follower.abort();
+        }
         if let Err(error) = tokio::task::spawn_blocking(move || leases.flush())
             .await
             .unwrap_or_else(|e| Err(std::io::Error::other(e)))
@@ -255,4 +379,19 @@ impl RunningGateway {
             tracing::error!(%error, "cannot write the gateway's lease book");
         }
     }
+}
+
+/// Writes `bytes` to `path` (owner-only) so that it holds either the old or the new
+/// contents after a crash: a temporary file, synced, renamed over.
+fn replace_private_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let temporary = path.with_extension("new");
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(&temporary)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    std::fs::rename(&temporary, path)
 }

@@ -18,18 +18,16 @@ use axum::routing::{any, get, post, put};
 use axum::Router;
 use gbs_plugin_interface::{Operation, Outcome};
 use http_body_util::BodyExt as _;
-use subtle::ConstantTimeEq as _;
 
 use super::leases::LeaseBook;
-use super::Upstream;
+use super::upstreams::{Upstream, UpstreamSet};
 use crate::client::{ClientError, Forward, Forwarded, PluginRejection};
 use crate::limits::Limits;
 use crate::plugins::operation;
 use crate::protocol::paths::route;
 use crate::protocol::{
-    authorization_value, AllocateRequest, AllocateResponse, CborMessage, ContentRange, ReadRange,
-    ReadTestWriteRequest, ReadTestWriteResponse, SecretKind, Secrets, ShareKind, ShareNumber,
-    StorageIndex,
+    AllocateRequest, AllocateResponse, CborMessage, ContentRange, ReadRange, ReadTestWriteRequest,
+    ReadTestWriteResponse, SecretKind, Secrets, ShareKind, ShareNumber, StorageIndex,
 };
 
 /// The largest request body passed on.
@@ -43,30 +41,22 @@ const X_TAHOE_PLUGIN_REJECTED: HeaderName = HeaderName::from_static("x-tahoe-plu
 /// What every gateway handler shares: the upstreams, and the leases it keeps.
 #[derive(Debug, Clone)]
 pub(super) struct GatewayState {
-    pub(super) upstreams: Arc<Vec<Upstream>>,
+    pub(super) upstreams: Arc<UpstreamSet>,
     pub(super) leases: Arc<LeaseBook>,
 }
 
 impl GatewayState {
-    pub(super) fn new(upstreams: Vec<Upstream>, leases: Arc<LeaseBook>) -> Self {
+    pub(super) fn new(upstreams: UpstreamSet, leases: Arc<LeaseBook>) -> Self {
         Self {
             upstreams: Arc::new(upstreams),
             leases,
         }
     }
 
-    /// The upstream whose local swissnum the `Authorization` header presents, comparing
-    /// every one in constant time.
-    fn upstream(&self, headers: &HeaderMap) -> Option<&Upstream> {
-        let presented = headers.get(AUTHORIZATION)?.as_bytes();
-        let mut found = None;
-        for upstream in self.upstreams.iter() {
-            let expected = authorization_value(&upstream.local);
-            if bool::from(expected.as_bytes().ct_eq(presented)) {
-                found = Some(upstream);
-            }
-        }
-        found
+    /// The upstream whose local swissnum the `Authorization` header presents.
+    fn upstream(&self, headers: &HeaderMap) -> Option<Arc<Upstream>> {
+        self.upstreams
+            .by_authorization(headers.get(AUTHORIZATION)?.as_bytes())
     }
 }
 
@@ -250,7 +240,7 @@ async fn pass(State(state): State<GatewayState>, request: Request, call: Option<
             );
         }
     };
-    let response = answer(upstream, call, forwarded, upload_length).await;
+    let response = answer(&upstream, call, forwarded, upload_length).await;
     // A lease added or renewed through the gateway is one it keeps alive.
     if let (
         true,

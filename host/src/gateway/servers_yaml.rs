@@ -28,6 +28,9 @@ pub struct Announcement {
     pub nickname: String,
     /// Its `anonymous-storage-FURL`, whose tub id Tahoe derives secrets from.
     pub furl: String,
+    /// Its `permutation-seed-base32`, which Tahoe places shares by (without one, by the
+    /// server id).
+    pub permutation_seed: Option<String>,
 }
 
 impl Announcement {
@@ -42,6 +45,7 @@ impl Announcement {
             // A Foolscap address that is never dialled: the client talks GBS to the NURL.
             furl: format!("pb://{tub_id}@tcp:{}:{}/{tub_id}", nurl.host, nurl.port),
             server_id,
+            permutation_seed: None,
         }
     }
 }
@@ -59,6 +63,9 @@ pub fn servers_yaml(servers: &[(Announcement, Nurl)]) -> String {
             "      anonymous-storage-FURL: {}",
             quoted(&announcement.furl)
         );
+        if let Some(seed) = &announcement.permutation_seed {
+            let _ = writeln!(yaml, "      permutation-seed-base32: {}", quoted(seed));
+        }
         let _ = writeln!(yaml, "      anonymous-storage-NURLs:");
         let _ = writeln!(yaml, "        - {}", quoted(&nurl.to_string()));
     }
@@ -111,6 +118,9 @@ pub fn read_servers_yaml(text: &str) -> Result<Vec<(Announcement, Nurl)>, String
             (_, "anonymous-storage-FURL") => {
                 current.iter_mut().for_each(|e| e.furl = value.clone())
             }
+            (_, "permutation-seed-base32") => current
+                .iter_mut()
+                .for_each(|e| e.permutation_seed = Some(value.clone())),
             _ => {}
         }
     }
@@ -124,6 +134,7 @@ struct Entry {
     id: String,
     nickname: String,
     furl: String,
+    permutation_seed: Option<String>,
     nurls: Vec<String>,
 }
 
@@ -133,6 +144,7 @@ impl Entry {
             id,
             nickname: String::new(),
             furl: String::new(),
+            permutation_seed: None,
             nurls: Vec::new(),
         }
     }
@@ -158,6 +170,7 @@ impl Entry {
                 server_id: self.id,
                 nickname: self.nickname,
                 furl: self.furl,
+                permutation_seed: self.permutation_seed,
             },
             nurl,
         ))
@@ -200,7 +213,8 @@ mod tests {
     #[test]
     fn what_is_written_reads_back() {
         let nurl: Nurl = NURL.parse().expect("NURL");
-        let announcement = Announcement::of_gbs_node(&nurl);
+        let mut announcement = Announcement::of_gbs_node(&nurl);
+        announcement.permutation_seed = Some("ni2hi2zx".to_owned());
         // The tub id is 32 base32 characters, as Tahoe's are.
         let tub = announcement.furl.trim_start_matches("pb://");
         assert_eq!(tub.split('@').next().map(str::len), Some(32));
