@@ -29,7 +29,9 @@ async fn gateway_serving(dir: TempDir, upstreams: usize) -> GbsGateway {
 /// writes into that directory, which works only if the gateway kept the announcements as
 /// they are (Tahoe derives write enablers from the announced FURL and places shares by the
 /// permutation seed); the first client sees that write. Restarted without the introducer,
-/// the gateway serves the same servers at the same local NURLs.
+/// the gateway serves the same servers at the same local NURLs. Input tried besides: the
+/// relay killed while the gateway runs (another is started; a server announced after that
+/// is added).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stock_clients_reach_introduced_servers_through_the_gateway_as_directly() {
     let (introducer, storage) = tokio::task::spawn_blocking(|| {
@@ -110,17 +112,42 @@ async fn stock_clients_reach_introduced_servers_through_the_gateway_as_directly(
     .await
     .expect("the stock clients' session");
 
+    // The relay dies: the gateway starts another, which reports a server started since.
+    let relay = std::process::Command::new("pkill")
+        .args(["-KILL", "-P", &gateway.pid().to_string(), "python"])
+        .status()
+        .expect("run pkill");
+    assert!(relay.success(), "no relay process under the gateway");
+    let grid_furl = furl.clone();
+    let third = tokio::task::spawn_blocking(move || StockNode::storage(&grid_furl, "stock-three"))
+        .await
+        .expect("start a third storage node");
+    let mut gateway = gateway;
+    let added = tokio::task::spawn_blocking(move || {
+        let added = gateway.wait_for_nurls(1);
+        (gateway, added)
+    })
+    .await
+    .expect("the third server through the gateway");
+    let (gateway, added) = added;
+    assert!(
+        !first_nurls.contains(&added[0]),
+        "{added:?} was there before"
+    );
+
     let dir = gateway.stop();
     drop(introducer);
-    let again = gateway_serving(dir, 2).await;
+    let again = gateway_serving(dir, 3).await;
     let sorted = |nurls: &[String]| {
         let mut nurls = nurls.to_vec();
         nurls.sort();
         nurls
     };
     // Announced in any order; remembered by server id.
-    assert_eq!(sorted(again.nurls()), sorted(&first_nurls));
-    drop(storage);
+    let mut all = first_nurls.clone();
+    all.extend(added);
+    assert_eq!(sorted(again.nurls()), sorted(&all));
+    drop((storage, third));
 }
 
 /// Input tried: `introducer.python` naming a Python without Tahoe (the system's). The

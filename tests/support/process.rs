@@ -279,7 +279,7 @@ pub struct GbsGateway {
     nurls: Vec<String>,
     dir: TempDir,
     /// Held open: the gateway prints a line for each upstream announced later.
-    _stdout: Option<BufReader<ChildStdout>>,
+    stdout: Option<BufReader<ChildStdout>>,
 }
 
 impl GbsGateway {
@@ -291,17 +291,33 @@ impl GbsGateway {
 
     /// Runs `gbs gateway` on an existing node directory until it printed the local NURLs
     /// of `upstreams` upstreams (those of its config at once; those an introducer
-    /// announces later), at most 3 minutes; its stdout stays open for later lines.
+    /// announces later), at most 3 minutes.
     pub fn start_in(dir: TempDir, upstreams: usize) -> Self {
-        const WITHIN: std::time::Duration = std::time::Duration::from_secs(180);
         let mut command = Command::new(gbs_binary());
         command.arg("gateway").arg(dir.path());
-        let (mut child, mut stdout) = spawn_printing(command);
+        let (child, stdout) = spawn_printing(command);
+        let mut gateway = Self {
+            child: Some(child),
+            nurls: Vec::new(),
+            dir,
+            stdout: Some(stdout),
+        };
+        gateway.wait_for_nurls(upstreams);
+        gateway
+    }
+
+    /// Waits (at most 3 minutes) until the gateway printed `more` local NURLs after those
+    /// read so far, and answers them. Killed at the deadline.
+    pub fn wait_for_nurls(&mut self, more: usize) -> Vec<String> {
+        const WITHIN: std::time::Duration = std::time::Duration::from_secs(180);
+        let (Some(child), Some(mut stdout)) = (self.child.as_mut(), self.stdout.take()) else {
+            panic!("the gateway is not running");
+        };
         // Read on another thread, so that a gateway still waiting for announcements can be
         // killed at the deadline.
         let (sender, lines) = std::sync::mpsc::channel();
         let reader = std::thread::spawn(move || {
-            for _ in 0..upstreams {
+            for _ in 0..more {
                 let line = read_line_starting(&mut stdout, "pb://");
                 let ended = line.is_none();
                 if sender.send(line).is_err() || ended {
@@ -312,7 +328,7 @@ impl GbsGateway {
         });
         let deadline = std::time::Instant::now() + WITHIN;
         let mut nurls = Vec::new();
-        while nurls.len() < upstreams {
+        while nurls.len() < more {
             match lines.recv_timeout(deadline.saturating_duration_since(std::time::Instant::now()))
             {
                 Ok(Some(line)) => {
@@ -327,19 +343,21 @@ impl GbsGateway {
                     let _ = child.kill();
                     let _ = child.wait();
                     panic!(
-                        "gbs gateway printed {} of {upstreams} local NURLs within {} s",
+                        "gbs gateway printed {} of {more} local NURLs within {} s",
                         nurls.len(),
                         WITHIN.as_secs()
                     );
                 }
             }
         }
-        Self {
-            child: Some(child),
-            nurls,
-            dir,
-            _stdout: reader.join().ok(),
-        }
+        self.stdout = reader.join().ok();
+        self.nurls.extend(nurls.iter().cloned());
+        nurls
+    }
+
+    /// The gateway's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
     }
 
     /// The local NURL of each upstream, in config order.
