@@ -18,7 +18,12 @@
 //! Each plugin row runs twice: with hooks on the plugin thread, as a node runs them, and
 //! inline on the request's task, as before plugins were isolated, so the isolation's cost
 //! shows. The plugins are built on demand in the profile of this binary. Numbers are wall-clock on
-//! whatever else the machine is doing; each row is the best of several rounds.
+//! whatever else the machine is doing; each row is the best of several rounds. Beside each,
+//! the process's CPU time per request in the same round (user and system, all threads: the
+//! client's side of the request too), which a busy neighbour moves less than wall-clock.
+//!
+//! For profiling: `--only TEXT` runs `0 plugins` and the rows whose name contains `TEXT`,
+//! and `--requests N` makes each round `N` requests (default 20,000).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -77,9 +82,57 @@ fn load(
 /// Requests in flight at once in the concurrent measure.
 const IN_FLIGHT: usize = 64;
 
-/// Mean time per request over the best of [`ROUNDS`] rounds: one request at a time
+/// This process's CPU time so far (user and system, every thread), from `/proc/self/stat`.
+fn cpu_time() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // The fields after the command name, which is in parentheses and may hold spaces.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or("", |(_, rest)| rest)
+        .split_whitespace()
+        .collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    // utime and stime are fields 14 and 15 of stat(5), 12 and 13 here; in clock ticks,
+    // 100 a second on Linux.
+    Duration::from_millis((ticks(11) + ticks(12)) * 10)
+}
+
+/// Wall-clock and CPU time per request of one way of sending requests.
+#[derive(Clone, Copy)]
+struct Timing {
+    wall: Duration,
+    cpu: Duration,
+}
+
+impl Timing {
+    const NONE: Timing = Timing {
+        wall: Duration::MAX,
+        cpu: Duration::MAX,
+    };
+
+    /// The round that took `started` (at `cpu_started`) until now, if it was the fastest.
+    fn keep_best(&mut self, started: Instant, cpu_started: Duration, requests: u32) {
+        let wall = started.elapsed() / requests;
+        if wall < self.wall {
+            self.wall = wall;
+            self.cpu = cpu_time().saturating_sub(cpu_started) / requests;
+        }
+    }
+}
+
+/// Time per request over the best of [`ROUNDS`] rounds of `requests`: one request at a time
 /// (latency) and `IN_FLIGHT` at a time (throughput).
-async fn measure(state: &AppState, auth: &str, plugin_data: Option<&str>) -> (Duration, Duration) {
+async fn measure(
+    state: &AppState,
+    auth: &str,
+    plugin_data: Option<&str>,
+    requests: u32,
+) -> (Timing, Timing) {
     let si = StorageIndex::from_bytes([7; 16]);
     let path = paths::immutable_shares(&si);
     let request = || {
@@ -95,19 +148,19 @@ async fn measure(state: &AppState, auth: &str, plugin_data: Option<&str>) -> (Du
         assert!(response.status().is_success(), "{}", response.status());
         let _ = axum::body::to_bytes(response.into_body(), 1 << 20).await;
     };
-    let (mut sequential, mut concurrent) = (Duration::MAX, Duration::MAX);
+    let (mut sequential, mut concurrent) = (Timing::NONE, Timing::NONE);
     for _ in 0..ROUNDS {
-        let started = Instant::now();
-        for _ in 0..REQUESTS {
+        let (started, cpu_started) = (Instant::now(), cpu_time());
+        for _ in 0..requests {
             one(app.clone(), request()).await;
         }
-        sequential = sequential.min(started.elapsed() / REQUESTS);
-        let started = Instant::now();
+        sequential.keep_best(started, cpu_started, requests);
+        let (started, cpu_started) = (Instant::now(), cpu_time());
         let tasks: Vec<_> = (0..IN_FLIGHT)
             .map(|_| {
                 let (app, requests) = (
                     app.clone(),
-                    (0..REQUESTS as usize / IN_FLIGHT)
+                    (0..requests as usize / IN_FLIGHT)
                         .map(|_| request())
                         .collect::<Vec<_>>(),
                 );
@@ -121,12 +174,36 @@ async fn measure(state: &AppState, auth: &str, plugin_data: Option<&str>) -> (Du
         for task in tasks {
             task.await.expect("a request task");
         }
-        concurrent = concurrent.min(started.elapsed() / REQUESTS);
+        let sent = requests / IN_FLIGHT as u32 * IN_FLIGHT as u32;
+        concurrent.keep_best(started, cpu_started, sent.max(1));
     }
     (sequential, concurrent)
 }
 
+/// `--only TEXT` and `--requests N`; anything else ends the process with status 2.
+fn arguments() -> (Option<String>, u32) {
+    let (mut only, mut requests) = (None, REQUESTS);
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match (arg.as_str(), args.next()) {
+            ("--only", Some(text)) => only = Some(text),
+            ("--requests", Some(n)) if n.parse::<u32>().is_ok_and(|n| n > 0) => {
+                requests = n.parse().unwrap_or(REQUESTS);
+            }
+            _ => {
+                eprintln!(
+                    "gbs-plugin-bench: unknown argument {arg:?}; it takes --only TEXT and --requests N"
+                );
+                std::process::exit(2);
+            }
+        }
+    }
+    (only, requests)
+}
+
 fn main() {
+    let (only, requests) = arguments();
+    let wanted = |row: &str| only.as_deref().is_none_or(|text| row.contains(text));
     let access_log = sample_plugin("gbs-sample-access-log");
     let allow_list = sample_plugin("gbs-sample-allow-list");
     let admit_all = build_fixture("plugin-panics");
@@ -172,6 +249,7 @@ fn main() {
                 &state(load(dir.path(), store, &[], Hooks::Isolated)),
                 &auth,
                 None,
+                requests,
             )
             .await,
         )];
@@ -179,37 +257,42 @@ fn main() {
             ("1 plugin, inline (before)", Hooks::Inline),
             ("1 plugin, plugin thread", Hooks::Isolated),
         ] {
-            let plugins = load(dir.path(), store, &one_plugin, hooks);
-            rows.push((name, measure(&state(plugins), &auth, None).await));
+            if wanted(name) {
+                let plugins = load(dir.path(), store, &one_plugin, hooks);
+                rows.push((name, measure(&state(plugins), &auth, None, requests).await));
+            }
         }
         for (name, hooks) in [
             ("3 plugins, inline (before)", Hooks::Inline),
             ("3 plugins, plugin thread", Hooks::Isolated),
         ] {
-            let plugins = load(dir.path(), store, &three_plugins, hooks);
-            rows.push((
-                name,
-                measure(&state(plugins), &auth, Some(&token_header)).await,
-            ));
+            if wanted(name) {
+                let plugins = load(dir.path(), store, &three_plugins, hooks);
+                let data = Some(token_header.as_str());
+                rows.push((name, measure(&state(plugins), &auth, data, requests).await));
+            }
         }
         // The same calls over the out-of-process protocol, to a service in this process
         // that admits everything: what the transport costs, not what a plugin does.
-        let service =
-            PluginService::start(&dir.path().join("bench.sock"), "bench", Behaviour::Admit).await;
-        let mut builder = ServerPluginsBuilder::new(dir.path(), Some(store.clone()));
-        builder
-            .add_remote("bench", &PluginSource::Url(service.url()), &BTreeMap::new())
-            .unwrap_or_else(|e| panic!("{e}"));
-        rows.push((
-            "1 out-of-process (socket)",
-            measure(&state(builder.build()), &auth, None).await,
-        ));
+        let name = "1 out-of-process (socket)";
+        if wanted(name) {
+            let service =
+                PluginService::start(&dir.path().join("bench.sock"), "bench", Behaviour::Admit)
+                    .await;
+            let mut builder = ServerPluginsBuilder::new(dir.path(), Some(store.clone()));
+            builder
+                .add_remote("bench", &PluginSource::Url(service.url()), &BTreeMap::new())
+                .unwrap_or_else(|e| panic!("{e}"));
+            rows.push((
+                name,
+                measure(&state(builder.build()), &auth, None, requests).await,
+            ));
+        }
         rows
     });
-    let base = rows[0].1 .0;
-    let base_concurrent = rows[0].1 .1;
+    let (base, base_concurrent) = rows[0].1;
     println!(
-        "GET .../shares in process, {REQUESTS} requests, best of {ROUNDS} rounds ({} build)",
+        "GET .../shares in process, {requests} requests, best of {ROUNDS} rounds ({} build)",
         if cfg!(debug_assertions) {
             "debug"
         } else {
@@ -217,23 +300,29 @@ fn main() {
         }
     );
     println!(
-        "{:<28} {:>14} {:>8}   {:>14} {:>8}",
+        "{:<28} {:>14} {:>8} {:>9}   {:>14} {:>8} {:>9}",
         "",
         "one at a time",
         "ratio",
+        "CPU",
         format!("{IN_FLIGHT} in flight"),
-        "ratio"
+        "ratio",
+        "CPU"
     );
+    let micros = |d: Duration| d.as_secs_f64() * 1e6;
     for (name, (sequential, concurrent)) in rows {
         println!(
-            "{name:<28} {:>11.2} µs {:>7.2}×   {:>11.2} µs {:>7.2}×",
-            sequential.as_secs_f64() * 1e6,
-            sequential.as_secs_f64() / base.as_secs_f64(),
-            concurrent.as_secs_f64() * 1e6,
-            concurrent.as_secs_f64() / base_concurrent.as_secs_f64(),
+            "{name:<28} {:>11.2} µs {:>7.2}× {:>6.1} µs   {:>11.2} µs {:>7.2}× {:>6.1} µs",
+            micros(sequential.wall),
+            micros(sequential.wall) / micros(base.wall),
+            micros(sequential.cpu),
+            micros(concurrent.wall),
+            micros(concurrent.wall) / micros(base_concurrent.wall),
+            micros(concurrent.cpu),
         );
     }
     println!(
-        "(µs per request: wall-clock time of a round over its requests; ratio: over 0 plugins)"
+        "(µs per request: wall-clock time of the best round over its requests; ratio: over 0 plugins;"
     );
+    println!("CPU: this process's CPU time per request in that round, every thread)");
 }
