@@ -7,7 +7,12 @@
 //! [`CHECK`]: when one poll of a plugin's hook has lasted [`STALL`], that plugin is moved to
 //! its own thread for good, and a fresh shared thread takes over the queue. The stuck
 //! thread finishes the calls it had started, whenever the plugin lets it, and ends.
+//!
+//! Time the thread spent waiting for a CPU does not count (Linux tells it per thread): on a
+//! machine busy with other work, a poll preempted for 20 ms moved whichever plugin it was
+//! polling, which then cost every request it guards a handoff of its own.
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -37,17 +42,48 @@ pub(super) struct Lane {
 
 /// What one shared thread is polling, and since when.
 #[derive(Debug, Default)]
-struct Busy(Mutex<Option<(Arc<Lane>, Instant)>>);
+struct Busy {
+    now: Mutex<Option<(Arc<Lane>, Instant)>>,
+    /// The thread's `/proc/thread-self/schedstat` (Linux), opened by the thread itself.
+    schedstat: OnceLock<std::fs::File>,
+}
 
 impl Busy {
     fn set(&self, now: Option<(Arc<Lane>, Instant)>) {
-        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = now;
+        *self.now.lock().unwrap_or_else(|e| e.into_inner()) = now;
     }
 
-    fn stuck(&self) -> Option<Arc<Lane>> {
-        let busy = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        let (lane, since) = busy.as_ref()?;
-        (since.elapsed() >= STALL).then(|| lane.clone())
+    /// How long the thread has waited for a CPU in all, if the kernel says.
+    fn waited(&self) -> Option<Duration> {
+        use std::io::{Read as _, Seek as _};
+        let mut file = self.schedstat.get()?;
+        let mut text = String::new();
+        file.rewind().ok()?;
+        file.read_to_string(&mut text).ok()?;
+        // `time on CPU, time waiting on a run queue, time slices`, in nanoseconds.
+        let nanos = text.split_whitespace().nth(1)?.parse().ok()?;
+        Some(Duration::from_nanos(nanos))
+    }
+
+    /// The plugin that has held the thread for [`STALL`]: one poll of its hook has lasted
+    /// that long, not counting time the thread spent waiting for a CPU (the machine was
+    /// busy, the plugin was not holding it). `waits` are the watchdog's recent readings of
+    /// [`Busy::waited`], oldest first.
+    fn stuck(&self, waits: &VecDeque<(Instant, Duration)>) -> Option<Arc<Lane>> {
+        let (lane, since) = self.now.lock().unwrap_or_else(|e| e.into_inner()).clone()?;
+        let polled = since.elapsed();
+        if polled < STALL {
+            return None;
+        }
+        // The last reading from before the poll began (so at most one `CHECK` more of
+        // waiting is forgiven: a plugin that really holds the thread is caught at most that
+        // much later); none: all of it counts.
+        let before = waits.iter().rev().find(|(at, _)| *at <= since);
+        let waited = match (before, self.waited()) {
+            (Some((_, then)), Some(now)) => now.saturating_sub(*then),
+            _ => Duration::ZERO,
+        };
+        (polled.saturating_sub(waited) >= STALL).then_some(lane)
     }
 }
 
@@ -141,6 +177,9 @@ impl SharedThread {
         std::thread::Builder::new()
             .name("plugins".into())
             .spawn(move || {
+                if let Ok(file) = std::fs::File::open("/proc/thread-self/schedstat") {
+                    let _ = busy.schedstat.set(file);
+                }
                 BUSY.with(|slot| *slot.borrow_mut() = Some(busy));
                 runtime.block_on(async move {
                     let mut calls = JoinSet::new();
@@ -182,10 +221,25 @@ impl SharedThread {
     /// The watchdog: moves a plugin caught holding the thread to its own, and replaces the
     /// thread.
     fn watch(&'static self) {
+        // Readings of the current thread's time waiting for a CPU, for `WAITS * CHECK`.
+        const WAITS: usize = 64;
+        let mut waits = VecDeque::with_capacity(WAITS);
+        let mut watched: Option<Arc<Busy>> = None;
         loop {
             std::thread::sleep(CHECK);
             let busy = self.busy.lock().unwrap_or_else(|e| e.into_inner()).clone();
-            let Some(lane) = busy.stuck() else { continue };
+            if !watched.as_ref().is_some_and(|w| Arc::ptr_eq(w, &busy)) {
+                waits.clear();
+                watched = Some(busy.clone());
+            }
+            let stuck = busy.stuck(&waits);
+            if let Some(waited) = busy.waited() {
+                if waits.len() == WAITS {
+                    waits.pop_front();
+                }
+                waits.push_back((Instant::now(), waited));
+            }
+            let Some(lane) = stuck else { continue };
             lane.moved.store(true, Ordering::Release);
             tracing::warn!(
                 plugin = %lane.name,
@@ -196,5 +250,46 @@ impl SharedThread {
                 tracing::error!(%error, "cannot start a new shared plugin thread");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A thread busy with a poll that began `polled` ago, whose kernel counters say it has
+    /// waited `waited_ns` for a CPU in all; one reading from before the poll, of zero.
+    fn stuck_after(polled: Duration, waited_ns: Option<u64>) -> bool {
+        let busy = Busy::default();
+        let since = Instant::now()
+            .checked_sub(polled)
+            .expect("an instant in the past");
+        let lane = Arc::new(Lane {
+            name: "p".into(),
+            moved: AtomicBool::new(false),
+        });
+        busy.set(Some((lane, since)));
+        let dir = tempfile::tempdir().expect("a temp dir");
+        if let Some(waited) = waited_ns {
+            let path = dir.path().join("schedstat");
+            std::fs::write(&path, format!("123 {waited} 4\n")).expect("write");
+            let _ = busy
+                .schedstat
+                .set(std::fs::File::open(&path).expect("open"));
+        }
+        let before = since.checked_sub(CHECK).expect("an instant in the past");
+        let waits = VecDeque::from([(before, Duration::ZERO)]);
+        busy.stuck(&waits).is_some()
+    }
+
+    /// Inputs tried: polls of 10 and 30 ms, with 0, 5 and 25 ms of waiting for a CPU, and
+    /// with no kernel counters at all.
+    #[test]
+    fn time_waiting_for_a_cpu_is_not_holding_the_thread() {
+        assert!(!stuck_after(Duration::from_millis(10), Some(0)));
+        assert!(stuck_after(Duration::from_millis(30), Some(0)));
+        assert!(stuck_after(Duration::from_millis(30), Some(5_000_000)));
+        assert!(!stuck_after(Duration::from_millis(30), Some(25_000_000)));
+        assert!(stuck_after(Duration::from_millis(30), None));
     }
 }
