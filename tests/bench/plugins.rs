@@ -82,24 +82,9 @@ fn load(
 /// Requests in flight at once in the concurrent measure.
 const IN_FLIGHT: usize = 64;
 
-/// This process's CPU time so far (user and system, every thread), from `/proc/self/stat`.
+/// This process's CPU time so far (user and system, every thread).
 fn cpu_time() -> Duration {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    // The fields after the command name, which is in parentheses and may hold spaces.
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map_or("", |(_, rest)| rest)
-        .split_whitespace()
-        .collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|f| f.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
-    // utime and stime are fields 14 and 15 of stat(5), 12 and 13 here; in clock ticks,
-    // 100 a second on Linux.
-    Duration::from_millis((ticks(11) + ticks(12)) * 10)
+    gbs_tests::cpu_time(std::process::id())
 }
 
 /// Wall-clock and CPU time per request of one way of sending requests.

@@ -116,9 +116,9 @@ impl ProcessStats {
     }
 }
 
-/// User plus system time of process `pid`, from `/proc/PID/stat` (fields 14 and 15, in
-/// clock ticks).
-fn cpu_time(pid: u32) -> std::time::Duration {
+/// User plus system time of process `pid` (every thread), from `/proc/PID/stat` (fields
+/// 14 and 15, in clock ticks).
+pub fn cpu_time(pid: u32) -> std::time::Duration {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("proc stat");
     // The command name (field 2) may hold spaces; the fields after it are plain numbers.
     let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
