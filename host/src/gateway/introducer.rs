@@ -103,15 +103,10 @@ pub(super) struct IntroducedBook {
 impl IntroducedBook {
     /// Reads the book at `path`; none yet is an empty book.
     pub(super) fn open(path: &Path) -> Result<Self, String> {
-        let servers = match std::fs::read(path) {
-            Ok(bytes) => serde_json::from_slice::<Vec<Remembered>>(&bytes)
-                .map_err(|e| format!("{}: not a list of introduced servers: {e}", path.display()))?
-                .into_iter()
-                .map(|r| (r.server_id.clone(), r))
-                .collect(),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
-            Err(e) => return Err(format!("{}: {e}", path.display())),
-        };
+        let servers = super::read_private_json::<Remembered>(path, "a list of introduced servers")?
+            .into_iter()
+            .map(|r| (r.server_id.clone(), r))
+            .collect();
         Ok(Self {
             path: path.to_owned(),
             servers: Mutex::new(servers),

@@ -69,15 +69,10 @@ impl LeaseBook {
     /// The book at `path`, empty when there is none; a file that is not a book is an
     /// error naming it (never silently emptied: its leases would lapse).
     pub(super) fn open(path: &Path) -> Result<Self, String> {
-        let entries = match std::fs::read(path) {
-            Ok(bytes) => serde_json::from_slice::<Vec<Entry>>(&bytes)
-                .map_err(|e| format!("{}: not a lease book: {e}", path.display()))?
-                .into_iter()
-                .map(|entry| (entry.key.clone(), entry))
-                .collect(),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
-            Err(e) => return Err(format!("{}: {e}", path.display())),
-        };
+        let entries = super::read_private_json::<Entry>(path, "a lease book")?
+            .into_iter()
+            .map(|entry| (entry.key.clone(), entry))
+            .collect();
         Ok(Self {
             path: path.to_owned(),
             entries: Mutex::new(entries),

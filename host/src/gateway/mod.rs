@@ -381,6 +381,21 @@ impl RunningGateway {
     }
 }
 
+/// The JSON list at `path` (one of the gateway's books in `private/`), empty when there is
+/// none; a file that is not such a list is an error naming it and `what` it should be
+/// (never silently emptied: what it remembers would be lost).
+fn read_private_json<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    what: &str,
+) -> Result<Vec<T>, String> {
+    match std::fs::read(path) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map_err(|e| format!("{}: not {what}: {e}", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(format!("{}: {e}", path.display())),
+    }
+}
+
 /// Writes `bytes` to `path` (owner-only) so that it holds either the old or the new
 /// contents after a crash: a temporary file, synced, renamed over.
 fn replace_private_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
