@@ -13,9 +13,11 @@
 //! restarted gateway serves them before the introducer answers. A server's local NURL is
 //! derived from its server id, so it stays the same when the server announces a new address.
 //!
-//! Bounds: at most [`super::upstreams::MAX_UPSTREAMS`] upstreams; a relayed line of at most
-//! [`MAX_LINE`] bytes (a longer one restarts the relay); the relay is restarted after it
-//! exits, 1 s later at first and at most every [`MAX_BACKOFF`].
+//! Bounds: at most [`super::upstreams::MAX_UPSTREAMS`] upstreams, and the book remembers
+//! only servers the gateway took (so a restart cannot exceed it either); a relayed line of
+//! at most [`MAX_LINE`] bytes (a longer one restarts the relay), its stderr read as much at
+//! a time; the relay is restarted after it exits, 1 s later at first and at most every
+//! [`MAX_BACKOFF`].
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -342,61 +344,101 @@ async fn log_stderr(stderr: impl AsyncRead + Unpin) {
     }
 }
 
-/// Follows the introducer through `relay` (restarted when it exits) until dropped, calling
-/// `learned` for every server announced or re-announced with something new, after it is
-/// remembered in `book`.
-pub(super) async fn follow(
-    mut relay: Relay,
+/// Following an introducer: the relay running, and what restarting it takes.
+#[derive(Debug)]
+pub(super) struct Follower {
+    relay: Relay,
     python: PathBuf,
     furl: IntroducerFurl,
     private: PathBuf,
-    book: std::sync::Arc<IntroducedBook>,
-    learned: impl Fn(UpstreamSpec),
-) {
-    let mut backoff = Duration::from_secs(1);
-    loop {
+    book: IntroducedBook,
+}
+
+impl Follower {
+    /// Starts the relay (see [`Relay::start`]); what is learned goes into `book`.
+    pub(super) async fn start(
+        python: PathBuf,
+        furl: IntroducerFurl,
+        private: PathBuf,
+        book: IntroducedBook,
+    ) -> Result<Self, String> {
+        let relay = Relay::start(&python, &furl, &private).await?;
+        Ok(Self {
+            relay,
+            python,
+            furl,
+            private,
+            book,
+        })
+    }
+
+    /// Follows the introducer (restarting the relay when it exits) until dropped, offering
+    /// `take` every server announced or re-announced with something new. What it takes
+    /// (answers the local NURL for) is remembered in the book, then told to `learned`;
+    /// what it refuses is not remembered, so the book holds no more than the gateway serves.
+    pub(super) async fn run(
+        self,
+        take: impl Fn(&UpstreamSpec) -> Option<Nurl>,
+        learned: impl Fn(&UpstreamSpec, &Nurl),
+    ) {
+        let Self {
+            mut relay,
+            python,
+            furl,
+            private,
+            book,
+        } = self;
+        let book = std::sync::Arc::new(book);
+        let mut backoff = Duration::from_secs(1);
         loop {
-            match relay.line().await {
-                Ok(Some(line)) => match parse_line(&line) {
-                    Ok(Relayed::Server(spec)) if !book.knows(&spec) => {
-                        let remembering = book.clone();
-                        let to_remember = spec.clone();
-                        let written =
-                            tokio::task::spawn_blocking(move || remembering.remember(&to_remember))
-                                .await
-                                .unwrap_or_else(|e| Err(std::io::Error::other(e)));
-                        if let Err(error) = written {
-                            tracing::error!(%error, "cannot write the introduced servers' book");
+            loop {
+                match relay.line().await {
+                    Ok(Some(line)) => match parse_line(&line) {
+                        Ok(Relayed::Server(spec)) if !book.knows(&spec) => {
+                            backoff = Duration::from_secs(1);
+                            if let Some(local) = take(&spec) {
+                                remember(&book, spec.clone()).await;
+                                learned(&spec, &local);
+                            }
                         }
-                        backoff = Duration::from_secs(1);
-                        learned(spec);
+                        Ok(Relayed::Server(_) | Relayed::Ready) => {}
+                        Ok(Relayed::FoolscapOnly(server_id)) => tracing::info!(
+                            %server_id,
+                            "an announced storage server offers no NURL (Foolscap only); not used"
+                        ),
+                        Err(problem) => tracing::warn!(%problem, "announcement ignored"),
+                    },
+                    Ok(None) => break,
+                    Err(problem) => {
+                        tracing::warn!(%problem, "introducer relay restarted");
+                        break;
                     }
-                    Ok(Relayed::Server(_) | Relayed::Ready) => {}
-                    Ok(Relayed::FoolscapOnly(server_id)) => tracing::info!(
-                        %server_id,
-                        "an announced storage server offers no NURL (Foolscap only); not used"
-                    ),
-                    Err(problem) => tracing::warn!(%problem, "announcement ignored"),
-                },
-                Ok(None) => break,
-                Err(problem) => {
-                    tracing::warn!(%problem, "introducer relay restarted");
-                    break;
+                }
+            }
+            drop(relay);
+            loop {
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+                match Relay::start(&python, &furl, &private).await {
+                    Ok(started) => {
+                        relay = started;
+                        break;
+                    }
+                    Err(problem) => tracing::warn!(%problem, "cannot restart the introducer relay"),
                 }
             }
         }
-        drop(relay);
-        loop {
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(MAX_BACKOFF);
-            match Relay::start(&python, &furl, &private).await {
-                Ok(started) => {
-                    relay = started;
-                    break;
-                }
-                Err(problem) => tracing::warn!(%problem, "cannot restart the introducer relay"),
-            }
-        }
+    }
+}
+
+/// Remembers `spec` in `book` off the async threads (the write is synced).
+async fn remember(book: &std::sync::Arc<IntroducedBook>, spec: UpstreamSpec) {
+    let book = book.clone();
+    let written = tokio::task::spawn_blocking(move || book.remember(&spec))
+        .await
+        .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+    if let Err(error) = written {
+        tracing::error!(%error, "cannot write the introduced servers' book");
     }
 }
 

@@ -107,6 +107,14 @@ pub enum Source {
 /// The upstreams of `config`: `[gateway] upstreams` (`gbs` nodes), the servers of
 /// `[gateway] servers.yaml`, then those an introducer announced before.
 pub fn upstreams(config: &NodeConfig) -> Result<Vec<UpstreamSpec>, GatewayError> {
+    Ok(upstreams_and_book(config)?.0)
+}
+
+/// [`upstreams`], and the book of introduced servers they were read from when an
+/// introducer is configured.
+fn upstreams_and_book(
+    config: &NodeConfig,
+) -> Result<(Vec<UpstreamSpec>, Option<introducer::IntroducedBook>), GatewayError> {
     let mut upstreams: Vec<UpstreamSpec> = config
         .gateway
         .upstreams
@@ -138,22 +146,20 @@ pub fn upstreams(config: &NodeConfig) -> Result<Vec<UpstreamSpec>, GatewayError>
             });
         }
     }
-    if config.gateway.introducer.is_some() {
-        for spec in introduced_book(&config.private_dir())?
-            .specs()
-            .map_err(GatewayError::Introducer)?
-        {
-            add(spec);
+    let book = match config.gateway.introducer {
+        Some(_) => {
+            let path = introducer::book_path(&config.private_dir());
+            let book = introducer::IntroducedBook::open(&path).map_err(GatewayError::Introducer)?;
+            book.specs()
+                .map_err(GatewayError::Introducer)?
+                .into_iter()
+                .for_each(&mut add);
+            Some(book)
         }
-    } else if upstreams.is_empty() {
-        return Err(GatewayError::NoUpstreams);
-    }
-    Ok(upstreams)
-}
-
-fn introduced_book(private: &Path) -> Result<introducer::IntroducedBook, GatewayError> {
-    introducer::IntroducedBook::open(&introducer::book_path(private))
-        .map_err(GatewayError::Introducer)
+        None if upstreams.is_empty() => return Err(GatewayError::NoUpstreams),
+        None => None,
+    };
+    Ok((upstreams, book))
 }
 
 /// Each upstream with its local NURL, without starting anything: what `servers-yaml`
@@ -231,16 +237,6 @@ impl Connector {
     }
 }
 
-/// Following an introducer: the relay started, and what it needs to restart.
-#[derive(Debug)]
-struct Following {
-    relay: introducer::Relay,
-    python: std::path::PathBuf,
-    furl: crate::config::IntroducerFurl,
-    private: std::path::PathBuf,
-    book: Arc<introducer::IntroducedBook>,
-}
-
 /// A gateway bound to its port, ready to serve.
 #[derive(Debug)]
 pub struct RunningGateway {
@@ -249,7 +245,7 @@ pub struct RunningGateway {
     upstreams: Vec<(UpstreamSpec, Nurl)>,
     state: routes::GatewayState,
     connector: Connector,
-    following: Option<Following>,
+    follower: Option<introducer::Follower>,
     limits: Limits,
     renew_after: std::time::Duration,
     check_interval: std::time::Duration,
@@ -260,27 +256,24 @@ impl RunningGateway {
     /// one is configured, builds a client per upstream and binds the port.
     pub async fn bind(config: &NodeConfig) -> Result<Self, GatewayError> {
         // Read before the port is bound: a config naming no server says so first.
-        let specs = upstreams(config)?;
+        let (specs, book) = upstreams_and_book(config)?;
         let private = config.private_dir();
         let identity = Arc::new(NodeIdentity::load(&private)?);
         let leases = leases::LeaseBook::open(&private.join("gateway-leases.json"))
             .map_err(GatewayError::Leases)?;
         let plugins = ClientPluginHandle::load_all(config)?;
-        let following = match &config.gateway.introducer {
-            None => None,
-            Some(furl) => {
-                let python = config.gateway.introducer_python.clone();
-                let relay = introducer::Relay::start(&python, furl, &private)
-                    .await
-                    .map_err(GatewayError::Introducer)?;
-                Some(Following {
-                    relay,
-                    python,
-                    furl: furl.clone(),
-                    private: private.clone(),
-                    book: Arc::new(introduced_book(&private)?),
-                })
-            }
+        let follower = match (&config.gateway.introducer, book) {
+            (Some(furl), Some(book)) => Some(
+                introducer::Follower::start(
+                    config.gateway.introducer_python.clone(),
+                    furl.clone(),
+                    private.clone(),
+                    book,
+                )
+                .await
+                .map_err(GatewayError::Introducer)?,
+            ),
+            _ => None,
         };
         let (listener, port) = crate::server::bind_published(config)
             .await
@@ -307,7 +300,7 @@ impl RunningGateway {
             upstreams: nurls,
             state: routes::GatewayState::new(UpstreamSet::new(upstreams), Arc::new(leases)),
             connector,
-            following,
+            follower,
             limits: config.limits.clone(),
             renew_after: config.gateway.lease_renew_after,
             check_interval: config.gateway.lease_check_interval,
@@ -333,29 +326,30 @@ impl RunningGateway {
             self.renew_after,
             self.check_interval,
         ));
-        let follower = self.following.map(|following| {
+        let follower = self.follower.map(|follower| {
             let (set, connector) = (self.state.upstreams.clone(), self.connector);
-            tokio::spawn(introducer::follow(
-                following.relay,
-                following.python,
-                following.furl,
-                following.private,
-                following.book,
-                move |spec| match connector.connect(&spec) {
-                    Ok((upstream, local)) => {
-                        if set.insert(upstream) {
-                            tracing::info!(server_id = %spec.announcement.server_id, "upstream announced by the introducer");
-                            learned(&spec, &local);
-                        } else {
-                            tracing::warn!(
-                                server_id = %spec.announcement.server_id,
-                                max = upstreams::MAX_UPSTREAMS,
-                                "announced upstream ignored: the gateway serves its most upstreams"
-                            );
+            tokio::spawn(follower.run(
+                move |spec| {
+                    let server_id = &spec.announcement.server_id;
+                    let (upstream, local) = match connector.connect(spec) {
+                        Ok(connected) => connected,
+                        Err(error) => {
+                            tracing::warn!(%error, "announced upstream not used");
+                            return None;
                         }
+                    };
+                    if !set.insert(upstream) {
+                        tracing::warn!(
+                            %server_id,
+                            max = upstreams::MAX_UPSTREAMS,
+                            "announced upstream ignored: the gateway serves its most upstreams"
+                        );
+                        return None;
                     }
-                    Err(error) => tracing::warn!(%error, "announced upstream not used"),
+                    tracing::info!(%server_id, "upstream announced by the introducer");
+                    Some(local)
                 },
+                learned,
             ))
         });
         let leases = self.state.leases.clone();
