@@ -336,11 +336,24 @@ async fn tail(stderr: impl AsyncRead + Unpin) -> String {
     lines[lines.len().saturating_sub(3)..].join(" | ")
 }
 
-/// Copies the relay's stderr lines to the log.
+/// Copies the relay's stderr lines to the log, reading a line [`MAX_LINE`] bytes at a
+/// time (a longer one is logged in pieces, never held whole).
 async fn log_stderr(stderr: impl AsyncRead + Unpin) {
-    let mut lines = BufReader::new(stderr.take(u64::MAX)).lines();
-    while let Ok(Some(line)) = lines.next_line().await {
-        tracing::warn!(line = %truncated(&line), "introducer relay");
+    let mut stderr = BufReader::new(stderr);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        match (&mut stderr)
+            .take(MAX_LINE as u64)
+            .read_until(b'\n', &mut line)
+            .await
+        {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {
+                let text = String::from_utf8_lossy(&line);
+                tracing::warn!(line = %truncated(text.trim_end()), "introducer relay");
+            }
+        }
     }
 }
 
