@@ -6,7 +6,7 @@ use clap::Subcommand;
 
 use super::node::{init_logging, shutdown_signal, DirArg};
 use crate::config::NodeConfig;
-use crate::gateway::{local_nurls, servers_yaml, Announcement, RunningGateway};
+use crate::gateway::{local_nurls, servers_yaml, Announcement, RunningGateway, UpstreamSpec};
 use crate::protocol::Nurl;
 
 #[derive(Debug, clap::Args)]
@@ -57,23 +57,24 @@ fn serve(args: &GatewayArgs) -> anyhow::Result<()> {
         let gateway = RunningGateway::bind(&config).await?;
         // One line per upstream on stdout: the local NURL, then the upstream it leads to.
         for (upstream, local) in gateway.nurls() {
-            println!("{local} {}:{}", upstream.nurl.host, upstream.nurl.port);
+            print_upstream(upstream, local);
         }
         tracing::info!(upstreams = gateway.nurls().len(), "gateway serving");
         // And one for each upstream an introducer announces (or moves) later.
-        gateway
-            .serve(shutdown, |upstream, local| {
-                // Not `println!`, which panics once stdout is closed.
-                let line = format!("{local} {}:{}\n", upstream.nurl.host, upstream.nurl.port);
-                let mut stdout = std::io::stdout().lock();
-                let _ = std::io::Write::write_all(&mut stdout, line.as_bytes())
-                    .and_then(|()| std::io::Write::flush(&mut stdout));
-            })
-            .await;
+        gateway.serve(shutdown, print_upstream).await;
         anyhow::Ok(())
     });
     runtime.shutdown_background();
     served
+}
+
+/// Prints an upstream's line: its local NURL, then where it leads. Not with `println!`,
+/// which panics once stdout is closed (the gateway goes on serving).
+fn print_upstream(upstream: &UpstreamSpec, local: &Nurl) {
+    let line = format!("{local} {}:{}\n", upstream.nurl.host, upstream.nurl.port);
+    let mut stdout = std::io::stdout().lock();
+    let _ = std::io::Write::write_all(&mut stdout, line.as_bytes())
+        .and_then(|()| std::io::Write::flush(&mut stdout));
 }
 
 /// `gbs servers-yaml NURL...`: the servers.yaml for reaching `gbs` nodes directly.
