@@ -1,7 +1,7 @@
 //! A stock Tahoe 1.20 client node (`tahoe create-client`, `tahoe run`) whose storage
 //! servers come from a `servers.yaml`, driven with the `tahoe` command line.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -14,6 +14,27 @@ use crate::tahoe_python;
 pub struct TahoeClient {
     dir: TempDir,
     child: Option<Child>,
+}
+
+/// `tahoe run` of the node in `node`, its output discarded (it logs to the node's own
+/// `logs/`).
+pub(crate) fn tahoe_run(node: &Path) -> Child {
+    Command::new(tahoe_command())
+        .args(["run", "--allow-stdin-close"])
+        .arg(node)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run tahoe run")
+}
+
+/// Kills and reaps a node `tahoe_run` started.
+pub(crate) fn stop_tahoe(child: &mut Option<Child>) {
+    if let Some(mut child) = child.take() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
 }
 
 /// The venv's `tahoe`.
@@ -65,17 +86,9 @@ impl TahoeClient {
         if let Some(yaml) = servers_yaml {
             std::fs::write(node.join("private/servers.yaml"), yaml).expect("write servers.yaml");
         }
-        let child = Command::new(tahoe_command())
-            .args(["run", "--allow-stdin-close"])
-            .arg(&node)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("run tahoe run");
         let client = Self {
+            child: Some(tahoe_run(&node)),
             dir,
-            child: Some(child),
         };
         client.wait_until_connected(servers);
         client
@@ -195,9 +208,6 @@ impl TahoeClient {
 
 impl Drop for TahoeClient {
     fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        stop_tahoe(&mut self.child);
     }
 }

@@ -3,13 +3,13 @@
 //! (with their GBS NURLs, as 1.20 nodes do).
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
 use crate::free_loopback_port;
-use crate::tahoe_client::tahoe_command;
+use crate::tahoe_client::{stop_tahoe, tahoe_command, tahoe_run};
 
 /// A running stock node, killed when dropped.
 #[derive(Debug)]
@@ -67,17 +67,9 @@ impl StockNode {
             .output()
             .expect("run tahoe create");
         assert!(created.status.success(), "tahoe {create}: {created:?}");
-        let child = Command::new(tahoe_command())
-            .args(["run", "--allow-stdin-close"])
-            .arg(dir.path().join("node"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("run tahoe run");
         Self {
+            child: Some(tahoe_run(&dir.path().join("node"))),
             dir,
-            child: Some(child),
         }
     }
 
@@ -96,9 +88,6 @@ impl StockNode {
 
 impl Drop for StockNode {
     fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        stop_tahoe(&mut self.child);
     }
 }
