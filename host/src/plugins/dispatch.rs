@@ -106,10 +106,7 @@ async fn call<T: Send + 'static>(
     hook: impl FnOnce(&ServerPluginBox) -> FfiFuture<RResult<T, PluginError>> + Send + 'static,
 ) -> Result<T, CallError> {
     let object = plugin.object.clone();
-    let answer = plugin.thread.run(deadline, move || hook(&object));
-    let answer = tokio::time::timeout(deadline, answer)
-        .await
-        .unwrap_or(Err(NotRun::TimedOut));
+    let answer = plugin.thread.run(deadline, move || hook(&object)).await;
     answer_of(plugin, deadline, answer)
 }
 

@@ -8,6 +8,9 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
+use super::deadline::within;
+use super::NotRun;
+
 /// How long a plugin thread looks for its next call before it parks. A request's calls
 /// (`admit`, then `committed`, and each plugin's in turn) come in quick succession.
 const LINGER: Duration = Duration::from_micros(50);
@@ -51,17 +54,25 @@ pub(super) async fn early_call<J>(try_next: impl FnMut() -> Option<J>) -> Option
     look(&LINGERING, LINGER, try_next).await
 }
 
-/// The answer on `answer`, looked for for a while before waiting to be woken; `None` when
-/// the plugin's side dropped it.
-pub(super) async fn answer<T>(mut answer: oneshot::Receiver<T>) -> Option<T> {
+/// The answer on `answer`, looked for for a while before waiting to be woken, for at most
+/// about `limit`: [`NotRun::Unavailable`] when the plugin's side dropped it, and
+/// [`NotRun::TimedOut`] past the limit.
+pub(super) async fn answer<T>(
+    mut answer: oneshot::Receiver<T>,
+    limit: Duration,
+) -> Result<T, NotRun> {
     let found = look(&SPINNING, SPIN, || match answer.try_recv() {
-        Ok(value) => Some(Some(value)),
-        Err(oneshot::error::TryRecvError::Closed) => Some(None),
+        Ok(value) => Some(Ok(value)),
+        Err(oneshot::error::TryRecvError::Closed) => Some(Err(NotRun::Unavailable)),
         Err(oneshot::error::TryRecvError::Empty) => None,
     })
     .await;
     match found {
         Some(found) => found,
-        None => answer.await.ok(),
+        // The limit counts from here, at most `SPIN` late.
+        None => match within(limit, answer).await {
+            Some(answer) => answer.map_err(|_| NotRun::Unavailable),
+            None => Err(NotRun::TimedOut),
+        },
     }
 }

@@ -209,7 +209,14 @@ impl SharedThread {
                         let Some(job) = next else { break };
                         // Reap finished calls so that the set does not grow.
                         while calls.try_join_next().is_some() {}
-                        calls.spawn(job());
+                        // Most hooks answer in their first poll: made here, such a call
+                        // costs no task. One that must wait becomes a task (which polls it
+                        // again, with its own waker).
+                        let mut call = job();
+                        let first = std::future::poll_fn(|cx| Poll::Ready(call.as_mut().poll(cx)));
+                        if first.await.is_pending() {
+                            calls.spawn(call);
+                        }
                     }
                     // Replaced (or the queue is gone): finish what was started, then end.
                     while calls.join_next().await.is_some() {}
