@@ -141,6 +141,29 @@ async fn assert_refused_while_sending(node: &GbsNode, case: Refused) {
     }
 }
 
+/// Inputs tried: `GET version` with 100 headers in all (answered), then with 101 (431, and
+/// the node still answers the next connection).
+#[tokio::test]
+async fn requests_with_more_than_100_headers_are_refused() {
+    let node = GbsNode::start();
+    let status_with = |total: usize| {
+        let nurl = node.nurl().to_owned();
+        async move {
+            let mut connection = RawConnection::connect(&nurl).await.expect("connect");
+            // Host, Content-Length and Authorization are sent too.
+            let extra: Vec<String> = (3..total).map(|i| format!("X-Padding-{i}: {i}")).collect();
+            connection
+                .send_head("GET", &paths::version(), &extra, 0)
+                .await
+                .expect("send head");
+            read_status(&mut connection.tls).await.expect("a status")
+        }
+    };
+    assert_eq!(status_with(100).await, 200);
+    assert_eq!(status_with(101).await, 431);
+    assert_eq!(status_with(10).await, 200);
+}
+
 /// Small ranged reads on one connection: each answer must not wait for a delayed ACK
 /// (40 ms on Linux). 200 reads at 40 ms would take 8 s; the bound allows 4 s.
 #[tokio::test]

@@ -45,6 +45,11 @@ impl Limits {
     pub const CONNECTION_MEMORY: usize = 128 << 10;
     /// The most the HTTP layer buffers of one connection's input.
     pub const HTTP_READ_BUFFER: usize = 64 << 10;
+    /// Headers of one request; more get 431. Stock Tahoe (Twisted) takes 500, but its
+    /// client sends fewer than ten, and this is hyper's own limit: any other value makes it
+    /// allocate and fill a table that large for every request (4% of a small request's
+    /// CPU at 500). Not configurable, so it cannot drift from the parser's.
+    pub const REQUEST_HEADERS: usize = 100;
     /// The largest read-test-write body accepted (stock Tahoe: 2^48 bytes).
     pub const MUTABLE_WRITE_BODY: usize = 64 << 20;
     /// Descriptors kept for all but connections: the listener, logs, plugin libraries and

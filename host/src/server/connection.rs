@@ -167,7 +167,8 @@ async fn serve(
         .timer(TokioTimer::new())
         .header_read_timeout(context.limits.idle_timeout)
         .max_buf_size(Limits::HTTP_READ_BUFFER)
-        .max_headers(500)
+        // Left at hyper's default, Limits::REQUEST_HEADERS, which it parses without
+        // allocating.
         .serve_connection(TokioIo::new(tls), service);
     let mut shutdown = pin!(context.shutdown.wait_for(|stop| *stop));
     let mut stopping = false;
