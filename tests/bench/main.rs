@@ -17,7 +17,8 @@
 //!   before believing a small difference. The last line is the whole result as JSON.
 //!
 //! `--short` uses small sizes and counts, so that CI proves in seconds that every row runs
-//! and transfers the right bytes; its timings mean nothing.
+//! and transfers the right bytes; its timings mean nothing. `--only KEY` (`versus_stock`
+//! with `ceilings`, `plugins`, `gateway`) runs one section, to look at it closely.
 
 mod ceilings;
 mod report;
@@ -92,22 +93,75 @@ impl Plan {
     }
 }
 
+/// The sections `--only` picks from; `versus_stock` brings `ceilings` (they share a measure).
+const SECTIONS: [&str; 3] = ["versus_stock", "plugins", "gateway"];
+
+/// `--short` and `--only KEY`, in any order; anything else stops the program.
+fn arguments() -> (bool, Option<&'static str>) {
+    let mut short = false;
+    let mut only = None;
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let key = (arg == "--only").then(|| args.next()).flatten();
+        match (arg.as_str(), key) {
+            ("--short", _) => short = true,
+            (_, Some(key)) if SECTIONS.contains(&key.as_str()) => {
+                only = SECTIONS.into_iter().find(|s| *s == key);
+            }
+            _ => {
+                eprintln!(
+                    "gbs-bench: unknown argument {arg:?}; use --short and/or --only {}",
+                    SECTIONS.join("|")
+                );
+                std::process::exit(2);
+            }
+        }
+    }
+    (short, only)
+}
+
 fn main() {
-    let short = gbs_tests::short_mode("gbs-bench");
+    let (short, only) = arguments();
     let plan = Plan::new(short);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("tokio runtime");
-    let sections = runtime.block_on(run(&plan));
+    let wanted = |key: &str| only.is_none_or(|only| only == key);
+    let sections = runtime.block_on(async {
+        let mut sections = Vec::new();
+        let data = Arc::new(random_bytes(plan.big));
+        if wanted("versus_stock") {
+            sections.extend(versus_stock(&plan, &data).await);
+        }
+        if wanted("plugins") {
+            sections.push(Section {
+                key: "plugins",
+                title: "gbs with three in-process plugins (access-log, allow-list, fixture-panics)",
+                baseline: "no plugins",
+                ratio: "times better (below 1: the plugins' cost)",
+                rows: plugin_rows(&plan, &data).await,
+            });
+        }
+        if wanted("gateway") {
+            sections.push(Section {
+                key: "gateway",
+                title: "stock Tahoe's client node and CLI, directly to gbs and through gbs gateway",
+                baseline: "directly",
+                ratio: "times directly (below 1: the gateway's cost)",
+                rows: gateway_rows(&plan).await,
+            });
+        }
+        sections
+    });
     report::print_table(&sections);
     println!("{}", report::json_line(&sections, plan.short));
 }
 
-async fn run(plan: &Plan) -> Vec<Section> {
+/// Stock Tahoe against `gbs`, and `gbs` against the machine's ceilings.
+async fn versus_stock(plan: &Plan, data: &Arc<Vec<u8>>) -> [Section; 2] {
     let stock = StockServer::start();
     let gbs = GbsNode::start();
-    let data = Arc::new(random_bytes(plan.big));
     let servers = [
         Server::new(stock.nurl(), stock.pid(), 1),
         Server::new(gbs.nurl(), gbs.pid(), FAST),
@@ -115,8 +169,8 @@ async fn run(plan: &Plan) -> Vec<Section> {
     let mut versus = Vec::new();
     let mut ceilings = Vec::new();
 
-    let stock_result = servers[0].measure(plan, &data).await;
-    let gbs_result = servers[1].measure(plan, &data).await;
+    let stock_result = servers[0].measure(plan, data).await;
+    let gbs_result = servers[1].measure(plan, data).await;
     let size = format!("{} MiB", plan.big >> 20);
     for (name, unit, better, pick) in Measured::ROWS {
         versus.push(Row::new(
@@ -180,9 +234,7 @@ async fn run(plan: &Plan) -> Vec<Section> {
         gbs_result.upload,
     ));
 
-    let plugins = plugin_rows(plan, &data).await;
-    let gateway = gateway_rows(plan).await;
-    vec![
+    [
         Section {
             key: "versus_stock",
             title: "stock Tahoe 1.20 and gbs, side by side",
@@ -196,20 +248,6 @@ async fn run(plan: &Plan) -> Vec<Section> {
             baseline: "ceiling",
             ratio: "share of the ceiling",
             rows: ceilings,
-        },
-        Section {
-            key: "plugins",
-            title: "gbs with three in-process plugins (access-log, allow-list, fixture-panics)",
-            baseline: "no plugins",
-            ratio: "times better (below 1: the plugins' cost)",
-            rows: plugins,
-        },
-        Section {
-            key: "gateway",
-            title: "stock Tahoe's client node and CLI, directly to gbs and through gbs gateway",
-            baseline: "directly",
-            ratio: "times directly (below 1: the gateway's cost)",
-            rows: gateway,
         },
     ]
 }
