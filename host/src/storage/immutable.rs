@@ -349,6 +349,7 @@ fn write_checked(
         }
     }
     container.write_data(offset, data)?;
+    container.start_writeback(offset, data.len());
     Ok(())
 }
 

@@ -44,6 +44,7 @@ mod mutable;
 mod space;
 mod store;
 mod upload;
+mod writeback;
 
 #[cfg(test)]
 mod fixture;

@@ -208,6 +208,14 @@ impl ImmutableContainer {
         write_all_at(&self.file, self.data_at(offset, data.len())?, data)
     }
 
+    /// Starts the disk write of share data just written at `offset` (see
+    /// [`writeback`](crate::storage::writeback)).
+    pub(crate) fn start_writeback(&self, offset: u64, len: usize) {
+        if let Ok(at) = self.data_at(offset, len) {
+            crate::storage::writeback::start(&self.file, at, at.saturating_add(len as u64));
+        }
+    }
+
     fn lease_at(&self, index: u64) -> io::Result<u64> {
         end_of(
             HEADER_SIZE + self.data_len,
