@@ -54,6 +54,43 @@ fn gbs_bench_refuses_an_unknown_argument() {
     assert!(String::from_utf8_lossy(&output.stderr).contains("--long"));
 }
 
+/// `--only plugins` runs that section alone; inputs tried: `--only plugins --short`, and
+/// `--only` with a section that does not exist and with none at all.
+#[test]
+fn gbs_bench_only_runs_the_section_asked_for() {
+    let output = Command::new(env!("CARGO_BIN_EXE_gbs-bench"))
+        .args(["--only", "plugins", "--short"])
+        .output()
+        .expect("run gbs-bench");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    let line = stdout.lines().last().unwrap_or_default();
+    let result: serde_json::Value =
+        serde_json::from_str(line).unwrap_or_else(|e| panic!("last line {line:?}: {e}"));
+    assert_eq!(result["short"], true);
+    assert!(
+        result["plugins"]
+            .as_array()
+            .is_some_and(|rows| rows.len() == 3),
+        "{line}"
+    );
+    for absent in ["versus_stock", "ceilings", "gateway"] {
+        assert!(result.get(absent).is_none(), "{absent} ran: {line}");
+    }
+    for args in [&["--only", "disk"][..], &["--only"][..]] {
+        let output = Command::new(env!("CARGO_BIN_EXE_gbs-bench"))
+            .args(args)
+            .output()
+            .expect("run gbs-bench");
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains("versus_stock|plugins|gateway"),
+            "{args:?}: {stderr}"
+        );
+    }
+}
+
 /// `gbs-zkap-bench --short`: every row, the spent-pass stores' against SQLite and a real
 /// PostgreSQL server, each a positive rate, in the JSON line that ends the output.
 #[test]

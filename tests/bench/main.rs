@@ -21,6 +21,7 @@
 //! with `ceilings`, `plugins`, `gateway`) runs one section, to look at it closely.
 
 mod ceilings;
+mod load;
 mod report;
 mod workloads;
 
@@ -256,6 +257,8 @@ async fn versus_stock(plan: &Plan, data: &Arc<Vec<u8>>) -> [Section; 2] {
 struct Server {
     client: Client,
     wide: Client,
+    /// The small-request rows' load generator.
+    target: load::Target,
     pid: u32,
     /// Multiplier of the small-request counts.
     scale: usize,
@@ -321,6 +324,7 @@ impl Server {
         Self {
             client: client(nurl, 1, Vec::new()),
             wide: client(nurl, WIDE, Vec::new()),
+            target: load::Target::new(nurl, &[]),
             pid,
             scale,
         }
@@ -337,7 +341,7 @@ impl Server {
         // let it do once.
         for round in 0..plan.rounds {
             let (version, cpu) = cpu_per_request(self.pid, requests, async {
-                workloads::version(&self.wide, requests, WIDE).await
+                load::version(&self.target, requests, WIDE).await
             })
             .await;
             let si = storage_index(10 + round);
@@ -346,8 +350,8 @@ impl Server {
             let round = Measured {
                 version,
                 version_cpu_micros: cpu,
-                small_read_one: workloads::small_reads(&self.client, si, data, reads, 1).await,
-                small_read_wide: workloads::small_reads(&self.wide, si, data, reads, WIDE).await,
+                small_read_one: load::small_reads(&self.target, si, data, reads, 1).await,
+                small_read_wide: load::small_reads(&self.target, si, data, reads, WIDE).await,
                 mutable: workloads::mutable_writes(
                     &self.client,
                     storage_index(20 + round),
@@ -550,20 +554,38 @@ async fn plugin_rows(plan: &Plan, data: &Arc<Vec<u8>>) -> Vec<Row> {
     let (reads, requests) = (plan.small_reads * FAST, plan.version_requests * FAST);
     let data = Arc::new(data[..data.len().min(1 << 20)].to_vec());
     let si = storage_index(3);
+    // The allow-list's data, as our client sends it to a node that announces the plugin
+    // (the plain node refuses data for a plugin it has not loaded).
+    let token_data = {
+        let mut data = Vec::new();
+        let token = [("token", TOKEN)]
+            .into_iter()
+            .collect::<std::collections::BTreeMap<_, _>>();
+        ciborium::into_writer(&token, &mut data).expect("CBOR into a Vec");
+        format!(
+            "{}: {}",
+            gbs::plugins::data::PLUGIN_DATA_HEADER,
+            gbs::plugins::PluginData::header_value("allow-list", &data)
+        )
+    };
     let mut measured = Vec::new();
-    for node in [&plain, &plugged] {
-        let one = client(node.nurl(), 1, vec![token(state.path())]);
-        let wide = client(node.nurl(), WIDE, vec![token(state.path())]);
-        workloads::upload(&one, si, &data).await;
+    for (node, extra) in [(&plain, Vec::new()), (&plugged, vec![token_data])] {
+        workloads::upload(
+            &client(node.nurl(), 1, vec![token(state.path())]),
+            si,
+            &data,
+        )
+        .await;
+        let target = load::Target::new(node.nurl(), &extra);
         let mut best = [0.0, f64::MAX, f64::MAX];
         for _ in 0..plan.rounds {
-            let latency = workloads::small_reads(&one, si, &data, reads, 1).await;
+            let latency = load::small_reads(&target, si, &data, reads, 1).await;
             let (_, version) = cpu_per_request(node.pid(), requests, async {
-                workloads::version(&wide, requests, WIDE).await
+                load::version(&target, requests, WIDE).await
             })
             .await;
             let (_, read) = cpu_per_request(node.pid(), reads, async {
-                workloads::small_reads(&wide, si, &data, reads, WIDE).await
+                load::small_reads(&target, si, &data, reads, WIDE).await
             })
             .await;
             best = [

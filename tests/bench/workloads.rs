@@ -7,8 +7,7 @@ use std::time::Instant;
 
 use gbs::client::Client;
 use gbs::protocol::{
-    ReadRange, ReadTestWriteRequest, ShareKind, ShareNumber, StorageIndex, UploadSecret,
-    WriteEnabler,
+    ReadTestWriteRequest, ShareKind, ShareNumber, StorageIndex, UploadSecret, WriteEnabler,
 };
 use gbs_tests::test_lease;
 
@@ -81,47 +80,6 @@ pub(crate) async fn download(client: &Client, si: &StorageIndex, expected: &[u8]
     let elapsed = started.elapsed();
     assert!(out == expected, "downloaded bytes differ from the upload");
     mib_per_second(expected.len(), elapsed)
-}
-
-/// Requests per second of `requests` 1 KiB ranged reads of share 0 of `si` (which holds
-/// `data`), `in_flight` at a time: the shape of Tahoe's downloader, which reads hashes and
-/// blocks in small pieces. Each piece is checked.
-pub(crate) async fn small_reads(
-    client: &Client,
-    si: StorageIndex,
-    data: &Arc<Vec<u8>>,
-    requests: usize,
-    in_flight: usize,
-) -> f64 {
-    const PIECE: usize = 1024;
-    let started = Instant::now();
-    let tasks: Vec<_> = (0..in_flight)
-        .map(|task| {
-            let (client, data) = (client.clone(), data.clone());
-            tokio::spawn(async move {
-                for i in 0..requests / in_flight {
-                    let offset = (task * 7919 + i * 4099) * 64 % (data.len() - PIECE);
-                    let range = ReadRange::new(offset as u64, PIECE as u64).expect("range");
-                    let mut out = Vec::with_capacity(PIECE);
-                    client
-                        .read_share(
-                            ShareKind::Immutable,
-                            &si,
-                            ShareNumber(0),
-                            Some(range),
-                            &mut out,
-                        )
-                        .await
-                        .expect("small read");
-                    assert!(out == data[offset..offset + PIECE], "read the wrong bytes");
-                }
-            })
-        })
-        .collect();
-    for task in tasks {
-        task.await.expect("read task");
-    }
-    (requests / in_flight * in_flight) as f64 / started.elapsed().as_secs_f64()
 }
 
 /// Requests per second of `writes` read-test-writes of 4 KiB into one mutable share, one
