@@ -83,7 +83,7 @@ impl Plan {
             Self {
                 short,
                 version_requests: 8192,
-                small_reads: 128,
+                small_reads: 1024,
                 mutable_writes: 300,
                 big: 256 << 20,
                 stock_client: 64 << 20,
