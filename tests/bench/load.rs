@@ -10,16 +10,15 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use gbs::protocol::{paths, Nurl, ReadRange, ShareNumber, StorageIndex};
+use gbs_tests::RawConnection;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
-use tokio_rustls::TlsConnector;
 
 /// A server to load, and the headers every request to it carries.
 #[derive(Clone)]
 pub(crate) struct Target {
-    nurl: Nurl,
-    tls: TlsConnector,
+    nurl: String,
     /// `Host`, `Authorization` and any extra headers, each line ending in CRLF.
     headers: Arc<str>,
 }
@@ -27,33 +26,31 @@ pub(crate) struct Target {
 impl Target {
     /// `extra` headers (`Name: value`) go on every request, e.g. plugin data.
     pub(crate) fn new(nurl: &str, extra: &[String]) -> Self {
-        let nurl: Nurl = nurl.parse().expect("a valid NURL");
-        let config = gbs::client::pinned_tls_config(&nurl).expect("TLS config");
+        let parsed: Nurl = nurl.parse().expect("a valid NURL");
         let mut headers = format!(
             "Host: {}:{}\r\nAuthorization: {}\r\n",
-            nurl.host,
-            nurl.port,
-            gbs::protocol::authorization_value(&nurl.swissnum)
+            parsed.host,
+            parsed.port,
+            gbs::protocol::authorization_value(&parsed.swissnum)
         );
         for header in extra {
             headers.push_str(header);
             headers.push_str("\r\n");
         }
         Self {
-            nurl,
-            tls: TlsConnector::from(Arc::new(config)),
+            nurl: nurl.to_owned(),
             headers: headers.into(),
         }
     }
 
     async fn connect(&self) -> Connection {
-        let tcp = TcpStream::connect((self.nurl.host.as_str(), self.nurl.port))
+        let tls = RawConnection::connect(&self.nurl)
             .await
-            .expect("connect");
-        tcp.set_nodelay(true).expect("TCP_NODELAY");
-        let name = rustls::pki_types::ServerName::try_from("gbs.invalid").expect("a DNS name");
+            .expect("connect")
+            .tls;
+        tls.get_ref().0.set_nodelay(true).expect("TCP_NODELAY");
         Connection {
-            tls: self.tls.connect(name, tcp).await.expect("TLS handshake"),
+            tls,
             input: Vec::with_capacity(16 << 10),
             headers: self.headers.clone(),
         }
