@@ -25,6 +25,7 @@ pub mod config;
 pub mod file_limit;
 pub mod gateway;
 pub mod limits;
+mod linger;
 pub mod node;
 pub mod plugins;
 pub mod protocol;

@@ -19,8 +19,6 @@
 //! one shared thread, a watchdog thread, and at most [`QUEUE`] calls of one plugin in
 //! progress or waiting; past that a call is refused at once rather than queued.
 
-mod deadline;
-mod linger;
 mod own;
 mod shared;
 
@@ -35,7 +33,7 @@ use futures_util::future::Either;
 use futures_util::FutureExt as _;
 use tokio::sync::oneshot;
 
-use deadline::within;
+use crate::linger::{self, within, Missed};
 use own::OwnThread;
 use shared::{Lane, SharedThread, Watched};
 
@@ -58,6 +56,15 @@ pub(super) enum NotRun {
     Panicked,
     /// A synchronous call did not return within its deadline.
     TimedOut,
+}
+
+impl From<Missed> for NotRun {
+    fn from(missed: Missed) -> Self {
+        match missed {
+            Missed::Dropped => NotRun::Unavailable,
+            Missed::Late => NotRun::TimedOut,
+        }
+    }
 }
 
 /// Where one plugin's calls go.
@@ -159,7 +166,10 @@ impl PluginThread {
         let queued = threads.queue(hook, deadline);
         Either::Right(async move {
             match queued {
-                Some(answer) => linger::answer(answer, limit).await.and_then(|a| a),
+                Some(answer) => linger::answer(answer, limit)
+                    .await
+                    .map_err(NotRun::from)
+                    .and_then(|a| a),
                 None => Err(NotRun::Unavailable),
             }
         })

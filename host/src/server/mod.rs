@@ -9,6 +9,7 @@ mod error;
 mod extract;
 mod listener;
 mod memory;
+mod read_thread;
 mod routes;
 mod tls;
 

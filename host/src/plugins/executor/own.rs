@@ -5,8 +5,8 @@ use std::panic::AssertUnwindSafe;
 
 use tokio::sync::mpsc;
 
-use super::linger::early_call;
 use super::{Job, NotRun, QUEUE};
+use crate::linger::early_call;
 
 #[derive(Debug)]
 pub(super) struct OwnThread {

@@ -23,8 +23,8 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
-use super::linger::early_call;
 use super::Job;
+use crate::linger::early_call;
 
 /// How long one poll of a hook may hold the shared thread before its plugin is moved to
 /// its own thread.

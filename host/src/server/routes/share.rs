@@ -16,7 +16,7 @@ use crate::server::error::{blocking, ApiError};
 use crate::server::extract::{
     AcceptsCbor, Authorized, Cbor, NoSecrets, Plugins, SharePath, SiPath,
 };
-use crate::server::AppState;
+use crate::server::{read_thread, AppState};
 
 /// Which kind of share a route serves, as a type so that one handler serves both.
 pub(super) trait Kind {
@@ -171,7 +171,8 @@ async fn read(
 ) -> Result<(Response, u64), ApiError> {
     let store = state.store.clone();
     let ranged = range.is_some();
-    let served = blocking(move || -> Result<Served, ApiError> {
+    // On the small-read thread: most reads are small (see `read_thread`).
+    let served = read_thread::run(move || -> Result<Served, ApiError> {
         let mut reader = match kind {
             ShareKind::Immutable => store.open_immutable(&si, shnum),
             ShareKind::Mutable => store.open_mutable(&si, shnum),
@@ -202,7 +203,11 @@ async fn read(
         reader.file.read_exact(&mut bytes).map_err(failed)?;
         Ok(Served::Bytes(wanted, bytes))
     })
-    .await?;
+    .await
+    .map_err(|read_thread::Panicked| {
+        tracing::error!("reading a share panicked");
+        ApiError::Internal
+    })??;
     let (status, wanted, body) = match served {
         Served::Nothing => return Ok((StatusCode::NO_CONTENT.into_response(), 0)),
         Served::Bytes(wanted, bytes) => (status_of(ranged), wanted, Body::from(bytes)),

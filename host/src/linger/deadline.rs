@@ -11,7 +11,7 @@ use std::time::Duration;
 use tokio::time::{Instant, Sleep};
 
 /// `future`'s output, or `None` once `limit` has passed since this call.
-pub(super) fn within<F: Future>(limit: Duration, future: F) -> Within<F> {
+pub(crate) fn within<F: Future>(limit: Duration, future: F) -> Within<F> {
     Within {
         future: Box::pin(future),
         // A limit too far to represent never comes.
@@ -21,7 +21,7 @@ pub(super) fn within<F: Future>(limit: Duration, future: F) -> Within<F> {
 }
 
 /// See [`within`].
-pub(super) struct Within<F> {
+pub(crate) struct Within<F> {
     future: Pin<Box<F>>,
     until: Option<Instant>,
     timer: Option<Pin<Box<Sleep>>>,

@@ -1,17 +1,19 @@
-//! Plugin threads and the requests waiting for them look for work (or an answer) for a few
-//! microseconds before they sleep: on a VM, waking a sleeping thread costs tens of
-//! microseconds, more than most hooks take. Each kind of looking is done by one thread or
-//! task at a time, so that it never takes more than a core from the server.
+//! Threads that do the node's quick work off the async threads (plugin hooks, small share
+//! reads), and the requests waiting for them, look for work (or an answer) for a while
+//! before they sleep: on a VM, waking a sleeping thread costs tens of microseconds, more
+//! than most hooks or a small read take. Each kind of looking is done by one thread or task
+//! at a time, so that it never takes more than a core from the server.
+
+mod deadline;
+
+pub(crate) use deadline::within;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
-use super::deadline::within;
-use super::NotRun;
-
-/// How long a plugin thread looks for its next call before it parks. Long enough to span
+/// How long a plugin or read thread looks for its next call before it parks. Long enough to span
 /// the gaps of a client that sends one request at a time over TLS (about 100 µs from one
 /// request's `committed` to the next one's `admit` here): at 50 µs the thread parked
 /// between every two requests, and 1 KiB reads on one connection with three plugins ran at
@@ -54,20 +56,52 @@ async fn look<T>(
 
 /// A call for a plugin thread that arrives within [`LINGER`], looked for with `try_next`;
 /// `None` when none did (or another thread is lingering): then wait to be woken.
-pub(super) async fn early_call<J>(try_next: impl FnMut() -> Option<J>) -> Option<J> {
+pub(crate) async fn early_call<J>(try_next: impl FnMut() -> Option<J>) -> Option<J> {
     look(&LINGERING, LINGER, try_next).await
 }
 
+/// A call for a thread that arrives within [`LINGER`], looked for with `try_next` between
+/// `std::thread::yield_now`s (for a thread with no async runtime); `None` when none did
+/// (or another thread is lingering): then wait to be woken.
+pub(crate) fn early_call_blocking<J>(mut try_next: impl FnMut() -> Option<J>) -> Option<J> {
+    if LINGERING
+        .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+        .is_err()
+    {
+        return None;
+    }
+    let started = Instant::now();
+    let found = loop {
+        if let Some(found) = try_next() {
+            break Some(found);
+        }
+        if started.elapsed() >= LINGER {
+            break None;
+        }
+        std::thread::yield_now();
+    };
+    LINGERING.store(false, Ordering::Release);
+    found
+}
+
+/// Why [`answer`] has no answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Missed {
+    /// The other side dropped its end without answering.
+    Dropped,
+    /// Not within the limit.
+    Late,
+}
+
 /// The answer on `answer`, looked for for a while before waiting to be woken, for at most
-/// about `limit`: [`NotRun::Unavailable`] when the plugin's side dropped it, and
-/// [`NotRun::TimedOut`] past the limit.
-pub(super) async fn answer<T>(
+/// about `limit`.
+pub(crate) async fn answer<T>(
     mut answer: oneshot::Receiver<T>,
     limit: Duration,
-) -> Result<T, NotRun> {
+) -> Result<T, Missed> {
     let found = look(&SPINNING, SPIN, || match answer.try_recv() {
         Ok(value) => Some(Ok(value)),
-        Err(oneshot::error::TryRecvError::Closed) => Some(Err(NotRun::Unavailable)),
+        Err(oneshot::error::TryRecvError::Closed) => Some(Err(Missed::Dropped)),
         Err(oneshot::error::TryRecvError::Empty) => None,
     })
     .await;
@@ -75,8 +109,8 @@ pub(super) async fn answer<T>(
         Some(found) => found,
         // The limit counts from here, at most `SPIN` late.
         None => match within(limit, answer).await {
-            Some(answer) => answer.map_err(|_| NotRun::Unavailable),
-            None => Err(NotRun::TimedOut),
+            Some(answer) => answer.map_err(|_| Missed::Dropped),
+            None => Err(Missed::Late),
         },
     }
 }
