@@ -89,11 +89,9 @@ pub(crate) async fn run<T: Send + 'static>(
         .unwrap_or_else(|e| e.into_inner())
         .send(job);
     if let Err(mpsc::SendError(job)) = sent {
-        // The thread is gone (it never ends while the process lives): run it on the pool.
-        return tokio::task::spawn_blocking(job)
-            .await
-            .map_err(|_| Panicked)
-            .and_then(|()| Err(Panicked));
+        // The thread is gone (it never ends while the process lives): the pool runs the
+        // read, which answers as it would have there.
+        drop(tokio::task::spawn_blocking(job));
     }
     match linger::answer(answer, Duration::MAX).await {
         Ok(Ok(value)) => Ok(value),
