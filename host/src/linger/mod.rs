@@ -27,31 +27,54 @@ const SPIN: Duration = Duration::from_micros(40);
 static LINGERING: AtomicBool = AtomicBool::new(false);
 static SPINNING: AtomicBool = AtomicBool::new(false);
 
+/// One thread or task looking, holding its kind's flag until dropped.
+struct Looking {
+    flag: &'static AtomicBool,
+    until: Instant,
+}
+
+impl Looking {
+    /// Starts looking for `limit`, unless someone else of this kind (`flag`) is.
+    fn start(flag: &'static AtomicBool, limit: Duration) -> Option<Looking> {
+        flag.compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .ok()?;
+        Some(Looking {
+            flag,
+            until: Instant::now() + limit,
+        })
+    }
+
+    /// `poll`'s find, `Err(())` once the time is up, `Ok(None)` to look again.
+    fn once<T>(&self, poll: &mut impl FnMut() -> Option<T>) -> Result<Option<T>, ()> {
+        match poll() {
+            Some(found) => Ok(Some(found)),
+            None if Instant::now() >= self.until => Err(()),
+            None => Ok(None),
+        }
+    }
+}
+
+impl Drop for Looking {
+    fn drop(&mut self) {
+        self.flag.store(false, Ordering::Release);
+    }
+}
+
 /// Tries `poll` (yielding to the thread's or worker's other tasks in between) for up to
 /// `limit`, if no one else of this kind (`flag`) is looking; `None` when nothing came.
 async fn look<T>(
-    flag: &AtomicBool,
+    flag: &'static AtomicBool,
     limit: Duration,
     mut poll: impl FnMut() -> Option<T>,
 ) -> Option<T> {
-    if flag
-        .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
-        .is_err()
-    {
-        return None;
+    let looking = Looking::start(flag, limit)?;
+    loop {
+        match looking.once(&mut poll) {
+            Ok(Some(found)) => return Some(found),
+            Ok(None) => tokio::task::yield_now().await,
+            Err(()) => return None,
+        }
     }
-    let started = Instant::now();
-    let found = loop {
-        if let Some(found) = poll() {
-            break Some(found);
-        }
-        if started.elapsed() >= limit {
-            break None;
-        }
-        tokio::task::yield_now().await;
-    };
-    flag.store(false, Ordering::Release);
-    found
 }
 
 /// A call for a plugin thread that arrives within [`LINGER`], looked for with `try_next`;
@@ -60,28 +83,16 @@ pub(crate) async fn early_call<J>(try_next: impl FnMut() -> Option<J>) -> Option
     look(&LINGERING, LINGER, try_next).await
 }
 
-/// A call for a thread that arrives within [`LINGER`], looked for with `try_next` between
-/// `std::thread::yield_now`s (for a thread with no async runtime); `None` when none did
-/// (or another thread is lingering): then wait to be woken.
+/// [`early_call`] for a thread with no async runtime: it yields its CPU between looks.
 pub(crate) fn early_call_blocking<J>(mut try_next: impl FnMut() -> Option<J>) -> Option<J> {
-    if LINGERING
-        .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
-        .is_err()
-    {
-        return None;
+    let looking = Looking::start(&LINGERING, LINGER)?;
+    loop {
+        match looking.once(&mut try_next) {
+            Ok(Some(found)) => return Some(found),
+            Ok(None) => std::thread::yield_now(),
+            Err(()) => return None,
+        }
     }
-    let started = Instant::now();
-    let found = loop {
-        if let Some(found) = try_next() {
-            break Some(found);
-        }
-        if started.elapsed() >= LINGER {
-            break None;
-        }
-        std::thread::yield_now();
-    };
-    LINGERING.store(false, Ordering::Release);
-    found
 }
 
 /// Why [`answer`] has no answer.
