@@ -13,12 +13,13 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
-/// How long a plugin or read thread looks for its next call before it parks. Long enough to span
-/// the gaps of a client that sends one request at a time over TLS (about 100 µs from one
-/// request's `committed` to the next one's `admit` here): at 50 µs the thread parked
-/// between every two requests, and 1 KiB reads on one connection with three plugins ran at
-/// 0.5-0.6 times the rate without plugins instead of 0.9-1.0 (gbs-bench). The price: after
-/// its last call the thread spins this long, on one core, before it sleeps.
+/// How long a plugin or read thread looks for its next call before it parks. Long enough
+/// to span the gaps of a client that sends one request at a time over TLS (about 100 µs
+/// from one request's `committed` to the next one's `admit` here): at 50 µs the plugin
+/// thread parked between every two requests, and 1 KiB reads on one connection with three
+/// plugins ran at 0.5-0.6 times the rate without plugins instead of 0.9-1.0 (gbs-bench).
+/// The price: after its last call the thread spins this long, on one core, before it
+/// sleeps.
 const LINGER: Duration = Duration::from_micros(200);
 
 /// How long a request looks for its plugin's answer before it sleeps until woken.

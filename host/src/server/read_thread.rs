@@ -14,7 +14,7 @@
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
-use std::sync::{Mutex, OnceLock};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use tokio::sync::oneshot;
@@ -26,7 +26,7 @@ type Job = Box<dyn FnOnce() + Send>;
 /// The thread's inbox, and whether it has a read.
 struct ReadThread {
     busy: AtomicBool,
-    jobs: Mutex<mpsc::Sender<Job>>,
+    jobs: mpsc::Sender<Job>,
 }
 
 impl ReadThread {
@@ -49,7 +49,7 @@ impl ReadThread {
                     .ok()?;
                 Some(ReadThread {
                     busy: AtomicBool::new(false),
-                    jobs: Mutex::new(jobs),
+                    jobs,
                 })
             })
             .as_ref()
@@ -83,12 +83,7 @@ pub(crate) async fn run<T: Send + 'static>(
         thread.busy.store(false, Ordering::Release);
         let _ = reply.send(result);
     });
-    let sent = thread
-        .jobs
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .send(job);
-    if let Err(mpsc::SendError(job)) = sent {
+    if let Err(mpsc::SendError(job)) = thread.jobs.send(job) {
         // The thread is gone (it never ends while the process lives): the pool runs the
         // read, which answers as it would have there.
         drop(tokio::task::spawn_blocking(job));
