@@ -128,6 +128,28 @@ fn put_ls_get_and_lease_round_trip_a_file(nurl: Nurl) {
     assert_eq!(output.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&output.stderr).contains("not found (404)"));
     assert!(!missing.exists());
+
+    // Into something that is not a regular file (a FIFO here, as `/dev/null` would be): the
+    // data arrives, and a failed download leaves it in place (it once removed it, as it
+    // removes a partly written file).
+    #[cfg(unix)]
+    {
+        let fifo = dir.path().join("fifo");
+        let made = Command::new("mkfifo").arg(&fifo).status().expect("mkfifo");
+        assert!(made.success());
+        let drain = |fifo: std::path::PathBuf| std::thread::spawn(move || std::fs::read(fifo));
+        let reader = drain(fifo.clone());
+        gbs_json(&[os("get"), os(&nurl), os(SI), os("3"), fifo.as_os_str()]);
+        let read = reader.join().expect("reader").expect("read the FIFO");
+        assert!(read == content, "data through the FIFO differs");
+        let reader = drain(fifo.clone());
+        let output = gbs([os("get"), os(&nurl), os(SI), os("4"), fifo.as_os_str()]);
+        assert_eq!(output.status.code(), Some(1));
+        reader.join().expect("reader").expect("read the FIFO");
+        use std::os::unix::fs::FileTypeExt as _;
+        let kind = std::fs::symlink_metadata(&fifo).expect("the FIFO is still there");
+        assert!(kind.file_type().is_fifo());
+    }
 }
 
 fn put_resumes_with_the_printed_upload_secret(nurl: Nurl) {

@@ -44,7 +44,9 @@ pub(super) async fn get(args: &GetArgs, kind: ShareKind, output: Output) -> anyh
     Ok(())
 }
 
-/// Downloads into `path`, removing the file again if the download fails.
+/// Downloads into `path`. A regular file is synced, and removed again if the download fails;
+/// anything else (`/dev/null`, a FIFO, a terminal) is only written to: it cannot be synced,
+/// and it is not ours to remove.
 async fn download_to_file(
     client: &Client,
     kind: ShareKind,
@@ -56,16 +58,24 @@ async fn download_to_file(
     let mut file = tokio::fs::File::create(path)
         .await
         .with_context(|| format!("cannot create {}", path.display()))?;
-    let result = client.read_share(kind, si, shnum, range, &mut file).await;
-    let result = match result {
-        Ok(written) => file
-            .sync_all()
-            .await
-            .map(|()| written)
-            .map_err(anyhow::Error::from),
-        Err(error) => Err(error.into()),
-    };
-    if result.is_err() {
+    let regular = file
+        .metadata()
+        .await
+        .with_context(|| format!("cannot inspect {}", path.display()))?
+        .is_file();
+    let mut result = client
+        .read_share(kind, si, shnum, range, &mut file)
+        .await
+        .map_err(anyhow::Error::from);
+    if let Ok(written) = result {
+        let finished = if regular {
+            file.sync_all().await
+        } else {
+            tokio::io::AsyncWriteExt::flush(&mut file).await
+        };
+        result = finished.map(|()| written).map_err(anyhow::Error::from);
+    }
+    if result.is_err() && regular {
         drop(file);
         let _ = tokio::fs::remove_file(path).await;
     }
