@@ -30,6 +30,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use gbs::client::{Client, ClientBuilder};
+use gbs::protocol::StorageIndex;
 use gbs::plugins::registry::open_library;
 use gbs::plugins::ClientPluginHandle;
 use gbs_tests::{
@@ -256,7 +257,7 @@ async fn versus_stock(plan: &Plan, data: &Arc<Vec<u8>>) -> [Section; 2] {
 /// A server under test, how to reach it and its process.
 struct Server {
     client: Client,
-    wide: Client,
+    nurl: String,
     /// The small-request rows' load generator.
     target: load::Target,
     pid: u32,
@@ -323,11 +324,25 @@ impl Server {
     fn new(nurl: &str, pid: u32, scale: usize) -> Self {
         Self {
             client: client(nurl, 1, Vec::new()),
-            wide: client(nurl, WIDE, Vec::new()),
+            nurl: nurl.to_owned(),
             target: load::Target::new(nurl, &[]),
             pid,
             scale,
         }
+    }
+
+    /// The upload and download rows, with our client as `gbs client` runs it (see
+    /// [`workloads::on_own_thread`]). On the multi-threaded runtime the other rows need, its
+    /// connection's task and the task reading the body woke each other across threads, at a
+    /// third of its download rate on this machine.
+    async fn transfers(&self, si: StorageIndex, data: &Arc<Vec<u8>>) -> (f64, f64) {
+        let (nurl, data) = (self.nurl.clone(), data.clone());
+        workloads::on_own_thread(move || async move {
+            let client = client(&nurl, WIDE, Vec::new());
+            let upload = workloads::upload(&client, si, &data).await;
+            (upload, workloads::download(&client, &si, &data).await)
+        })
+        .await
     }
 
     async fn measure(&self, plan: &Plan, data: &Arc<Vec<u8>>) -> Measured {
@@ -345,8 +360,7 @@ impl Server {
             })
             .await;
             let si = storage_index(10 + round);
-            let upload = workloads::upload(&self.wide, si, data).await;
-            let download = workloads::download(&self.wide, &si, data).await;
+            let (upload, download) = self.transfers(si, data).await;
             let round = Measured {
                 version,
                 version_cpu_micros: cpu,
