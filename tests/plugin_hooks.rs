@@ -405,17 +405,17 @@ fn start_up_refuses_incompatible_libraries_naming_the_plugin() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_plugin_built_against_interface_1_2_serves_requests() {
-    let newer = gbs_tests::build_fixture("plugin-1.2").display().to_string();
-    let dir = node_with_plugins(&[("fixture-1.2", &[("library", &newer)])]);
+async fn a_plugin_built_against_interface_1_3_serves_requests() {
+    let newer = gbs_tests::build_fixture("plugin-1.3").display().to_string();
+    let dir = node_with_plugins(&[("fixture-1.3", &[("library", &newer)])]);
     let node = GbsNode::start_in(dir);
     let client = client(&node, Vec::new());
     let data = store_and_read(&client, StorageIndex::from_bytes([9; 16]))
         .await
-        .expect("the 1.2 plugin admits");
+        .expect("the 1.3 plugin admits");
     assert_eq!(data, b"data");
     let announced = client.plugin_announcements().await.expect("list");
-    assert_eq!(announced[0].name, "fixture-1.2");
+    assert_eq!(announced[0].name, "fixture-1.3");
 }
 
 /// An operator's plugins built before interface 1.1 keep working after the upgrade: the

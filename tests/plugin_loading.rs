@@ -41,36 +41,41 @@ fn assert_check(file: &Path, status: i32, verdict: &str, line: &str) -> String {
 
 #[test]
 fn check_accepts_a_plugin_built_against_the_same_interface() {
-    let lib = build_fixture("plugin-1.1");
+    let lib = build_fixture("plugin-lease-renewal");
     let (code, stdout) = check(&lib);
     assert_eq!(code, 0, "{stdout}");
     assert_eq!(
         stdout,
         format!(
-            "{}: compatible\n    interface: 1.1.0\n    plugin: fixture-1.1 0.1.0 (server, client)\n",
+            "{}: compatible\n    interface: 1.2.0\n    plugin: fixture-lease-renewal 0.1.0 (server)\n",
             lib.display()
         )
     );
 }
 
 #[test]
-fn check_accepts_a_plugin_built_against_an_older_minor_interface() {
-    let lib = build_fixture("plugin-1.0");
-    let (code, stdout) = check(&lib);
-    assert_eq!(code, 0, "{stdout}");
-    assert_eq!(
-        stdout,
-        format!(
-            "{}: compatible\n    interface: 1.0.0\n    plugin: fixture-1.0 0.1.0 (server, client)\n",
-            lib.display()
-        )
-    );
+fn check_accepts_plugins_built_against_older_minor_interfaces() {
+    for (fixture, interface, name) in [
+        ("plugin-1.0", "1.0.0", "fixture-1.0"),
+        ("plugin-1.1", "1.1.0", "fixture-1.1"),
+    ] {
+        let lib = build_fixture(fixture);
+        let (code, stdout) = check(&lib);
+        assert_eq!(code, 0, "{stdout}");
+        assert_eq!(
+            stdout,
+            format!(
+                "{}: compatible\n    interface: {interface}\n    plugin: {name} 0.1.0 (server, client)\n",
+                lib.display()
+            )
+        );
+    }
 }
 
 #[test]
 fn check_accepts_a_plugin_built_against_a_newer_minor_interface() {
-    let lib = build_fixture("plugin-1.2");
-    assert_check(&lib, 0, "compatible", "interface: 1.2.0");
+    let lib = build_fixture("plugin-1.3");
+    assert_check(&lib, 0, "compatible", "interface: 1.3.0");
 }
 
 #[test]
@@ -245,7 +250,7 @@ fn list_shows_whether_each_configured_plugin_would_load() {
          \x20   fixture-1.0 (library plugins/good.so): would load (version 0.1.0, interface 1.0.0)\n\
          \x20   gone (library plugins/gone.so): will not load: no such file\n\
          \x20   fixture-2.0 (library {major}): will not load: built against plugin interface 2.0; this host speaks 1.x\n\
-         \x20   fixture-ctor-fails (looked up in {dir}): would load (version 0.1.0, interface 1.1.0) from {dir}/ctor-fails.so\n\
+         \x20   fixture-ctor-fails (looked up in {dir}): would load (version 0.1.0, interface 1.2.0) from {dir}/ctor-fails.so\n\
          client plugins:\n\
          \x20   fixture-1.0 (library plugins/good.so): would load (version 0.1.0, interface 1.0.0)\n",
         major = major.display(),
@@ -254,7 +259,7 @@ fn list_shows_whether_each_configured_plugin_would_load() {
     assert_eq!(stdout, expected);
 }
 
-/// Runs fixture host `host` (`host-1.0`, `host-1.2`) on fixture library `plugin`: exit
+/// Runs fixture host `host` (`host-1.0`, `host-1.3`) on fixture library `plugin`: exit
 /// status and stdout.
 fn run_host(host: &str, plugin: &str) -> (i32, String) {
     let out = Command::new(build_fixture(host))
@@ -267,13 +272,12 @@ fn run_host(host: &str, plugin: &str) -> (i32, String) {
 
 #[test]
 fn a_host_a_minor_ahead_loads_plugins_built_against_older_minors() {
-    // Inputs tried: a plugin on the workspace's interface (1.1, one minor behind the host)
-    // and one on 1.0 (two behind).
+    // Inputs tried: plugins on 1.1 and 1.0 (two and three minors behind the host).
     for (plugin, interface, name) in [
         ("plugin-1.1", "1.1.0", "fixture-1.1"),
         ("plugin-1.0", "1.0.0", "fixture-1.0"),
     ] {
-        let (code, stdout) = run_host("host-1.2", plugin);
+        let (code, stdout) = run_host("host-1.3", plugin);
         assert_eq!(code, 0, "{plugin}: {stdout}");
         assert_eq!(
             stdout,
@@ -283,7 +287,7 @@ fn a_host_a_minor_ahead_loads_plugins_built_against_older_minors() {
                  plugin: {name} 0.1.0\n\
                  features field: None\n\
                  announce: 1 bytes\n\
-                 health: 0 bytes (the 1.2 default)\n\
+                 health: 0 bytes (the 1.3 default)\n\
                  OK\n"
             ),
             "{plugin}"
@@ -293,7 +297,7 @@ fn a_host_a_minor_ahead_loads_plugins_built_against_older_minors() {
 
 #[test]
 fn a_host_a_minor_ahead_still_refuses_a_changed_type_in_an_older_plugin() {
-    let (code, stdout) = run_host("host-1.2", "plugin-changed");
+    let (code, stdout) = run_host("host-1.3", "plugin-changed");
     assert_eq!(code, 1, "{stdout}");
     // Checked with the layouts swapped, but reported in the host's terms.
     assert!(stdout.ends_with(
@@ -303,7 +307,8 @@ fn a_host_a_minor_ahead_still_refuses_a_changed_type_in_an_older_plugin() {
 
 #[test]
 fn a_1_0_host_refuses_a_plugin_only_for_the_1_1_call_it_needs() {
-    // Input tried: a 1.1 plugin whose server constructor insists on choosing lease renewal.
+    // Input tried: a plugin on the workspace's interface (1.2) whose server constructor
+    // insists on choosing lease renewal, a 1.1 call.
     // The 1.0 host loads it (a newer minor passes abi_stable's own check); the call, missing
     // from the host's vtable, runs the interface's default body, and the constructor fails
     // with it instead of running where leases would be given away.
@@ -311,7 +316,7 @@ fn a_1_0_host_refuses_a_plugin_only_for_the_1_1_call_it_needs() {
     assert_eq!(code, 1, "{stdout}");
     assert_eq!(
         stdout,
-        "library interface: 1.1.0\n\
+        "library interface: 1.2.0\n\
          accepted: Checked\n\
          plugin: fixture-lease-renewal 0.1.0\n\
          refused: new_server: unsupported: the host implements plugin interface 1.0; choosing \
@@ -339,7 +344,7 @@ fn a_1_0_host_refuses_a_plugin_only_for_the_1_1_call_it_needs() {
         );
     }
     // ...and a host that has the call builds the plugin that needs it.
-    let (code, stdout) = run_host("host-1.2", "plugin-lease-renewal");
+    let (code, stdout) = run_host("host-1.3", "plugin-lease-renewal");
     assert_eq!(code, 0, "{stdout}");
     assert!(
         stdout.contains("\nlease renewal: LeaseRenewal(1)\nannounce: 1 bytes\n"),
@@ -351,12 +356,351 @@ fn a_1_0_host_refuses_a_plugin_only_for_the_1_1_call_it_needs() {
 /// become those.
 type Change = (&'static [&'static str], &'static [&'static str]);
 
+/// Documented changes made one list after the other: a snapshot of an older minor undoes
+/// each newer minor's additions in turn, newest first.
+type Changes = &'static [&'static [Change]];
+
 /// A snapshot's own files, each with its documented changes.
-type OwnFiles = &'static [(&'static str, &'static [Change])];
+type OwnFiles = &'static [(&'static str, Changes)];
 
 /// A snapshot: its directory, the documented changes to the code of its `lib.rs`, and its
 /// own files.
-type Snapshot = (&'static str, &'static [Change], OwnFiles);
+type Snapshot = (&'static str, Changes, OwnFiles);
+
+/// What 1.2 added (declared server hooks), undone: the snapshots of 1.1 and 1.0 lack it.
+const BEFORE_1_2_FFI: &[Change] = &[
+    (
+        &[
+            "/// Bit set of the server hooks a plugin implements, so that the host calls no other (added",
+            "/// in 1.2; a 1.0 or 1.1 plugin is called for all of them).",
+            "#[repr(transparent)]",
+            "#[derive(StableAbi, Debug, Clone, Copy, PartialEq, Eq)]",
+            "pub struct ServerHooks(pub u32);",
+            "",
+            "impl ServerHooks {",
+            "    /// `admit`: without it, every operation the plugin is interested in is admitted with no",
+            "    /// call.",
+            "    pub const ADMIT: ServerHooks = ServerHooks(1);",
+            "    /// `committed`: without it, the plugin is not told of operations that succeeded.",
+            "    pub const COMMITTED: ServerHooks = ServerHooks(2);",
+            "    /// Both, as a plugin built against 1.0 or 1.1 is treated.",
+            "    pub const ALL: ServerHooks = ServerHooks(Self::ADMIT.0 | Self::COMMITTED.0);",
+            "",
+            "    /// Whether every bit of `other` is set.",
+            "    pub const fn contains(self, other: ServerHooks) -> bool {",
+            "        self.0 & other.0 == other.0",
+            "    }",
+            "}",
+            "",
+            "/// The GBS operations, numbered for [`Interests`]. New kinds get new numbers.",
+        ],
+        &["/// The GBS operations, numbered for [`Interests`]. New kinds get new numbers."],
+    ),
+    (
+        &[
+            "    fn stop(&self) -> FfiFuture<RResult<(), PluginError>>;",
+            "",
+            "    /// Added in 1.2: the hooks this plugin implements; the host calls no other. A 1.0 or 1.1",
+            "    /// plugin lacks it, and this default says it implements them all.",
+            "    fn hooks(&self) -> ServerHooks {",
+            "        ServerHooks::ALL",
+            "    }",
+        ],
+        &["    fn stop(&self) -> FfiFuture<RResult<(), PluginError>>;"],
+    ),
+];
+
+const BEFORE_1_2_SDK: &[Change] = &[
+    (
+        &["    RouteResponse, ServerConnectionBox, ServerConnectionFfi_TO, ServerHooks, ServerPluginFfi,"],
+        &["    RouteResponse, ServerConnectionBox, ServerConnectionFfi_TO, ServerPluginFfi,"],
+    ),
+    (
+        &[
+            "impl ServerHooks {",
+            "    /// Both sets. In a `const` item (such as [`ServerPlugin::HOOKS`]) write",
+            "    /// `ServerHooks::ADMIT.union(ServerHooks::COMMITTED)` or [`ServerHooks::ALL`];",
+            "    /// elsewhere `|` does the same.",
+            "    pub const fn union(self, other: ServerHooks) -> ServerHooks {",
+            "        ServerHooks(self.0 | other.0)",
+            "    }",
+            "}",
+            "",
+            "impl std::ops::BitOr for ServerHooks {",
+            "    type Output = ServerHooks;",
+            "",
+            "    fn bitor(self, other: ServerHooks) -> ServerHooks {",
+            "        self.union(other)",
+            "    }",
+            "}",
+            "",
+            "/// A plugin's settings: the keys of its `[storageserver.plugins.NAME]` or",
+        ],
+        &["/// A plugin's settings: the keys of its `[storageserver.plugins.NAME]` or"],
+    ),
+    (
+        &[
+            "pub trait ServerPlugin: Send + Sync + 'static {",
+            "    /// Which of [`admit`](Self::admit) and [`committed`](Self::committed) this side",
+            "    /// implements: the host calls no other, which saves it a hand-off to the plugin's",
+            "    /// thread per operation for each hook left at its default. Name every one you",
+            "    /// implement: the host never calls one left out (a unit test that calls it directly",
+            "    /// does not notice). Interface 1.2; older hosts call both.",
+            "    const HOOKS: ServerHooks = ServerHooks::ALL;",
+            "",
+        ],
+        &["pub trait ServerPlugin: Send + Sync + 'static {"],
+    ),
+    (
+        &[
+            "        guarded(move || async move { this.stop().await })",
+            "    }",
+            "",
+            "    fn hooks(&self) -> ServerHooks {",
+            "        T::HOOKS",
+            "    }",
+        ],
+        &[
+            "        guarded(move || async move { this.stop().await })",
+            "    }",
+        ],
+    ),
+];
+
+const BEFORE_1_2_EXPORT: &[Change] = &[(
+    &["pub const INTERFACE_VERSION: (u16, u16) = (1, 2);"],
+    &["pub const INTERFACE_VERSION: (u16, u16) = (1, 1);"],
+)];
+
+const BEFORE_1_2_LIB: &[Change] = &[(
+    &["    RouteResponse, ServerHooks,"],
+    &["    RouteResponse,"],
+)];
+
+/// What 1.1 added (lease renewal, client routes), undone after 1.2's: the snapshot of 1.0.
+const BEFORE_1_1_LIB: &[Change] = &[(
+    &[
+        "    Interests, LeaseRenewal, LogLevel, OperationKind, PluginError, Rejection, Roles, RouteRequest,",
+        "    RouteResponse,",
+    ],
+    &[
+        "    Interests, LogLevel, OperationKind, PluginError, Rejection, Roles, RouteRequest, RouteResponse,",
+    ],
+)];
+
+const BEFORE_1_1_FFI: &[Change] = &[
+    (
+        &[
+            "/// How the host grants leases on the operations a plugin admits (added in 1.1).",
+            "#[repr(transparent)]",
+            "#[derive(StableAbi, Debug, Clone, Copy, PartialEq, Eq, Default)]",
+            "pub struct LeaseRenewal(pub u8);",
+            "",
+            "impl LeaseRenewal {",
+            "    /// As stock Tahoe: an allocation renews the lease on the shares the server already has,",
+            "    /// and a mutable write renews it on every share written.",
+            "    pub const IMPLICIT: Self = Self(0);",
+            "    /// Leases only when asked for (`PUT /storage/v1/lease`): an allocation leaves the shares",
+            "    /// the server already has alone (new shares still get their first lease), and a mutable",
+            "    /// write adds a lease only to written shares without an unexpired one.",
+            "    pub const EXPLICIT: Self = Self(1);",
+            "}",
+            "",
+            "/// Severity of a log line sent to the host.",
+        ],
+        &["/// Severity of a log line sent to the host."],
+    ),
+    (
+        &[
+            "    ) -> FfiFuture<RResult<(), PluginError>>;",
+            "",
+            "    /// Added in 1.1: serves the client plugin's own local resource (a wallet, a price",
+            "    /// calculator). A 1.0 plugin has none.",
+            "    fn route(&self, request: RouteRequest) -> FfiFuture<RResult<RouteResponse, PluginError>> {",
+            "        let _ = request;",
+            "        async_ffi::FutureExt::into_ffi(async {",
+            "            RResult::ROk(RouteResponse {",
+            "                status: 404,",
+            "                content_type: \"text/plain; charset=utf-8\".into(),",
+            "                body: RVec::from(b\"this plugin has no client route\".to_vec()),",
+            "            })",
+            "        })",
+            "    }",
+        ],
+        &["    ) -> FfiFuture<RResult<(), PluginError>>;"],
+    ),
+    (
+        &[
+            "    fn add_lease(&self, request: RVec<u8>) -> FfiFuture<RResult<(), PluginError>>;",
+            "",
+            "    /// Added in 1.1: how leases are granted on the operations this plugin admits. Server",
+            "    /// side only. A 1.0 host lacks it, and this default says so.",
+            "    fn set_lease_renewal(&self, renewal: LeaseRenewal) -> RResult<(), PluginError> {",
+            "        let _ = renewal;",
+            "        RResult::RErr(PluginError {",
+            "            kind: ErrorKind::UNSUPPORTED,",
+            "            message: \"the host implements plugin interface 1.0; choosing lease renewal needs 1.1\"",
+            "                .into(),",
+            "        })",
+            "    }",
+        ],
+        &[
+            "    fn add_lease(&self, request: RVec<u8>) -> FfiFuture<RResult<(), PluginError>>;",
+        ],
+    ),
+];
+
+const BEFORE_1_1_EXPORT: &[Change] = &[(
+    &["pub const INTERFACE_VERSION: (u16, u16) = (1, 1);"],
+    &["pub const INTERFACE_VERSION: (u16, u16) = (1, 0);"],
+)];
+
+const BEFORE_1_1_SDK: &[Change] = &[
+    (
+        &[
+            "    ClientPluginFfi, ClientPluginFfi_TO, ErrorKind, HostApiBox, HostApiFfi_TO, Interests,",
+            "    LeaseRenewal, LogLevel, OperationKind, PluginError, Rejection, Roles, RouteRequest,",
+            "    RouteResponse, ServerConnectionBox, ServerConnectionFfi_TO, ServerPluginFfi,",
+            "    ServerPluginFfi_TO,",
+        ],
+        &[
+            "    ClientPluginFfi, ClientPluginFfi_TO, ErrorKind, HostApiBox, HostApiFfi_TO, Interests, LogLevel,",
+            "    OperationKind, PluginError, Rejection, Roles, RouteRequest, RouteResponse, ServerConnectionBox,",
+            "    ServerConnectionFfi_TO, ServerPluginFfi, ServerPluginFfi_TO,",
+        ],
+    ),
+    (
+        &[
+            "    }",
+            "",
+            "    /// Serves the plugin's local resource, for the client's operator (`gbs client --node",
+            "    /// DIR client-route NAME ...`): a wallet, a price calculator. Interface 1.1.",
+            "    fn route(",
+            "        &self,",
+            "        request: RouteRequest,",
+            "    ) -> impl Future<Output = Result<RouteResponse, PluginError>> + Send {",
+            "        let _ = request;",
+            "        async { Ok(RouteResponse::text(404, \"this plugin has no client route\")) }",
+            "    }",
+        ],
+        &["    }"],
+    ),
+    (
+        &[
+            "    /// Chooses how leases are granted on the operations this plugin admits (server side",
+            "    /// only; by default [`LeaseRenewal::IMPLICIT`], as stock Tahoe). A plugin that charges for",
+            "    /// leases calls this from its constructor with [`LeaseRenewal::EXPLICIT`]; a host older",
+            "    /// than interface 1.1 answers an `unsupported` error, so the plugin can refuse to run",
+            "    /// there instead of giving leases away.",
+            "    pub fn set_lease_renewal(&self, renewal: LeaseRenewal) -> Result<(), PluginError> {",
+            "        self.0.set_lease_renewal(renewal).into_result()",
+            "    }",
+            "",
+            "    /// Adds or renews a lease on given shares (server side only).",
+        ],
+        &["    /// Adds or renews a lease on given shares (server side only)."],
+    ),
+    (
+        &[
+            "    }",
+            "",
+            "    fn route(&self, request: RouteRequest) -> FfiFuture<RResult<RouteResponse, PluginError>> {",
+            "        let this = self.0.clone();",
+            "        guarded(move || async move { this.route(request).await })",
+            "    }",
+            "}",
+        ],
+        &["    }", "}"],
+    ),
+];
+
+const BEFORE_1_1_TESTING: &[Change] = &[
+    (
+        &["use crate::ffi::{HostApiFfi, HostApiFfi_TO, LeaseRenewal, LogLevel, PluginError};"],
+        &["use crate::ffi::{HostApiFfi, HostApiFfi_TO, LogLevel, PluginError};"],
+    ),
+    (
+        &[
+            "    leases: Mutex<Vec<LeaseRequest>>,",
+            "    lease_renewal: Mutex<LeaseRenewal>,",
+        ],
+        &["    leases: Mutex<Vec<LeaseRequest>>,"],
+    ),
+    (
+        &[
+            "        locked(&self.0.leases).clone()",
+            "    }",
+            "",
+            "    /// What the plugin chose with [`Host::set_lease_renewal`].",
+            "    pub fn lease_renewal(&self) -> LeaseRenewal {",
+            "        *locked(&self.0.lease_renewal)",
+            "    }",
+        ],
+        &["        locked(&self.0.leases).clone()", "    }"],
+    ),
+    (
+        &[
+            "        async move { RResult::from(answer) }.into_ffi()",
+            "    }",
+            "",
+            "    fn set_lease_renewal(&self, renewal: LeaseRenewal) -> RResult<(), PluginError> {",
+            "        *locked(&self.0.lease_renewal) = renewal;",
+            "        RResult::ROk(())",
+            "    }",
+        ],
+        &[
+            "        async move { RResult::from(answer) }.into_ffi()",
+            "    }",
+        ],
+    ),
+];
+
+/// What the hypothetical 1.3 adds: a root-module field and a server-trait method.
+const IN_1_3_FFI: &[Change] = &[
+    (
+        &["}", "", "impl RootModule for PluginLibraryRef {"],
+        &[
+            "    /// Added in 1.3: bit set of optional interface features the library supports.",
+            "    pub features: extern \"C\" fn() -> u64,",
+            "}",
+            "",
+            "impl RootModule for PluginLibraryRef {",
+        ],
+    ),
+    (
+        &["}", "", "/// An owned server plugin object."],
+        &[
+            "",
+            "    /// Added in 1.3: a health report (CBOR); the default reports nothing.",
+            "    fn health(&self) -> RResult<RVec<u8>, PluginError> {",
+            "        RResult::ROk(RVec::new())",
+            "    }",
+            "}",
+            "",
+            "/// An owned server plugin object.",
+        ],
+    ),
+];
+const IN_1_3_EXPORT: &[Change] = &[
+    (
+        &["pub const INTERFACE_VERSION: (u16, u16) = (1, 2);"],
+        &["pub const INTERFACE_VERSION: (u16, u16) = (1, 3);"],
+    ),
+    (
+        &["/// Builds the root module for a plugin list. `panic_unwind` must be evaluated in the"],
+        &[
+            "extern \"C\" fn features() -> u64 {",
+            "    1",
+            "}",
+            "",
+            "/// Builds the root module for a plugin list. `panic_unwind` must be evaluated in the",
+        ],
+    ),
+    (
+        &["    }", "    .leak_into_prefix()"],
+        &["        features,", "    }", "    .leak_into_prefix()"],
+    ),
+];
 
 /// Where the snapshots' sources live relative to their `src/lib.rs`.
 const REAL_SRC: &str = "../../../../plugin-interface/src/";
@@ -373,10 +717,10 @@ fn lib_code(text: &str) -> String {
 
 /// `real` with each change made once; the changed lines must be there exactly once, else
 /// the change no longer describes the snapshot.
-fn apply(real: &str, changes: &[Change], what: &str) -> String {
+fn apply(real: &str, changes: Changes, what: &str) -> String {
     let block = |lines: &[&str]| format!("\n{}\n", lines.join("\n"));
     let mut text = format!("\n{real}");
-    for (from, to) in changes {
+    for (from, to) in changes.iter().copied().flatten() {
         let (from, to) = (block(from), block(to));
         assert_eq!(
             text.matches(&from).count(),
@@ -414,7 +758,8 @@ fn assert_same_text(copy: &str, expected: &str, what: &str) {
 
 /// The snapshots must follow `plugin-interface` except for their documented changes, or
 /// the compatibility tests above would test an interface that no longer exists (or, for
-/// `interface-1.0`, one that never existed: its changes undo exactly what 1.1 added). Each
+/// `interface-1.1` and `interface-1.0`, one that never existed: their changes undo exactly
+/// what each later minor added). Each
 /// keeps only the files that change (`interface-2.0` none: only its version differs) and
 /// takes the others from plugin-interface with `#[path]`.
 #[test]
@@ -423,249 +768,29 @@ fn interface_snapshots_differ_from_the_interface_only_as_documented() {
     let read = |path: &Path| {
         std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
     };
-    let cases: [Snapshot; 3] = [
+    let cases: [Snapshot; 4] = [
         (
-            "interface-1.2",
+            "interface-1.3",
             &[],
+            &[("ffi.rs", &[IN_1_3_FFI]), ("export.rs", &[IN_1_3_EXPORT])],
+        ),
+        (
+            "interface-1.1",
+            &[BEFORE_1_2_LIB],
             &[
-                (
-                    "ffi.rs",
-                    &[
-                        (
-                            &["    pub new_client:", "        extern \"C\" fn(RStr<'_>, RVec<u8>, HostApiBox) -> RResult<ClientPluginBox, PluginError>,"],
-                            &[
-                                "    pub new_client:",
-                                "        extern \"C\" fn(RStr<'_>, RVec<u8>, HostApiBox) -> RResult<ClientPluginBox, PluginError>,",
-                                "    /// Added in 1.2: bit set of optional interface features the library supports.",
-                                "    pub features: extern \"C\" fn() -> u64,",
-                            ],
-                        ),
-                        (
-                            &["    fn stop(&self) -> FfiFuture<RResult<(), PluginError>>;"],
-                            &[
-                                "    fn stop(&self) -> FfiFuture<RResult<(), PluginError>>;",
-                                "",
-                                "    /// Added in 1.2: a health report (CBOR); the default reports nothing.",
-                                "    fn health(&self) -> RResult<RVec<u8>, PluginError> {",
-                                "        RResult::ROk(RVec::new())",
-                                "    }",
-                            ],
-                        ),
-                    ],
-                ),
-                (
-                    "export.rs",
-                    &[
-                        (
-                            &["pub const INTERFACE_VERSION: (u16, u16) = (1, 1);"],
-                            &["pub const INTERFACE_VERSION: (u16, u16) = (1, 2);"],
-                        ),
-                        (
-                            &["/// Builds the root module for a plugin list. `panic_unwind` must be evaluated in the"],
-                            &[
-                                "extern \"C\" fn features() -> u64 {",
-                                "    1",
-                                "}",
-                                "",
-                                "/// Builds the root module for a plugin list. `panic_unwind` must be evaluated in the",
-                            ],
-                        ),
-                        (
-                            &["        new_client: new_client::<L>,"],
-                            &["        new_client: new_client::<L>,", "        features,"],
-                        ),
-                    ],
-                ),
+                ("ffi.rs", &[BEFORE_1_2_FFI]),
+                ("export.rs", &[BEFORE_1_2_EXPORT]),
+                ("sdk.rs", &[BEFORE_1_2_SDK]),
             ],
         ),
         (
             "interface-1.0",
-            &[(
-                &[
-                    "    Interests, LeaseRenewal, LogLevel, OperationKind, PluginError, Rejection, Roles, RouteRequest,",
-                    "    RouteResponse,",
-                ],
-                &[
-                    "    Interests, LogLevel, OperationKind, PluginError, Rejection, Roles, RouteRequest, RouteResponse,",
-                ],
-            )],
+            &[BEFORE_1_2_LIB, BEFORE_1_1_LIB],
             &[
-                (
-                    "ffi.rs",
-                    &[
-                        (
-                            &[
-                                "/// How the host grants leases on the operations a plugin admits (added in 1.1).",
-                                "#[repr(transparent)]",
-                                "#[derive(StableAbi, Debug, Clone, Copy, PartialEq, Eq, Default)]",
-                                "pub struct LeaseRenewal(pub u8);",
-                                "",
-                                "impl LeaseRenewal {",
-                                "    /// As stock Tahoe: an allocation renews the lease on the shares the server already has,",
-                                "    /// and a mutable write renews it on every share written.",
-                                "    pub const IMPLICIT: Self = Self(0);",
-                                "    /// Leases only when asked for (`PUT /storage/v1/lease`): an allocation leaves the shares",
-                                "    /// the server already has alone (new shares still get their first lease), and a mutable",
-                                "    /// write adds a lease only to written shares without an unexpired one.",
-                                "    pub const EXPLICIT: Self = Self(1);",
-                                "}",
-                                "",
-                                "/// Severity of a log line sent to the host.",
-                            ],
-                            &["/// Severity of a log line sent to the host."],
-                        ),
-                        (
-                            &[
-                                "    ) -> FfiFuture<RResult<(), PluginError>>;",
-                                "",
-                                "    /// Added in 1.1: serves the client plugin's own local resource (a wallet, a price",
-                                "    /// calculator). A 1.0 plugin has none.",
-                                "    fn route(&self, request: RouteRequest) -> FfiFuture<RResult<RouteResponse, PluginError>> {",
-                                "        let _ = request;",
-                                "        async_ffi::FutureExt::into_ffi(async {",
-                                "            RResult::ROk(RouteResponse {",
-                                "                status: 404,",
-                                "                content_type: \"text/plain; charset=utf-8\".into(),",
-                                "                body: RVec::from(b\"this plugin has no client route\".to_vec()),",
-                                "            })",
-                                "        })",
-                                "    }",
-                            ],
-                            &["    ) -> FfiFuture<RResult<(), PluginError>>;"],
-                        ),
-                        (
-                            &[
-                                "    fn add_lease(&self, request: RVec<u8>) -> FfiFuture<RResult<(), PluginError>>;",
-                                "",
-                                "    /// Added in 1.1: how leases are granted on the operations this plugin admits. Server",
-                                "    /// side only. A 1.0 host lacks it, and this default says so.",
-                                "    fn set_lease_renewal(&self, renewal: LeaseRenewal) -> RResult<(), PluginError> {",
-                                "        let _ = renewal;",
-                                "        RResult::RErr(PluginError {",
-                                "            kind: ErrorKind::UNSUPPORTED,",
-                                "            message: \"the host implements plugin interface 1.0; choosing lease renewal needs 1.1\"",
-                                "                .into(),",
-                                "        })",
-                                "    }",
-                            ],
-                            &[
-                                "    fn add_lease(&self, request: RVec<u8>) -> FfiFuture<RResult<(), PluginError>>;",
-                            ],
-                        ),
-                    ],
-                ),
-                (
-                    "export.rs",
-                    &[(
-                        &["pub const INTERFACE_VERSION: (u16, u16) = (1, 1);"],
-                        &["pub const INTERFACE_VERSION: (u16, u16) = (1, 0);"],
-                    )],
-                ),
-                (
-                    "sdk.rs",
-                    &[
-                        (
-                            &[
-                                "    ClientPluginFfi, ClientPluginFfi_TO, ErrorKind, HostApiBox, HostApiFfi_TO, Interests,",
-                                "    LeaseRenewal, LogLevel, OperationKind, PluginError, Rejection, Roles, RouteRequest,",
-                                "    RouteResponse, ServerConnectionBox, ServerConnectionFfi_TO, ServerPluginFfi,",
-                                "    ServerPluginFfi_TO,",
-                            ],
-                            &[
-                                "    ClientPluginFfi, ClientPluginFfi_TO, ErrorKind, HostApiBox, HostApiFfi_TO, Interests, LogLevel,",
-                                "    OperationKind, PluginError, Rejection, Roles, RouteRequest, RouteResponse, ServerConnectionBox,",
-                                "    ServerConnectionFfi_TO, ServerPluginFfi, ServerPluginFfi_TO,",
-                            ],
-                        ),
-                        (
-                            &[
-                                "    }",
-                                "",
-                                "    /// Serves the plugin's local resource, for the client's operator (`gbs client --node",
-                                "    /// DIR client-route NAME ...`): a wallet, a price calculator. Interface 1.1.",
-                                "    fn route(",
-                                "        &self,",
-                                "        request: RouteRequest,",
-                                "    ) -> impl Future<Output = Result<RouteResponse, PluginError>> + Send {",
-                                "        let _ = request;",
-                                "        async { Ok(RouteResponse::text(404, \"this plugin has no client route\")) }",
-                                "    }",
-                            ],
-                            &["    }"],
-                        ),
-                        (
-                            &[
-                                "    /// Chooses how leases are granted on the operations this plugin admits (server side",
-                                "    /// only; by default [`LeaseRenewal::IMPLICIT`], as stock Tahoe). A plugin that charges for",
-                                "    /// leases calls this from its constructor with [`LeaseRenewal::EXPLICIT`]; a host older",
-                                "    /// than interface 1.1 answers an `unsupported` error, so the plugin can refuse to run",
-                                "    /// there instead of giving leases away.",
-                                "    pub fn set_lease_renewal(&self, renewal: LeaseRenewal) -> Result<(), PluginError> {",
-                                "        self.0.set_lease_renewal(renewal).into_result()",
-                                "    }",
-                                "",
-                                "    /// Adds or renews a lease on given shares (server side only).",
-                            ],
-                            &["    /// Adds or renews a lease on given shares (server side only)."],
-                        ),
-                        (
-                            &[
-                                "    }",
-                                "",
-                                "    fn route(&self, request: RouteRequest) -> FfiFuture<RResult<RouteResponse, PluginError>> {",
-                                "        let this = self.0.clone();",
-                                "        guarded(move || async move { this.route(request).await })",
-                                "    }",
-                                "}",
-                            ],
-                            &["    }", "}"],
-                        ),
-                    ],
-                ),
-                (
-                    "testing.rs",
-                    &[
-                        (
-                            &[
-                                "use crate::ffi::{HostApiFfi, HostApiFfi_TO, LeaseRenewal, LogLevel, PluginError};",
-                            ],
-                            &[
-                                "use crate::ffi::{HostApiFfi, HostApiFfi_TO, LogLevel, PluginError};",
-                            ],
-                        ),
-                        (
-                            &[
-                                "    leases: Mutex<Vec<LeaseRequest>>,",
-                                "    lease_renewal: Mutex<LeaseRenewal>,",
-                            ],
-                            &["    leases: Mutex<Vec<LeaseRequest>>,"],
-                        ),
-                        (
-                            &[
-                                "        locked(&self.0.leases).clone()",
-                                "    }",
-                                "",
-                                "    /// What the plugin chose with [`Host::set_lease_renewal`].",
-                                "    pub fn lease_renewal(&self) -> LeaseRenewal {",
-                                "        *locked(&self.0.lease_renewal)",
-                                "    }",
-                            ],
-                            &["        locked(&self.0.leases).clone()", "    }"],
-                        ),
-                        (
-                            &[
-                                "        async move { RResult::from(answer) }.into_ffi()",
-                                "    }",
-                                "",
-                                "    fn set_lease_renewal(&self, renewal: LeaseRenewal) -> RResult<(), PluginError> {",
-                                "        *locked(&self.0.lease_renewal) = renewal;",
-                                "        RResult::ROk(())",
-                                "    }",
-                            ],
-                            &["        async move { RResult::from(answer) }.into_ffi()", "    }"],
-                        ),
-                    ],
-                ),
+                ("ffi.rs", &[BEFORE_1_2_FFI, BEFORE_1_1_FFI]),
+                ("export.rs", &[BEFORE_1_2_EXPORT, BEFORE_1_1_EXPORT]),
+                ("sdk.rs", &[BEFORE_1_2_SDK, BEFORE_1_1_SDK]),
+                ("testing.rs", &[BEFORE_1_1_TESTING]),
             ],
         ),
         (
@@ -673,10 +798,10 @@ fn interface_snapshots_differ_from_the_interface_only_as_documented() {
             &[],
             &[(
                 "ffi.rs",
-                &[(
+                &[&[(
                     &["pub struct LogLevel(pub u8);"],
                     &["pub struct LogLevel(pub i8);"],
-                )],
+                )]],
             )],
         ),
     ];

@@ -140,7 +140,7 @@ async fn a_plugin_replaced_under_load_fails_no_request() {
     let plugin = &status["plugins"][0];
     assert_eq!(plugin["name"], "fixture-versioned");
     assert_eq!(plugin["version"], "2.0.0");
-    assert_eq!(plugin["interface"], "1.1.0");
+    assert_eq!(plugin["interface"], "1.2.0");
     assert_eq!(plugin["failures"], 0);
     assert!(plugin["calls"].as_u64().unwrap() > 0, "{plugin}");
     assert_eq!(plugin["library_hash"].as_str().unwrap().len(), 32);
@@ -253,7 +253,7 @@ fn check_and_status_ask_the_running_node() {
     let status = gbs(&["plugin", "status"], node.dir());
     assert!(status.status.success());
     assert!(
-        stdout(&status).starts_with("fixture-versioned 1.0.0 (interface 1.1.0): "),
+        stdout(&status).starts_with("fixture-versioned 1.0.0 (interface 1.2.0): "),
         "{}",
         stdout(&status)
     );

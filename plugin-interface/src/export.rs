@@ -88,7 +88,7 @@ tuple_list!(A, B, C, D, E, F, G);
 tuple_list!(A, B, C, D, E, F, G, H);
 
 /// The interface version this crate implements.
-pub const INTERFACE_VERSION: (u16, u16) = (1, 1);
+pub const INTERFACE_VERSION: (u16, u16) = (1, 2);
 
 /// The description function body, for the macro.
 #[doc(hidden)]

@@ -98,6 +98,27 @@ impl Interests {
     }
 }
 
+/// Bit set of the server hooks a plugin implements, so that the host calls no other (added
+/// in 1.2; a 1.0 or 1.1 plugin is called for all of them).
+#[repr(transparent)]
+#[derive(StableAbi, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServerHooks(pub u32);
+
+impl ServerHooks {
+    /// `admit`: without it, every operation the plugin is interested in is admitted with no
+    /// call.
+    pub const ADMIT: ServerHooks = ServerHooks(1);
+    /// `committed`: without it, the plugin is not told of operations that succeeded.
+    pub const COMMITTED: ServerHooks = ServerHooks(2);
+    /// Both, as a plugin built against 1.0 or 1.1 is treated.
+    pub const ALL: ServerHooks = ServerHooks(Self::ADMIT.0 | Self::COMMITTED.0);
+
+    /// Whether every bit of `other` is set.
+    pub const fn contains(self, other: ServerHooks) -> bool {
+        self.0 & other.0 == other.0
+    }
+}
+
 /// The GBS operations, numbered for [`Interests`]. New kinds get new numbers.
 #[repr(transparent)]
 #[derive(StableAbi, Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -247,6 +268,12 @@ pub trait ServerPluginFfi: Send + Sync {
     /// Stops background services, at shutdown.
     #[sabi(last_prefix_field)]
     fn stop(&self) -> FfiFuture<RResult<(), PluginError>>;
+
+    /// Added in 1.2: the hooks this plugin implements; the host calls no other. A 1.0 or 1.1
+    /// plugin lacks it, and this default says it implements them all.
+    fn hooks(&self) -> ServerHooks {
+        ServerHooks::ALL
+    }
 }
 
 /// An owned server plugin object.

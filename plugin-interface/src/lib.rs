@@ -93,7 +93,7 @@ pub use ciborium;
 pub use export::{PluginList, INTERFACE_VERSION};
 pub use ffi::{
     Interests, LeaseRenewal, LogLevel, OperationKind, PluginError, Rejection, Roles, RouteRequest,
-    RouteResponse,
+    RouteResponse, ServerHooks,
 };
 pub use sdk::{ClientPlugin, Host, Plugin, ServerConnection, ServerPlugin, Settings, Unused};
 pub use value::{

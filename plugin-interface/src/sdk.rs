@@ -18,7 +18,7 @@ use async_ffi::{FfiFuture, FutureExt as _};
 use crate::ffi::{
     ClientPluginFfi, ClientPluginFfi_TO, ErrorKind, HostApiBox, HostApiFfi_TO, Interests,
     LeaseRenewal, LogLevel, OperationKind, PluginError, Rejection, Roles, RouteRequest,
-    RouteResponse, ServerConnectionBox, ServerConnectionFfi_TO, ServerPluginFfi,
+    RouteResponse, ServerConnectionBox, ServerConnectionFfi_TO, ServerHooks, ServerPluginFfi,
     ServerPluginFfi_TO,
 };
 use crate::value::{from_cbor, to_cbor, LeaseRequest, Operation, Outcome, ShareInfo};
@@ -91,6 +91,23 @@ impl std::ops::BitOr for OperationKind {
     }
 }
 
+impl ServerHooks {
+    /// Both sets. In a `const` item (such as [`ServerPlugin::HOOKS`]) write
+    /// `ServerHooks::ADMIT.union(ServerHooks::COMMITTED)` or [`ServerHooks::ALL`];
+    /// elsewhere `|` does the same.
+    pub const fn union(self, other: ServerHooks) -> ServerHooks {
+        ServerHooks(self.0 | other.0)
+    }
+}
+
+impl std::ops::BitOr for ServerHooks {
+    type Output = ServerHooks;
+
+    fn bitor(self, other: ServerHooks) -> ServerHooks {
+        self.union(other)
+    }
+}
+
 /// A plugin's settings: the keys of its `[storageserver.plugins.NAME]` or
 /// `[storageclient.plugins.NAME]` section, except the host's own (`library`, `url`, `command`).
 pub type Settings = BTreeMap<String, String>;
@@ -129,6 +146,13 @@ pub trait Plugin: 'static {
 
 /// The server side of a plugin. Every method has a default that does nothing.
 pub trait ServerPlugin: Send + Sync + 'static {
+    /// Which of [`admit`](Self::admit) and [`committed`](Self::committed) this side
+    /// implements: the host calls no other, which saves it a hand-off to the plugin's
+    /// thread per operation for each hook left at its default. Name every one you
+    /// implement: the host never calls one left out (a unit test that calls it directly
+    /// does not notice). Interface 1.2; older hosts call both.
+    const HOOKS: ServerHooks = ServerHooks::ALL;
+
     /// The announcement clients see at `GET /storage/v1/plugins`.
     fn announce(&self) -> ciborium::Value {
         ciborium::Value::Null
@@ -558,6 +582,10 @@ impl<T: ServerPlugin> ServerPluginFfi for ServerAdapter<T> {
     fn stop(&self) -> FfiFuture<RResult<(), PluginError>> {
         let this = self.0.clone();
         guarded(move || async move { this.stop().await })
+    }
+
+    fn hooks(&self) -> ServerHooks {
+        T::HOOKS
     }
 }
 

@@ -30,9 +30,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 use gbs::client::{Client, ClientBuilder};
-use gbs::protocol::StorageIndex;
 use gbs::plugins::registry::open_library;
 use gbs::plugins::ClientPluginHandle;
+use gbs::protocol::StorageIndex;
 use gbs_tests::{
     panicking_plugin, run_python, sample_plugin, GbsGateway, GbsNode, ProcessStats, StockServer,
     TahoeClient,

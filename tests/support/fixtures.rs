@@ -9,11 +9,11 @@
 //!
 //! | fixture | what it is |
 //! |---|---|
-//! | `plugin-1.0` | a plain plugin (`fixture-1.0`, server and client) on interface 1.0, the previous minor |
-//! | `plugin-1.1` | the same (`fixture-1.1`) on the workspace's interface, calling nothing 1.1 added |
-//! | `plugin-1.2` | the same (`fixture-1.2`) on interface 1.2 (one field and one trait method more) |
+//! | `plugin-1.0` | a plain plugin (`fixture-1.0`, server and client) on interface 1.0 |
+//! | `plugin-1.1` | the same (`fixture-1.1`) on interface 1.1, calling nothing 1.1 added |
+//! | `plugin-1.3` | the same (`fixture-1.3`) on interface 1.3 (one field and one trait method more) |
 //! | `plugin-2.0` | the same on interface 2.0 |
-//! | `plugin-changed` | the same on a 1.1 interface whose `LogLevel` holds an `i8` |
+//! | `plugin-changed` | the same on a 1.2 interface whose `LogLevel` holds an `i8` |
 //! | `plugin-abort` | the same built with `panic = "abort"` |
 //! | `plugin-abi-0.10` | a gbs-shaped root module exported with abi_stable 0.10 |
 //! | `plugin-ctor-fails` | `fixture-ctor-fails`: describes itself, both constructors fail |
@@ -26,7 +26,7 @@
 //! | `crashes-on-load` | a shared library whose initialiser aborts the process (ELF only) |
 //! | `misbehaves-on-load` | a shared library whose initialiser hangs or prints a forged check report, as `GBS_FIXTURE_ON_LOAD` says (ELF only) |
 //! | `plugin-bad-names` | declares `fixture-twin` twice and a plugin named `../escape` |
-//! | `host-1.2` | an executable on interface 1.2 that loads a library with the host's `compat.rs` |
+//! | `host-1.3` | an executable on interface 1.3 that loads a library with the host's `compat.rs` |
 //! | `host-1.0` | the same on interface 1.0, building the library's server side with a 1.0 host API |
 
 use std::collections::BTreeMap;

@@ -17,12 +17,12 @@
 //! module fields) or run the trait method's default body (vtables) instead of reading past
 //! the end. Everything that is not a prefix type must still match exactly, and does, because
 //! the swapped check compares it as strictly as the normal one. The fixtures in
-//! `tests/fixtures/` keep both directions honest: this host loads `plugin-1.2` (a newer
-//! minor) and `plugin-1.0` and `samples-1.0` (the older one), and `host-1.2` loads older
-//! plugins with this very file.
+//! `tests/fixtures/` keep both directions honest: this host loads `plugin-1.3` (a newer
+//! minor) and `plugin-1.0`, `plugin-1.1` and `samples-1.0` (older ones), and `host-1.3`
+//! loads older plugins with this very file.
 //!
 //! This file depends on nothing but `std` and `abi_stable` and is generic over the root
-//! module type, so that `tests/fixtures/host-1.2` and `host-1.0` include it with `#[path]`.
+//! module type, so that `tests/fixtures/host-1.3` and `host-1.0` include it with `#[path]`.
 //!
 //! Layout mismatches reach us as abi_stable's rendered text (hundreds of lines per
 //! mismatch); [`parse_abi_instability`] boils it down to one [`Mismatch`] per problem.

@@ -7,6 +7,8 @@
 //! - `committed` runs after the store succeeded and before the answer is sent, so a plugin
 //!   has counted an operation by the time its client learns of it; the plugins that admitted
 //!   an operation are told concurrently. Its failures are logged and never change the answer.
+//! - A plugin is called only for the hooks it implements (`ServerHooks`, interface 1.2): one
+//!   without `admit` admits every operation it is interested in, uncalled.
 //! - Every hook runs on the plugin's own thread (`executor`) under a deadline
 //!   ([`HOOK_DEADLINE`] unless configured); a plugin that overruns it, or whose thread is
 //!   stuck, fails closed (503), and requests it does not guard never wait for it.
@@ -19,7 +21,7 @@ use std::time::Duration;
 use abi_stable::std_types::{RNone, ROption, RResult, RSome, RVec};
 use async_ffi::FfiFuture;
 use gbs_plugin_interface::ffi::{
-    OperationKind, PluginError, Rejection, RouteRequest, RouteResponse,
+    OperationKind, PluginError, Rejection, RouteRequest, RouteResponse, ServerHooks,
 };
 use gbs_plugin_interface::{to_cbor, Operation, Outcome};
 use tokio::task::JoinHandle;
@@ -49,9 +51,10 @@ const SERVICE_GRACE: Duration = Duration::from_secs(5);
 #[derive(Debug, Default)]
 #[must_use = "pass the admission to `committed` after the operation succeeds"]
 pub struct Admission {
-    /// Indexes of the plugins that admitted it.
+    /// Indexes of the plugins that admitted it and are told of its outcome (those that
+    /// implement `committed`).
     admitted: Vec<usize>,
-    /// The encoded operation; empty when `admitted` is.
+    /// The encoded operation, for `committed`.
     operation: Vec<u8>,
     /// Explicit when a plugin that admitted it charges for leases.
     lease_renewal: LeaseRenewal,
@@ -222,9 +225,15 @@ impl ServerPlugins {
         }
         let encoded = to_cbor(&operation());
         let interested: Vec<(usize, &ServerEntry)> = self.interested(kind).collect();
-        let calls = interested
+        // A plugin without `admit` admits every operation it is interested in, uncalled.
+        let asked: Vec<&ServerEntry> = interested
             .iter()
-            .map(|(_, plugin)| {
+            .map(|(_, plugin)| *plugin)
+            .filter(|plugin| plugin.hooks.contains(ServerHooks::ADMIT))
+            .collect();
+        let calls = asked
+            .iter()
+            .map(|plugin| {
                 let plugin_data: ROption<RVec<u8>> = match data.get(&plugin.name) {
                     Some(bytes) => RSome(bytes.to_vec().into()),
                     None => RNone,
@@ -239,9 +248,7 @@ impl ServerPlugins {
             !matches!(answer, Ok(RResult::ROk(RNone)))
         };
         let answers = run_batch(calls, self.deadline, Order::InTurn { stop: admitted_by }).await;
-        let mut admitted = Vec::new();
-        let mut lease_renewal = LeaseRenewal::Implicit;
-        for ((index, plugin), answer) in interested.into_iter().zip(answers) {
+        for (plugin, answer) in asked.into_iter().zip(answers) {
             let answer = answer_of(plugin, self.deadline, answer)
                 .map_err(|e| e.into_refusal(&plugin.name, "admit"))?;
             if let RSome(rejection) = answer {
@@ -258,11 +265,21 @@ impl ServerPlugins {
                     }
                 });
             }
-            admitted.push(index);
-            if plugin.host.lease_renewal() == LeaseRenewal::Explicit {
-                lease_renewal = LeaseRenewal::Explicit;
-            }
         }
+        let explicit = interested
+            .iter()
+            .any(|(_, plugin)| plugin.host.lease_renewal() == LeaseRenewal::Explicit);
+        let lease_renewal = if explicit {
+            LeaseRenewal::Explicit
+        } else {
+            LeaseRenewal::Implicit
+        };
+        // Only the plugins with `committed` are told of the outcome.
+        let admitted = interested
+            .into_iter()
+            .filter(|(_, plugin)| plugin.hooks.contains(ServerHooks::COMMITTED))
+            .map(|(index, _)| index)
+            .collect();
         Ok(Admission {
             admitted,
             operation: encoded,

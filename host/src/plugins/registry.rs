@@ -20,7 +20,7 @@ use abi_stable::sabi_trait::TD_Opaque;
 use abi_stable::std_types::{RResult, RStr};
 use gbs_plugin_interface::ffi::{
     ClientPluginBox, ClientPluginFfi_TO, Interests, LibraryDescription, PluginDescription,
-    PluginLibraryRef, Roles, ServerPluginBox, ServerPluginFfi_TO,
+    PluginLibraryRef, Roles, ServerHooks, ServerPluginBox, ServerPluginFfi_TO,
 };
 use gbs_plugin_interface::to_cbor;
 
@@ -364,6 +364,8 @@ fn settings_cbor(settings: &BTreeMap<String, String>) -> Vec<u8> {
 pub(super) struct ServerEntry {
     pub(super) name: String,
     pub(super) interests: Interests,
+    /// The hooks it implements: the host calls no other (interface 1.2).
+    pub(super) hooks: ServerHooks,
     pub(super) object: Arc<ServerPluginBox>,
     /// Where its hooks run (see `executor`).
     pub(super) thread: PluginThread,
@@ -550,11 +552,12 @@ impl ServerPluginsBuilder {
                     RResult::RErr(error) => return Err(error.to_string()),
                 };
                 let announcement = object.announce();
-                Ok((object, announcement))
+                let hooks = object.hooks();
+                Ok((object, announcement, hooks))
             },
             self.deadline,
         );
-        let (object, announced) = match built {
+        let (object, announced, hooks) = match built {
             Ok(Ok(built)) => built,
             Ok(Err(error)) => return Err(fail(name, LoadFailure::Constructor(error))),
             Err(NotRun::TimedOut) => {
@@ -598,6 +601,7 @@ impl ServerPluginsBuilder {
         self.push(
             name,
             description.interests,
+            hooks,
             object,
             thread,
             host,
@@ -648,6 +652,8 @@ impl ServerPluginsBuilder {
         self.push(
             name,
             description.interests,
+            // The out-of-process protocol has no way to declare hooks yet.
+            ServerHooks::ALL,
             object,
             thread,
             host,
@@ -662,6 +668,7 @@ impl ServerPluginsBuilder {
         &mut self,
         name: &str,
         interests: Interests,
+        hooks: ServerHooks,
         object: ServerPluginBox,
         thread: PluginThread,
         host: PluginHost,
@@ -677,6 +684,7 @@ impl ServerPluginsBuilder {
         self.plugins.push(Arc::new(ServerEntry {
             name: name.to_owned(),
             interests,
+            hooks,
             object: Arc::new(object),
             thread,
             host,

@@ -11,8 +11,8 @@ use gbs_plugin_interface::__private::{describe_list, library};
 use gbs_plugin_interface::ffi::LibraryDescription;
 use gbs_plugin_interface::{
     ClientPlugin, Host, Interests, Operation, OperationKind, Outcome, Plugin, PluginError,
-    Rejection, Roles, RouteRequest, RouteResponse, ServerConnection, ServerPlugin, Settings,
-    Unused,
+    Rejection, Roles, RouteRequest, RouteResponse, ServerConnection, ServerHooks, ServerPlugin,
+    Settings, Unused,
 };
 
 use super::registry::OpenedLibrary;
@@ -328,7 +328,52 @@ impl ServerPlugin for ServiceServer {
     }
 }
 
-type All = (Gate, BadStatus, BadDetails, Panics, Slow, Service);
+/// `admit-only` (`Declared<1>`) and `committed-only` (`Declared<2>`): implement both hooks
+/// and count every call, but declare one of them (interface 1.2's `ServerHooks`), so the
+/// host must never make the other call.
+pub(crate) struct Declared<const HOOKS: u32>;
+pub(crate) struct DeclaredServer<const HOOKS: u32>(Host);
+
+impl<const HOOKS: u32> Plugin for Declared<HOOKS> {
+    const NAME: &'static str = if HOOKS == ServerHooks::ADMIT.0 {
+        "admit-only"
+    } else {
+        "committed-only"
+    };
+    const VERSION: &'static str = "0.1.0";
+    const ROLES: Roles = Roles::SERVER;
+    const INTERESTS: Interests = ALL;
+    type Server = DeclaredServer<HOOKS>;
+    type Client = Unused;
+
+    fn server(_: &Settings, host: Host) -> Result<DeclaredServer<HOOKS>, PluginError> {
+        Ok(DeclaredServer(host))
+    }
+}
+
+impl<const HOOKS: u32> ServerPlugin for DeclaredServer<HOOKS> {
+    const HOOKS: ServerHooks = ServerHooks(HOOKS);
+
+    async fn admit(&self, _: Operation, _: Option<Vec<u8>>) -> Result<(), Rejection> {
+        self.0.counter_add("admit", 1);
+        Ok(())
+    }
+
+    async fn committed(&self, _: Operation, _: Outcome) {
+        self.0.counter_add("committed", 1);
+    }
+}
+
+type All = (
+    Gate,
+    BadStatus,
+    BadDetails,
+    Panics,
+    Slow,
+    Service,
+    Declared<1>,
+    Declared<2>,
+);
 
 extern "C" fn describe() -> LibraryDescription {
     describe_list::<All>(true)

@@ -152,6 +152,10 @@ fn cannot_restore(path: &Path, reason: &str) -> PluginError {
 }
 
 impl ServerPlugin for AccessLogServer {
+    /// It admits everything: the host need not ask.
+    #[cfg(not(feature = "interface-1-0"))]
+    const HOOKS: gbs_plugin_interface::ServerHooks = gbs_plugin_interface::ServerHooks::COMMITTED;
+
     /// `{"counters-route": "counters"}`: where a client finds the counters.
     fn announce(&self) -> ciborium::Value {
         ciborium::Value::Map(vec![(
@@ -381,12 +385,16 @@ mod tests {
     }
 
     #[test]
-    fn admit_admits_even_undecodable_plugin_data() {
+    fn admits_everything_so_the_host_is_told_not_to_ask() {
         let dir = tempfile::tempdir().unwrap();
         let (server, _) = server(dir.path(), &[], 0);
         assert_eq!(
             now(server.admit(Operation::Version, Some(b"\xff\xff".to_vec()))),
             Ok(())
+        );
+        assert_eq!(
+            AccessLogServer::HOOKS,
+            gbs_plugin_interface::ServerHooks::COMMITTED
         );
     }
 

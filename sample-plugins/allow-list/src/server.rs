@@ -112,6 +112,10 @@ impl AllowListServer {
 }
 
 impl ServerPlugin for AllowListServer {
+    /// It keeps no account of what happened: the host need not tell it.
+    #[cfg(not(feature = "interface-1-0"))]
+    const HOOKS: gbs_plugin_interface::ServerHooks = gbs_plugin_interface::ServerHooks::ADMIT;
+
     /// `{"scheme": "token-v1"}`.
     fn announce(&self) -> Value {
         announcement()

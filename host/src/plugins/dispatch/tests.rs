@@ -76,6 +76,34 @@ async fn no_interested_plugin_never_builds_the_operation() {
 }
 
 #[tokio::test]
+async fn a_plugin_is_called_only_for_the_hooks_it_declares() {
+    // Both plugins implement admit and committed; each declares one of them.
+    let (_dir, plugins) = load(&["admit-only", "committed-only"]);
+    for kind in [OperationKind::VERSION, OperationKind::READ_IMMUTABLE] {
+        let admission = admit_plain(&plugins, kind).await.unwrap();
+        plugins.committed(admission, || Outcome::Done).await;
+    }
+    let counted = |name: &str, hook: &str| {
+        let counters = plugins.counters(name).unwrap();
+        counters.get(hook).copied().unwrap_or(0)
+    };
+    assert_eq!(counted("admit-only", "admit"), 2);
+    assert_eq!(counted("admit-only", "committed"), 0);
+    assert_eq!(counted("committed-only", "admit"), 0);
+    assert_eq!(counted("committed-only", "committed"), 2);
+    // Neither counts calls it did not get.
+    let stats = |name: &str| {
+        plugins
+            .entry(name)
+            .unwrap()
+            .stats
+            .calls
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+    assert_eq!((stats("admit-only"), stats("committed-only")), (2, 2));
+}
+
+#[tokio::test]
 async fn gate_without_data_rejects_with_a_structured_body() {
     let (_dir, plugins) = load(&["gate"]);
     let refusal = admit_plain(&plugins, OperationKind::VERSION)
