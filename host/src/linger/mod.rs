@@ -61,8 +61,11 @@ impl Drop for Looking {
     }
 }
 
-/// Tries `poll` (yielding to the thread's or worker's other tasks in between) for up to
-/// `limit`, if no one else of this kind (`flag`) is looking; `None` when nothing came.
+/// Tries `poll` for up to `limit`, if no one else of this kind (`flag`) is looking; `None`
+/// when nothing came. In between it yields the core to any other thread that is ready to
+/// run, then the thread or worker to its other tasks: on two cores, a looking thread that
+/// kept its core took it from the workers that make its next call (at 64 connections with
+/// three plugins, 24 µs of CPU per `version` request instead of 31-33, gbs-bench).
 async fn look<T>(
     flag: &'static AtomicBool,
     limit: Duration,
@@ -72,7 +75,10 @@ async fn look<T>(
     loop {
         match looking.once(&mut poll) {
             Ok(Some(found)) => return Some(found),
-            Ok(None) => tokio::task::yield_now().await,
+            Ok(None) => {
+                std::thread::yield_now();
+                tokio::task::yield_now().await;
+            }
             Err(()) => return None,
         }
     }
