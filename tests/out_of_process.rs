@@ -93,6 +93,19 @@ async fn an_operator_run_service_admits_rejects_and_is_told_of_commits() {
     assert_eq!(service.admits(), 3);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_that_declares_only_admit_is_never_sent_committed() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let service = service(dir.path(), Behaviour::AdmitOnly).await;
+    let node = node_using(service.url()).await;
+    let client = node.client();
+    for _ in 0..3 {
+        guarded(&client).await.expect("admitted");
+    }
+    assert_eq!(service.admits(), 3);
+    assert_eq!(service.committed(), 0, "it declared no `committed`");
+}
+
 /// Inputs tried: an `admit` that never answers, one that answers bytes that are not
 /// CBOR, one 4 MiB answer, and one that drips a byte every 100 ms.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

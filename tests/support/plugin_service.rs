@@ -35,6 +35,9 @@ pub enum Behaviour {
     FutureProtocol,
     /// Admits only requests carrying the plugin data its client side attaches.
     RequireData,
+    /// Admits everything, and describes itself as implementing `admit` only (`"hooks"`), so
+    /// that the host never sends it `committed`.
+    AdmitOnly,
 }
 
 /// The plugin data the service's client side attaches, and its server side requires.
@@ -155,23 +158,32 @@ async fn describe(State(shared): State<Arc<Shared>>) -> Response {
         Behaviour::FutureProtocol => 2,
         _ => 1,
     };
-    cbor(&Value::Map(vec![
-        (text("protocol"), Value::Integer(protocol.into())),
-        (text("name"), text(&shared.name)),
-        (text("version"), text("0.1.0")),
-        (
-            text("roles"),
-            Value::Array(vec![text("server"), text("client")]),
-        ),
-        (
-            text("interests"),
-            Value::Array(vec![text("list-immutable"), text("allocate")]),
-        ),
-        (
-            text("announcement"),
-            Value::Map(vec![(text("test"), Value::Bool(true))]),
-        ),
-    ]))
+    let hooks = match *shared.behaviour.lock().expect("lock") {
+        Behaviour::AdmitOnly => vec![(text("hooks"), Value::Array(vec![text("admit")]))],
+        _ => Vec::new(),
+    };
+    cbor(&Value::Map(
+        [
+            (text("protocol"), Value::Integer(protocol.into())),
+            (text("name"), text(&shared.name)),
+            (text("version"), text("0.1.0")),
+            (
+                text("roles"),
+                Value::Array(vec![text("server"), text("client")]),
+            ),
+            (
+                text("interests"),
+                Value::Array(vec![text("list-immutable"), text("allocate")]),
+            ),
+            (
+                text("announcement"),
+                Value::Map(vec![(text("test"), Value::Bool(true))]),
+            ),
+        ]
+        .into_iter()
+        .chain(hooks)
+        .collect(),
+    ))
 }
 
 async fn admit(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
@@ -188,7 +200,7 @@ async fn admit(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
         .and_then(|(_, v)| v.as_bytes().cloned());
     let admit = || cbor(&Value::Map(vec![(text("admit"), Value::Bool(true))]));
     match behaviour {
-        Behaviour::Admit | Behaviour::FutureProtocol => admit(),
+        Behaviour::Admit | Behaviour::FutureProtocol | Behaviour::AdmitOnly => admit(),
         Behaviour::RequireData if data.as_deref() == Some(CLIENT_DATA) => admit(),
         Behaviour::Reject | Behaviour::RequireData => cbor(&Value::Map(vec![
             (text("admit"), Value::Bool(false)),

@@ -652,8 +652,7 @@ impl ServerPluginsBuilder {
         self.push(
             name,
             description.interests,
-            // The out-of-process protocol has no way to declare hooks yet.
-            ServerHooks::ALL,
+            description.hooks,
             object,
             thread,
             host,

@@ -3,7 +3,9 @@
 
 use abi_stable::std_types::RVec;
 use ciborium::Value;
-use gbs_plugin_interface::ffi::{Interests, OperationKind, Rejection, Roles, RouteResponse};
+use gbs_plugin_interface::ffi::{
+    Interests, OperationKind, Rejection, Roles, RouteResponse, ServerHooks,
+};
 use gbs_plugin_interface::to_cbor;
 
 use crate::plugins::data::is_one_cbor_item;
@@ -25,6 +27,15 @@ const KINDS: [(&str, OperationKind); 12] = [
     ("read-mutable", OperationKind::READ_MUTABLE),
     ("list-mutable", OperationKind::LIST_MUTABLE),
     ("corrupt-mutable", OperationKind::CORRUPT_MUTABLE),
+];
+
+/// The roles by their names in `roles`.
+const ROLES: [(&str, Roles); 2] = [("server", Roles::SERVER), ("client", Roles::CLIENT)];
+
+/// The server hooks by their names in `hooks`.
+const HOOKS: [(&str, ServerHooks); 2] = [
+    ("admit", ServerHooks::ADMIT),
+    ("committed", ServerHooks::COMMITTED),
 ];
 
 /// One value of a request envelope.
@@ -86,6 +97,8 @@ pub struct Description {
     pub version: String,
     pub roles: Roles,
     pub interests: Interests,
+    /// The server hooks it implements; both unless it says otherwise.
+    pub hooks: ServerHooks,
     pub announcement: Value,
 }
 
@@ -136,6 +149,25 @@ impl Map {
             .ok_or_else(|| format!("{key:?} is not a boolean"))
     }
 
+    /// The values that the names in the array at `key` have in `table`; `None` when the key
+    /// is absent or null. An unknown name is an error, not skipped: a misspelt hook or
+    /// operation would otherwise go uncalled.
+    fn names<T: Copy>(&mut self, key: &str, table: &[(&str, T)]) -> Result<Option<Vec<T>>, String> {
+        let items = match self.take(key) {
+            None | Some(Value::Null) => return Ok(None),
+            Some(Value::Array(items)) => items,
+            Some(_) => return Err(format!("{key:?} is not an array")),
+        };
+        let named = items.iter().map(|item| {
+            table
+                .iter()
+                .find(|(name, _)| item.as_text() == Some(name))
+                .map(|(_, value)| *value)
+                .ok_or_else(|| format!("unknown name {item:?} in {key:?}"))
+        });
+        named.collect::<Result<_, _>>().map(Some)
+    }
+
     /// A byte string, or `None` for null.
     pub(super) fn optional_bytes(&mut self, key: &str) -> Result<Option<Vec<u8>>, String> {
         match self.take(key) {
@@ -152,39 +184,30 @@ pub fn description(body: &[u8]) -> Result<Description, String> {
     let protocol = map.uint("protocol")?;
     let name = map.text("name")?;
     let version = map.text("version")?;
-    let mut roles = Roles(0);
-    match map.take("roles") {
-        Some(Value::Array(items)) => {
-            for item in items {
-                roles = match item.as_text() {
-                    Some("server") => Roles(roles.0 | Roles::SERVER.0),
-                    Some("client") => Roles(roles.0 | Roles::CLIENT.0),
-                    _ => return Err(format!("unknown role {item:?}")),
-                };
-            }
-        }
-        _ => return Err("\"roles\" is not an array".into()),
-    }
-    let mut interests = Interests(0);
-    match map.take("interests") {
-        None | Some(Value::Null) => {}
-        Some(Value::Array(items)) => {
-            for item in items {
-                let kind = KINDS
-                    .iter()
-                    .find(|(name, _)| item.as_text() == Some(name))
-                    .ok_or_else(|| format!("unknown operation {item:?} in \"interests\""))?;
-                interests = interests.with(kind.1);
-            }
-        }
-        Some(_) => return Err("\"interests\" is not an array".into()),
-    }
+    let roles = map
+        .names("roles", &ROLES)?
+        .ok_or("\"roles\" is not an array")?
+        .into_iter()
+        .fold(Roles(0), |all, role| Roles(all.0 | role.0));
+    let interests = map
+        .names("interests", &KINDS)?
+        .unwrap_or_default()
+        .into_iter()
+        .fold(Interests(0), Interests::with);
+    let hooks = map
+        .names("hooks", &HOOKS)?
+        .map_or(ServerHooks::ALL, |named| {
+            named
+                .into_iter()
+                .fold(ServerHooks(0), |all, hook| ServerHooks(all.0 | hook.0))
+        });
     Ok(Description {
         protocol,
         name,
         version,
         roles,
         interests,
+        hooks,
         announcement: map.take("announcement").unwrap_or(Value::Null),
     })
 }
@@ -302,7 +325,26 @@ mod tests {
         assert!(description.interests.contains(OperationKind::ALLOCATE));
         assert!(!description.interests.contains(OperationKind::VERSION));
         assert!(description.roles.contains(Roles::SERVER));
+        assert_eq!(description.hooks, ServerHooks::ALL, "both unless it says");
         assert_eq!(description.announcement, Value::Null);
+
+        // Tried: hooks declared, then a misspelt one.
+        let declared = |hooks: &[&str]| {
+            let mut entries = match good.clone() {
+                Value::Map(entries) => entries,
+                _ => unreachable!(),
+            };
+            let names = hooks.iter().map(|h| Value::Text((*h).into())).collect();
+            entries.push((Value::Text("hooks".into()), Value::Array(names)));
+            super::description(&cbor(&Value::Map(entries)))
+        };
+        assert_eq!(
+            declared(&["admit"]).expect("valid").hooks,
+            ServerHooks::ADMIT
+        );
+        assert_eq!(declared(&[]).expect("valid").hooks, ServerHooks(0));
+        let error = declared(&["comitted"]).expect_err("misspelt");
+        assert!(error.contains("comitted"), "{error}");
 
         let unknown = map(vec![
             ("protocol", Value::Integer(1.into())),
