@@ -171,6 +171,24 @@ where
     }
 }
 
+/// [`blocking`] for a small share read: on the small-read thread, or on the blocking pool
+/// when that thread is busy (see `read_thread`).
+pub(crate) async fn small_read<T, E>(
+    work: impl FnOnce() -> Result<T, E> + Send + 'static,
+) -> Result<T, ApiError>
+where
+    T: Send + 'static,
+    E: Into<ApiError> + Send + 'static,
+{
+    match super::read_thread::run(work).await {
+        Ok(result) => result.map_err(Into::into),
+        Err(super::read_thread::Panicked) => {
+            tracing::error!("storage task panicked");
+            Err(ApiError::Internal)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use http_body_util::BodyExt as _;

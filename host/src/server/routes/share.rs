@@ -12,11 +12,11 @@ use gbs_plugin_interface::Outcome;
 
 use crate::plugins::operation;
 use crate::protocol::{CorruptionReport, ReadRange, ShareKind, ShareNumber, StorageIndex};
-use crate::server::error::{blocking, ApiError};
+use crate::server::error::{blocking, small_read, ApiError};
 use crate::server::extract::{
     AcceptsCbor, Authorized, Cbor, NoSecrets, Plugins, SharePath, SiPath,
 };
-use crate::server::{read_thread, AppState};
+use crate::server::AppState;
 
 /// Which kind of share a route serves, as a type so that one handler serves both.
 pub(super) trait Kind {
@@ -171,8 +171,8 @@ async fn read(
 ) -> Result<(Response, u64), ApiError> {
     let store = state.store.clone();
     let ranged = range.is_some();
-    // On the small-read thread: most reads are small (see `read_thread`).
-    let served = read_thread::run(move || -> Result<Served, ApiError> {
+    // Most reads are small: see `read_thread`.
+    let served = small_read(move || -> Result<Served, ApiError> {
         let mut reader = match kind {
             ShareKind::Immutable => store.open_immutable(&si, shnum),
             ShareKind::Mutable => store.open_mutable(&si, shnum),
@@ -203,11 +203,7 @@ async fn read(
         reader.file.read_exact(&mut bytes).map_err(failed)?;
         Ok(Served::Bytes(wanted, bytes))
     })
-    .await
-    .map_err(|read_thread::Panicked| {
-        tracing::error!("reading a share panicked");
-        ApiError::Internal
-    })??;
+    .await?;
     let (status, wanted, body) = match served {
         Served::Nothing => return Ok((StatusCode::NO_CONTENT.into_response(), 0)),
         Served::Bytes(wanted, bytes) => (status_of(ranged), wanted, Body::from(bytes)),
