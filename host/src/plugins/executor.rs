@@ -47,6 +47,19 @@ const BATCH_GRACE: Duration = Duration::from_secs(1);
 
 type Job = Box<dyn FnOnce() -> Pin<Box<dyn Future<Output = ()> + Send>> + Send>;
 
+/// Makes `job`'s call where a plugin thread takes it and polls it once: most hooks answer
+/// in their first poll, and such a call costs no task. One that must wait becomes a task of
+/// `calls` (which polls it again, with its own waker). Finished tasks are reaped first, so
+/// that the set does not grow.
+async fn make_call(job: Job, calls: &mut tokio::task::JoinSet<()>) {
+    while calls.try_join_next().is_some() {}
+    let mut call = job();
+    let first = std::future::poll_fn(|cx| std::task::Poll::Ready(call.as_mut().poll(cx)));
+    if first.await.is_pending() {
+        calls.spawn(call);
+    }
+}
+
 /// Why a call did not produce the plugin's answer.
 #[derive(Debug, PartialEq, Eq)]
 pub(super) enum NotRun {

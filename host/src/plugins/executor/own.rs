@@ -4,8 +4,9 @@
 use std::panic::AssertUnwindSafe;
 
 use tokio::sync::mpsc;
+use tokio::task::JoinSet;
 
-use super::{Job, NotRun, QUEUE};
+use super::{make_call, Job, NotRun, QUEUE};
 use crate::linger::early_call;
 
 #[derive(Debug)]
@@ -27,6 +28,7 @@ impl OwnThread {
             .name(format!("plugin {name}"))
             .spawn(move || {
                 runtime.block_on(async move {
+                    let mut calls = JoinSet::new();
                     loop {
                         let job = match early_call(|| queue.try_recv().ok()).await {
                             Some(job) => job,
@@ -35,7 +37,7 @@ impl OwnThread {
                                 None => break,
                             },
                         };
-                        tokio::spawn(job());
+                        make_call(job, &mut calls).await;
                     }
                 });
             })?;

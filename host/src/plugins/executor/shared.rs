@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
-use super::Job;
+use super::{make_call, Job};
 use crate::linger::early_call;
 
 /// How long one poll of a hook may hold the shared thread before its plugin is moved to
@@ -207,16 +207,7 @@ impl SharedThread {
                             None => std::future::poll_fn(|cx| take(Some(cx))).await,
                         };
                         let Some(job) = next else { break };
-                        // Reap finished calls so that the set does not grow.
-                        while calls.try_join_next().is_some() {}
-                        // Most hooks answer in their first poll: made here, such a call
-                        // costs no task. One that must wait becomes a task (which polls it
-                        // again, with its own waker).
-                        let mut call = job();
-                        let first = std::future::poll_fn(|cx| Poll::Ready(call.as_mut().poll(cx)));
-                        if first.await.is_pending() {
-                            calls.spawn(call);
-                        }
+                        make_call(job, &mut calls).await;
                     }
                     // Replaced (or the queue is gone): finish what was started, then end.
                     while calls.join_next().await.is_some() {}
