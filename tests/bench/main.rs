@@ -208,11 +208,12 @@ async fn versus_stock(plan: &Plan, data: &Arc<Vec<u8>>) -> [Section; 2] {
         peak_memory(Fresh::Gbs, plan.memory_upload).await,
     ));
 
-    // The best of three: a ceiling is what the machine can do, not what it did once.
+    // The best of five: a ceiling is what the machine can do, not what it did once (the
+    // TLS one moved between 1,550 and 2,290 MiB/s across runs of three).
     let mut tls: f64 = 0.0;
     let mut disk: f64 = 0.0;
     let scratch = tempfile::tempdir().expect("temp dir");
-    for _ in 0..3 {
+    for _ in 0..5 {
         tls = tls.max(ceilings::tls_loopback(plan.big).await);
         disk = disk.max(ceilings::disk_write(scratch.path(), plan.big));
     }
