@@ -104,6 +104,8 @@ async fn a_service_that_declares_only_admit_is_never_sent_committed() {
     }
     assert_eq!(service.admits(), 3);
     assert_eq!(service.committed(), 0, "it declared no `committed`");
+    let status = gbs_json(&["plugin", "status", "--json"], node.dir()).await;
+    assert_eq!(status["plugins"][0]["hooks"], serde_json::json!(["admit"]));
 }
 
 /// Inputs tried: an `admit` that never answers, one that answers bytes that are not

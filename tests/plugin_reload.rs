@@ -141,6 +141,7 @@ async fn a_plugin_replaced_under_load_fails_no_request() {
     assert_eq!(plugin["name"], "fixture-versioned");
     assert_eq!(plugin["version"], "2.0.0");
     assert_eq!(plugin["interface"], "1.2.0");
+    assert_eq!(plugin["hooks"], serde_json::json!(["admit", "committed"]));
     assert_eq!(plugin["failures"], 0);
     assert!(plugin["calls"].as_u64().unwrap() > 0, "{plugin}");
     assert_eq!(plugin["library_hash"].as_str().unwrap().len(), 32);

@@ -43,7 +43,8 @@ enum PluginCommand {
     /// Exit status 0 when all of them would.
     List(super::node::DirArg),
     /// Show the server plugins the running node has loaded: name, version, interface,
-    /// library and its hash, since when, hook calls and failures, and the counters it keeps.
+    /// library and its hash, since when, the hooks it is called for, hook calls and failures,
+    /// and the counters it keeps.
     ///
     /// Asks the node over its admin socket (private/admin.sock). Exit status 0, or 4 when
     /// no running node answers.
@@ -274,6 +275,7 @@ fn status(options: &NodeOptions) -> anyhow::Result<ExitCode> {
                 format!(" (sha256 {}…)", plugin.library_hash)
             },
         );
+        println!("    hooks: {}", plugin.hooks.join(", "));
         if !plugin.counters.is_empty() {
             let counters: Vec<String> = plugin
                 .counters

@@ -32,6 +32,13 @@ use super::registry::{ServerEntry, ServerPlugins};
 use crate::storage::LeaseRenewal;
 use gbs_plugin_interface::ffi::ServerPluginBox;
 
+/// The server hooks a plugin may declare, by the names the out-of-process protocol and
+/// `gbs plugin status` give them.
+pub(crate) const HOOK_NAMES: [(&str, ServerHooks); 2] = [
+    ("admit", ServerHooks::ADMIT),
+    ("committed", ServerHooks::COMMITTED),
+];
+
 /// How long one hook call may take.
 pub const HOOK_DEADLINE: Duration = Duration::from_secs(30);
 /// The largest plugin route response body passed on.

@@ -30,7 +30,7 @@ use gbs_plugin_interface::{Operation, Outcome};
 use serde::{Deserialize, Serialize};
 
 use super::data::PluginData;
-use super::dispatch::{stop_plugin, Admission, Refusal};
+use super::dispatch::{stop_plugin, Admission, Refusal, HOOK_NAMES};
 use super::registry::{
     find_library, open_checked, remote_identity, LoadFailure, PluginLoadError, ServerEntry,
     ServerPlugins, ServerPluginsBuilder,
@@ -179,6 +179,11 @@ impl LivePlugins {
                     .since
                     .duration_since(SystemTime::UNIX_EPOCH)
                     .map_or(0, |d| d.as_secs()),
+                hooks: HOOK_NAMES
+                    .iter()
+                    .filter(|(_, hook)| p.hooks.contains(*hook))
+                    .map(|(name, _)| (*name).to_owned())
+                    .collect(),
                 calls: p.stats.calls.load(Relaxed),
                 failures: p.stats.failures.load(Relaxed),
                 counters: p.host.counters(),
@@ -473,6 +478,9 @@ pub struct PluginStatus {
     pub library_hash: String,
     /// When it was loaded, in seconds since the Unix epoch.
     pub since: u64,
+    /// The hooks it is called for (`admit`, `committed`): those it declares.
+    #[serde(default)]
+    pub hooks: Vec<String>,
     /// Hook calls made to it.
     pub calls: u64,
     /// Hook calls that failed (errors, panics, deadline overruns).

@@ -9,6 +9,7 @@ use gbs_plugin_interface::ffi::{
 use gbs_plugin_interface::to_cbor;
 
 use crate::plugins::data::is_one_cbor_item;
+use crate::plugins::dispatch::HOOK_NAMES;
 
 /// The protocol major version this host speaks.
 pub const PROTOCOL: u64 = 1;
@@ -31,12 +32,6 @@ const KINDS: [(&str, OperationKind); 12] = [
 
 /// The roles by their names in `roles`.
 const ROLES: [(&str, Roles); 2] = [("server", Roles::SERVER), ("client", Roles::CLIENT)];
-
-/// The server hooks by their names in `hooks`.
-const HOOKS: [(&str, ServerHooks); 2] = [
-    ("admit", ServerHooks::ADMIT),
-    ("committed", ServerHooks::COMMITTED),
-];
 
 /// One value of a request envelope.
 pub(super) enum Item<'a> {
@@ -195,7 +190,7 @@ pub fn description(body: &[u8]) -> Result<Description, String> {
         .into_iter()
         .fold(Interests(0), Interests::with);
     let hooks = map
-        .names("hooks", &HOOKS)?
+        .names("hooks", &HOOK_NAMES)?
         .map_or(ServerHooks::ALL, |named| {
             named
                 .into_iter()
