@@ -154,11 +154,13 @@ fn cbor(value: &Value) -> Response {
 }
 
 async fn describe(State(shared): State<Arc<Shared>>) -> Response {
-    let protocol = match *shared.behaviour.lock().expect("lock") {
-        Behaviour::FutureProtocol => 2,
-        _ => 1,
+    let behaviour = *shared.behaviour.lock().expect("lock");
+    let protocol = if behaviour == Behaviour::FutureProtocol {
+        2
+    } else {
+        1
     };
-    let hooks = match *shared.behaviour.lock().expect("lock") {
+    let hooks = match behaviour {
         Behaviour::AdmitOnly => vec![(text("hooks"), Value::Array(vec![text("admit")]))],
         _ => Vec::new(),
     };

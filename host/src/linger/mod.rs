@@ -18,8 +18,8 @@ use tokio::sync::oneshot;
 /// from one request's `committed` to the next one's `admit` here): at 50 µs the plugin
 /// thread parked between every two requests, and 1 KiB reads on one connection with three
 /// plugins ran at 0.5-0.6 times the rate without plugins instead of 0.9-1.0 (gbs-bench).
-/// The price: after its last call the thread spins this long, on one core, before it
-/// sleeps.
+/// The price: after its last call the thread spins this long, on one core (yielding it to
+/// any other thread ready to run), before it sleeps.
 const LINGER: Duration = Duration::from_micros(200);
 
 /// How long a request looks for its plugin's answer before it sleeps until woken.
@@ -90,7 +90,7 @@ pub(crate) async fn early_call<J>(try_next: impl FnMut() -> Option<J>) -> Option
     look(&LINGERING, LINGER, try_next).await
 }
 
-/// [`early_call`] for a thread with no async runtime: it yields its CPU between looks.
+/// [`early_call`] for a thread with no async runtime.
 pub(crate) fn early_call_blocking<J>(mut try_next: impl FnMut() -> Option<J>) -> Option<J> {
     let looking = Looking::start(&LINGERING, LINGER)?;
     loop {

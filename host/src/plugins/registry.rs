@@ -719,7 +719,7 @@ impl ServerPluginsBuilder {
         let interests = self
             .plugins
             .iter()
-            .fold(Interests(0), |all, p| Interests(all.0 | p.interests.0));
+            .fold(Interests(0), |all, p| all.union(p.interests));
         let listing = self.plugins.iter().map(|p| p.listed.clone()).collect();
         ServerPlugins {
             listing: to_cbor(&ciborium::Value::Array(listing)),

@@ -183,7 +183,7 @@ pub fn description(body: &[u8]) -> Result<Description, String> {
         .names("roles", &ROLES)?
         .ok_or("\"roles\" is not an array")?
         .into_iter()
-        .fold(Roles(0), |all, role| Roles(all.0 | role.0));
+        .fold(Roles(0), Roles::union);
     let interests = map
         .names("interests", &KINDS)?
         .unwrap_or_default()
@@ -192,9 +192,7 @@ pub fn description(body: &[u8]) -> Result<Description, String> {
     let hooks = map
         .names("hooks", &HOOK_NAMES)?
         .map_or(ServerHooks::ALL, |named| {
-            named
-                .into_iter()
-                .fold(ServerHooks(0), |all, hook| ServerHooks(all.0 | hook.0))
+            named.into_iter().fold(ServerHooks(0), ServerHooks::union)
         });
     Ok(Description {
         protocol,
