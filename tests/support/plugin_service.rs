@@ -90,8 +90,19 @@ impl PluginService {
             .route("/gbs-plugin/v1/client/rejected", post(client_rejected))
             .route("/gbs-plugin/v1/client/committed", post(committed))
             .with_state(self.shared.clone());
+        // Connections are served by tasks the serving task owns, so that stopping it
+        // closes kept-alive connections too: a stopped service is unreachable at once.
         self.task = Some(tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
+            let mut connections = tokio::task::JoinSet::new();
+            while let Ok((stream, _)) = listener.accept().await {
+                while connections.try_join_next().is_some() {}
+                let service = hyper_util::service::TowerToHyperService::new(app.clone());
+                connections.spawn(async move {
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                        .await;
+                });
+            }
         }));
     }
 
