@@ -108,6 +108,28 @@ async fn a_service_that_declares_only_admit_is_never_sent_committed() {
     assert_eq!(status["plugins"][0]["hooks"], serde_json::json!(["admit"]));
 }
 
+/// One request at a time, the host keeps using the connection it has: opening one per
+/// call would cost a connect and an accept on each side of every hook call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_one_at_a_time_reuse_a_kept_alive_connection() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let service = service(dir.path(), Behaviour::Admit).await;
+    let node = node_using(service.url()).await;
+    let client = node.client();
+    guarded(&client).await.expect("admitted");
+    let before = service.connections();
+    for _ in 0..20 {
+        guarded(&client).await.expect("admitted");
+    }
+    assert_eq!(service.admits(), 21);
+    assert_eq!(service.committed(), 21);
+    let opened = service.connections() - before;
+    assert!(
+        opened <= 2,
+        "40 calls one at a time opened {opened} new connections"
+    );
+}
+
 /// Inputs tried: an `admit` that never answers, one that answers bytes that are not
 /// CBOR, one 4 MiB answer, and one that drips a byte every 100 ms.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

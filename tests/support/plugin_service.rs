@@ -50,6 +50,7 @@ struct Shared {
     admits: AtomicU64,
     committed: AtomicU64,
     prepared: AtomicU64,
+    connections: AtomicU64,
 }
 
 /// The service; it stops when dropped.
@@ -71,6 +72,7 @@ impl PluginService {
                 admits: AtomicU64::new(0),
                 committed: AtomicU64::new(0),
                 prepared: AtomicU64::new(0),
+                connections: AtomicU64::new(0),
             }),
             task: None,
         };
@@ -90,11 +92,13 @@ impl PluginService {
             .route("/gbs-plugin/v1/client/rejected", post(client_rejected))
             .route("/gbs-plugin/v1/client/committed", post(committed))
             .with_state(self.shared.clone());
+        let shared = self.shared.clone();
         // Connections are served by tasks the serving task owns, so that stopping it
         // closes kept-alive connections too: a stopped service is unreachable at once.
         self.task = Some(tokio::spawn(async move {
             let mut connections = tokio::task::JoinSet::new();
             while let Ok((stream, _)) = listener.accept().await {
+                shared.connections.fetch_add(1, Ordering::SeqCst);
                 while connections.try_join_next().is_some() {}
                 let service = hyper_util::service::TowerToHyperService::new(app.clone());
                 connections.spawn(async move {
@@ -143,6 +147,11 @@ impl PluginService {
     /// `committed` calls received so far (server and client side).
     pub fn committed(&self) -> u64 {
         self.shared.committed.load(Ordering::SeqCst)
+    }
+
+    /// Connections accepted so far.
+    pub fn connections(&self) -> u64 {
+        self.shared.connections.load(Ordering::SeqCst)
     }
 }
 

@@ -17,6 +17,10 @@ use super::address::Address;
 /// Connections to one plugin open at once; a call past that waits for one.
 pub(super) const MAX_CONNECTIONS: usize = 64;
 
+/// How long a kept-alive connection may take to be ready for the next request; it is
+/// ready microseconds after its last answer was read, unless the plugin is closing it.
+const READY_WAIT: Duration = Duration::from_millis(100);
+
 /// A call that produced no usable answer.
 #[derive(Debug)]
 pub(super) enum Failure {
@@ -87,7 +91,7 @@ impl Connector {
                 .body(Full::new(body.clone()))
                 .map_err(|e| Failure::Unavailable(e.to_string()))
         };
-        let (mut connection, reused) = match self.take_idle() {
+        let (mut connection, reused) = match self.take_idle().await {
             Some(connection) => (connection, true),
             None => (self.connect().await?, false),
         };
@@ -115,18 +119,22 @@ impl Connector {
         Ok(Answer { status, body })
     }
 
-    fn take_idle(&self) -> Option<Connection> {
-        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        while let Some(connection) = idle.pop() {
-            if !connection.sender.is_closed() {
+    /// A kept-alive connection, once it can take the next request: right after an answer
+    /// was read, its connection task may not have seen the answer's end yet. One that is
+    /// not ready within [`READY_WAIT`] is dropped.
+    async fn take_idle(&self) -> Option<Connection> {
+        loop {
+            let mut connection = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop()?;
+            let ready = tokio::time::timeout(READY_WAIT, connection.sender.ready()).await;
+            if matches!(ready, Ok(Ok(()))) {
                 return Some(connection);
             }
         }
-        None
     }
 
+    /// Keeps a connection whose answer was read whole, unless the plugin closed it.
     fn give_back(&self, connection: Connection) {
-        if connection.sender.is_ready() {
+        if !connection.sender.is_closed() {
             self.idle
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
