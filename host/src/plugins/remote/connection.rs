@@ -119,17 +119,22 @@ impl Connector {
         Ok(Answer { status, body })
     }
 
-    /// A kept-alive connection, once it can take the next request: right after an answer
-    /// was read, its connection task may not have seen the answer's end yet. One that is
-    /// not ready within [`READY_WAIT`] is dropped.
+    /// A kept-alive connection the plugin has not closed, once it can take the next
+    /// request: right after an answer was read, its connection task may not have seen the
+    /// answer's end yet. One that is not ready within [`READY_WAIT`] is dropped, and the
+    /// call opens a new connection.
     async fn take_idle(&self) -> Option<Connection> {
-        loop {
-            let mut connection = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop()?;
-            let ready = tokio::time::timeout(READY_WAIT, connection.sender.ready()).await;
-            if matches!(ready, Ok(Ok(()))) {
-                return Some(connection);
+        let mut connection = {
+            let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+            loop {
+                let connection = idle.pop()?;
+                if !connection.sender.is_closed() {
+                    break connection;
+                }
             }
-        }
+        };
+        let ready = tokio::time::timeout(READY_WAIT, connection.sender.ready()).await;
+        matches!(ready, Ok(Ok(()))).then_some(connection)
     }
 
     /// Keeps a connection whose answer was read whole, unless the plugin closed it.
