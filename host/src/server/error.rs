@@ -162,13 +162,7 @@ where
     T: Send + 'static,
     E: Into<ApiError> + Send + 'static,
 {
-    match tokio::task::spawn_blocking(work).await {
-        Ok(result) => result.map_err(Into::into),
-        Err(join_error) => {
-            tracing::error!(%join_error, "storage task failed");
-            Err(ApiError::Internal)
-        }
-    }
+    settled(tokio::task::spawn_blocking(work).await)
 }
 
 /// [`blocking`] for a small share read: on the small-read thread, or on the blocking pool
@@ -180,10 +174,18 @@ where
     T: Send + 'static,
     E: Into<ApiError> + Send + 'static,
 {
-    match super::read_thread::run(work).await {
+    settled(super::read_thread::run(work).await)
+}
+
+/// What a store call run off the async threads came to: its own error, or a logged 500
+/// when it did not finish (`why`: it panicked, or its task was cancelled).
+fn settled<T, E: Into<ApiError>>(
+    ran: Result<Result<T, E>, impl std::fmt::Display>,
+) -> Result<T, ApiError> {
+    match ran {
         Ok(result) => result.map_err(Into::into),
-        Err(super::read_thread::Panicked) => {
-            tracing::error!("storage task panicked");
+        Err(why) => {
+            tracing::error!(%why, "storage task failed");
             Err(ApiError::Internal)
         }
     }

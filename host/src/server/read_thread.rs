@@ -67,6 +67,12 @@ impl ReadThread {
 #[derive(Debug)]
 pub(crate) struct Panicked;
 
+impl std::fmt::Display for Panicked {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("it panicked")
+    }
+}
+
 /// Runs `read` on the small-read thread, or on the blocking pool when that thread is
 /// busy; `Err` if `read` panicked.
 pub(crate) async fn run<T: Send + 'static>(
