@@ -4,10 +4,11 @@
 //!   plugins (`shared`), so that a request's hooks run back to back on a thread that is
 //!   already awake; [`run_batch`] hands over a request's `admit` chain, or its `committed`
 //!   calls, as one job. A plugin caught holding that thread (one poll lasting
-//!   [`shared::STALL`]) is moved to its own thread for good, and the shared thread is
-//!   replaced: a plugin that blocks (a `std::thread::sleep`, a synchronous lock, a spin)
-//!   delays other plugins' hooks by at most that long once, then stalls only its own calls,
-//!   which fail closed at the deadline.
+//!   [`shared::STALL`], or short polls adding up to most of [`shared::HOG_WINDOW`]) is moved
+//!   to its own thread for good, and the shared thread is replaced: a plugin that blocks (a
+//!   `std::thread::sleep`, a synchronous lock, a spin, even in slices) delays other plugins'
+//!   hooks by at most that long once, then stalls only its own calls, which fail closed at
+//!   the deadline.
 //! - Each plugin also has its own thread (`own`), where its constructor, `announce` and
 //!   background service run.
 //!
@@ -25,7 +26,7 @@ mod shared;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -108,14 +109,14 @@ impl Drop for Counted {
 impl PluginThread {
     /// Starts the own thread of plugin `name` (and the shared one, the first time).
     pub(super) fn spawn(name: &str) -> std::io::Result<Self> {
+        let shared = SharedThread::get()?;
+        let lane = Arc::new(Lane::new(name));
+        shared.watch_lane(&lane);
         Ok(Self {
             threads: Some(Threads {
                 own: OwnThread::spawn(name)?,
-                shared: SharedThread::get()?,
-                lane: Arc::new(Lane {
-                    name: name.to_owned(),
-                    moved: AtomicBool::new(false),
-                }),
+                shared,
+                lane,
                 calls: Arc::new(AtomicUsize::new(0)),
             }),
         })
@@ -441,6 +442,55 @@ mod tests {
         // Its next call runs on its own thread, while the first is still blocked.
         assert_eq!(stuck.run(DEADLINE, || async { 3 }).await, Ok(3));
         assert_eq!(blocked.await.unwrap(), Ok(1));
+    }
+
+    /// A future that spins on its thread in slices of `slice` (each poll shorter than
+    /// [`shared::STALL`]), yielding in between, for `total`.
+    async fn spin_in_slices(slice: Duration, total: Duration) {
+        let started = Instant::now();
+        while started.elapsed() < total {
+            let sliced = Instant::now();
+            while sliced.elapsed() < slice {
+                std::hint::spin_loop();
+            }
+            tokio::task::yield_now().await;
+        }
+    }
+
+    /// Input tried: 8 calls of one plugin, each spinning in 10 ms slices for 2 s. Each poll
+    /// is short, but together they would make every call of another plugin wait 8 slices.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_plugin_that_spins_in_short_slices_is_moved_and_others_go_on() {
+        let hog = PluginThread::spawn("hog").unwrap();
+        let free = PluginThread::spawn("free-of-hog").unwrap();
+        let hogging: Vec<_> = (0..8)
+            .map(|_| {
+                tokio::spawn(hog.run(DEADLINE, || {
+                    spin_in_slices(Duration::from_millis(10), Duration::from_secs(2))
+                }))
+            })
+            .collect();
+        let caught = Instant::now() + Duration::from_millis(1500);
+        while !moved(&hog) {
+            assert!(Instant::now() < caught, "the hogging plugin was not moved");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(!moved(&free));
+        // The fastest of a few calls, so that one preemption on a busy machine does not
+        // count: left with the hog, each would wait for its 8 slices.
+        let mut fastest = Duration::MAX;
+        for _ in 0..10 {
+            let started = Instant::now();
+            assert_eq!(free.run(DEADLINE, || async { 2 }).await, Ok(2));
+            fastest = fastest.min(started.elapsed());
+        }
+        assert!(
+            fastest < Duration::from_millis(40),
+            "another plugin waited at least {fastest:?}"
+        );
+        for call in hogging {
+            assert_eq!(call.await.unwrap(), Ok(()));
+        }
     }
 
     #[test]

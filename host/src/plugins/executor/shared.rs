@@ -4,9 +4,12 @@
 //! One thread for all plugins makes a request's hooks (each plugin's `admit`, then each
 //! `committed`) run back to back on a thread that is already awake, instead of waking a
 //! thread per plugin per hook. A watchdog looks at what the thread is doing every
-//! [`CHECK`]: when one poll of a plugin's hook has lasted [`STALL`], that plugin is moved to
-//! its own thread for good, and a fresh shared thread takes over the queue. The stuck
-//! thread finishes the calls it had started, whenever the plugin lets it, and ends.
+//! [`CHECK`]. A plugin is moved to its own thread for good, and a fresh shared thread takes
+//! over the queue, when one poll of its hooks has lasted [`STALL`] (it blocks or spins), or
+//! when its polls, each short, have taken [`HOG_SHARE`] of the thread over the last
+//! [`HOG_WINDOW`] (it spins in slices, yielding in between, which would otherwise make every
+//! other plugin's call wait a slice per call of its in progress). The thread it held
+//! finishes the calls it had started, whenever the plugin lets it, and ends.
 //!
 //! Time the thread spent waiting for a CPU does not count (Linux tells it per thread): on a
 //! machine busy with other work, a poll preempted for 20 ms moved whichever plugin it was
@@ -16,7 +19,7 @@ use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -31,6 +34,12 @@ use crate::linger::early_call;
 pub(super) const STALL: Duration = Duration::from_millis(20);
 /// How often the watchdog looks.
 const CHECK: Duration = Duration::from_millis(10);
+/// Over how long the watchdog adds up a plugin's polls on the shared thread.
+pub(super) const HOG_WINDOW: Duration = Duration::from_millis(100);
+/// The share of [`HOG_WINDOW`] a plugin's polls may take before it is moved. A plugin that
+/// needs more than half of a thread is better off with one of its own, and no longer delays
+/// the others.
+const HOG_SHARE: f64 = 0.6;
 
 /// A plugin as the shared thread knows it.
 #[derive(Debug)]
@@ -38,6 +47,53 @@ pub(super) struct Lane {
     pub(super) name: String,
     /// Set once the plugin held the shared thread too long: its hooks go to its own thread.
     pub(super) moved: AtomicBool,
+    /// Time spent polling its hooks on shared threads, in nanoseconds.
+    polled: AtomicU64,
+}
+
+impl Lane {
+    pub(super) fn new(name: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+            moved: AtomicBool::new(false),
+            polled: AtomicU64::new(0),
+        }
+    }
+}
+
+/// The watchdog's readings of one plugin's [`Lane::polled`], oldest first, spanning at least
+/// [`HOG_WINDOW`] once there are enough.
+#[derive(Debug)]
+struct Readings {
+    lane: Weak<Lane>,
+    polled: VecDeque<(Instant, u64)>,
+}
+
+impl Readings {
+    /// Takes a reading of `lane` at `now`; whether its polls took [`HOG_SHARE`] of the
+    /// window that ends there.
+    fn hogs(&mut self, lane: &Lane, now: Instant) -> bool {
+        self.polled
+            .push_back((now, lane.polled.load(Ordering::Relaxed)));
+        // Keep one reading from at least a window ago, and none older than needed.
+        while self
+            .polled
+            .get(1)
+            .is_some_and(|(at, _)| now.duration_since(*at) >= HOG_WINDOW)
+        {
+            self.polled.pop_front();
+        }
+        let (Some((then, before)), Some((_, after))) = (self.polled.front(), self.polled.back())
+        else {
+            return false;
+        };
+        let span = now.duration_since(*then);
+        if span < HOG_WINDOW {
+            return false;
+        }
+        let busy = Duration::from_nanos(after.saturating_sub(*before));
+        busy.as_secs_f64() >= span.as_secs_f64() * HOG_SHARE
+    }
 }
 
 /// What one shared thread is polling, and since when.
@@ -113,13 +169,15 @@ impl<F: Future> Future for Watched<F> {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         let busy = BUSY.with(|busy| busy.borrow().clone());
-        if let Some(busy) = &busy {
-            busy.set(Some((self.lane.clone(), Instant::now())));
-        }
+        let Some(busy) = busy else {
+            return self.future.as_mut().poll(cx);
+        };
+        let started = Instant::now();
+        busy.set(Some((self.lane.clone(), started)));
         let polled = self.future.as_mut().poll(cx);
-        if let Some(busy) = &busy {
-            busy.set(None);
-        }
+        busy.set(None);
+        let took = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.lane.polled.fetch_add(took, Ordering::Relaxed);
         polled
     }
 }
@@ -132,6 +190,8 @@ pub(super) struct SharedThread {
     generation: AtomicU64,
     /// What the current thread is doing.
     busy: Mutex<Arc<Busy>>,
+    /// The plugins whose hooks may run here, as the watchdog reads them.
+    lanes: Mutex<Vec<Readings>>,
 }
 
 impl SharedThread {
@@ -146,6 +206,7 @@ impl SharedThread {
                 queue: Arc::new(Mutex::new(queue)),
                 generation: AtomicU64::new(0),
                 busy: Mutex::new(Arc::new(Busy::default())),
+                lanes: Mutex::new(Vec::new()),
             }
         });
         let mut started = STARTED.lock().unwrap_or_else(|e| e.into_inner());
@@ -157,6 +218,32 @@ impl SharedThread {
             *started = true;
         }
         Ok(shared)
+    }
+
+    /// Lets the watchdog see how much of the thread `lane`'s hooks take.
+    pub(super) fn watch_lane(&self, lane: &Arc<Lane>) {
+        let mut lanes = self.lanes.lock().unwrap_or_else(|e| e.into_inner());
+        lanes.retain(|readings| readings.lane.strong_count() > 0);
+        lanes.push(Readings {
+            lane: Arc::downgrade(lane),
+            polled: VecDeque::new(),
+        });
+    }
+
+    /// A plugin, not yet moved, whose polls took [`HOG_SHARE`] of the thread lately.
+    fn hog(&self) -> Option<Arc<Lane>> {
+        let now = Instant::now();
+        let mut lanes = self.lanes.lock().unwrap_or_else(|e| e.into_inner());
+        let mut found = None;
+        for readings in lanes.iter_mut() {
+            let Some(lane) = readings.lane.upgrade() else {
+                continue;
+            };
+            if !lane.moved.load(Ordering::Acquire) && readings.hogs(&lane, now) {
+                found = Some(lane);
+            }
+        }
+        found
     }
 
     /// Queues `job` (whose hooks are [`Watched`]); gives it back if the queue is gone.
@@ -237,11 +324,26 @@ impl SharedThread {
                 }
                 waits.push_back((Instant::now(), waited));
             }
-            let Some(lane) = stuck else { continue };
+            let (lane, why) = match stuck {
+                Some(lane) => (
+                    lane,
+                    format!("held the shared plugin thread for over {STALL:?}"),
+                ),
+                None => match self.hog() {
+                    Some(lane) => (
+                        lane,
+                        format!(
+                            "took over {:.0}% of the shared plugin thread for {HOG_WINDOW:?}",
+                            HOG_SHARE * 100.0
+                        ),
+                    ),
+                    None => continue,
+                },
+            };
             lane.moved.store(true, Ordering::Release);
             tracing::warn!(
                 plugin = %lane.name,
-                "storage plugin held the shared plugin thread for over {STALL:?}; its hooks run on its own thread from now on"
+                "storage plugin {why}; its hooks run on its own thread from now on"
             );
             let generation = self.generation.fetch_add(1, Ordering::AcqRel) + 1;
             if let Err(error) = self.start(generation) {
@@ -262,10 +364,7 @@ mod tests {
         let since = Instant::now()
             .checked_sub(polled)
             .expect("an instant in the past");
-        let lane = Arc::new(Lane {
-            name: "p".into(),
-            moved: AtomicBool::new(false),
-        });
+        let lane = Arc::new(Lane::new("p"));
         busy.set(Some((lane, since)));
         let dir = tempfile::tempdir().expect("a temp dir");
         if let Some(waited) = waited_ns {
