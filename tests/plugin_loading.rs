@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-use gbs_tests::{build_fixture, fixtures_dir, gbs_binary};
+use gbs_tests::{build_fixture, fixtures_dir, gbs_binary, processes, ProcessIds};
 
 fn gbs(args: &[&std::ffi::OsStr]) -> Output {
     Command::new(gbs_binary())
@@ -917,6 +917,56 @@ fn check_gives_up_on_a_library_that_hangs_while_loading() {
         "left running: {}",
         String::from_utf8_lossy(&ps.stdout)
     );
+}
+
+/// Input tried: `gbs plugin check` killed (SIGKILL, so it cleans up nothing) while the
+/// library it checks hangs in its initialiser after starting a process of its own. The
+/// check's child notices and takes its whole process group with it.
+#[cfg(target_os = "linux")]
+#[test]
+fn killing_plugin_check_leaves_no_process_behind() {
+    use std::time::{Duration, Instant};
+    // A copy, so that other tests looking for processes holding the fixture do not see it.
+    let dir = tempfile::tempdir().unwrap();
+    let lib = dir.path().join("libhangs.so");
+    std::fs::copy(build_fixture("misbehaves-on-load"), &lib).unwrap();
+    let mut parent = Command::new(gbs_binary())
+        .args(["plugin", "check", "--timeout", "120"])
+        .arg(&lib)
+        .env("GBS_FIXTURE_ON_LOAD", "hang-with-child")
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("run gbs plugin check");
+    let group_of = |group: u32| -> Vec<ProcessIds> {
+        processes()
+            .into_iter()
+            .filter(|p| p.group == group)
+            .collect()
+    };
+    // The check's child leads its own group, which holds the library's process too.
+    let started = Instant::now();
+    let group = loop {
+        let child = processes().into_iter().find(|p| p.parent == parent.id());
+        if let Some(child) = child.filter(|c| group_of(c.pid).len() >= 2) {
+            break child.pid;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the check never started the library's process"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    parent.kill().expect("kill gbs plugin check");
+    parent.wait().expect("reap gbs plugin check");
+    let killed = Instant::now();
+    while !group_of(group).is_empty() {
+        assert!(
+            killed.elapsed() < Duration::from_secs(10),
+            "left running after the check was killed: {:?}",
+            group_of(group)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// Input tried: a library whose initialiser prints a "compatible" report and exits 0.

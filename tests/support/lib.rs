@@ -24,7 +24,7 @@ pub use process::{
     assert_all_passed, gbs_binary, gbs_stdout, read_line_starting, run_python, wait_for_exit,
     GbsGateway, GbsNode, StockServer,
 };
-pub use raw::{cpu_time, read_status, ProcessStats, RawConnection};
+pub use raw::{cpu_time, processes, read_status, ProcessIds, ProcessStats, RawConnection};
 pub use samples::sample_plugin;
 pub use tahoe_client::TahoeClient;
 pub use tahoe_grid::StockNode;

@@ -116,6 +116,30 @@ impl ProcessStats {
     }
 }
 
+/// A process's id, its parent's and its group's, as `/proc/PID/stat` gives them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProcessIds {
+    pub pid: u32,
+    pub parent: u32,
+    pub group: u32,
+}
+
+/// Every process that can be seen, from `/proc` (those that end while it is read are left out).
+pub fn processes() -> Vec<ProcessIds> {
+    let entries = std::fs::read_dir("/proc").expect("list /proc");
+    entries
+        .filter_map(|entry| {
+            let pid: u32 = entry.ok()?.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            // After the command name: state, parent, group.
+            let mut fields = stat.rsplit_once(')')?.1.split_whitespace().skip(1);
+            let parent = fields.next()?.parse().ok()?;
+            let group = fields.next()?.parse().ok()?;
+            Some(ProcessIds { pid, parent, group })
+        })
+        .collect()
+}
+
 /// User plus system time of process `pid` (every thread), from `/proc/PID/stat` (fields
 /// 14 and 15, in clock ticks).
 pub fn cpu_time(pid: u32) -> std::time::Duration {

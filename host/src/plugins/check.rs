@@ -5,8 +5,8 @@
 //! The child is `gbs plugin __check-one FILE`, in a process group of its own. Before it
 //! opens the library it reads a one-time token from its stdin; its verdict is the line on
 //! stdout that starts with that token, so a library that prints a report of its own and
-//! exits is not believed. The child exits when its stdin closes (the parent went away), and
-//! the whole group is killed when the check overruns its deadline. Only regular files are
+//! exits is not believed. The whole group is killed when the check overruns its deadline,
+//! and by the child itself when its stdin closes (the parent went away, even killed). Only regular files are
 //! checked (a FIFO named `.so` would block the open).
 
 use std::io::{BufRead as _, Read as _, Write as _};
@@ -179,15 +179,39 @@ pub fn check_here(file: &Path) -> Status {
         return Status::Unusable;
     }
     drop(stdin);
-    std::thread::spawn(|| {
+    let (started, watching) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = started.send(());
         // EOF or an error: the parent is gone, and so is any reason to go on.
         let _ = std::io::stdin().lock().read_to_end(&mut Vec::new());
-        std::process::exit(3);
+        end_this_check();
     });
+    // A thread still starting when a library's initialiser hangs would wait forever for
+    // the loader's lock, which `dlopen` holds (glibc takes it to register a new thread's
+    // thread-local destructors): the library is opened only once the watcher runs.
+    let _ = watching.recv_timeout(Duration::from_secs(5));
     let report = report_of(file);
     let json = serde_json::to_string(&report).unwrap_or_default();
     println!("{} {json}", token.trim());
     report.status
+}
+
+/// Ends this check's process, and every process its library started, at once. Not with
+/// `exit`: while an initialiser hangs inside `dlopen`, the loader's lock is held, and
+/// `exit` would wait for it forever in the loader's own clean-up.
+fn end_this_check() -> ! {
+    #[cfg(unix)]
+    {
+        use rustix::process::{getpgrp, getpid, kill_current_process_group, kill_process, Signal};
+        // Started by `check_in_child`, the check leads a group of its own; run some other
+        // way, it must not take its caller's group with it.
+        let _ = if getpgrp() == getpid() {
+            kill_current_process_group(Signal::KILL)
+        } else {
+            kill_process(getpid(), Signal::KILL)
+        };
+    }
+    std::process::abort()
 }
 
 /// Opens `file` in this process and judges it as the node would.
