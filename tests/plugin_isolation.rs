@@ -183,6 +183,25 @@ fn start_up_survives_libraries_that_hang_or_abort_while_loading() {
     );
 }
 
+/// Inputs tried: a plugin library whose `describe` hangs, and one whose `describe` panics.
+/// Start-up stops with one line naming the plugin and why, at the check's deadline.
+#[test]
+fn start_up_survives_a_describe_that_hangs_or_panics() {
+    let library = gbs_tests::build_fixture("plugin-bad-describe");
+    let (ok, line) = run_with_library(&library, ("GBS_FIXTURE_DESCRIBE", "hang"));
+    assert!(!ok);
+    assert!(
+        line.contains("storage plugin odd: incompatible: the check did not finish"),
+        "{line}"
+    );
+    let (ok, line) = run_with_library(&library, ("GBS_FIXTURE_DESCRIBE", "panic"));
+    assert!(!ok);
+    assert!(
+        line.contains("storage plugin odd: incompatible: declares no plugins"),
+        "{line}"
+    );
+}
+
 /// Input tried: the plugin's library file overwritten in place with other bytes while the
 /// node runs (`cp new.so plugins/lib.so` does that). The node runs a private copy, so it
 /// goes on serving and its plugin goes on answering.

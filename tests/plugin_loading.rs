@@ -986,6 +986,36 @@ fn check_does_not_believe_a_report_the_library_prints() {
     assert!(!stdout.contains("forged"), "{stdout}");
 }
 
+/// Inputs tried: a library whose `describe` never returns, and one whose `describe`
+/// panics (the SDK catches the panic, so it declares no plugins, which no node can load).
+#[test]
+fn check_gives_up_on_a_describe_that_hangs_and_refuses_one_that_panics() {
+    let lib = build_fixture("plugin-bad-describe");
+    let check_with = |describe: &str| {
+        let out = Command::new(gbs_binary())
+            .args(["plugin", "check", "--timeout", "2"])
+            .arg(&lib)
+            .env("GBS_FIXTURE_DESCRIBE", describe)
+            .output()
+            .expect("run gbs plugin check");
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        (out.status.code(), stdout)
+    };
+    let started = std::time::Instant::now();
+    let (code, stdout) = check_with("hang");
+    assert_eq!(code, Some(3), "{stdout}");
+    assert!(stdout.contains(": unusable\n"), "{stdout}");
+    assert!(stdout.contains("did not finish within 2 s"), "{stdout}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(20));
+    let (code, stdout) = check_with("panic");
+    assert_eq!(code, Some(1), "{stdout}");
+    assert!(stdout.contains(": incompatible\n"), "{stdout}");
+    assert!(
+        stdout.contains("declares no plugins (its describe may have panicked)"),
+        "{stdout}"
+    );
+}
+
 /// Input tried: a FIFO named like a library; opening it would block forever.
 #[cfg(unix)]
 #[test]

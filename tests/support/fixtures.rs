@@ -26,6 +26,7 @@
 //! | `crashes-on-load` | a shared library whose initialiser aborts the process (ELF only) |
 //! | `misbehaves-on-load` | a shared library whose initialiser hangs or prints a forged check report, as `GBS_FIXTURE_ON_LOAD` says (ELF only) |
 //! | `plugin-bad-names` | declares `fixture-twin` twice and a plugin named `../escape` |
+//! | `plugin-bad-describe` | a plugin library whose `describe` hangs or panics, as `GBS_FIXTURE_DESCRIBE` says |
 //! | `host-1.3` | an executable on interface 1.3 that loads a library with the host's `compat.rs` |
 //! | `host-1.0` | the same on interface 1.0, building the library's server side with a 1.0 host API |
 
