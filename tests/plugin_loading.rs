@@ -1016,6 +1016,31 @@ fn check_gives_up_on_a_describe_that_hangs_and_refuses_one_that_panics() {
     );
 }
 
+/// Inputs tried: `--timeout` of 0, -1, `soon` and 1e300 seconds, no file, and an unknown
+/// flag. Each is a usage error, exit status 2, distinct from every verdict (0, 1, 3).
+#[test]
+fn plugin_check_usage_errors_exit_with_2() {
+    let lib = build_fixture("plugin-1.0");
+    let lib = lib.to_str().expect("a UTF-8 path");
+    for args in [
+        &["--timeout", "0", lib][..],
+        &["--timeout", "-1", lib],
+        &["--timeout", "soon", lib],
+        &["--timeout", "1e300", lib],
+        &[],
+        &["--bogus", lib],
+    ] {
+        let out = Command::new(gbs_binary())
+            .args(["plugin", "check"])
+            .args(args)
+            .output()
+            .expect("run gbs plugin check");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(out.stdout.is_empty(), "{args:?} printed a verdict");
+    }
+}
+
 /// Input tried: a FIFO named like a library; opening it would block forever.
 #[cfg(unix)]
 #[test]

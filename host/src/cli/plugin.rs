@@ -84,7 +84,7 @@ struct CheckOptions {
     #[arg(long)]
     json: bool,
     /// Seconds each file's check may take before it is killed and called unusable.
-    #[arg(long, default_value_t = CHECK_DEADLINE.as_secs_f64())]
+    #[arg(long, value_name = "SECS", default_value_t = CHECK_DEADLINE.as_secs_f64(), value_parser = positive_seconds)]
     timeout: f64,
     /// Start this out-of-process plugin command (split like a shell would, run without
     /// one), check it, and stop it. May be given several times.
@@ -93,6 +93,16 @@ struct CheckOptions {
     /// Plugin libraries (.so files), or addresses of running plugin services.
     #[arg(required_unless_present = "command")]
     files: Vec<PathBuf>,
+}
+
+/// `--timeout`: a positive number of seconds that makes a [`Duration`] (anything else is a
+/// usage error, exit status 2, not a verdict).
+fn positive_seconds(text: &str) -> Result<f64, String> {
+    let seconds: f64 = text.parse().map_err(|e| format!("{e}"))?;
+    match Duration::try_from_secs_f64(seconds) {
+        Ok(duration) if !duration.is_zero() => Ok(seconds),
+        _ => Err("must be a positive number of seconds".into()),
+    }
 }
 
 /// A `gbs plugin check` argument that names a plugin service rather than a library.
@@ -140,9 +150,8 @@ struct JsonVerdict<'a> {
 }
 
 fn check(options: &CheckOptions) -> anyhow::Result<ExitCode> {
+    // `positive_seconds` let only such a number through.
     let deadline = Duration::try_from_secs_f64(options.timeout)
-        .ok()
-        .filter(|d| !d.is_zero())
         .context("--timeout must be a positive number of seconds")?;
     let (services, libraries): (Vec<&PathBuf>, Vec<&PathBuf>) = options
         .files
