@@ -361,13 +361,16 @@ fn gbs_client_lists_plugins_and_calls_their_routes() {
     };
     let listed = client(&["plugins", node.nurl()]);
     assert!(listed.status.success(), "{listed:?}");
+    // The server states the plugin interface it hosts, this build's.
+    let (major, minor) = gbs_plugin_interface::INTERFACE_VERSION;
     assert_eq!(
         stdout(&listed),
-        "fixture-versioned 1.0.0: {\"version\":\"1.0.0\"}\n"
+        format!("plugin interface {major}.{minor}\nfixture-versioned 1.0.0: {{\"version\":\"1.0.0\"}}\n")
     );
     let listed = client(&["--json", "plugins", node.nurl()]);
     let value: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
     assert_eq!(value["plugins"][0]["announcement"]["version"], "1.0.0");
+    assert_eq!(value["interface"], format!("{major}.{minor}"));
 
     let version = client(&["plugin-route", node.nurl(), "fixture-versioned", "version"]);
     assert!(version.status.success(), "{version:?}");

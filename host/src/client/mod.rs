@@ -53,7 +53,7 @@ use tokio::sync::Semaphore;
 pub use error::{BoxError, ClientError, PluginRejection, Stage};
 pub use forward::{Forward, Forwarded};
 pub use immutable::{ChunkWritten, ImmutableUpload};
-pub use plugin::{PluginAnnouncement, MAX_PLUGIN_RETRIES};
+pub use plugin::{AnnouncedPlugins, PluginAnnouncement, MAX_PLUGIN_RETRIES};
 pub use tls::pinned_tls_config;
 pub use upload::UploadReport;
 

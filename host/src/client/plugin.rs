@@ -28,7 +28,9 @@ use reqwest::{Method, StatusCode};
 use super::request::Request;
 use super::response::Reply;
 use super::{Client, ClientError};
-use crate::plugins::data::{PluginData, MAX_PLUGIN_DATA, PLUGIN_DATA_HEADER};
+use crate::plugins::data::{
+    PluginData, MAX_PLUGIN_DATA, PLUGIN_DATA_HEADER, PLUGIN_INTERFACE_HEADER,
+};
 use crate::plugins::ClientPluginHandle;
 use crate::protocol::paths;
 
@@ -52,6 +54,19 @@ pub struct PluginAnnouncement {
     /// What it announces.
     pub announcement: Value,
 }
+
+/// What `GET /storage/v1/plugins` told about a server's plugins.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct AnnouncedPlugins {
+    /// The plugin interface version the server hosts (`1.2`), when it says one.
+    pub interface: Option<String>,
+    /// The plugins it runs.
+    pub plugins: Vec<PluginAnnouncement>,
+}
+
+/// The longest interface version believed from a server.
+const MAX_INTERFACE_VERSION: usize = 32;
 
 /// The client plugins that apply to this client's server, found once.
 pub(super) type ActivePlugins = Arc<Vec<ClientPluginHandle>>;
@@ -163,16 +178,37 @@ impl Client {
     /// `GET /storage/v1/plugins`: the storage plugins the server runs, with their
     /// announcements. A server without plugin support (stock Tahoe: 404) has none.
     pub async fn plugin_announcements(&self) -> Result<Vec<PluginAnnouncement>, ClientError> {
+        Ok(self.announced_plugins().await?.plugins)
+    }
+
+    /// [`Client::plugin_announcements`], with the plugin interface version the server says
+    /// it hosts (stock Tahoe: none).
+    pub async fn announced_plugins(&self) -> Result<AnnouncedPlugins, ClientError> {
         let reply = self
             .send(Request::new(Method::GET, paths::plugins()))
             .await?;
         match reply.status() {
             StatusCode::OK => {
+                // Shown to operators: only a short, printable version is believed.
+                let interface = reply
+                    .headers()
+                    .get(PLUGIN_INTERFACE_HEADER)
+                    .and_then(|value| value.to_str().ok())
+                    .filter(|v| {
+                        v.len() <= MAX_INTERFACE_VERSION && v.bytes().all(|b| b.is_ascii_graphic())
+                    })
+                    .map(str::to_owned);
                 let (_, _, body) = reply.raw(MAX_PLUGIN_RESPONSE).await?;
-                decode_announcements(&body)
+                Ok(AnnouncedPlugins {
+                    interface,
+                    plugins: decode_announcements(&body)?,
+                })
             }
             // Stock Tahoe has no such route.
-            StatusCode::NOT_FOUND => Ok(Vec::new()),
+            StatusCode::NOT_FOUND => Ok(AnnouncedPlugins {
+                interface: None,
+                plugins: Vec::new(),
+            }),
             _ => Err(reply.into_error().await),
         }
     }

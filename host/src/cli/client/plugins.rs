@@ -46,24 +46,27 @@ struct RouteCall {
 
 /// `gbs client plugins NURL`: the server's plugin announcements.
 pub(super) async fn list(nurl: &Nurl, output: Output) -> anyhow::Result<()> {
-    let plugins = connect(nurl)?.plugin_announcements().await?;
-    let text = if plugins.is_empty() {
-        "no storage plugins announced".to_owned()
-    } else {
-        plugins
-            .iter()
-            .map(|p| {
-                format!(
-                    "{} {}: {}",
-                    p.name.escape_debug(),
-                    p.version.escape_debug(),
-                    cbor_json(&p.announcement)
-                )
-            })
-            .collect::<Vec<_>>()
-            .join("\n")
-    };
+    let announced = connect(nurl)?.announced_plugins().await?;
+    let plugins = &announced.plugins;
+    let mut lines: Vec<String> = announced
+        .interface
+        .iter()
+        .map(|version| format!("plugin interface {version}"))
+        .collect();
+    if plugins.is_empty() {
+        lines.push("no storage plugins announced".to_owned());
+    }
+    lines.extend(plugins.iter().map(|p| {
+        format!(
+            "{} {}: {}",
+            p.name.escape_debug(),
+            p.version.escape_debug(),
+            cbor_json(&p.announcement)
+        )
+    }));
+    let text = lines.join("\n");
     let value = json!({
+        "interface": announced.interface,
         "plugins": plugins
             .iter()
             .map(|p| json!({
