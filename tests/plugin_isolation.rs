@@ -124,8 +124,22 @@ fn shutdown_completes_whatever_a_plugin_start_or_stop_does() {
     );
 }
 
+/// How a `gbs run` that was meant to stop by itself ended.
+struct Ended {
+    ok: bool,
+    stderr: String,
+}
+
+impl Ended {
+    /// Whether it succeeded, and the last line of its stderr.
+    fn last_line(&self) -> (bool, String) {
+        let last = self.stderr.trim().lines().last().unwrap_or_default();
+        (self.ok, last.to_owned())
+    }
+}
+
 /// `gbs run` on a node whose only plugin is `library`, with `env` set.
-fn run_with_library(library: &Path, env: (&str, &str)) -> (bool, String) {
+fn run_with_library(library: &Path, env: (&str, &str)) -> Ended {
     let extra = format!(
         "[storage]\nplugins = odd\n[storageserver.plugins.odd]\nlibrary = {}\n",
         library.display()
@@ -134,13 +148,12 @@ fn run_with_library(library: &Path, env: (&str, &str)) -> (bool, String) {
 }
 
 /// `gbs run` on a node whose `tahoe.cfg` ends with `extra`.
-fn run_configured(extra: &str) -> (bool, String) {
+fn run_configured(extra: &str) -> Ended {
     run_until_exit(&mut Command::new(gbs_binary()), extra)
 }
 
-/// Runs `command run DIR` on a new node dir with `extra` config; waits at most 30 s and
-/// returns whether it succeeded and the last line of its stderr.
-fn run_until_exit(command: &mut Command, extra: &str) -> (bool, String) {
+/// Runs `command run DIR` on a new node dir with `extra` config; waits at most 30 s.
+fn run_until_exit(command: &mut Command, extra: &str) -> Ended {
     let dir = GbsNode::create_configured(extra);
     let mut child = command
         .arg("run")
@@ -157,8 +170,10 @@ fn run_until_exit(command: &mut Command, extra: &str) -> (bool, String) {
     let mut stderr = String::new();
     let mut pipe = child.stderr.take().expect("stderr");
     std::io::Read::read_to_string(&mut pipe, &mut stderr).expect("read stderr");
-    let last = stderr.trim().lines().last().unwrap_or_default().to_owned();
-    (status.success(), last)
+    Ended {
+        ok: status.success(),
+        stderr,
+    }
 }
 
 /// Inputs tried: a library whose initialiser hangs, and one whose initialiser aborts. The
@@ -168,17 +183,62 @@ fn run_until_exit(command: &mut Command, extra: &str) -> (bool, String) {
 #[test]
 fn start_up_survives_libraries_that_hang_or_abort_while_loading() {
     let hangs = gbs_tests::build_fixture("misbehaves-on-load");
-    let (ok, line) = run_with_library(&hangs, ("GBS_FIXTURE_ON_LOAD", "hang"));
+    let (ok, line) = run_with_library(&hangs, ("GBS_FIXTURE_ON_LOAD", "hang")).last_line();
     assert!(!ok);
     assert!(
         line.contains("storage plugin odd: incompatible: the check did not finish"),
         "{line}"
     );
     let aborts = gbs_tests::build_fixture("crashes-on-load");
-    let (ok, line) = run_with_library(&aborts, ("GBS_FIXTURE_ON_LOAD", ""));
+    let ended = run_with_library(&aborts, ("GBS_FIXTURE_ON_LOAD", ""));
+    let (ok, line) = ended.last_line();
     assert!(!ok);
     assert!(
         line.contains("storage plugin odd: incompatible: the check crashed (signal 6)"),
+        "{line}"
+    );
+    // Each step was logged, naming the plugin, before it was taken: had the crash been in
+    // this process, the log would still say where.
+    let steps = [
+        "copying plugin library",
+        "checking plugin library in a child process",
+    ];
+    let logged: Vec<&str> = ended
+        .stderr
+        .lines()
+        .filter(|l| l.contains("plugin=\"odd\"") || l.contains("plugin=odd"))
+        .collect();
+    for (step, next) in steps.iter().zip(steps.iter().skip(1)) {
+        let at = |what: &str| logged.iter().position(|l| l.contains(what));
+        assert!(
+            matches!((at(step), at(next)), (Some(a), Some(b)) if a < b),
+            "{step:?} not logged before {next:?}: {}",
+            ended.stderr
+        );
+    }
+    assert!(
+        !ended.stderr.contains("loading plugin library"),
+        "a library that failed its check was loaded: {}",
+        ended.stderr
+    );
+}
+
+/// Input tried: a real plugin library cut to half of what its segments map (an interrupted
+/// copy), which still loads but faults when its missing pages are touched. Start-up stops
+/// with one line.
+#[cfg(target_os = "linux")]
+#[test]
+fn start_up_refuses_a_truncated_library_with_one_line() {
+    let library = gbs_tests::build_fixture("plugin-v1");
+    let mapped = gbs::plugins::elf::mapped_length(&library).expect("an ELF library");
+    let whole = std::fs::read(&library).expect("read the fixture");
+    let dir = tempfile::tempdir().unwrap();
+    let cut = dir.path().join("libcut.so");
+    std::fs::write(&cut, &whole[..usize::try_from(mapped / 2).unwrap()]).unwrap();
+    let (ok, line) = run_with_library(&cut, ("GBS_FIXTURE_ON_LOAD", "")).last_line();
+    assert!(!ok);
+    assert!(
+        line.contains("storage plugin odd: incompatible: truncated: its segments need"),
         "{line}"
     );
 }
@@ -188,13 +248,13 @@ fn start_up_survives_libraries_that_hang_or_abort_while_loading() {
 #[test]
 fn start_up_survives_a_describe_that_hangs_or_panics() {
     let library = gbs_tests::build_fixture("plugin-bad-describe");
-    let (ok, line) = run_with_library(&library, ("GBS_FIXTURE_DESCRIBE", "hang"));
+    let (ok, line) = run_with_library(&library, ("GBS_FIXTURE_DESCRIBE", "hang")).last_line();
     assert!(!ok);
     assert!(
         line.contains("storage plugin odd: incompatible: the check did not finish"),
         "{line}"
     );
-    let (ok, line) = run_with_library(&library, ("GBS_FIXTURE_DESCRIBE", "panic"));
+    let (ok, line) = run_with_library(&library, ("GBS_FIXTURE_DESCRIBE", "panic")).last_line();
     assert!(!ok);
     assert!(
         line.contains("storage plugin odd: incompatible: declares no plugins"),
@@ -252,7 +312,8 @@ fn a_constructor_that_hangs_stops_start_up_at_the_deadline() {
          [storageserver.plugins.fixture-blocks]\nlibrary = {}\nblock-in = constructor\nblock-seconds = 20\n\
          [gbs]\nplugin_deadline = 2s\n",
         library.display()
-    ));
+    ))
+    .last_line();
     assert!(!ok);
     assert!(
         line.contains(
@@ -268,37 +329,98 @@ fn a_constructor_that_hangs_stops_start_up_at_the_deadline() {
     );
 }
 
-/// Input tried: SIGTERM while a plugin's constructor hangs (default 30 s deadline): the node
-/// stops at once instead of ignoring the signal.
+/// Inputs tried: SIGTERM and SIGINT while a plugin's constructor hangs (default 30 s
+/// deadline): the node stops at once instead of ignoring the signal.
 #[test]
-fn sigterm_during_a_hanging_constructor_stops_the_node() {
-    let dir = GbsNode::create_configured(&format!(
+fn signals_during_a_hanging_constructor_stop_the_node() {
+    let config = format!(
         "[storage]\nplugins = fixture-blocks\n\
          [storageserver.plugins.fixture-blocks]\nlibrary = {}\nblock-in = constructor\n",
         blocking_plugin().display()
-    ));
+    );
+    for signal in ["-TERM", "-INT"] {
+        // Past the library check, into the constructor.
+        let node = start_up_stuck(&config, ("GBS_FIXTURE_ON_LOAD", ""), Duration::from_secs(2));
+        node.signalled_stops(signal);
+    }
+}
+
+/// Inputs tried: SIGTERM and SIGINT while the node's check of a library hangs (its
+/// initialiser sleeps, in the check's child process, before the 5 s check deadline): the
+/// node stops at once, and the check's child and what it started go with it.
+#[cfg(target_os = "linux")]
+#[test]
+fn signals_during_a_hanging_library_check_stop_the_node_and_the_check() {
+    let config = format!(
+        "[storage]\nplugins = odd\n[storageserver.plugins.odd]\nlibrary = {}\n",
+        gbs_tests::build_fixture("misbehaves-on-load").display()
+    );
+    for signal in ["-TERM", "-INT"] {
+        let node = start_up_stuck(
+            &config,
+            ("GBS_FIXTURE_ON_LOAD", "hang-with-child"),
+            Duration::from_millis(1500),
+        );
+        let checks: Vec<u32> = gbs_tests::processes()
+            .iter()
+            .filter(|p| p.parent == node.child.id())
+            .map(|p| p.pid)
+            .collect();
+        assert!(!checks.is_empty(), "no check running after 1.5 s");
+        node.signalled_stops(signal);
+        let stopped = Instant::now();
+        while gbs_tests::processes()
+            .iter()
+            .any(|p| checks.contains(&p.group))
+        {
+            assert!(
+                stopped.elapsed() < Duration::from_secs(5),
+                "the check's processes outlived the node"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// A `gbs run` still starting up.
+struct Starting {
+    child: std::process::Child,
+    _dir: tempfile::TempDir,
+}
+
+/// Starts `gbs run` on a new node dir with `config` and `env`, and checks that it is still
+/// starting after `after` (something in start-up hangs).
+fn start_up_stuck(config: &str, env: (&str, &str), after: Duration) -> Starting {
+    let dir = GbsNode::create_configured(config);
     let mut child = Command::new(gbs_binary())
         .arg("run")
         .arg(dir.path())
+        .env(env.0, env.1)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn gbs run");
-    // Past the library check, into the constructor.
-    std::thread::sleep(Duration::from_secs(2));
+    std::thread::sleep(after);
     assert!(
         child.try_wait().expect("wait").is_none(),
         "gbs run ended early"
     );
-    let sent = Command::new("kill")
-        .arg("-TERM")
-        .arg(child.id().to_string())
-        .status()
-        .expect("kill");
-    assert!(sent.success());
-    if wait_for_exit(&mut child, Duration::from_secs(5)).is_none() {
-        let _ = child.kill();
-        panic!("gbs run ignored SIGTERM during a hanging constructor");
+    Starting { child, _dir: dir }
+}
+
+impl Starting {
+    /// Sends `signal` (`-TERM`, `-INT`) and expects the node gone within 5 s.
+    fn signalled_stops(mut self, signal: &str) {
+        let sent = Command::new("kill")
+            .arg(signal)
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("kill");
+        assert!(sent.success());
+        if wait_for_exit(&mut self.child, Duration::from_secs(5)).is_none() {
+            let _ = self.child.kill();
+            panic!("gbs run ignored {signal} during start-up");
+        }
     }
 }

@@ -139,13 +139,16 @@ pub(super) fn run(args: &DirArg) -> anyhow::Result<()> {
 /// Threads for blocking storage calls at most; more calls wait in line.
 const MAX_BLOCKING_THREADS: usize = 64;
 
-/// `RUST_LOG` when set, else info-level logs from gbs.
+/// `RUST_LOG` when set, else info-level logs from gbs; colours only on a terminal, so that
+/// a log sent to a file or a journal holds no escape codes.
 pub(super) fn init_logging() {
+    use std::io::IsTerminal as _;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .try_init();
 }
 

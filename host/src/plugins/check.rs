@@ -7,7 +7,8 @@
 //! stdout that starts with that token, so a library that prints a report of its own and
 //! exits is not believed. The whole group is killed when the check overruns its deadline,
 //! and by the child itself when its stdin closes (the parent went away, even killed). Only regular files are
-//! checked (a FIFO named `.so` would block the open).
+//! checked (a FIFO named `.so` would block the open), and an ELF library cut short is refused
+//! before any process opens it (see `elf`).
 
 use std::io::{BufRead as _, Read as _, Write as _};
 use std::path::Path;
@@ -115,6 +116,9 @@ pub fn check_in_child(exe: &Path, file: &Path, deadline: Duration) -> Report {
             return Report::unusable("no such file".into())
         }
         Err(error) => return Report::unusable(format!("cannot read it: {error}")),
+    }
+    if let Err(why) = super::elf::check_segments(file) {
+        return Report::unusable(why);
     }
     let token = crate::protocol::base32_encode(&rand::random::<[u8; 16]>());
     let mut command = Command::new(exe);

@@ -18,6 +18,7 @@ pub mod compat;
 pub mod data;
 pub mod dispatch;
 pub mod dylib;
+pub mod elf;
 mod executor;
 pub mod host_api;
 pub mod live;
