@@ -112,6 +112,10 @@ async fn a_plugin_replaced_under_load_fails_no_request() {
     tokio::time::sleep(Duration::from_millis(700)).await;
     deploy(node.dir(), &build_fixture("plugin-v2"));
     let dir = node.dir().to_owned();
+    let reloaded_at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
     let reload = tokio::task::spawn_blocking(move || gbs(&["plugin", "reload"], &dir))
         .await
         .unwrap();
@@ -145,8 +149,27 @@ async fn a_plugin_replaced_under_load_fails_no_request() {
     assert_eq!(plugin["failures"], 0);
     assert!(plugin["calls"].as_u64().unwrap() > 0, "{plugin}");
     assert_eq!(plugin["library_hash"].as_str().unwrap().len(), 32);
-    let (exit, _dir) = node.stop();
+    // Loaded by the reload, not at start.
+    let since = plugin["since"].as_u64().unwrap();
+    assert!(since >= reloaded_at, "since {since}, reloaded at {reloaded_at}");
+    // The replaced version got `stop` once its requests were done (at most `drain_timeout`
+    // later); the new one only at shutdown.
+    let state = node.dir().join("plugins-state").join("fixture-versioned");
+    let stopped = std::time::Instant::now();
+    while !state.join("stopped-1.0.0").exists() {
+        assert!(
+            stopped.elapsed() < Duration::from_secs(40),
+            "the replaced plugin never got stop"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(!state.join("stopped-2.0.0").exists());
+    let (exit, dir) = node.stop();
     assert!(exit.success());
+    assert!(dir
+        .path()
+        .join("plugins-state/fixture-versioned/stopped-2.0.0")
+        .exists());
 }
 
 /// Inputs tried: a reload naming a library that is not a plugin (refused: nothing changes),
