@@ -151,7 +151,10 @@ async fn a_plugin_replaced_under_load_fails_no_request() {
     assert_eq!(plugin["library_hash"].as_str().unwrap().len(), 32);
     // Loaded by the reload, not at start.
     let since = plugin["since"].as_u64().unwrap();
-    assert!(since >= reloaded_at, "since {since}, reloaded at {reloaded_at}");
+    assert!(
+        since >= reloaded_at,
+        "since {since}, reloaded at {reloaded_at}"
+    );
     // The replaced version got `stop` once its requests were done (at most `drain_timeout`
     // later); the new one only at shutdown.
     let state = node.dir().join("plugins-state").join("fixture-versioned");

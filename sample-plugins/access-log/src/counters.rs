@@ -204,6 +204,7 @@ impl Counters {
 
 #[cfg(test)]
 mod tests {
+    use gbs_plugin_interface::ciborium::Value;
     use gbs_plugin_interface::{from_cbor, to_cbor, MutableShareChange};
 
     use super::*;
@@ -374,7 +375,7 @@ mod tests {
 
     #[test]
     fn cbor_keys_are_kebab_case() {
-        let value: ciborium::Value = from_cbor(&to_cbor(&Counters::default())).unwrap();
+        let value: Value = from_cbor(&to_cbor(&Counters::default())).unwrap();
         let keys: Vec<String> = value
             .as_map()
             .unwrap()

@@ -1,9 +1,7 @@
-//! A host API for unit tests: records what the plugin logs, sleeps and counts, and lets a
-//! test decide how many sleeps complete, so the background service runs without a clock.
+//! What the unit tests add to the SDK's `TestHost`: scripted sleeps, so the background
+//! service runs without a clock, and a one-poll executor.
 
-use std::collections::BTreeMap;
 use std::future::{pending, Future};
-use std::path::{Path, PathBuf};
 use std::pin::{pin, Pin};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -13,62 +11,51 @@ use abi_stable::sabi_trait::TD_Opaque;
 use abi_stable::std_types::{RArc, RResult, RStr, RString, RVec};
 use async_ffi::{FfiFuture, FutureExt as _};
 use gbs_plugin_interface::ffi::{HostApiFfi, HostApiFfi_TO};
-use gbs_plugin_interface::{Host, LogLevel, PluginError};
+use gbs_plugin_interface::testing::TestHost;
+use gbs_plugin_interface::{Host, LeaseRenewal, LogLevel, PluginError};
+
+/// A [`TestHost`] whose sleeps the test scripts: `TestHost` sleeps in real time, unrecorded.
+#[derive(Debug, Clone)]
+pub(crate) struct ScriptedSleeps {
+    test_host: TestHost,
+    sleeps: Arc<Sleeps>,
+}
 
 #[derive(Debug, Default)]
-pub(crate) struct FakeHost {
-    state_dir: PathBuf,
+struct Sleeps {
     /// Sleeps left that complete at once; every later sleep never completes.
-    ready_sleeps: AtomicUsize,
-    pub(crate) logs: Mutex<Vec<(LogLevel, String)>>,
-    pub(crate) sleeps_millis: Mutex<Vec<u64>>,
-    pub(crate) metrics: Mutex<BTreeMap<String, u64>>,
+    ready: AtomicUsize,
+    /// Every sleep asked for, in milliseconds.
+    asked: Mutex<Vec<u64>>,
 }
 
-impl FakeHost {
-    pub(crate) fn new(state_dir: &Path, ready_sleeps: usize) -> Arc<Self> {
-        Arc::new(Self {
-            state_dir: state_dir.to_owned(),
-            ready_sleeps: AtomicUsize::new(ready_sleeps),
-            ..Self::default()
-        })
+impl ScriptedSleeps {
+    pub(crate) fn new(test_host: TestHost, ready_sleeps: usize) -> Self {
+        let sleeps = Sleeps {
+            ready: AtomicUsize::new(ready_sleeps),
+            ..Sleeps::default()
+        };
+        Self {
+            test_host,
+            sleeps: Arc::new(sleeps),
+        }
     }
 
-    pub(crate) fn host(self: &Arc<Self>) -> Host {
-        Host::from_ffi(HostApiFfi_TO::from_ptr(
-            RArc::new(Api(self.clone())),
-            TD_Opaque,
-        ))
+    pub(crate) fn host(&self) -> Host {
+        Host::from_ffi(HostApiFfi_TO::from_ptr(RArc::new(self.clone()), TD_Opaque))
     }
 
-    pub(crate) fn info_lines(&self) -> Vec<String> {
-        self.logs
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|(level, _)| *level == LogLevel::INFO)
-            .map(|(_, line)| line.clone())
-            .collect()
+    pub(crate) fn sleeps_millis(&self) -> Vec<u64> {
+        self.sleeps.asked.lock().unwrap().clone()
     }
 }
 
-struct Api(Arc<FakeHost>);
-
-impl HostApiFfi for Api {
-    fn log(&self, level: LogLevel, message: RStr<'_>) {
-        let line = message.as_str().to_owned();
-        self.0.logs.lock().unwrap().push((level, line));
-    }
-
-    fn now_unix_millis(&self) -> u64 {
-        1_700_000_000_000
-    }
-
+impl HostApiFfi for ScriptedSleeps {
     fn sleep_millis(&self, millis: u64) -> FfiFuture<()> {
-        self.0.sleeps_millis.lock().unwrap().push(millis);
+        self.sleeps.asked.lock().unwrap().push(millis);
         let ready = self
-            .0
-            .ready_sleeps
+            .sleeps
+            .ready
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
             .is_ok();
         if ready {
@@ -78,27 +65,43 @@ impl HostApiFfi for Api {
         }
     }
 
+    fn log(&self, level: LogLevel, message: RStr<'_>) {
+        self.test_host.log(level, message);
+    }
+
+    fn now_unix_millis(&self) -> u64 {
+        self.test_host.now_unix_millis()
+    }
+
     fn state_dir(&self) -> RString {
-        self.0.state_dir.to_string_lossy().into_owned().into()
+        self.test_host.state_dir()
     }
 
     fn counter_add(&self, name: RStr<'_>, delta: u64) {
-        *self
-            .0
-            .metrics
-            .lock()
-            .unwrap()
-            .entry(name.as_str().to_owned())
-            .or_default() += delta;
+        self.test_host.counter_add(name, delta);
     }
 
-    fn shares(&self, _request: RVec<u8>) -> FfiFuture<RResult<RVec<u8>, PluginError>> {
-        async { RResult::RErr(PluginError::unsupported("fake host")) }.into_ffi()
+    fn shares(&self, request: RVec<u8>) -> FfiFuture<RResult<RVec<u8>, PluginError>> {
+        self.test_host.shares(request)
     }
 
-    fn add_lease(&self, _request: RVec<u8>) -> FfiFuture<RResult<(), PluginError>> {
-        async { RResult::RErr(PluginError::unsupported("fake host")) }.into_ffi()
+    fn add_lease(&self, request: RVec<u8>) -> FfiFuture<RResult<(), PluginError>> {
+        self.test_host.add_lease(request)
     }
+
+    fn set_lease_renewal(&self, renewal: LeaseRenewal) -> RResult<(), PluginError> {
+        self.test_host.set_lease_renewal(renewal)
+    }
+}
+
+/// The INFO lines the plugin logged, in order.
+pub(crate) fn info_lines(test_host: &TestHost) -> Vec<String> {
+    test_host
+        .logs()
+        .into_iter()
+        .filter(|(level, _)| *level == LogLevel::INFO)
+        .map(|(_, line)| line)
+        .collect()
 }
 
 /// Polls a future once.

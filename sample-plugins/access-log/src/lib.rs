@@ -21,7 +21,7 @@
 //! - `stop`: the stop signal the background service waits on (plugins cannot use tokio).
 //!
 //! The crate builds as a `cdylib` for the host and as an `rlib` so its unit tests call the
-//! code directly, with a fake host API.
+//! code directly, on the SDK's `TestHost`.
 
 #![deny(missing_docs)]
 
@@ -86,6 +86,8 @@ mod tests {
 
     #[test]
     fn library_builds_access_log_through_the_abi() {
+        use gbs_plugin_interface::ciborium::Value;
+        use gbs_plugin_interface::testing::TestHost;
         use gbs_plugin_interface::{from_cbor, PluginList};
 
         let descriptions = <(AccessLog,) as PluginList>::descriptions();
@@ -94,7 +96,7 @@ mod tests {
         assert_eq!(descriptions[0].interests, AccessLog::INTERESTS);
 
         let dir = tempfile::tempdir().unwrap();
-        let host = crate::fake_host::FakeHost::new(dir.path(), 0).host();
+        let host = TestHost::new(dir.path()).host();
         let bad: Settings = [("interval-seconds".to_owned(), "0".to_owned())].into();
         let Some(Err(error)) = <(AccessLog,) as PluginList>::new_server("access-log", &bad, &host)
         else {
@@ -106,8 +108,7 @@ mod tests {
             <(AccessLog,) as PluginList>::new_server("access-log", &Settings::new(), &host)
                 .unwrap()
                 .unwrap();
-        let announcement: ciborium::Value =
-            from_cbor(&server.announce().into_result().unwrap()).unwrap();
+        let announcement: Value = from_cbor(&server.announce().into_result().unwrap()).unwrap();
         assert!(
             announcement.as_map().is_some_and(|m| m.len() == 1),
             "{announcement:?}"

@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
+use gbs_plugin_interface::ciborium::Value;
 use gbs_plugin_interface::{
     from_cbor, to_cbor, Host, Operation, Outcome, PluginError, RouteRequest, RouteResponse,
     ServerPlugin, Settings,
@@ -157,10 +158,10 @@ impl ServerPlugin for AccessLogServer {
     const HOOKS: gbs_plugin_interface::ServerHooks = gbs_plugin_interface::ServerHooks::COMMITTED;
 
     /// `{"counters-route": "counters"}`: where a client finds the counters.
-    fn announce(&self) -> ciborium::Value {
-        ciborium::Value::Map(vec![(
-            ciborium::Value::Text("counters-route".into()),
-            ciborium::Value::Text(COUNTERS_ROUTE.into()),
+    fn announce(&self) -> Value {
+        Value::Map(vec![(
+            Value::Text("counters-route".into()),
+            Value::Text(COUNTERS_ROUTE.into()),
         )])
     }
 
@@ -205,30 +206,36 @@ pub fn state_file(state_dir: &Path) -> PathBuf {
 
 #[cfg(test)]
 mod tests {
-    use gbs_plugin_interface::testing::settings;
     use std::pin::pin;
-    use std::sync::Arc;
     use std::task::Poll;
 
+    use gbs_plugin_interface::testing::{settings, TestHost};
     use gbs_plugin_interface::ShareKind;
 
     use super::*;
-    use crate::fake_host::{now, poll_once, FakeHost};
+    use crate::fake_host::{info_lines, now, poll_once, ScriptedSleeps};
 
-    fn server(
+    fn server(dir: &Path, pairs: &[(&str, &str)]) -> (AccessLogServer, TestHost) {
+        let test_host = TestHost::new(dir);
+        let server = AccessLogServer::new(&settings(pairs), test_host.host()).unwrap();
+        (server, test_host)
+    }
+
+    /// A server whose first `ready_sleeps` sleeps complete at once and later ones never do.
+    fn scripted_server(
         dir: &Path,
         pairs: &[(&str, &str)],
         ready_sleeps: usize,
-    ) -> (AccessLogServer, Arc<FakeHost>) {
-        let fake = FakeHost::new(dir, ready_sleeps);
-        let server = AccessLogServer::new(&settings(pairs), fake.host()).unwrap();
-        (server, fake)
+    ) -> (AccessLogServer, TestHost, ScriptedSleeps) {
+        let test_host = TestHost::new(dir);
+        let sleeps = ScriptedSleeps::new(test_host.clone(), ready_sleeps);
+        let server = AccessLogServer::new(&settings(pairs), sleeps.host()).unwrap();
+        (server, test_host, sleeps)
     }
 
     fn error(pairs: &[(&str, &str)]) -> String {
         let dir = tempfile::tempdir().unwrap();
-        let fake = FakeHost::new(dir.path(), 0);
-        AccessLogServer::new(&settings(pairs), fake.host())
+        AccessLogServer::new(&settings(pairs), TestHost::new(dir.path()).host())
             .unwrap_err()
             .to_string()
     }
@@ -280,27 +287,24 @@ mod tests {
     #[test]
     fn interval_is_trimmed_and_used_for_every_sleep() {
         let dir = tempfile::tempdir().unwrap();
-        let (server, fake) = server(dir.path(), &[("interval-seconds", " 5 ")], 1);
+        let (server, _, sleeps) = scripted_server(dir.path(), &[("interval-seconds", " 5 ")], 1);
         let mut service = pin!(server.start());
         assert!(poll_once(service.as_mut()).is_pending());
-        assert_eq!(*fake.sleeps_millis.lock().unwrap(), [5000, 5000]);
+        assert_eq!(sleeps.sleeps_millis(), [5000, 5000]);
     }
 
     #[test]
     fn background_service_logs_a_summary_per_interval_and_ends_on_stop() {
         let dir = tempfile::tempdir().unwrap();
         // Two intervals pass at once; the third sleep waits until the test stops it.
-        let (server, fake) = server(dir.path(), &[], 2);
+        let (server, test_host, sleeps) = scripted_server(dir.path(), &[], 2);
         let (op, outcome) = upload(4096);
         now(server.committed(op, outcome));
 
         let mut service = pin!(server.start());
         assert!(poll_once(service.as_mut()).is_pending());
-        assert_eq!(
-            *fake.sleeps_millis.lock().unwrap(),
-            [60_000, 60_000, 60_000]
-        );
-        let lines = fake.info_lines();
+        assert_eq!(sleeps.sleeps_millis(), [60_000, 60_000, 60_000]);
+        let lines = info_lines(&test_host);
         assert_eq!(lines.len(), 2, "{lines:?}");
         assert!(
             lines[0].starts_with("1 operations (upload 1); bytes: 4096 uploaded"),
@@ -309,22 +313,23 @@ mod tests {
 
         now(server.stop()).unwrap();
         assert!(matches!(poll_once(service.as_mut()), Poll::Ready(Ok(()))));
-        assert_eq!(fake.info_lines().len(), 2, "no summary after stop");
+        assert_eq!(info_lines(&test_host).len(), 2, "no summary after stop");
     }
 
     #[test]
     fn stop_before_start_makes_start_return_at_once() {
         let dir = tempfile::tempdir().unwrap();
-        let (server, fake) = server(dir.path(), &[], 5);
+        // Even with sleeps that would complete at once.
+        let (server, test_host, _) = scripted_server(dir.path(), &[], 5);
         now(server.stop()).unwrap();
         now(server.start()).unwrap();
-        assert!(fake.info_lines().is_empty());
+        assert!(info_lines(&test_host).is_empty());
     }
 
     #[test]
     fn stop_saves_counters_and_a_new_server_restores_them() {
         let dir = tempfile::tempdir().unwrap();
-        let (first, _) = server(dir.path(), &[], 0);
+        let (first, _) = server(dir.path(), &[]);
         let (op, outcome) = upload(10);
         now(first.committed(op.clone(), outcome.clone()));
         now(first.committed(op, outcome));
@@ -332,7 +337,7 @@ mod tests {
         assert!(state_file(dir.path()).exists());
         assert!(!dir.path().join("counters.cbor.partial").exists());
 
-        let (second, _) = server(dir.path(), &[], 0);
+        let (second, _) = server(dir.path(), &[]);
         let restored = second.counters();
         assert_eq!(restored.operations.get("upload"), Some(&2));
         assert_eq!(restored.uploaded_bytes, 20);
@@ -342,8 +347,7 @@ mod tests {
     fn corrupt_state_file_is_refused_naming_the_file() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(state_file(dir.path()), b"\xff\x00 not cbor").unwrap();
-        let fake = FakeHost::new(dir.path(), 0);
-        let message = AccessLogServer::new(&Settings::new(), fake.host())
+        let message = AccessLogServer::new(&Settings::new(), TestHost::new(dir.path()).host())
             .unwrap_err()
             .to_string();
         assert!(
@@ -356,7 +360,10 @@ mod tests {
     #[test]
     fn stop_reports_a_state_directory_it_cannot_write() {
         let dir = tempfile::tempdir().unwrap();
-        let (server, _) = server(&dir.path().join("missing"), &[], 0);
+        let state_dir = dir.path().join("gone");
+        let (server, _) = server(&state_dir, &[]);
+        // TestHost made the directory; take it away again.
+        std::fs::remove_dir(&state_dir).unwrap();
         let message = now(server.stop()).unwrap_err().to_string();
         assert!(message.contains("cannot write"), "{message}");
     }
@@ -364,7 +371,7 @@ mod tests {
     #[test]
     fn committed_counts_and_reports_metrics_to_the_host() {
         let dir = tempfile::tempdir().unwrap();
-        let (server, fake) = server(dir.path(), &[], 0);
+        let (server, test_host) = server(dir.path(), &[]);
         let read = Operation::Read {
             kind: ShareKind::Mutable,
             storage_index: [0; 16],
@@ -378,7 +385,7 @@ mod tests {
         let counters = server.counters();
         assert_eq!(counters.operations.get("read-mutable"), Some(&1));
         assert_eq!(counters.read_bytes, 64);
-        let metrics = fake.metrics.lock().unwrap().clone();
+        let metrics = test_host.counters();
         assert_eq!(metrics.get("operations.read-mutable"), Some(&1));
         assert_eq!(metrics.get("bytes.read"), Some(&64));
         assert_eq!(metrics.get("bytes.uploaded"), Some(&8));
@@ -387,7 +394,7 @@ mod tests {
     #[test]
     fn admits_everything_so_the_host_is_told_not_to_ask() {
         let dir = tempfile::tempdir().unwrap();
-        let (server, _) = server(dir.path(), &[], 0);
+        let (server, _) = server(dir.path(), &[]);
         assert_eq!(
             now(server.admit(Operation::Version, Some(b"\xff\xff".to_vec()))),
             Ok(())
@@ -401,7 +408,7 @@ mod tests {
     #[test]
     fn counters_route_answers_cbor() {
         let dir = tempfile::tempdir().unwrap();
-        let (server, _) = server(dir.path(), &[], 0);
+        let (server, _) = server(dir.path(), &[]);
         let (op, outcome) = upload(5);
         now(server.committed(op, outcome));
         let response = now(server.route(get("counters"))).unwrap();
@@ -415,7 +422,7 @@ mod tests {
     #[test]
     fn counters_json_route_answers_json() {
         let dir = tempfile::tempdir().unwrap();
-        let (server, _) = server(dir.path(), &[], 0);
+        let (server, _) = server(dir.path(), &[]);
         let response = now(server.route(get("counters.json"))).unwrap();
         assert_eq!(response.status, 200);
         assert_eq!(response.content_type.as_str(), "application/json");
@@ -427,7 +434,7 @@ mod tests {
     #[test]
     fn other_routes_and_methods_are_refused() {
         let dir = tempfile::tempdir().unwrap();
-        let (server, _) = server(dir.path(), &[], 0);
+        let (server, _) = server(dir.path(), &[]);
         let post = RouteRequest::new("POST", "counters", b"reset".to_vec());
         assert_eq!(now(server.route(post)).unwrap().status, 405);
         for path in ["", "counter", "counters/", "../counters"] {
@@ -442,7 +449,7 @@ mod tests {
     #[test]
     fn announcement_names_the_counters_route() {
         let dir = tempfile::tempdir().unwrap();
-        let (server, _) = server(dir.path(), &[], 0);
+        let (server, _) = server(dir.path(), &[]);
         let announcement = server.announce();
         let entries = announcement.as_map().unwrap();
         assert_eq!(entries.len(), 1);

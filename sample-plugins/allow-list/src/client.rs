@@ -2,7 +2,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use ciborium::Value;
+use gbs_plugin_interface::ciborium::Value;
 use gbs_plugin_interface::{
     ClientPlugin, Operation, PluginError, Rejection, ServerConnection, Settings,
 };

@@ -1,7 +1,7 @@
 //! The `token-v1` scheme both sides speak: the server's announcement and the plugin data a
 //! client attaches, a CBOR map `{"token": tstr}`.
 
-use ciborium::Value;
+use gbs_plugin_interface::ciborium::{self, Value};
 use gbs_plugin_interface::to_cbor;
 
 /// The scheme name the server announces and the client looks for.

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use ciborium::Value;
+use gbs_plugin_interface::ciborium::Value;
 use gbs_plugin_interface::{Operation, PluginError, Rejection, ServerPlugin, Settings};
 use sha2::{Digest, Sha256};
 use subtle::{Choice, ConstantTimeEq};

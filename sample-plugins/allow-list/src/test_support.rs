@@ -10,7 +10,7 @@ use async_ffi::{FfiFuture, FutureExt as _};
 use gbs_plugin_interface::ffi::{ServerConnectionFfi, ServerConnectionFfi_TO};
 use gbs_plugin_interface::{PluginError, RouteRequest, RouteResponse, ServerConnection};
 
-/// A server without plugin routes: allow-list never calls one.
+/// A server without plugin routes (allow-list calls none); kept: `testing` has no server fake.
 struct NoRoutes;
 
 impl ServerConnectionFfi for NoRoutes {
