@@ -105,6 +105,92 @@ async fn only_the_guarded_operation_waits(node: GbsNode) {
     );
 }
 
+/// Input tried: a plugin whose `admit` spins in 10 ms slices, yielding in between (no poll
+/// is long), with 64 listings in flight, beside a well-behaved plugin that guards every
+/// operation. The well-behaved plugin's operations keep their latency.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_that_spins_in_slices_holds_up_no_other_plugin() {
+    no_other_plugin_waits_for("slices").await;
+}
+
+/// Input tried: a plugin whose `admit` sleeps 20 s, with 64 listings in flight (most of
+/// them waiting in the shared thread's queue when the plugin is moved), beside a
+/// well-behaved plugin that guards every operation. The queued calls go to the plugin's
+/// own thread: they do not block the shared thread that replaced the one it held, one
+/// after another, nor leave a stuck thread each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_that_blocks_many_calls_holds_up_no_other_plugin() {
+    no_other_plugin_waits_for("sleep").await;
+}
+
+async fn no_other_plugin_waits_for(by: &str) {
+    let node = GbsNode::start_configured(&format!(
+        "[storage]\nplugins = fixture-blocks, fixture-versioned\n\
+         [storageserver.plugins.fixture-blocks]\nlibrary = {}\nblock-in = admit\nblock-seconds = 20\nblock-by = {by}\n\
+         [storageserver.plugins.fixture-versioned]\nlibrary = {}\n\
+         [gbs]\nplugin_deadline = 2s\n",
+        blocking_plugin().display(),
+        gbs_tests::build_fixture("plugin-v1").display()
+    ));
+    let client = node.client();
+    let si = StorageIndex::from_bytes([9; 16]);
+    let upload = client
+        .allocate(
+            si,
+            [ShareNumber(0)].into(),
+            5,
+            &test_lease(),
+            test_upload_secret(),
+        )
+        .await
+        .expect("allocate");
+    upload
+        .upload_share(ShareNumber(0), &b"hello"[..])
+        .await
+        .expect("upload");
+    let threads_before = gbs_tests::ProcessStats::of(node.pid()).threads;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // A client each: one client has at most 10 requests in flight.
+    let listings: Vec<_> = (0..64)
+        .map(|_| {
+            let (client, stop) = (node.client(), stop.clone());
+            tokio::spawn(async move {
+                while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    let _ = client.list_shares(ShareKind::Immutable, &si).await;
+                }
+            })
+        })
+        .collect();
+    // Long enough for every listing to be in the plugin, and for the watchdog to see it.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let mut slowest = Duration::ZERO;
+    for _ in 0..10 {
+        let started = Instant::now();
+        let mut out = Vec::new();
+        client
+            .read_share(ShareKind::Immutable, &si, ShareNumber(0), None, &mut out)
+            .await
+            .expect("read");
+        assert_eq!(out, b"hello");
+        client.version().await.expect("version");
+        slowest = slowest.max(started.elapsed());
+    }
+    let threads = gbs_tests::ProcessStats::of(node.pid()).threads;
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    for listing in listings {
+        listing.await.expect("a listing task");
+    }
+    assert!(
+        slowest < Duration::from_millis(500),
+        "a read and a version, guarded by another plugin, took {slowest:?}"
+    );
+    // The shared thread the plugin held, and a few the node starts on demand.
+    assert!(
+        threads <= threads_before + 8,
+        "{threads} threads, {threads_before} before"
+    );
+}
+
 /// Input tried: a plugin whose `start` and `stop` both sleep their thread for 20 s.
 #[test]
 fn shutdown_completes_whatever_a_plugin_start_or_stop_does() {

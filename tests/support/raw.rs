@@ -91,10 +91,12 @@ pub struct ProcessStats {
     pub open_fds: usize,
     /// CPU time used so far, user and system, by all its threads.
     pub cpu: std::time::Duration,
+    /// Its threads.
+    pub threads: usize,
 }
 
 impl ProcessStats {
-    /// Reads `/proc/PID/status` and `/proc/PID/fd`.
+    /// Reads `/proc/PID/status`, `/proc/PID/fd` and `/proc/PID/task`.
     pub fn of(pid: u32) -> Self {
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
         let kib = |key: &str| -> u64 {
@@ -112,6 +114,9 @@ impl ProcessStats {
             peak_rss: kib("VmHWM:") * 1024,
             open_fds,
             cpu: cpu_time(pid),
+            threads: std::fs::read_dir(format!("/proc/{pid}/task"))
+                .expect("proc task")
+                .count(),
         }
     }
 }

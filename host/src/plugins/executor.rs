@@ -8,7 +8,8 @@
 //!   to its own thread for good, and the shared thread is replaced: a plugin that blocks (a
 //!   `std::thread::sleep`, a synchronous lock, a spin, even in slices) delays other plugins'
 //!   hooks by at most that long once, then stalls only its own calls, which fail closed at
-//!   the deadline.
+//!   the deadline. Its calls already queued for, or begun on, a shared thread are handed
+//!   to its own thread at their next poll ([`Watched`]).
 //! - Each plugin also has its own thread (`own`), where its constructor, `announce` and
 //!   background service run.
 //!
@@ -90,7 +91,6 @@ pub(super) struct PluginThread {
 
 #[derive(Debug)]
 struct Threads {
-    own: OwnThread,
     shared: &'static SharedThread,
     lane: Arc<Lane>,
     /// Calls in progress or waiting.
@@ -110,11 +110,10 @@ impl PluginThread {
     /// Starts the own thread of plugin `name` (and the shared one, the first time).
     pub(super) fn spawn(name: &str) -> std::io::Result<Self> {
         let shared = SharedThread::get()?;
-        let lane = Arc::new(Lane::new(name));
+        let lane = Arc::new(Lane::new(name, OwnThread::spawn(name)?));
         shared.watch_lane(&lane);
         Ok(Self {
             threads: Some(Threads {
-                own: OwnThread::spawn(name)?,
                 shared,
                 lane,
                 calls: Arc::new(AtomicUsize::new(0)),
@@ -198,7 +197,7 @@ impl PluginThread {
     ) -> Result<T, NotRun> {
         match &self.threads {
             None => std::panic::catch_unwind(AssertUnwindSafe(call)).map_err(|_| NotRun::Panicked),
-            Some(threads) => threads.own.run_sync(call, deadline),
+            Some(threads) => threads.lane.own.run_sync(call, deadline),
         }
     }
 }
@@ -247,7 +246,7 @@ impl Threads {
             })
         });
         let sent = if deadline.is_none() || self.lane.moved.load(Ordering::Acquire) {
-            self.own.send(job)
+            self.lane.own.send(job)
         } else {
             self.shared.send(job)
         };

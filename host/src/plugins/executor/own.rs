@@ -44,6 +44,11 @@ impl OwnThread {
         Ok(Self { jobs })
     }
 
+    /// Room for one more job, if the thread has fewer than [`QUEUE`] waiting and is there.
+    pub(super) fn reserve(&self) -> Option<mpsc::Permit<'_, Job>> {
+        self.jobs.try_reserve().ok()
+    }
+
     /// Queues `job`; gives it back when the thread has [`QUEUE`] calls waiting or is gone.
     pub(super) fn send(&self, job: Job) -> Result<(), Job> {
         self.jobs.try_send(job).map_err(|e| e.into_inner())

@@ -23,10 +23,11 @@ use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 
-use super::{make_call, Job};
+use super::own::OwnThread;
+use super::{make_call, Job, NotRun};
 use crate::linger::early_call;
 
 /// How long one poll of a hook may hold the shared thread before its plugin is moved to
@@ -49,14 +50,17 @@ pub(super) struct Lane {
     pub(super) moved: AtomicBool,
     /// Time spent polling its hooks on shared threads, in nanoseconds.
     polled: AtomicU64,
+    /// The plugin's own thread.
+    pub(super) own: OwnThread,
 }
 
 impl Lane {
-    pub(super) fn new(name: &str) -> Self {
+    pub(super) fn new(name: &str, own: OwnThread) -> Self {
         Self {
             name: name.to_owned(),
             moved: AtomicBool::new(false),
             polled: AtomicU64::new(0),
+            own,
         }
     }
 }
@@ -148,36 +152,96 @@ thread_local! {
     static BUSY: std::cell::RefCell<Option<Arc<Busy>>> = const { std::cell::RefCell::new(None) };
 }
 
-/// A hook's future whose every poll, on a shared thread, is recorded in that thread's
+/// A hook's call whose every poll, on a shared thread, is recorded in that thread's
 /// [`Busy`] under its plugin's lane (on a plugin's own thread, a plain future).
-pub(super) struct Watched<F> {
-    future: Pin<Box<F>>,
+///
+/// Once its plugin has been moved, a call that a shared thread would poll is handed to the
+/// plugin's own thread instead, its answer coming back here: calls queued, or begun, before
+/// the move (a request's batch waiting in the queue) no longer block or spin on the shared
+/// thread that replaced the one the plugin held.
+pub(super) struct Watched<T> {
+    call: Call<T>,
     lane: Arc<Lane>,
 }
 
-impl<F> Watched<F> {
-    pub(super) fn new(lane: Arc<Lane>, future: F) -> Self {
+type Answer<T> = Result<T, NotRun>;
+
+enum Call<T> {
+    /// Polled where this future is polled.
+    Here(Pin<Box<dyn Future<Output = Answer<T>> + Send>>),
+    /// Handed to the plugin's own thread.
+    Relayed(oneshot::Receiver<Answer<T>>),
+}
+
+impl<T: Send + 'static> Watched<T> {
+    pub(super) fn new(
+        lane: Arc<Lane>,
+        future: impl Future<Output = Answer<T>> + Send + 'static,
+    ) -> Self {
         Self {
-            future: Box::pin(future),
+            call: Call::Here(Box::pin(future)),
             lane,
         }
     }
+
+    /// Hands the call to its plugin's own thread, unless that thread has no room (then it
+    /// stays here).
+    fn relay(&mut self) {
+        let Call::Here(_) = &self.call else { return };
+        let Some(permit) = self.lane.own.reserve() else {
+            return;
+        };
+        let (reply, answer) = oneshot::channel();
+        let Call::Here(mut future) = std::mem::replace(&mut self.call, Call::Relayed(answer))
+        else {
+            unreachable!("checked above");
+        };
+        let mut reply = reply;
+        permit.send(Box::new(move || {
+            Box::pin(async move {
+                // Dropped when the caller gives up (its deadline passed), as it would have
+                // been here.
+                let answer = std::future::poll_fn(|cx| {
+                    if let Poll::Ready(answer) = future.as_mut().poll(cx) {
+                        return Poll::Ready(Some(answer));
+                    }
+                    reply.poll_closed(cx).map(|()| None)
+                })
+                .await;
+                if let Some(answer) = answer {
+                    let _ = reply.send(answer);
+                }
+            })
+        }));
+    }
 }
 
-impl<F: Future> Future for Watched<F> {
-    type Output = F::Output;
+impl<T: Send + 'static> Future for Watched<T> {
+    type Output = Answer<T>;
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Answer<T>> {
+        let this = self.get_mut();
         let busy = BUSY.with(|busy| busy.borrow().clone());
+        if busy.is_some() && this.lane.moved.load(Ordering::Acquire) {
+            this.relay();
+        }
+        let future = match &mut this.call {
+            Call::Relayed(answer) => {
+                return Pin::new(answer)
+                    .poll(cx)
+                    .map(|answer| answer.unwrap_or(Err(NotRun::Unavailable)))
+            }
+            Call::Here(future) => future,
+        };
         let Some(busy) = busy else {
-            return self.future.as_mut().poll(cx);
+            return future.as_mut().poll(cx);
         };
         let started = Instant::now();
-        busy.set(Some((self.lane.clone(), started)));
-        let polled = self.future.as_mut().poll(cx);
+        busy.set(Some((this.lane.clone(), started)));
+        let polled = future.as_mut().poll(cx);
         busy.set(None);
         let took = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
-        self.lane.polled.fetch_add(took, Ordering::Relaxed);
+        this.lane.polled.fetch_add(took, Ordering::Relaxed);
         polled
     }
 }
@@ -364,7 +428,7 @@ mod tests {
         let since = Instant::now()
             .checked_sub(polled)
             .expect("an instant in the past");
-        let lane = Arc::new(Lane::new("p"));
+        let lane = Arc::new(Lane::new("p", OwnThread::spawn("p").expect("a thread")));
         busy.set(Some((lane, since)));
         let dir = tempfile::tempdir().expect("a temp dir");
         if let Some(waited) = waited_ns {
