@@ -357,7 +357,7 @@ impl ServerPlugins {
         }
     }
 
-    /// Stops every plugin's background service (see [`stop_plugin`]).
+    /// Stops every plugin's background service (see `stop_plugin`).
     pub async fn stop_services(&self) {
         for plugin in &self.plugins {
             stop_plugin(plugin, self.deadline).await;

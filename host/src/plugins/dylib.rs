@@ -2,7 +2,7 @@
 //! constructor.
 //!
 //! [`open`] maps the library, checks abi_stable's header, hands the interface version and
-//! layout decision to [`compat`](super::compat), and calls the library's `describe`
+//! layout decision to [`compat`], and calls the library's `describe`
 //! function. The plugins' constructors (`new_server`, `new_client`) are left to the caller.
 //!
 //! Libraries are **never unloaded**. abi_stable hands out `'static` references into the

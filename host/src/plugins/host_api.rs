@@ -21,6 +21,7 @@ use gbs_plugin_interface::ffi::{
 };
 use gbs_plugin_interface::{from_cbor, to_cbor, LeaseRequest, ShareInfo, ShareKind};
 
+use super::plugin_log::{Escaped, LogBudget, LOG_RATE};
 use crate::protocol::{
     LeaseCancelSecret, LeaseRenewSecret, LeaseSecrets, ShareNumber, StorageIndex,
 };
@@ -42,6 +43,7 @@ pub struct PluginHost {
     counters: Arc<Mutex<BTreeMap<String, u64>>>,
     /// What the plugin chose through `set_lease_renewal` (a `LeaseRenewal` value).
     lease_renewal: Arc<AtomicU8>,
+    log_budget: Arc<LogBudget>,
 }
 
 impl PluginHost {
@@ -62,6 +64,7 @@ impl PluginHost {
             store,
             counters: Arc::default(),
             lease_renewal: Arc::default(),
+            log_budget: Arc::default(),
         })
     }
 
@@ -80,7 +83,6 @@ impl PluginHost {
         self.counters.lock().map(|c| c.clone()).unwrap_or_default()
     }
 
-    /// The FFI object handed to the plugin's constructor; shares counters with `self`.
     /// How the operations this plugin admits grant leases.
     pub fn lease_renewal(&self) -> crate::storage::LeaseRenewal {
         if LeaseRenewal(self.lease_renewal.load(Ordering::Relaxed)) == LeaseRenewal::EXPLICIT {
@@ -90,6 +92,7 @@ impl PluginHost {
         }
     }
 
+    /// The FFI object handed to the plugin's constructor; shares counters with `self`.
     pub fn to_ffi(&self) -> HostApiBox {
         HostApiFfi_TO::from_ptr(RArc::new(self.clone()), TD_Opaque)
     }
@@ -168,7 +171,16 @@ mod serde_bytes_16 {
 impl HostApiFfi for PluginHost {
     fn log(&self, level: LogLevel, message: RStr<'_>) {
         let plugin = &*self.name;
-        let message = clip(message.as_str(), MAX_LOG_LINE);
+        let Some(dropped) = self.log_budget.take() else {
+            return;
+        };
+        if dropped > 0 {
+            tracing::warn!(
+                plugin,
+                "dropped {dropped} log lines of the plugin (over {LOG_RATE} a second)"
+            );
+        }
+        let message = Escaped(clip(message.as_str(), MAX_LOG_LINE));
         match level {
             LogLevel::ERROR => tracing::error!(plugin, "{message}"),
             LogLevel::WARN => tracing::warn!(plugin, "{message}"),

@@ -23,6 +23,7 @@ mod executor;
 pub mod host_api;
 pub mod live;
 pub mod operation;
+mod plugin_log;
 pub mod registry;
 pub mod remote;
 #[cfg(test)]

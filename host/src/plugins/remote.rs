@@ -2,7 +2,7 @@
 //! `plugin-interface/docs/out-of-process.md`, behind the same plugin object a library
 //! gives, so that dispatch, deadlines, status and reloads treat both alike.
 //!
-//! - [`Remote`] implements the server hooks as calls to the plugin service. Its futures
+//! - `Remote` implements the server hooks as calls to the plugin service. Its futures
 //!   only wait on sockets, so its hooks run on the request's task (no plugin thread), and
 //!   a caller that gives up drops the call and its connection.
 //! - Fail closed: while the service cannot be reached, `admit` answers the structured 503

@@ -14,6 +14,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::plugins::check::{describe_exit, kill_group, wait_until};
+use crate::plugins::plugin_log::{Escaped, LogBudget, LOG_RATE};
 
 /// How long a process has to exit once its stdin is closed.
 pub(super) const STOP_GRACE: Duration = Duration::from_secs(4);
@@ -177,18 +178,26 @@ fn spawn(launch: &Launch) -> std::io::Result<Child> {
     Ok(child)
 }
 
-/// Logs each line the process writes, tagged with the plugin; ends at end of file.
+/// Logs each line the process writes, tagged with the plugin, within the same budget as an
+/// in-process plugin's log; ends at end of file.
 fn log_lines(name: &str, pipe: impl std::io::Read) {
     let mut reader = BufReader::new(pipe);
     let mut line = Vec::new();
+    let budget = LogBudget::default();
     loop {
         line.clear();
         match (&mut reader).take(MAX_LINE).read_until(b'\n', &mut line) {
             Ok(0) | Err(_) => return,
             Ok(_) => {
+                let Some(dropped) = budget.take() else {
+                    continue;
+                };
+                if dropped > 0 {
+                    tracing::warn!(plugin = %name, "dropped {dropped} lines of plugin output (over {LOG_RATE} a second)");
+                }
                 let text = String::from_utf8_lossy(&line);
                 let text = text.trim_end_matches(['\n', '\r']);
-                tracing::info!(plugin = %name, "plugin output: {}", text.escape_debug());
+                tracing::info!(plugin = %name, "plugin output: {}", Escaped(text));
             }
         }
     }
