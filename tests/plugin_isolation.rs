@@ -41,9 +41,9 @@ async fn a_plugin_that_spins_holds_up_only_what_it_guards() {
     only_the_guarded_operation_waits(node_blocking_by("admit", "spin")).await;
 }
 
-async fn only_the_guarded_operation_waits(node: GbsNode) {
-    let client = node.client();
-    let si = StorageIndex::from_bytes([7; 16]);
+/// Stores share 0 of `si`, holding `hello` (allocating and uploading are guarded by no
+/// plugin in these tests).
+async fn store_hello(client: &gbs::client::Client, si: StorageIndex) {
     let upload = client
         .allocate(
             si,
@@ -58,6 +58,12 @@ async fn only_the_guarded_operation_waits(node: GbsNode) {
         .upload_share(ShareNumber(0), &b"hello"[..])
         .await
         .expect("upload is not guarded");
+}
+
+async fn only_the_guarded_operation_waits(node: GbsNode) {
+    let client = node.client();
+    let si = StorageIndex::from_bytes([7; 16]);
+    store_hello(&client, si).await;
 
     let guarded = {
         let client = client.clone();
@@ -134,20 +140,7 @@ async fn no_other_plugin_waits_for(by: &str) {
     ));
     let client = node.client();
     let si = StorageIndex::from_bytes([9; 16]);
-    let upload = client
-        .allocate(
-            si,
-            [ShareNumber(0)].into(),
-            5,
-            &test_lease(),
-            test_upload_secret(),
-        )
-        .await
-        .expect("allocate");
-    upload
-        .upload_share(ShareNumber(0), &b"hello"[..])
-        .await
-        .expect("upload");
+    store_hello(&client, si).await;
     let threads_before = gbs_tests::ProcessStats::of(node.pid()).threads;
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     // A client each: one client has at most 10 requests in flight.
