@@ -21,8 +21,8 @@
 //! crate-type = ["cdylib"]
 //!
 //! [dependencies]
-//! # From the gbs repository: a git dependency, or a path to a checkout.
-//! gbs-plugin-interface = { git = "<the gbs repository>", version = "1" }
+//! # The crate in a checkout of the gbs repository (or `git = "<its URL>"` instead of `path`).
+//! gbs-plugin-interface = { path = "../gbs-plugins/plugin-interface", version = "1" }
 //!
 //! # Keep the default panic = "unwind": the host refuses libraries built to abort.
 //! ```
