@@ -36,7 +36,7 @@
 //! ```
 //! use gbs_plugin_interface::{
 //!     export_plugins, Host, Interests, Operation, OperationKind, Plugin, PluginError,
-//!     Rejection, Roles, ServerPlugin, Settings, Unused,
+//!     Rejection, Roles, ServerHooks, ServerPlugin, Settings, Unused,
 //! };
 //!
 //! pub struct SizeLimit;
@@ -61,6 +61,9 @@
 //! }
 //!
 //! impl ServerPlugin for SizeLimitServer {
+//!     // Only `admit`: the host then skips a hand-off per operation for `committed`.
+//!     const HOOKS: ServerHooks = ServerHooks::ADMIT;
+//!
 //!     async fn admit(&self, op: Operation, _data: Option<Vec<u8>>) -> Result<(), Rejection> {
 //!         match op {
 //!             Operation::Allocate { allocated_size, .. } if allocated_size > self.max => {
