@@ -6,7 +6,9 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-use gbs_tests::{build_fixture, fixtures_dir, gbs_binary, processes, ProcessIds};
+use gbs_tests::{
+    build_fixture, build_plugin_crate, fixtures_dir, gbs_binary, processes, ProcessIds,
+};
 
 fn gbs(args: &[&std::ffi::OsStr]) -> Output {
     Command::new(gbs_binary())
@@ -1014,6 +1016,97 @@ fn check_gives_up_on_a_describe_that_hangs_and_refuses_one_that_panics() {
         stdout.contains("declares no plugins (its describe may have panicked)"),
         "{stdout}"
     );
+}
+
+/// The crate docs' plugin, built as their `Cargo.toml` says (with the path to this
+/// checkout), as a third-party author would from the docs alone: `plugin check` calls it
+/// compatible, and a node running it refuses a share over its `max-share-size` with the
+/// plugin's 413 and stores a smaller one. Inputs tried: shares of 2,000 and 500 bytes
+/// against a limit of 1,000.
+#[test]
+fn the_crate_docs_plugin_builds_loads_and_refuses_what_it_should() {
+    let interface = fixtures_dir().join("../../plugin-interface");
+    let docs = std::fs::read_to_string(interface.join("src/lib.rs")).expect("read lib.rs");
+    let docs: String = docs
+        .lines()
+        .filter_map(|line| line.strip_prefix("//!"))
+        .map(|line| format!("{}\n", line.strip_prefix(' ').unwrap_or(line)))
+        .collect();
+    let block_after = |marker: &str, fence: &str| -> String {
+        let from = docs.find(marker).expect("the marker in the crate docs");
+        let start = docs[from..].find(fence).expect("a code block") + from + fence.len();
+        let end = docs[start..].find("```").expect("its end") + start;
+        docs[start..end].to_owned()
+    };
+    let manifest = block_after("# Building a plugin", "```toml\n");
+    let code: String = block_after("A complete plugin", "```\n")
+        .lines()
+        .filter(|line| !line.starts_with("# ") && *line != "#")
+        .map(|line| format!("{line}\n"))
+        .collect();
+    let path = interface.canonicalize().expect("plugin-interface");
+    let manifest = manifest.replace(
+        "path = \"../gbs-plugins/plugin-interface\"",
+        &format!("path = {:?}", path.display().to_string()),
+    );
+    assert!(
+        manifest.contains(&format!("{:?}", path.display().to_string())),
+        "{manifest}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("src")).unwrap();
+    std::fs::write(
+        dir.path().join("Cargo.toml"),
+        format!("{manifest}\n[workspace]\n"),
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("src/lib.rs"), code).unwrap();
+    // Versions the fixtures already use, so that the build needs nothing new.
+    let lock = std::fs::read_to_string(fixtures_dir().join("plugin-bad-describe/Cargo.lock"))
+        .unwrap()
+        .replace(
+            "name = \"gbs-fixture-plugin-bad-describe\"\nversion = \"0.1.0\"",
+            "name = \"size-limit\"\nversion = \"1.0.0\"",
+        );
+    std::fs::write(dir.path().join("Cargo.lock"), lock).unwrap();
+    let library = build_plugin_crate(&dir.path().join("Cargo.toml"), "size-limit");
+
+    let out = gbs(&["plugin".as_ref(), "check".as_ref(), library.as_os_str()]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(
+        stdout.contains("plugin: size-limit 1.0.0 (server)"),
+        "{stdout}"
+    );
+
+    let node = gbs_tests::GbsNode::start_configured(&format!(
+        "[storage]\nplugins = size-limit\n[storageserver.plugins.size-limit]\nlibrary = {}\nmax-share-size = 1000\n",
+        library.display()
+    ));
+    let put = |size: usize, shnum: &str| {
+        let file = dir.path().join(format!("share-{size}"));
+        std::fs::write(&file, vec![7u8; size]).unwrap();
+        Command::new(gbs_binary())
+            .args([
+                "client",
+                "--json",
+                "put",
+                node.nurl(),
+                "aaaaaaaaaaaaaaaaaaaaaaaaaa",
+                shnum,
+            ])
+            .arg(&file)
+            .output()
+            .expect("run gbs client put")
+    };
+    let refused = put(2000, "0");
+    assert_eq!(refused.status.code(), Some(1), "{refused:?}");
+    let answer: serde_json::Value = serde_json::from_slice(&refused.stdout).expect("JSON");
+    assert_eq!(answer["rejection"]["plugin"], "size-limit");
+    assert_eq!(answer["rejection"]["status"], 413);
+    assert_eq!(answer["rejection"]["code"], "share-too-large");
+    let stored = put(500, "1");
+    assert!(stored.status.success(), "{stored:?}");
 }
 
 /// Inputs tried: `--timeout` of 0, -1, `soon` and 1e300 seconds, no file, and an unknown

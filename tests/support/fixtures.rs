@@ -109,6 +109,23 @@ fn build(name: &str) -> Result<PathBuf, String> {
             manifest.display()
         ));
     }
+    build_manifest(&manifest)
+}
+
+/// Builds the crate of `manifest`, one made by a test as a plugin author would (a
+/// `cdylib` depending on `plugin-interface`), beside the fixtures, and returns its library
+/// `package` builds.
+///
+/// # Panics
+/// When it does not build; the panic message has Cargo's output.
+pub fn build_plugin_crate(manifest: &Path, package: &str) -> PathBuf {
+    let dir = build_manifest(manifest).unwrap_or_else(|e| panic!("{}: {e}", manifest.display()));
+    dir.join(library_name(package))
+}
+
+/// Builds the crate of `manifest` into the fixtures' target directory, in the profile of
+/// the running binary; returns the directory its artifacts are in.
+fn build_manifest(manifest: &Path) -> Result<PathBuf, String> {
     let profile = crate::profile_dir();
     let target = profile.parent().unwrap_or(&profile).join("fixtures");
     std::fs::create_dir_all(&target).map_err(|e| format!("{}: {e}", target.display()))?;
@@ -127,7 +144,7 @@ fn build(name: &str) -> Result<PathBuf, String> {
     command
         .arg("build")
         .arg("--manifest-path")
-        .arg(&manifest)
+        .arg(manifest)
         .arg("--target-dir")
         .arg(&target);
     if release {

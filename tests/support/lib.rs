@@ -14,8 +14,8 @@ mod tahoe_grid;
 mod venv;
 
 pub use fixtures::{
-    blocking_plugin, build_fixture, failing_constructor_plugin, fixture_library, fixtures_dir,
-    panicking_plugin,
+    blocking_plugin, build_fixture, build_plugin_crate, failing_constructor_plugin,
+    fixture_library, fixtures_dir, panicking_plugin,
 };
 pub use in_process::InProcessServer;
 pub use plugin_service::{Behaviour, PluginService, CLIENT_DATA};
