@@ -210,10 +210,11 @@ struct Ended {
 }
 
 impl Ended {
-    /// Whether it succeeded, and the last line of its stderr.
-    fn last_line(&self) -> (bool, String) {
+    /// Asserts that it failed, with `reason` in the last line of its stderr.
+    fn failed_with(&self, reason: &str) {
         let last = self.stderr.trim().lines().last().unwrap_or_default();
-        (self.ok, last.to_owned())
+        assert!(!self.ok, "gbs run succeeded: {}", self.stderr);
+        assert!(last.contains(reason), "{last}");
     }
 }
 
@@ -262,20 +263,11 @@ fn run_until_exit(command: &mut Command, extra: &str) -> Ended {
 #[test]
 fn start_up_survives_libraries_that_hang_or_abort_while_loading() {
     let hangs = gbs_tests::build_fixture("misbehaves-on-load");
-    let (ok, line) = run_with_library(&hangs, ("GBS_FIXTURE_ON_LOAD", "hang")).last_line();
-    assert!(!ok);
-    assert!(
-        line.contains("storage plugin odd: incompatible: the check did not finish"),
-        "{line}"
-    );
+    run_with_library(&hangs, ("GBS_FIXTURE_ON_LOAD", "hang"))
+        .failed_with("storage plugin odd: incompatible: the check did not finish");
     let aborts = gbs_tests::build_fixture("crashes-on-load");
     let ended = run_with_library(&aborts, ("GBS_FIXTURE_ON_LOAD", ""));
-    let (ok, line) = ended.last_line();
-    assert!(!ok);
-    assert!(
-        line.contains("storage plugin odd: incompatible: the check crashed (signal 6)"),
-        "{line}"
-    );
+    ended.failed_with("storage plugin odd: incompatible: the check crashed (signal 6)");
     // Each step was logged, naming the plugin, before it was taken: had the crash been in
     // this process, the log would still say where.
     let steps = [
@@ -314,12 +306,8 @@ fn start_up_refuses_a_truncated_library_with_one_line() {
     let dir = tempfile::tempdir().unwrap();
     let cut = dir.path().join("libcut.so");
     std::fs::write(&cut, &whole[..usize::try_from(mapped / 2).unwrap()]).unwrap();
-    let (ok, line) = run_with_library(&cut, ("GBS_FIXTURE_ON_LOAD", "")).last_line();
-    assert!(!ok);
-    assert!(
-        line.contains("storage plugin odd: incompatible: truncated: its segments need"),
-        "{line}"
-    );
+    run_with_library(&cut, ("GBS_FIXTURE_ON_LOAD", ""))
+        .failed_with("storage plugin odd: incompatible: truncated: its segments need");
 }
 
 /// Inputs tried: a plugin library whose `describe` hangs, and one whose `describe` panics.
@@ -327,18 +315,10 @@ fn start_up_refuses_a_truncated_library_with_one_line() {
 #[test]
 fn start_up_survives_a_describe_that_hangs_or_panics() {
     let library = gbs_tests::build_fixture("plugin-bad-describe");
-    let (ok, line) = run_with_library(&library, ("GBS_FIXTURE_DESCRIBE", "hang")).last_line();
-    assert!(!ok);
-    assert!(
-        line.contains("storage plugin odd: incompatible: the check did not finish"),
-        "{line}"
-    );
-    let (ok, line) = run_with_library(&library, ("GBS_FIXTURE_DESCRIBE", "panic")).last_line();
-    assert!(!ok);
-    assert!(
-        line.contains("storage plugin odd: incompatible: declares no plugins"),
-        "{line}"
-    );
+    run_with_library(&library, ("GBS_FIXTURE_DESCRIBE", "hang"))
+        .failed_with("storage plugin odd: incompatible: the check did not finish");
+    run_with_library(&library, ("GBS_FIXTURE_DESCRIBE", "panic"))
+        .failed_with("storage plugin odd: incompatible: declares no plugins");
 }
 
 /// Input tried: the plugin's library file overwritten in place with other bytes while the
@@ -386,20 +366,13 @@ fn a_constructor_that_hangs_stops_start_up_at_the_deadline() {
     // constructor sleeps.
     let library = blocking_plugin();
     let started = Instant::now();
-    let (ok, line) = run_configured(&format!(
+    run_configured(&format!(
         "[storage]\nplugins = fixture-blocks\n\
          [storageserver.plugins.fixture-blocks]\nlibrary = {}\nblock-in = constructor\nblock-seconds = 20\n\
          [gbs]\nplugin_deadline = 2s\n",
         library.display()
     ))
-    .last_line();
-    assert!(!ok);
-    assert!(
-        line.contains(
-            "storage plugin fixture-blocks: constructor failed: did not return within 2s"
-        ),
-        "{line}"
-    );
+    .failed_with("storage plugin fixture-blocks: constructor failed: did not return within 2s");
     // Under 20 s: start-up gave up at the deadline instead of waiting for the constructor.
     assert!(
         started.elapsed() < Duration::from_secs(19),
