@@ -216,6 +216,49 @@ fn check_of_several_files_reports_each_and_exits_with_the_worst() {
     assert_eq!(out.status.code(), Some(3));
 }
 
+/// Inputs tried: a configured library that is a FIFO, and a FIFO named like a library in
+/// `plugins/` where another plugin is looked up. `plugin list` answers at once instead of
+/// blocking on either.
+#[cfg(unix)]
+#[test]
+fn list_does_not_block_on_a_fifo() {
+    let node = tempfile::tempdir().unwrap();
+    let plugins = node.path().join("plugins");
+    std::fs::create_dir(&plugins).unwrap();
+    for fifo in ["piped.so", "lookup.so"] {
+        let made = Command::new("mkfifo")
+            .arg(plugins.join(fifo))
+            .status()
+            .unwrap();
+        assert!(made.success());
+    }
+    std::fs::write(
+        node.path().join("tahoe.cfg"),
+        "[node]\ntub.port = tcp:3457:interface=127.0.0.1\n\
+         [storage]\nenabled = true\nplugins = piped, looked-up\n\
+         [storageserver.plugins.piped]\nlibrary = plugins/piped.so\n",
+    )
+    .unwrap();
+    let started = std::time::Instant::now();
+    let out = gbs(&["plugin".as_ref(), "list".as_ref(), node.path().as_os_str()]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(20));
+    let mut lines = stdout.lines().skip(1);
+    assert_eq!(
+        lines.next(),
+        Some("    piped (library plugins/piped.so): will not load: not a regular file"),
+        "{stdout}"
+    );
+    assert!(
+        lines
+            .next()
+            .is_some_and(|l| l.starts_with("    looked-up (looked up in ")
+                && l.contains("): will not load: no compatible library in ")),
+        "{stdout}"
+    );
+}
+
 #[test]
 fn list_shows_whether_each_configured_plugin_would_load() {
     let node = tempfile::tempdir().unwrap();

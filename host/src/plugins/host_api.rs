@@ -304,6 +304,68 @@ mod tests {
         assert_eq!(counters["bytes"], u64::MAX);
     }
 
+    /// A log writer the test reads back.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// Inputs tried: 1,500 lines at once from one plugin, each holding a newline and an
+    /// escape sequence to forge a line of the node's own; then, after a pause, one more.
+    #[test]
+    fn a_plugin_log_is_escaped_and_within_its_budget() {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        let node = tempfile::tempdir().unwrap();
+        let host = PluginHost::new(node.path(), "chatty", None).unwrap();
+        let ffi = host.to_ffi();
+        tracing::subscriber::with_default(subscriber, || {
+            for _ in 0..1500 {
+                ffi.log(LogLevel::INFO, "said\nERROR forged \u{1b}[2J".into());
+            }
+            // Long enough to refill a line or two of the budget.
+            std::thread::sleep(Duration::from_millis(30));
+            ffi.log(LogLevel::INFO, "after the pause".into());
+        });
+        let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        let said = lines.iter().filter(|l| l.contains("said")).count();
+        assert_eq!(said, super::super::plugin_log::LOG_BURST as usize);
+        assert!(
+            lines
+                .iter()
+                .all(|l| !l.starts_with("ERROR forged") && !l.contains('\u{1b}')),
+            "a forged line or a raw escape"
+        );
+        assert!(lines
+            .iter()
+            .any(|l| l.contains("said\\nERROR forged \\u{1b}[2J")));
+        let dropped = lines
+            .iter()
+            .position(|l| l.contains("dropped 500 log lines of the plugin"))
+            .expect("the dropped lines are told");
+        let after = lines
+            .iter()
+            .position(|l| l.contains("after the pause"))
+            .expect("a line after the pause");
+        assert!(dropped < after);
+        assert!(
+            lines[after].contains("plugin=\"chatty\"") || lines[after].contains("plugin=chatty")
+        );
+    }
+
     #[test]
     fn clip_cuts_at_a_character_boundary() {
         assert_eq!(clip("héllo", 2), "h");
