@@ -21,7 +21,7 @@ use gbs_plugin_interface::ffi::{
 };
 use gbs_plugin_interface::{from_cbor, to_cbor, LeaseRequest, ShareInfo, ShareKind};
 
-use super::plugin_log::{Escaped, LogBudget, LOG_RATE};
+use super::plugin_log::{Escaped, LogBudget};
 use crate::protocol::{
     LeaseCancelSecret, LeaseRenewSecret, LeaseSecrets, ShareNumber, StorageIndex,
 };
@@ -171,14 +171,8 @@ mod serde_bytes_16 {
 impl HostApiFfi for PluginHost {
     fn log(&self, level: LogLevel, message: RStr<'_>) {
         let plugin = &*self.name;
-        let Some(dropped) = self.log_budget.take() else {
+        if !self.log_budget.admits(plugin) {
             return;
-        };
-        if dropped > 0 {
-            tracing::warn!(
-                plugin,
-                "dropped {dropped} log lines of the plugin (over {LOG_RATE} a second)"
-            );
         }
         let message = Escaped(clip(message.as_str(), MAX_LOG_LINE));
         match level {

@@ -50,12 +50,23 @@ impl Default for LogBudget {
 }
 
 impl LogBudget {
-    /// Whether a line may be logged now: `Some(dropped)`, the lines dropped since the last
-    /// one let through, or `None` to drop this one.
-    pub(crate) fn take(&self) -> Option<u64> {
-        self.take_at(Instant::now())
+    /// Whether plugin `plugin` may log a line now. When lines were dropped since the last
+    /// one let through, a warning counting them goes first.
+    pub(crate) fn admits(&self, plugin: &str) -> bool {
+        let Some(dropped) = self.take_at(Instant::now()) else {
+            return false;
+        };
+        if dropped > 0 {
+            tracing::warn!(
+                plugin,
+                "dropped {dropped} log lines of the plugin (over {LOG_RATE} a second)"
+            );
+        }
+        true
     }
 
+    /// `Some(dropped)`, the lines dropped since the last one let through, when a line may
+    /// be logged at `now`; `None` to drop this one.
     fn take_at(&self, now: Instant) -> Option<u64> {
         let mut bucket = self.0.lock().unwrap_or_else(|e| e.into_inner());
         let refill = now.saturating_duration_since(bucket.at).as_secs_f64() * f64::from(LOG_RATE);

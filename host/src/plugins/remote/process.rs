@@ -14,7 +14,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::plugins::check::{describe_exit, kill_group, wait_until};
-use crate::plugins::plugin_log::{Escaped, LogBudget, LOG_RATE};
+use crate::plugins::plugin_log::{Escaped, LogBudget};
 
 /// How long a process has to exit once its stdin is closed.
 pub(super) const STOP_GRACE: Duration = Duration::from_secs(4);
@@ -189,11 +189,8 @@ fn log_lines(name: &str, pipe: impl std::io::Read) {
         match (&mut reader).take(MAX_LINE).read_until(b'\n', &mut line) {
             Ok(0) | Err(_) => return,
             Ok(_) => {
-                let Some(dropped) = budget.take() else {
+                if !budget.admits(name) {
                     continue;
-                };
-                if dropped > 0 {
-                    tracing::warn!(plugin = %name, "dropped {dropped} lines of plugin output (over {LOG_RATE} a second)");
                 }
                 let text = String::from_utf8_lossy(&line);
                 let text = text.trim_end_matches(['\n', '\r']);
