@@ -6,9 +6,9 @@
 //! opens the library it reads a one-time token from its stdin; its verdict is the line on
 //! stdout that starts with that token, so a library that prints a report of its own and
 //! exits is not believed. The whole group is killed when the check overruns its deadline,
-//! and by the child itself when its stdin closes (the parent went away, even killed). Only regular files are
-//! checked (a FIFO named `.so` would block the open), and an ELF library cut short is refused
-//! before any process opens it (see `elf`).
+//! and by the child itself when its stdin closes (the parent went away, even killed). Only
+//! regular files are checked (a FIFO named `.so` would block the open), and an ELF library
+//! cut short is refused before any process opens it (see `elf`).
 
 use std::io::{BufRead as _, Read as _, Write as _};
 use std::path::Path;
@@ -109,15 +109,15 @@ pub fn check_with_this_executable(file: &Path, deadline: Duration) -> Report {
 
 /// Checks `file` in a child process running `exe` (the gbs binary), within `deadline`.
 pub fn check_in_child(exe: &Path, file: &Path, deadline: Duration) -> Report {
-    match std::fs::metadata(file) {
-        Ok(meta) if meta.is_file() => {}
+    let length = match std::fs::metadata(file) {
+        Ok(meta) if meta.is_file() => meta.len(),
         Ok(_) => return Report::unusable("not a regular file".into()),
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
             return Report::unusable("no such file".into())
         }
         Err(error) => return Report::unusable(format!("cannot read it: {error}")),
-    }
-    if let Err(why) = super::elf::check_segments(file) {
+    };
+    if let Err(why) = super::elf::check_segments(file, length) {
         return Report::unusable(why);
     }
     let token = crate::protocol::base32_encode(&rand::random::<[u8; 16]>());

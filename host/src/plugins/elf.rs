@@ -47,13 +47,11 @@ const ELF64: Layout = Layout {
     word: 8,
 };
 
-/// `Err` with the reason when `path` is an ELF file of this machine's byte order whose
-/// loadable segments reach past its end. Anything else (not ELF, another byte order, a file
-/// too damaged to read this far) is left to the loader, which refuses it cleanly.
-pub fn check_segments(path: &Path) -> Result<(), String> {
-    let Ok(length) = std::fs::metadata(path).map(|m| m.len()) else {
-        return Ok(());
-    };
+/// `Err` with the reason when `path`, `length` bytes long, is an ELF file of this
+/// machine's byte order whose loadable segments reach past its end. Anything else (not ELF,
+/// another byte order, a file too damaged to read this far) is left to the loader, which
+/// refuses it cleanly.
+pub fn check_segments(path: &Path, length: u64) -> Result<(), String> {
     match mapped_length(path) {
         Some(needed) if needed > length => Err(truncated(length, needed)),
         _ => Ok(()),
@@ -139,6 +137,10 @@ mod tests {
             .expect("libc in this process's maps")
     }
 
+    fn file_length(path: &Path) -> u64 {
+        std::fs::metadata(path).expect("stat").len()
+    }
+
     /// Inputs tried: a whole library, the same cut to half of what it maps and to 100 bytes,
     /// and files that are not ELF (empty, text).
     #[test]
@@ -147,12 +149,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("lib.so");
         std::fs::write(&path, &whole).unwrap();
-        assert_eq!(check_segments(&path), Ok(()));
+        assert_eq!(check_segments(&path, file_length(&path)), Ok(()));
         let mapped = mapped_length(&path).expect("libc is ELF");
         assert!(mapped <= whole.len() as u64);
         for cut in [usize::try_from(mapped / 2).unwrap(), 100] {
             std::fs::write(&path, &whole[..cut]).unwrap();
-            let refused = check_segments(&path).expect_err("a truncated library");
+            let refused =
+                check_segments(&path, file_length(&path)).expect_err("a truncated library");
             assert!(refused.starts_with("truncated: "), "{refused}");
             assert!(
                 refused.ends_with(&format!("the file has {cut}")),
@@ -161,7 +164,7 @@ mod tests {
         }
         for other in [&b""[..], b"not a library at all\n"] {
             std::fs::write(&path, other).unwrap();
-            assert_eq!(check_segments(&path), Ok(()));
+            assert_eq!(check_segments(&path, file_length(&path)), Ok(()));
         }
     }
 }
