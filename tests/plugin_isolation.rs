@@ -60,6 +60,19 @@ async fn store_hello(client: &gbs::client::Client, si: StorageIndex) {
         .expect("upload is not guarded");
 }
 
+/// Asks the version and reads back what [`store_hello`] stored; how long both took.
+async fn version_and_read_hello(client: &gbs::client::Client, si: StorageIndex) -> Duration {
+    let started = Instant::now();
+    client.version().await.expect("version");
+    let mut out = Vec::new();
+    client
+        .read_share(ShareKind::Immutable, &si, ShareNumber(0), None, &mut out)
+        .await
+        .expect("read");
+    assert_eq!(out, b"hello");
+    started.elapsed()
+}
+
 async fn only_the_guarded_operation_waits(node: GbsNode) {
     let client = node.client();
     let si = StorageIndex::from_bytes([7; 16]);
@@ -76,15 +89,7 @@ async fn only_the_guarded_operation_waits(node: GbsNode) {
     // While the plugin's thread sleeps, everything it does not guard keeps its latency.
     tokio::time::sleep(Duration::from_millis(200)).await;
     for _ in 0..20 {
-        let started = Instant::now();
-        client.version().await.expect("version");
-        let mut out = Vec::new();
-        client
-            .read_share(ShareKind::Immutable, &si, ShareNumber(0), None, &mut out)
-            .await
-            .expect("read");
-        assert_eq!(out, b"hello");
-        let took = started.elapsed();
+        let took = version_and_read_hello(&client, si).await;
         assert!(
             took < Duration::from_secs(1),
             "an unguarded request took {took:?} while a plugin was blocked"
@@ -158,15 +163,7 @@ async fn no_other_plugin_waits_for(by: &str) {
     tokio::time::sleep(Duration::from_secs(1)).await;
     let mut slowest = Duration::ZERO;
     for _ in 0..10 {
-        let started = Instant::now();
-        let mut out = Vec::new();
-        client
-            .read_share(ShareKind::Immutable, &si, ShareNumber(0), None, &mut out)
-            .await
-            .expect("read");
-        assert_eq!(out, b"hello");
-        client.version().await.expect("version");
-        slowest = slowest.max(started.elapsed());
+        slowest = slowest.max(version_and_read_hello(&client, si).await);
     }
     let threads = gbs_tests::ProcessStats::of(node.pid()).threads;
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
