@@ -191,12 +191,11 @@ impl<T: Send + 'static> Watched<T> {
         let Some(permit) = self.lane.own.reserve() else {
             return;
         };
-        let (reply, answer) = oneshot::channel();
+        let (mut reply, answer) = oneshot::channel();
         let Call::Here(mut future) = std::mem::replace(&mut self.call, Call::Relayed(answer))
         else {
             unreachable!("checked above");
         };
-        let mut reply = reply;
         permit.send(Box::new(move || {
             Box::pin(async move {
                 // Dropped when the caller gives up (its deadline passed), as it would have
