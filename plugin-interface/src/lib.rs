@@ -85,6 +85,7 @@ mod blocking;
 mod export;
 #[allow(unsafe_code)]
 pub mod ffi;
+mod hook_cbor;
 mod sdk;
 pub mod testing;
 mod value;

@@ -528,7 +528,12 @@ pub(crate) fn guarded_sync<T>(
 }
 
 fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T, PluginError> {
-    from_cbor(bytes).map_err(|e| PluginError::bad_input(format!("{what}: {e}")))
+    from_cbor(bytes).map_err(bad(what))
+}
+
+/// The error for an argument from the host that does not decode.
+fn bad(what: &str) -> impl FnOnce(String) -> PluginError + '_ {
+    move |e| PluginError::bad_input(format!("{what}: {e}"))
 }
 
 /// Adapts an SDK server plugin to the ABI.
@@ -546,7 +551,7 @@ impl<T: ServerPlugin> ServerPluginFfi for ServerAdapter<T> {
     ) -> FfiFuture<RResult<ROption<Rejection>, PluginError>> {
         let this = self.0.clone();
         guarded(move || async move {
-            let operation = decode(&operation, "operation")?;
+            let operation = Operation::from_cbor(&operation).map_err(bad("operation"))?;
             let data = plugin_data.into_option().map(RVec::into_vec);
             Ok(match this.admit(operation, data).await {
                 Ok(()) => RNone,
@@ -562,8 +567,8 @@ impl<T: ServerPlugin> ServerPluginFfi for ServerAdapter<T> {
     ) -> FfiFuture<RResult<(), PluginError>> {
         let this = self.0.clone();
         guarded(move || async move {
-            let operation = decode(&operation, "operation")?;
-            let outcome = decode(&outcome, "outcome")?;
+            let operation = Operation::from_cbor(&operation).map_err(bad("operation"))?;
+            let outcome = Outcome::from_cbor(&outcome).map_err(bad("outcome"))?;
             this.committed(operation, outcome).await;
             Ok(())
         })
@@ -607,7 +612,7 @@ impl<T: ClientPlugin> ClientPluginFfi for ClientAdapter<T> {
     ) -> crate::ffi::PluginDataFuture {
         let this = self.0.clone();
         guarded(move || async move {
-            let operation = decode(&operation, "operation")?;
+            let operation = Operation::from_cbor(&operation).map_err(bad("operation"))?;
             let data = this.prepare(ServerConnection(server), operation).await?;
             Ok(data.map(RVec::from).into())
         })
@@ -621,7 +626,7 @@ impl<T: ClientPlugin> ClientPluginFfi for ClientAdapter<T> {
     ) -> crate::ffi::PluginDataFuture {
         let this = self.0.clone();
         guarded(move || async move {
-            let operation = decode(&operation, "operation")?;
+            let operation = Operation::from_cbor(&operation).map_err(bad("operation"))?;
             let data = this
                 .rejected(ServerConnection(server), operation, rejection)
                 .await?;
@@ -636,8 +641,8 @@ impl<T: ClientPlugin> ClientPluginFfi for ClientAdapter<T> {
     ) -> FfiFuture<RResult<(), PluginError>> {
         let this = self.0.clone();
         guarded(move || async move {
-            let operation = decode(&operation, "operation")?;
-            let outcome = decode(&outcome, "outcome")?;
+            let operation = Operation::from_cbor(&operation).map_err(bad("operation"))?;
+            let outcome = Outcome::from_cbor(&outcome).map_err(bad("outcome"))?;
             this.committed(operation, outcome).await;
             Ok(())
         })

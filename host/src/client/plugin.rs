@@ -287,7 +287,7 @@ impl Client {
         if plugins.is_empty() {
             return Ok((self.send(request).await?, None));
         }
-        let operation = to_cbor(&operation());
+        let operation = operation().to_cbor();
         let mut data: Vec<Option<Vec<u8>>> = Vec::with_capacity(plugins.len());
         for plugin in plugins.iter() {
             let prepared = call(
@@ -371,7 +371,7 @@ impl Client {
         let Some(applied) = applied else {
             return;
         };
-        let outcome = to_cbor(&outcome());
+        let outcome = outcome().to_cbor();
         for plugin in applied.plugins.iter() {
             let future = plugin
                 .object

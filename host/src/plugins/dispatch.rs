@@ -230,7 +230,7 @@ impl ServerPlugins {
         if !self.interests.contains(kind) {
             return Ok(Admission::default());
         }
-        let encoded = to_cbor(&operation());
+        let encoded = operation().to_cbor();
         let interested: Vec<(usize, &ServerEntry)> = self.interested(kind).collect();
         // A plugin without `admit` admits every operation it is interested in, uncalled.
         let asked: Vec<&ServerEntry> = interested
@@ -300,7 +300,7 @@ impl ServerPlugins {
         if admission.admitted.is_empty() {
             return;
         }
-        let outcome = to_cbor(&outcome());
+        let outcome = outcome().to_cbor();
         let plugins: Vec<&ServerEntry> = admission
             .admitted
             .iter()
