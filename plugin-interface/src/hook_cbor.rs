@@ -347,6 +347,24 @@ impl<'a> Reader<'a> {
         }
     }
 
+    /// Reads `count` map entries, giving `entry` each key and the reader at its value.
+    fn entries(
+        &mut self,
+        count: u64,
+        mut entry: impl FnMut(&'a str, &mut Self) -> Option<()>,
+    ) -> Option<()> {
+        for _ in 0..count {
+            let key = self.text()?;
+            entry(key, self)?;
+        }
+        Some(())
+    }
+
+    /// Whether all was read: ciborium's reader would leave trailing bytes unread.
+    fn end(&self) -> Option<()> {
+        self.0.is_empty().then_some(())
+    }
+
     /// The tag of a map written by [`Writer::tagged`], and how many entries follow it.
     fn tagged(&mut self, tag_key: &str) -> Option<(&'a str, u64)> {
         let entries = self.expect(MAP)?;
@@ -386,35 +404,30 @@ fn canonical_operation(bytes: &[u8]) -> Option<Operation> {
     let mut reader = Reader(bytes);
     let (tag, entries) = reader.tagged("operation")?;
     let mut f = OperationFields::default();
-    for _ in 0..entries {
-        let r = &mut reader;
-        match r.text()? {
-            "kind" => once(&mut f.kind, r.kind()),
-            "storage-index" => once(&mut f.storage_index, r.fixed()),
-            "share-number" => once(&mut f.share_number, r.uint()),
-            "share-numbers" => once(&mut f.share_numbers, r.array(Reader::uint)),
-            "allocated-size" => once(&mut f.allocated_size, r.uint()),
-            "offset" => once(&mut f.offset, r.uint()),
-            "length" => once(&mut f.length, r.uint()),
-            "range" => once(
-                &mut f.range,
-                r.nullable(|r| {
-                    let pair = r.array(Reader::uint)?;
-                    match pair[..] {
-                        [offset, length] => Some((offset, length)),
-                        _ => None,
-                    }
-                }),
-            ),
-            "shares" => once(&mut f.shares, r.array(share_change)),
-            "read-vectors" => once(&mut f.read_vectors, r.uint()),
-            "lease" => once(&mut f.lease, r.fixed()),
-            _ => None,
-        }?;
-    }
-    if !reader.0.is_empty() {
-        return None;
-    }
+    reader.entries(entries, |key, r| match key {
+        "kind" => once(&mut f.kind, r.kind()),
+        "storage-index" => once(&mut f.storage_index, r.fixed()),
+        "share-number" => once(&mut f.share_number, r.uint()),
+        "share-numbers" => once(&mut f.share_numbers, r.array(Reader::uint)),
+        "allocated-size" => once(&mut f.allocated_size, r.uint()),
+        "offset" => once(&mut f.offset, r.uint()),
+        "length" => once(&mut f.length, r.uint()),
+        "range" => once(
+            &mut f.range,
+            r.nullable(|r| {
+                let pair = r.array(Reader::uint)?;
+                match pair[..] {
+                    [offset, length] => Some((offset, length)),
+                    _ => None,
+                }
+            }),
+        ),
+        "shares" => once(&mut f.shares, r.array(share_change)),
+        "read-vectors" => once(&mut f.read_vectors, r.uint()),
+        "lease" => once(&mut f.lease, r.fixed()),
+        _ => None,
+    })?;
+    reader.end()?;
     // Each entry filled a different field: with the variant's fields all present, the
     // count says no other field was there.
     let (operation, fields) = match tag {
@@ -493,17 +506,14 @@ fn share_change(reader: &mut Reader<'_>) -> Option<MutableShareChange> {
     let entries = reader.expect(MAP)?;
     let (mut share_number, mut tests, mut write_bytes, mut write_end, mut new_length) =
         (None, None, None, None, None);
-    for _ in 0..entries {
-        let r = &mut *reader;
-        match r.text()? {
-            "share-number" => once(&mut share_number, r.uint()),
-            "tests" => once(&mut tests, r.uint()),
-            "write-bytes" => once(&mut write_bytes, r.uint()),
-            "write-end" => once(&mut write_end, r.uint()),
-            "new-length" => once(&mut new_length, r.nullable(Reader::uint)),
-            _ => None,
-        }?;
-    }
+    reader.entries(entries, |key, r| match key {
+        "share-number" => once(&mut share_number, r.uint()),
+        "tests" => once(&mut tests, r.uint()),
+        "write-bytes" => once(&mut write_bytes, r.uint()),
+        "write-end" => once(&mut write_end, r.uint()),
+        "new-length" => once(&mut new_length, r.nullable(Reader::uint)),
+        _ => None,
+    })?;
     // Five distinct fields read, all present: nothing else was there.
     (entries == 5).then_some(())?;
     Some(MutableShareChange {
@@ -520,20 +530,15 @@ fn canonical_outcome(bytes: &[u8]) -> Option<Outcome> {
     let (tag, entries) = reader.tagged("outcome")?;
     let (mut allocated, mut already_have, mut sent, mut complete, mut success) =
         (None, None, None, None, None);
-    for _ in 0..entries {
-        let r = &mut reader;
-        match r.text()? {
-            "allocated" => once(&mut allocated, r.array(Reader::uint)),
-            "already-have" => once(&mut already_have, r.array(Reader::uint)),
-            "bytes" => once(&mut sent, r.uint()),
-            "complete" => once(&mut complete, r.bool()),
-            "success" => once(&mut success, r.bool()),
-            _ => None,
-        }?;
-    }
-    if !reader.0.is_empty() {
-        return None;
-    }
+    reader.entries(entries, |key, r| match key {
+        "allocated" => once(&mut allocated, r.array(Reader::uint)),
+        "already-have" => once(&mut already_have, r.array(Reader::uint)),
+        "bytes" => once(&mut sent, r.uint()),
+        "complete" => once(&mut complete, r.bool()),
+        "success" => once(&mut success, r.bool()),
+        _ => None,
+    })?;
+    reader.end()?;
     let (outcome, fields) = match tag {
         "done" => (Outcome::Done, 0),
         "allocated" => (
