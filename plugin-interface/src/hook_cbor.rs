@@ -160,8 +160,7 @@ impl Outcome {
             Self::Uploaded { bytes, complete } => {
                 out.tagged("outcome", "uploaded", 2);
                 out.field("bytes").uint(*bytes);
-                out.field("complete")
-                    .simple(if *complete { TRUE } else { FALSE });
+                out.field("complete").bool(*complete);
             }
             Self::Read { bytes } => {
                 out.tagged("outcome", "read", 1);
@@ -169,8 +168,7 @@ impl Outcome {
             }
             Self::ReadTestWrite { success } => {
                 out.tagged("outcome", "read-test-write", 1);
-                out.field("success")
-                    .simple(if *success { TRUE } else { FALSE });
+                out.field("success").bool(*success);
             }
         }
         out.0
@@ -187,6 +185,7 @@ impl Outcome {
 }
 
 impl ShareKind {
+    /// Its name on the wire, as serde writes it.
     fn name(self) -> &'static str {
         match self {
             Self::Immutable => "immutable",
@@ -239,6 +238,10 @@ impl Writer {
     fn simple(&mut self, byte: u8) -> &mut Self {
         self.0.push(byte);
         self
+    }
+
+    fn bool(&mut self, value: bool) -> &mut Self {
+        self.simple(if value { TRUE } else { FALSE })
     }
 
     fn list(&mut self, numbers: &[u16]) -> &mut Self {
@@ -340,11 +343,10 @@ impl<'a> Reader<'a> {
     }
 
     fn kind(&mut self) -> Option<ShareKind> {
-        match self.text()? {
-            "immutable" => Some(ShareKind::Immutable),
-            "mutable" => Some(ShareKind::Mutable),
-            _ => None,
-        }
+        let name = self.text()?;
+        [ShareKind::Immutable, ShareKind::Mutable]
+            .into_iter()
+            .find(|kind| kind.name() == name)
     }
 
     /// Reads `count` map entries, giving `entry` each key and the reader at its value.
