@@ -8,8 +8,7 @@
 //! delays at most the one read the thread is doing.
 //!
 //! Bounds: one thread; one read on it at a time, none queued; after each read it spins
-//! (yielding its CPU) at most [`crate::linger`]'s 200 µs, and only while no other thread
-//! of the node is spinning.
+//! (yielding its CPU) at most [`crate::linger`]'s 200 µs.
 
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, Ordering};
