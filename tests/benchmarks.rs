@@ -3,8 +3,8 @@
 
 use std::process::Command;
 
-/// `gbs-bench --short`: the stock/gbs table, the ceilings and the plugin rows, each row with
-/// positive numbers, and the JSON line that ends the output.
+/// `gbs-bench --short`: the stock/gbs table, the ceilings, the plugin rows (in process and
+/// out of process), each row with positive numbers, and the JSON line that ends the output.
 #[test]
 fn gbs_bench_short_runs_every_row() {
     let output = Command::new(env!("CARGO_BIN_EXE_gbs-bench"))
@@ -25,6 +25,7 @@ fn gbs_bench_short_runs_every_row() {
         ("versus_stock", 10),
         ("ceilings", 3),
         ("plugins", 3),
+        ("out_of_process_plugin", 3),
         ("gateway", 3),
     ] {
         let got = result[section]
@@ -54,7 +55,7 @@ fn gbs_bench_refuses_an_unknown_argument() {
     assert!(String::from_utf8_lossy(&output.stderr).contains("--long"));
 }
 
-/// `--only plugins` runs that section alone; inputs tried: `--only plugins --short`, and
+/// `--only plugins` runs that section alone (with its out-of-process rows); inputs tried: `--only plugins --short`, and
 /// `--only` with a section that does not exist and with none at all.
 #[test]
 fn gbs_bench_only_runs_the_section_asked_for() {
@@ -68,12 +69,14 @@ fn gbs_bench_only_runs_the_section_asked_for() {
     let result: serde_json::Value =
         serde_json::from_str(line).unwrap_or_else(|e| panic!("last line {line:?}: {e}"));
     assert_eq!(result["short"], true);
-    assert!(
-        result["plugins"]
-            .as_array()
-            .is_some_and(|rows| rows.len() == 3),
-        "{line}"
-    );
+    for section in ["plugins", "out_of_process_plugin"] {
+        assert!(
+            result[section]
+                .as_array()
+                .is_some_and(|rows| rows.len() == 3),
+            "{section}: {line}"
+        );
+    }
     for absent in ["versus_stock", "ceilings", "gateway"] {
         assert!(result.get(absent).is_none(), "{absent} ran: {line}");
     }

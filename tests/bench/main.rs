@@ -11,17 +11,22 @@
 //!   so its cost is common to both columns; two rows use stock Tahoe's own Python client.
 //! - The machine's ceilings (TLS over loopback with no storage, the disk's sequential write
 //!   with fsync) are measured in the same run, and `gbs` is shown as a share of them.
-//! - The plugin rows compare a `gbs` node with three in-process plugins to one without.
+//! - The plugin rows compare a `gbs` node with three in-process plugins to one without,
+//!   and one with an out-of-process plugin (a service that admits everything, in a process
+//!   of its own on a Unix socket, whose CPU counts as the server's). Each plugin node's
+//!   `gbs plugin status` must show its plugins called for every read, none failed.
 //! - Every loop is bounded in count, and what is read back is checked. Numbers are
 //!   wall-clock on whatever else the machine is doing: compare the ratios, and run it twice
 //!   before believing a small difference. The last line is the whole result as JSON.
 //!
 //! `--short` uses small sizes and counts, so that CI proves in seconds that every row runs
 //! and transfers the right bytes; its timings mean nothing. `--only KEY` (`versus_stock`
-//! with `ceilings`, `plugins`, `gateway`) runs one section, to look at it closely.
+//! with `ceilings`, `plugins` with the out-of-process rows, `gateway`) runs one section, to
+//! look at it closely.
 
 mod ceilings;
 mod load;
+mod remote_plugin;
 mod report;
 mod workloads;
 
@@ -34,9 +39,10 @@ use gbs::plugins::registry::open_library;
 use gbs::plugins::ClientPluginHandle;
 use gbs::protocol::StorageIndex;
 use gbs_tests::{
-    panicking_plugin, run_python, sample_plugin, GbsGateway, GbsNode, ProcessStats, StockServer,
-    TahoeClient,
+    gbs_stdout, panicking_plugin, run_python, sample_plugin, GbsGateway, GbsNode, ProcessStats,
+    StockServer, TahoeClient,
 };
+use remote_plugin::RemotePlugin;
 use report::{Better, Row, Section};
 use workloads::storage_index;
 
@@ -123,6 +129,11 @@ fn arguments() -> (bool, Option<&'static str>) {
 }
 
 fn main() {
+    let mut args = std::env::args_os().skip(1);
+    if args.next().is_some_and(|arg| arg == remote_plugin::FLAG) {
+        let socket = args.next().expect("the plugin service's socket");
+        remote_plugin::serve(std::path::Path::new(&socket));
+    }
     let (short, only) = arguments();
     let plan = Plan::new(short);
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -137,12 +148,21 @@ fn main() {
             sections.extend(versus_stock(&plan, &data).await);
         }
         if wanted("plugins") {
+            let [in_process, out_of_process] = plugin_rows(&plan, &data).await;
             sections.push(Section {
                 key: "plugins",
                 title: "gbs with three in-process plugins (access-log, allow-list, fixture-panics)",
                 baseline: "no plugins",
                 ratio: "times better (below 1: the plugins' cost)",
-                rows: plugin_rows(&plan, &data).await,
+                rows: in_process,
+            });
+            sections.push(Section {
+                key: "out_of_process_plugin",
+                title: "gbs with one out-of-process plugin (admits everything; Unix socket; \
+                        its process's CPU counted with the node's)",
+                baseline: "no plugins",
+                ratio: "times better (below 1: the plugin's cost)",
+                rows: out_of_process,
             });
         }
         if wanted("gateway") {
@@ -356,7 +376,7 @@ impl Server {
         // The best of a few rounds: what the server can do, not what a noisy neighbour
         // let it do once.
         for round in 0..plan.rounds {
-            let (version, cpu) = cpu_per_request(self.pid, requests, async {
+            let (version, cpu) = cpu_per_request(&[self.pid], requests, async {
                 load::version(&self.target, requests, WIDE).await
             })
             .await;
@@ -397,13 +417,34 @@ impl Measured {
     }
 }
 
-/// Runs `work` (`requests` requests) and answers its result with the CPU time process `pid`
-/// spent per request, in µs.
-async fn cpu_per_request<T>(pid: u32, requests: usize, work: impl Future<Output = T>) -> (T, f64) {
-    let before = ProcessStats::of(pid).cpu;
+/// Every plugin of `node` was called at least `calls` times and never failed: the plugin
+/// rows measured plugins at work, not a node that skipped them. (`calls` counts hook calls
+/// of all kinds.)
+fn assert_plugins_called(node: &GbsNode, calls: u64) {
+    let status = gbs_stdout(&["plugin", "status", "--json", &node.dir().to_string_lossy()]);
+    let status: serde_json::Value = serde_json::from_str(&status).expect("status as JSON");
+    for plugin in status["plugins"].as_array().expect("the plugins") {
+        let called = plugin["calls"].as_u64().unwrap_or(0);
+        assert!(
+            called >= calls,
+            "{called} calls, {calls} requests: {plugin}"
+        );
+        assert_eq!(plugin["failures"], 0, "{plugin}");
+    }
+}
+
+/// Runs `work` (`requests` requests) and answers its result with the CPU time processes
+/// `pids` spent per request together, in µs.
+async fn cpu_per_request<T>(
+    pids: &[u32],
+    requests: usize,
+    work: impl Future<Output = T>,
+) -> (T, f64) {
+    let cpu = || -> std::time::Duration { pids.iter().map(|pid| ProcessStats::of(*pid).cpu).sum() };
+    let before = cpu();
     let result = work.await;
-    let cpu = ProcessStats::of(pid).cpu - before;
-    (result, cpu.as_secs_f64() * 1e6 / requests as f64)
+    let spent = cpu() - before;
+    (result, spent.as_secs_f64() * 1e6 / requests as f64)
 }
 
 fn client(nurl: &str, connections: usize, plugins: Vec<ClientPluginHandle>) -> Client {
@@ -548,7 +589,9 @@ async fn gateway_rows(plan: &Plan) -> Vec<Row> {
 
 /// A node with three in-process plugins against the plain one: small requests, where a
 /// plugin's cost shows most.
-async fn plugin_rows(plan: &Plan, data: &Arc<Vec<u8>>) -> Vec<Row> {
+/// The plugin rows: a node with no plugins against one with the three in-process plugins,
+/// and against one with an out-of-process plugin.
+async fn plugin_rows(plan: &Plan, data: &Arc<Vec<u8>>) -> [Vec<Row>; 2] {
     let plain = GbsNode::start();
     let allow_list = sample_plugin("gbs-sample-allow-list");
     let plugged = GbsNode::start_configured(&format!(
@@ -560,6 +603,11 @@ async fn plugin_rows(plan: &Plan, data: &Arc<Vec<u8>>) -> Vec<Row> {
         allow_list.display(),
         panicking_plugin().display(),
     ));
+    let service = RemotePlugin::start();
+    let remote = GbsNode::start_configured(&format!(
+        "[storage]\nplugins = remote\n[storageserver.plugins.remote]\nurl = {}\n",
+        service.url()
+    ));
     let token = |dir: &Path| {
         let settings = [("token".to_owned(), TOKEN.to_owned())].into();
         let library = open_library(&allow_list).expect("open the allow-list");
@@ -570,7 +618,7 @@ async fn plugin_rows(plan: &Plan, data: &Arc<Vec<u8>>) -> Vec<Row> {
     let data = Arc::new(data[..data.len().min(1 << 20)].to_vec());
     let si = storage_index(3);
     // The allow-list's data, as our client sends it to a node that announces the plugin
-    // (the plain node refuses data for a plugin it has not loaded).
+    // (the other nodes refuse data for a plugin they have not loaded).
     let token_data = {
         let mut data = Vec::new();
         let token = [("token", TOKEN)]
@@ -584,7 +632,11 @@ async fn plugin_rows(plan: &Plan, data: &Arc<Vec<u8>>) -> Vec<Row> {
         )
     };
     let mut measured = Vec::new();
-    for (node, extra) in [(&plain, Vec::new()), (&plugged, vec![token_data])] {
+    for (node, extra, pids) in [
+        (&plain, Vec::new(), vec![plain.pid()]),
+        (&plugged, vec![token_data], vec![plugged.pid()]),
+        (&remote, Vec::new(), vec![remote.pid(), service.pid()]),
+    ] {
         workloads::upload(
             &client(node.nurl(), 1, vec![token(state.path())]),
             si,
@@ -595,11 +647,11 @@ async fn plugin_rows(plan: &Plan, data: &Arc<Vec<u8>>) -> Vec<Row> {
         let mut best = [0.0, f64::MAX, f64::MAX];
         for _ in 0..plan.rounds {
             let latency = load::small_reads(&target, si, &data, reads, 1).await;
-            let (_, version) = cpu_per_request(node.pid(), requests, async {
+            let (_, version) = cpu_per_request(&pids, requests, async {
                 load::version(&target, requests, WIDE).await
             })
             .await;
-            let (_, read) = cpu_per_request(node.pid(), reads, async {
+            let (_, read) = cpu_per_request(&pids, reads, async {
                 load::small_reads(&target, si, &data, reads, WIDE).await
             })
             .await;
@@ -610,9 +662,11 @@ async fn plugin_rows(plan: &Plan, data: &Arc<Vec<u8>>) -> Vec<Row> {
             ];
         }
         measured.push(best);
+        // Every plugin here guards reads (allow-list not `version`, which is public).
+        let reads_made = usize::from(plan.rounds) * 2 * reads;
+        assert_plugins_called(node, u64::try_from(reads_made).expect("a count"));
     }
-    let mut rows = Vec::new();
-    for (i, (name, unit, better)) in [
+    let names = [
         ("1 KiB ranged read, 1 connection", "req/s", Better::Higher),
         (
             "server CPU per version request, 64 connections",
@@ -624,16 +678,14 @@ async fn plugin_rows(plan: &Plan, data: &Arc<Vec<u8>>) -> Vec<Row> {
             "µs",
             Better::Lower,
         ),
-    ]
-    .into_iter()
-    .enumerate()
-    {
-        rows.push(Row::new(
-            name,
-            (unit, better),
-            measured[0][i],
-            measured[1][i],
-        ));
-    }
-    rows
+    ];
+    [1, 2].map(|with| {
+        names
+            .iter()
+            .enumerate()
+            .map(|(i, (name, unit, better))| {
+                Row::new(*name, (*unit, *better), measured[0][i], measured[with][i])
+            })
+            .collect()
+    })
 }

@@ -47,6 +47,7 @@ pub const CLIENT_DATA: &[u8] = b"\x43abc";
 struct Shared {
     name: String,
     behaviour: Mutex<Behaviour>,
+    interests: &'static [&'static str],
     admits: AtomicU64,
     committed: AtomicU64,
     prepared: AtomicU64,
@@ -64,11 +65,22 @@ pub struct PluginService {
 impl PluginService {
     /// Serves plugin `name` on `socket`; interested in immutable listings and allocations.
     pub async fn start(socket: &Path, name: &str, behaviour: Behaviour) -> Self {
+        Self::interested(socket, name, behaviour, &["list-immutable", "allocate"]).await
+    }
+
+    /// [`PluginService::start`], interested in the operation kinds `interests`.
+    pub async fn interested(
+        socket: &Path,
+        name: &str,
+        behaviour: Behaviour,
+        interests: &'static [&'static str],
+    ) -> Self {
         let mut service = Self {
             socket: socket.to_owned(),
             shared: Arc::new(Shared {
                 name: name.to_owned(),
                 behaviour: Mutex::new(behaviour),
+                interests,
                 admits: AtomicU64::new(0),
                 committed: AtomicU64::new(0),
                 prepared: AtomicU64::new(0),
@@ -195,7 +207,7 @@ async fn describe(State(shared): State<Arc<Shared>>) -> Response {
             ),
             (
                 text("interests"),
-                Value::Array(vec![text("list-immutable"), text("allocate")]),
+                Value::Array(shared.interests.iter().map(|kind| text(kind)).collect()),
             ),
             (
                 text("announcement"),
