@@ -314,6 +314,8 @@ mod tests {
 
     /// Inputs tried: 1,500 lines at once from one plugin, each holding a newline and an
     /// escape sequence to forge a line of the node's own; then, after a pause, one more.
+    /// The budget refills while the lines are written (one line per 10 ms): on a loaded
+    /// machine a line or two more gets through, as many as the time taken allows.
     #[test]
     fn a_plugin_log_is_escaped_and_within_its_budget() {
         let captured = Captured::default();
@@ -325,10 +327,13 @@ mod tests {
         let node = tempfile::tempdir().unwrap();
         let host = PluginHost::new(node.path(), "chatty", None).unwrap();
         let ffi = host.to_ffi();
+        let mut writing = Duration::ZERO;
         tracing::subscriber::with_default(subscriber, || {
+            let started = std::time::Instant::now();
             for _ in 0..1500 {
                 ffi.log(LogLevel::INFO, "said\nERROR forged \u{1b}[2J".into());
             }
+            writing = started.elapsed();
             // Long enough to refill a line or two of the budget.
             std::thread::sleep(Duration::from_millis(30));
             ffi.log(LogLevel::INFO, "after the pause".into());
@@ -336,7 +341,12 @@ mod tests {
         let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
         let lines: Vec<&str> = text.lines().collect();
         let said = lines.iter().filter(|l| l.contains("said")).count();
-        assert_eq!(said, super::super::plugin_log::LOG_BURST as usize);
+        let burst = super::super::plugin_log::LOG_BURST as usize;
+        let refilled = writing.as_secs_f64() * f64::from(super::super::plugin_log::LOG_RATE);
+        assert!(
+            said >= burst && said as f64 <= burst as f64 + refilled.ceil(),
+            "{said} lines in {writing:?}"
+        );
         assert!(
             lines
                 .iter()
@@ -348,7 +358,7 @@ mod tests {
             .any(|l| l.contains("said\\nERROR forged \\u{1b}[2J")));
         let dropped = lines
             .iter()
-            .position(|l| l.contains("dropped 500 log lines of the plugin"))
+            .position(|l| l.contains(&format!("dropped {} log lines of the plugin", 1500 - said)))
             .expect("the dropped lines are told");
         let after = lines
             .iter()
