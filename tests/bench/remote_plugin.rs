@@ -52,6 +52,7 @@ impl RemotePlugin {
         format!("unix:{}", self.socket.display())
     }
 
+    /// Its process, whose CPU time counts with the node's.
     pub(crate) fn pid(&self) -> u32 {
         self.child.id()
     }
