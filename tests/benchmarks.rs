@@ -55,8 +55,9 @@ fn gbs_bench_refuses_an_unknown_argument() {
     assert!(String::from_utf8_lossy(&output.stderr).contains("--long"));
 }
 
-/// `--only plugins` runs that section alone (with its out-of-process rows); inputs tried: `--only plugins --short`, and
-/// `--only` with a section that does not exist and with none at all.
+/// `--only plugins` runs that section alone (with its out-of-process rows); inputs tried:
+/// `--only plugins --short`, and `--only` with a section that does not exist and with none
+/// at all.
 #[test]
 fn gbs_bench_only_runs_the_section_asked_for() {
     let output = Command::new(env!("CARGO_BIN_EXE_gbs-bench"))

@@ -427,7 +427,7 @@ fn assert_plugins_called(node: &GbsNode, calls: u64) {
         let called = plugin["calls"].as_u64().unwrap_or(0);
         assert!(
             called >= calls,
-            "{called} calls, {calls} requests: {plugin}"
+            "{called} calls, at least {calls} expected: {plugin}"
         );
         assert_eq!(plugin["failures"], 0, "{plugin}");
     }
@@ -587,10 +587,9 @@ async fn gateway_rows(plan: &Plan) -> Vec<Row> {
     ]
 }
 
-/// A node with three in-process plugins against the plain one: small requests, where a
-/// plugin's cost shows most.
-/// The plugin rows: a node with no plugins against one with the three in-process plugins,
-/// and against one with an out-of-process plugin.
+/// The plugin rows, on small requests, where a plugin's cost shows most: a node with no
+/// plugins against one with the three in-process plugins, and against one with an
+/// out-of-process plugin.
 async fn plugin_rows(plan: &Plan, data: &Arc<Vec<u8>>) -> [Vec<Row>; 2] {
     let plain = GbsNode::start();
     let allow_list = sample_plugin("gbs-sample-allow-list");

@@ -2,11 +2,11 @@
 //! everything) in a process of its own, this binary run again with [`FLAG`], so that its
 //! CPU is counted beside the node's instead of mixing with the load generator's.
 
-use std::io::{BufRead as _, BufReader};
+use std::io::BufReader;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
-use gbs_tests::{Behaviour, PluginService};
+use gbs_tests::{read_line_starting, Behaviour, PluginService};
 
 /// Runs this binary as the plugin service, serving the socket named next.
 pub(crate) const FLAG: &str = "--plugin-service";
@@ -34,12 +34,9 @@ impl RemotePlugin {
             .stdout(Stdio::piped())
             .spawn()
             .expect("start the plugin service");
-        let mut line = String::new();
-        let stdout = child.stdout.take().expect("its stdout");
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("read from the plugin service");
-        assert_eq!(line.trim(), "ready", "the plugin service did not start");
+        let mut stdout = BufReader::new(child.stdout.take().expect("its stdout"));
+        let ready = read_line_starting(&mut stdout, "ready");
+        assert!(ready.is_some(), "the plugin service did not start");
         Self {
             child,
             socket,

@@ -31,8 +31,7 @@ const SPIN: Duration = Duration::from_micros(40);
 // plugins goes plugin thread, read thread, plugin thread, and with one flag for both the
 // read thread found it held by the plugin thread lingering after `admit`, slept, and had
 // to be woken for every read (one connection, three plugins: 39,000 sleeps in a
-// `gbs-bench --only plugins` run, 400 with a flag of its own; 11,600-14,100 -> 14,300-15,200
-// req/s).
+// `gbs-bench --only plugins` run, 400 with a flag of its own).
 static PLUGIN_LINGERING: AtomicBool = AtomicBool::new(false);
 static READ_LINGERING: AtomicBool = AtomicBool::new(false);
 static SPINNING: AtomicBool = AtomicBool::new(false);
