@@ -22,7 +22,7 @@ fn gbs_bench_short_runs_every_row() {
         serde_json::from_str(line).unwrap_or_else(|e| panic!("last line {line:?}: {e}"));
     assert_eq!(result["short"], true);
     for (section, rows) in [
-        ("versus_stock", 10),
+        ("versus_stock", 13),
         ("ceilings", 3),
         ("plugins", 3),
         ("out_of_process_plugin", 3),

@@ -65,7 +65,9 @@ pub(crate) async fn tls_loopback(bytes: usize) -> f64 {
 }
 
 /// MiB/s of writing `bytes` to a new file in `dir` in 256 KiB pieces and fsyncing it, as a
-/// share upload ends.
+/// share upload ends. The file is removed, so the next call writes into pages just freed:
+/// this is what the disk takes, not what a new share costs (a stored share's pages stay
+/// cached, and fresh pages cost this VM about three times as much; README "What limits").
 pub(crate) fn disk_write(dir: &Path, bytes: usize) -> f64 {
     let path = dir.join("gbs-bench-disk-ceiling");
     let chunk = vec![0x5a; WRITE];

@@ -294,6 +294,8 @@ struct Measured {
     small_read_one: f64,
     small_read_wide: f64,
     mutable: f64,
+    /// Listing shares, renewing a lease, allocating and aborting ([`workloads::bookkeeping`]).
+    bookkeeping: [f64; 3],
     upload: f64,
     download: f64,
 }
@@ -332,6 +334,21 @@ impl Measured {
             Better::Higher,
             |m| m.mutable,
         ),
+        ("list shares, 1 connection", "req/s", Better::Higher, |m| {
+            m.bookkeeping[0]
+        }),
+        (
+            "add or renew a lease, 1 connection",
+            "req/s",
+            Better::Higher,
+            |m| m.bookkeeping[1],
+        ),
+        (
+            "allocate and abort a share, 1 connection",
+            "pairs/s",
+            Better::Higher,
+            |m| m.bookkeeping[2],
+        ),
         ("SIZE upload, our client", "MiB/s", Better::Higher, |m| {
             m.upload
         }),
@@ -366,6 +383,17 @@ impl Server {
         .await
     }
 
+    /// The bookkeeping rows ([`workloads::bookkeeping`]), with our client on a thread of its
+    /// own as in [`Server::transfers`]: one request at a time is all latency, which the
+    /// multi-threaded runtime's wakes across threads would add to.
+    async fn bookkeeping(&self, si: StorageIndex, count: usize) -> [f64; 3] {
+        let nurl = self.nurl.clone();
+        workloads::on_own_thread(move || async move {
+            workloads::bookkeeping(&client(&nurl, 1, Vec::new()), si, count).await
+        })
+        .await
+    }
+
     async fn measure(&self, plan: &Plan, data: &Arc<Vec<u8>>) -> Measured {
         let requests = plan.version_requests * self.scale;
         let reads = plan.small_reads * self.scale;
@@ -393,6 +421,7 @@ impl Server {
                     plan.mutable_writes,
                 )
                 .await,
+                bookkeeping: self.bookkeeping(si, plan.mutable_writes).await,
                 upload,
                 download,
             };
@@ -411,6 +440,7 @@ impl Measured {
             small_read_one: self.small_read_one.max(other.small_read_one),
             small_read_wide: self.small_read_wide.max(other.small_read_wide),
             mutable: self.mutable.max(other.mutable),
+            bookkeeping: std::array::from_fn(|i| self.bookkeeping[i].max(other.bookkeeping[i])),
             upload: self.upload.max(other.upload),
             download: self.download.max(other.download),
         }

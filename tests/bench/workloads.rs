@@ -189,3 +189,54 @@ pub(crate) async fn mutable_writes(client: &Client, si: StorageIndex, writes: us
 pub(crate) fn storage_index(seed: u8) -> StorageIndex {
     StorageIndex::from_bytes([seed; 16])
 }
+
+/// Requests per second, one at a time, of the bookkeeping requests a client makes around its
+/// transfers, on share 0 of `si` (which must hold a complete immutable share): listing its
+/// shares, renewing its lease, and allocating then aborting a share of a fresh storage index
+/// (a pair of requests, counted as one). Each answer is checked.
+pub(crate) async fn bookkeeping(client: &Client, si: StorageIndex, count: usize) -> [f64; 3] {
+    let started = Instant::now();
+    for _ in 0..count {
+        let shares = client
+            .list_shares(ShareKind::Immutable, &si)
+            .await
+            .expect("list shares");
+        assert_eq!(
+            shares,
+            BTreeSet::from([ShareNumber(0)]),
+            "the shares of {si:?}"
+        );
+    }
+    let list = count as f64 / started.elapsed().as_secs_f64();
+    let started = Instant::now();
+    for _ in 0..count {
+        client
+            .add_or_renew_lease(&si, &test_lease())
+            .await
+            .expect("renew the lease");
+    }
+    let lease = count as f64 / started.elapsed().as_secs_f64();
+    let fresh = StorageIndex::from_bytes([0xab; 16]);
+    let secret = UploadSecret::new(vec![7; 32]).expect("secret");
+    let started = Instant::now();
+    for _ in 0..count {
+        let upload = client
+            .allocate(
+                fresh,
+                BTreeSet::from([ShareNumber(0)]),
+                4096,
+                &test_lease(),
+                secret.clone(),
+            )
+            .await
+            .expect("allocate");
+        assert_eq!(
+            upload.allocated().len(),
+            1,
+            "share 0 allocated again after its abort"
+        );
+        upload.abort(ShareNumber(0)).await.expect("abort");
+    }
+    let allocate = count as f64 / started.elapsed().as_secs_f64();
+    [list, lease, allocate]
+}

@@ -60,7 +60,9 @@ pub(super) async fn list<K: Kind>(
         .admit(K::LIST, || operation::list(K::KIND, &si), &data)
         .await?;
     let store = state.store.clone();
-    let shares = blocking(move || match K::KIND {
+    // A directory listing and a header per share: as quick as a small read, and as
+    // common (clients list before they read), so it takes the small-read thread too.
+    let shares = small_read(move || match K::KIND {
         ShareKind::Immutable => store.list_immutable(&si),
         ShareKind::Mutable => store.list_mutable(&si),
     })
