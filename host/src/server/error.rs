@@ -165,8 +165,8 @@ where
     settled(tokio::task::spawn_blocking(work).await)
 }
 
-/// [`blocking`] for a small share read: on the small-read thread, or on the blocking pool
-/// when that thread is busy (see `read_thread`).
+/// [`blocking`] for a small share read or a share listing: on the small-read thread, or on
+/// the blocking pool when that thread is busy (see `read_thread`).
 pub(crate) async fn small_read<T, E>(
     work: impl FnOnce() -> Result<T, E> + Send + 'static,
 ) -> Result<T, ApiError>

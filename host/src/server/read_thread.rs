@@ -1,5 +1,6 @@
-//! The small-read thread: one thread that opens and reads shares for small reads, and
-//! looks for the next one for a while (see [`crate::linger`]) before it sleeps.
+//! The small-read thread: one thread that opens and reads shares for small reads (and
+//! lists a storage index's shares, as quick), and looks for the next one for a while (see
+//! [`crate::linger`]) before it sleeps.
 //!
 //! A small read on a blocking-pool thread paid for waking that thread, whose CPU had often
 //! gone idle, and for waking the request's thread after: on this VM that was most of a
