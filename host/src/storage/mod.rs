@@ -50,6 +50,7 @@ mod writeback;
 mod fixture;
 
 pub use clock::{Clock, ManualClock, SystemClock};
+pub(crate) use container::read_vec_at;
 pub use error::StorageError;
 pub use inspect::ShareFacts;
 pub use store::LeaseRenewal;

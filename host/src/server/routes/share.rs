@@ -5,7 +5,6 @@ use axum::extract::State;
 use axum::http::header::{CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, RANGE};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use std::io::{Read as _, Seek as _};
 
 use gbs_plugin_interface::ffi::OperationKind;
 use gbs_plugin_interface::Outcome;
@@ -17,6 +16,7 @@ use crate::server::extract::{
     AcceptsCbor, Authorized, Cbor, NoSecrets, Plugins, SharePath, SiPath,
 };
 use crate::server::AppState;
+use crate::storage::read_vec_at;
 
 /// Which kind of share a route serves, as a type so that one handler serves both.
 pub(super) trait Kind {
@@ -175,7 +175,7 @@ async fn read(
     let ranged = range.is_some();
     // Most reads are small: see `read_thread`.
     let served = small_read(move || -> Result<Served, ApiError> {
-        let mut reader = match kind {
+        let reader = match kind {
             ShareKind::Immutable => store.open_immutable(&si, shnum),
             ShareKind::Mutable => store.open_mutable(&si, shnum),
         }?;
@@ -197,12 +197,8 @@ async fn read(
         if wanted.end - wanted.start > SMALL_READ {
             return Ok(Served::Stream(reader.file, start, wanted));
         }
-        reader
-            .file
-            .seek(std::io::SeekFrom::Start(start))
-            .map_err(failed)?;
-        let mut bytes = vec![0; usize::try_from(wanted.end - wanted.start).unwrap_or(0)];
-        reader.file.read_exact(&mut bytes).map_err(failed)?;
+        let len = usize::try_from(wanted.end - wanted.start).map_err(|_| ApiError::Internal)?;
+        let bytes = read_vec_at(&reader.file, start, len).map_err(failed)?;
         Ok(Served::Bytes(wanted, bytes))
     })
     .await?;
@@ -244,18 +240,13 @@ const STREAM_PIECE: usize = 512 << 10;
 /// Memory per stream stays at three pieces whatever the share's size, and no thread is
 /// held while a slow client reads.
 fn stream(file: std::fs::File, at: u64, len: u64) -> Body {
-    use std::os::unix::fs::FileExt as _;
     type Piece = tokio::task::JoinHandle<std::io::Result<bytes::Bytes>>;
     let file = std::sync::Arc::new(file);
     let read = move |at: u64, remaining: u64| -> Option<Piece> {
         let n = usize::try_from(remaining.min(STREAM_PIECE as u64)).ok()?;
         (n > 0).then(|| {
             let file = file.clone();
-            tokio::task::spawn_blocking(move || {
-                let mut piece = vec![0; n];
-                file.read_exact_at(&mut piece, at)?;
-                Ok(bytes::Bytes::from(piece))
-            })
+            tokio::task::spawn_blocking(move || Ok(bytes::Bytes::from(read_vec_at(&file, at, n)?)))
         })
     };
     let first = read(at, len);

@@ -70,6 +70,24 @@ pub(crate) fn read_exact_at(file: &File, offset: u64, buf: &mut [u8]) -> io::Res
     file.read_exact(buf)
 }
 
+/// `len` bytes of `file` from `offset`, read into memory that is not zeroed first (std reads
+/// a `File` into a `Vec`'s spare capacity as it is): zeroing a 512 KiB piece before reading
+/// into it was 8% of the server's CPU during a download. `UnexpectedEof` if the file ends
+/// first. Moves the file's position.
+pub(crate) fn read_vec_at(file: &File, offset: u64, len: usize) -> io::Result<Vec<u8>> {
+    let mut file = file;
+    file.seek(SeekFrom::Start(offset))?;
+    let mut out = Vec::with_capacity(len);
+    file.take(len as u64).read_to_end(&mut out)?;
+    if out.len() < len {
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "the file ends before the bytes to read",
+        ));
+    }
+    Ok(out)
+}
+
 /// Writes all of `buf` to `file` at `offset`.
 pub(crate) fn write_all_at(file: &File, offset: u64, buf: &[u8]) -> io::Result<()> {
     let mut file = file;
@@ -202,6 +220,22 @@ fn array_at<const N: usize>(bytes: &[u8], at: usize) -> Option<[u8; N]> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Inputs tried: a range inside a 100-byte file, one ending at its end, an empty one,
+    /// one running 30 bytes past its end and one starting past it.
+    #[test]
+    fn read_vec_at_reads_exactly_the_range_or_fails() {
+        let mut file = tempfile::tempfile().unwrap();
+        let data: Vec<u8> = (0..100u8).collect();
+        file.write_all(&data).unwrap();
+        assert_eq!(read_vec_at(&file, 10, 20).unwrap(), &data[10..30]);
+        assert_eq!(read_vec_at(&file, 60, 40).unwrap(), &data[60..]);
+        assert!(read_vec_at(&file, 100, 0).unwrap().is_empty());
+        for (offset, len) in [(80, 50), (200, 1)] {
+            let error = read_vec_at(&file, offset, len).unwrap_err();
+            assert_eq!(error.kind(), io::ErrorKind::UnexpectedEof, "{offset} {len}");
+        }
+    }
 
     #[test]
     fn sniff_tells_the_kinds_apart() {
