@@ -195,8 +195,7 @@ pub(crate) fn storage_index(seed: u8) -> StorageIndex {
 /// shares, renewing its lease, and allocating then aborting a share of a fresh storage index
 /// (a pair of requests, counted as one). Each answer is checked.
 pub(crate) async fn bookkeeping(client: &Client, si: StorageIndex, count: usize) -> [f64; 3] {
-    let started = Instant::now();
-    for _ in 0..count {
+    let list = per_second(count, || async move {
         let shares = client
             .list_shares(ShareKind::Immutable, &si)
             .await
@@ -206,20 +205,18 @@ pub(crate) async fn bookkeeping(client: &Client, si: StorageIndex, count: usize)
             BTreeSet::from([ShareNumber(0)]),
             "the shares of {si:?}"
         );
-    }
-    let list = count as f64 / started.elapsed().as_secs_f64();
-    let started = Instant::now();
-    for _ in 0..count {
+    })
+    .await;
+    let lease = per_second(count, || async move {
         client
             .add_or_renew_lease(&si, &test_lease())
             .await
             .expect("renew the lease");
-    }
-    let lease = count as f64 / started.elapsed().as_secs_f64();
+    })
+    .await;
     let fresh = StorageIndex::from_bytes([0xab; 16]);
-    let secret = UploadSecret::new(vec![7; 32]).expect("secret");
-    let started = Instant::now();
-    for _ in 0..count {
+    let secret = &UploadSecret::new(vec![7; 32]).expect("secret");
+    let allocate = per_second(count, || async move {
         let upload = client
             .allocate(
                 fresh,
@@ -236,7 +233,16 @@ pub(crate) async fn bookkeeping(client: &Client, si: StorageIndex, count: usize)
             "share 0 allocated again after its abort"
         );
         upload.abort(ShareNumber(0)).await.expect("abort");
-    }
-    let allocate = count as f64 / started.elapsed().as_secs_f64();
+    })
+    .await;
     [list, lease, allocate]
+}
+
+/// Calls per second of `count` calls of `call`, one at a time.
+async fn per_second<F: Future<Output = ()>>(count: usize, mut call: impl FnMut() -> F) -> f64 {
+    let started = Instant::now();
+    for _ in 0..count {
+        call().await;
+    }
+    count as f64 / started.elapsed().as_secs_f64()
 }
