@@ -1014,6 +1014,32 @@ fn killing_plugin_check_leaves_no_process_behind() {
     }
 }
 
+/// Input tried: a library whose initialiser starts a process in a session of its own (out
+/// of reach of the check's group kill) that keeps the check's output open for ten minutes.
+/// The check does not wait for it: it ends within its deadline and refuses the library.
+#[cfg(target_os = "linux")]
+#[test]
+fn check_refuses_a_library_that_leaves_a_process_holding_its_output() {
+    let lib = build_fixture("misbehaves-on-load");
+    let started = std::time::Instant::now();
+    let out = Command::new(gbs_binary())
+        .args(["plugin", "check", "--timeout", "20"])
+        .arg(&lib)
+        .env("GBS_FIXTURE_ON_LOAD", "escape")
+        .env("GBS_FIXTURE_ESCAPE_SECONDS", "601.5")
+        .output()
+        .expect("run gbs plugin check");
+    let took = started.elapsed();
+    let _ = Command::new("pkill").args(["-f", "^sleep 601.5$"]).status();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(3), "{stdout}");
+    assert!(
+        stdout.contains("left a process running after the check"),
+        "{stdout}"
+    );
+    assert!(took < std::time::Duration::from_secs(15), "took {took:?}");
+}
+
 /// Input tried: a library whose initialiser prints a "compatible" report and exits 0.
 #[cfg(target_os = "linux")]
 #[test]

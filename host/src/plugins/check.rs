@@ -26,6 +26,8 @@ use crate::config::check_plugin_name;
 pub const CHECK_DEADLINE: Duration = Duration::from_secs(5);
 /// The most of a child's stdout and stderr kept.
 const OUTPUT_LIMIT: usize = 1 << 20;
+/// How long, once the check's process has exited, its output may take to end.
+const EXIT_GRACE: Duration = Duration::from_millis(500);
 
 /// The outcome of checking one library.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -139,9 +141,10 @@ pub fn check_in_child(exe: &Path, file: &Path, deadline: Duration) -> Report {
     if let Some(pipe) = stdin.as_mut() {
         let _ = writeln!(pipe, "{token}");
     }
-    let stdout = read_in_background(child.stdout.take());
-    let stderr = read_in_background(child.stderr.take());
-    let Some(status) = wait_until(&mut child, Instant::now() + deadline) else {
+    let until = Instant::now() + deadline;
+    let stdout = read_in_background(child.stdout.take(), until);
+    let stderr = read_in_background(child.stderr.take(), until);
+    let Some(status) = wait_until(&mut child, until) else {
         kill_group(&mut child);
         return Report::unusable(format!(
             "the check did not finish within {} s (a library initialiser or describe that hangs)",
@@ -149,7 +152,18 @@ pub fn check_in_child(exe: &Path, file: &Path, deadline: Duration) -> Report {
         ));
     };
     drop(stdin);
-    let stdout = stdout.join().unwrap_or_default();
+    // Whatever the child wrote is in the pipe by now; a pipe still open after this grace
+    // is held by a process the library started and took out of the check's group.
+    let grace = until.min(Instant::now() + EXIT_GRACE);
+    let (stdout, stdout_ended) = collect(&stdout, grace);
+    let (stderr, stderr_ended) = collect(&stderr, grace);
+    if !(stdout_ended && stderr_ended) {
+        return Report::unusable(
+            "the library left a process running after the check (one that took itself out of \
+             the check's process group, and still holds its output)"
+                .into(),
+        );
+    }
     let verdict = stdout
         .lines()
         .rev()
@@ -164,7 +178,6 @@ pub fn check_in_child(exe: &Path, file: &Path, deadline: Duration) -> Report {
             } else {
                 format!("the check crashed ({})", describe_exit(status))
             });
-            let stderr = stderr.join().unwrap_or_default();
             if !stderr.trim().is_empty() {
                 report.details = Some(stderr);
             }
@@ -289,25 +302,71 @@ fn plugin_lines(description: &LibraryDescription) -> Vec<PluginLine> {
         .collect()
 }
 
-/// Reads a pipe to its end on a thread of its own, keeping at most [`OUTPUT_LIMIT`] bytes.
+/// Reads a pipe on a thread of its own until its end or `until`, whichever comes first,
+/// handing on what it reads. The end may never come: a process the library started in a
+/// session of its own inherits the pipe and is out of reach of the group's kill, so the
+/// thread stops looking at `until` and never outlives the check by much.
 fn read_in_background(
-    pipe: Option<impl std::io::Read + Send + 'static>,
-) -> std::thread::JoinHandle<String> {
+    pipe: Option<impl std::io::Read + std::os::fd::AsFd + Send + 'static>,
+    until: Instant,
+) -> std::sync::mpsc::Receiver<Vec<u8>> {
+    let (read, reads) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let Some(mut pipe) = pipe else {
-            return String::new();
+            let _ = read.send(Vec::new());
+            return;
         };
-        let mut kept = Vec::new();
         let mut buf = [0u8; 8192];
-        while let Ok(n) = pipe.read(&mut buf) {
-            if n == 0 {
+        // What is read past the limit is drained, not kept.
+        let mut room = OUTPUT_LIMIT;
+        loop {
+            let Some(left) = until.checked_duration_since(Instant::now()) else {
+                return;
+            };
+            let timeout = rustix::event::Timespec::try_from(left).unwrap_or_default();
+            let mut fds = [rustix::event::PollFd::new(
+                &pipe,
+                rustix::event::PollFlags::IN,
+            )];
+            match rustix::event::poll(&mut fds, Some(&timeout)) {
+                Ok(0) | Err(rustix::io::Errno::INTR) => continue,
+                Ok(_) => {}
+                Err(_) => return,
+            }
+            match pipe.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(_) if room == 0 => {}
+                Ok(n) => {
+                    let kept = n.min(room);
+                    room -= kept;
+                    if read.send(buf[..kept].to_vec()).is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+        // The pipe's end: an empty piece says so.
+        let _ = read.send(Vec::new());
+    });
+    reads
+}
+
+/// What [`read_in_background`] read by `until` (at most [`OUTPUT_LIMIT`] bytes), and
+/// whether that was all: the pipe ended.
+fn collect(reads: &std::sync::mpsc::Receiver<Vec<u8>>, until: Instant) -> (String, bool) {
+    let mut kept = Vec::new();
+    let mut ended = false;
+    while let Some(left) = until.checked_duration_since(Instant::now()) {
+        match reads.recv_timeout(left) {
+            Ok(piece) if piece.is_empty() => {
+                ended = true;
                 break;
             }
-            let room = OUTPUT_LIMIT.saturating_sub(kept.len());
-            kept.extend_from_slice(&buf[..n.min(room)]);
+            Ok(piece) => kept.extend_from_slice(&piece),
+            Err(_) => break,
         }
-        String::from_utf8_lossy(&kept).into_owned()
-    })
+    }
+    (String::from_utf8_lossy(&kept).into_owned(), ended)
 }
 
 /// The child's exit status, or `None` at the deadline.
