@@ -403,6 +403,59 @@ async fn concurrent_large_mutable_writes_queue_within_the_budget() {
     assert_eq!((read, out), (10, vec![7; 10]));
 }
 
+/// Input tried: a 15 MB read-test-write body of a million empty write vectors (15 bytes
+/// each on the wire, five CBOR items). Decoded whole, it would take about 400 MB; it is
+/// refused (400) before decoding, the node's memory barely moves, and it keeps serving.
+#[tokio::test]
+async fn a_body_of_many_tiny_items_is_refused_before_it_is_decoded() {
+    const WRITES: u32 = 1_000_000;
+    let node = GbsNode::start();
+    let before = ProcessStats::of(node.pid());
+    let mut body = Vec::with_capacity(15 * WRITES as usize + 64);
+    body.extend_from_slice(b"\xa2\x72test-write-vectors\xa1\x00\xa3\x64test\x80\x65write\x9a");
+    body.extend_from_slice(&WRITES.to_be_bytes());
+    for _ in 0..WRITES {
+        body.extend_from_slice(b"\xa2\x66offset\x00\x64data\x40");
+    }
+    body.extend_from_slice(b"\x6anew-length\xf6\x6bread-vector\x80");
+    let secrets = [
+        (SecretKind::WriteEnabler, [9; 32]),
+        (SecretKind::LeaseRenew, [1; 32]),
+        (SecretKind::LeaseCancel, [2; 32]),
+    ]
+    .map(|(kind, value)| {
+        format!(
+            "X-Tahoe-Authorization: {}",
+            secret_header_line(kind, &value)
+        )
+    });
+    let mut headers = vec!["Content-Type: application/cbor".to_owned()];
+    headers.extend(secrets);
+    let mut connection = RawConnection::connect(node.nurl()).await.expect("connect");
+    let si = StorageIndex::from_bytes([0x51; 16]);
+    connection
+        .send_head(
+            "POST",
+            &paths::mutable_read_test_write(&si),
+            &headers,
+            body.len(),
+        )
+        .await
+        .expect("send head");
+    connection.tls.write_all(&body).await.expect("send body");
+    connection.tls.flush().await.expect("flush");
+    let status = read_status(&mut connection.tls).await.expect("status");
+    assert_eq!(status, 400);
+    let after = ProcessStats::of(node.pid());
+    let grown = after.peak_rss.saturating_sub(before.rss);
+    assert!(
+        grown < 100 << 20,
+        "the refused body's decoding peaked {} MiB above the idle node",
+        grown >> 20
+    );
+    node.client().version().await.expect("still answers");
+}
+
 /// Eight concurrent 64 MiB uploads: the server's peak memory stays under 64 MiB.
 #[tokio::test]
 async fn concurrent_large_uploads_stay_under_64_mib() {
