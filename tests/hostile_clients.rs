@@ -272,6 +272,62 @@ async fn stalled_upload_bodies_are_bounded_and_dropped() {
         .expect("version after the stall");
 }
 
+/// Input tried: 100 connections that ask for a 4 MiB share and never read the answer, on a
+/// node whose download budget is 4 MiB. Streams beyond the budget read 8 KiB pieces, so the
+/// node grows by the budget and a little per connection (it grew by about 0.9 MiB per such
+/// connection before), and a client reading beside them gets every byte right.
+#[tokio::test]
+async fn downloads_nobody_reads_stay_within_the_download_budget() {
+    const STALLED: usize = 100;
+    const SIZE: usize = 4 << 20;
+    let node = GbsNode::start_configured("[gbs]\ndownload_buffer = 4MiB\n");
+    let si = StorageIndex::from_bytes([0x61; 16]);
+    let data: Vec<u8> = (0..SIZE).map(|i| (i % 251) as u8).collect();
+    let upload = node
+        .client()
+        .allocate(
+            si,
+            [ShareNumber(0)].into(),
+            SIZE as u64,
+            &test_lease(),
+            test_upload_secret(),
+        )
+        .await
+        .expect("allocate");
+    upload
+        .upload_share(ShareNumber(0), &data[..])
+        .await
+        .expect("upload");
+    let before = ProcessStats::of(node.pid());
+    let mut stalled = Vec::new();
+    for _ in 0..STALLED {
+        let mut connection = RawConnection::connect(node.nurl()).await.expect("connect");
+        connection
+            .send_head("GET", &paths::immutable_share(&si, ShareNumber(0)), &[], 0)
+            .await
+            .expect("head");
+        stalled.push(connection);
+    }
+    // Let every stream fill what it may.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let mut out = Vec::new();
+    let read = node
+        .client()
+        .read_share(ShareKind::Immutable, &si, ShareNumber(0), None, &mut out)
+        .await
+        .expect("read beside the stalled downloads");
+    assert_eq!(read, SIZE as u64);
+    assert!(out == data, "the download beside them differs");
+    let during = ProcessStats::of(node.pid());
+    let grown = during.peak_rss.saturating_sub(before.rss);
+    assert!(
+        grown < 40 << 20,
+        "{STALLED} downloads nobody reads grew the server by {} MiB",
+        grown >> 20
+    );
+    drop(stalled);
+}
+
 /// Connections that never start their TLS handshake, more than the cap allows: a real
 /// client still gets its answer within the 5 s stock clients wait.
 #[tokio::test]

@@ -633,6 +633,9 @@ fn limits(raw: &RawConfig) -> Result<Limits, ConfigError> {
     if let Some(n) = raw.typed(SECTION, "mutable_write_buffer", mutable)? {
         limits.mutable_write_buffer = n;
     }
+    if let Some(n) = raw.typed(SECTION, "download_buffer", bytes)? {
+        limits.download_buffer = n;
+    }
     if let Some(unknown) = raw
         .section(SECTION)
         .and_then(|keys| keys.keys().find(|key| !LIMIT_KEYS.contains(&key.as_str())))
@@ -643,7 +646,7 @@ fn limits(raw: &RawConfig) -> Result<Limits, ConfigError> {
 }
 
 /// The keys `[gbs]` may hold.
-const LIMIT_KEYS: [&str; 8] = [
+const LIMIT_KEYS: [&str; 9] = [
     "max_connections",
     "max_handshakes",
     "handshake_timeout",
@@ -652,6 +655,7 @@ const LIMIT_KEYS: [&str; 8] = [
     "plugin_deadline",
     "upload_buffer",
     "mutable_write_buffer",
+    "download_buffer",
 ];
 
 fn plugin_specs(
@@ -1292,12 +1296,14 @@ mod tests {
         let cfg = config(BASE).unwrap();
         assert_eq!(cfg.limits, Limits::default());
         let cfg = config(&format!(
-            "{BASE}[gbs]\nmax_connections = 10\nidle_timeout = 2s\nupload_buffer = 1MiB\n"
+            "{BASE}[gbs]\nmax_connections = 10\nidle_timeout = 2s\nupload_buffer = 1MiB\n\
+             download_buffer = 2MiB\n"
         ))
         .unwrap();
         assert_eq!(cfg.limits.max_connections, 10);
         assert_eq!(cfg.limits.idle_timeout, Duration::from_secs(2));
         assert_eq!(cfg.limits.upload_buffer, 1 << 20);
+        assert_eq!(cfg.limits.download_buffer, 2 << 20);
         for (line, problem) in [
             ("max_connections = 0", "not a whole number above 0"),
             ("idle_timeout = 0s", "longer than 0"),

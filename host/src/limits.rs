@@ -7,10 +7,11 @@ use std::time::Duration;
 /// Bounds on what clients can make a server hold.
 ///
 /// Memory: each open connection costs at most about [`Limits::CONNECTION_MEMORY`] (TLS
-/// buffers, the HTTP read buffer, its task); on top of that, upload bytes waiting to be
-/// written share `upload_buffer` and read-test-write bodies share `mutable_write_buffer`.
-/// So the request path holds at most
-/// `max_connections × CONNECTION_MEMORY + upload_buffer + mutable_write_buffer`.
+/// buffers, the HTTP read buffer, its task, a streamed read's small pieces); on top of
+/// that, upload bytes waiting to be written share `upload_buffer`, read-test-write bodies
+/// share `mutable_write_buffer`, and streamed reads' large pieces share `download_buffer`.
+/// So the request path holds at most `max_connections × CONNECTION_MEMORY + upload_buffer
+/// + mutable_write_buffer + download_buffer`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
     /// Connections open at once (`max_connections`). At the cap, the connection that has
@@ -37,11 +38,17 @@ pub struct Limits {
     /// Bytes of read-test-write bodies held in memory across all requests
     /// (`mutable_write_buffer`); at least the largest body accepted. Writes beyond it queue.
     pub mutable_write_buffer: usize,
+    /// Bytes of streamed reads' pieces held in memory across all requests
+    /// (`download_buffer`): a piece read ahead, and the one the client is being sent. A
+    /// stream that finds the budget spent reads small pieces instead, so a client that
+    /// does not read its answer holds little.
+    pub download_buffer: usize,
 }
 
 impl Limits {
     /// What one open connection costs at most, for the memory budget: rustls' buffers
-    /// (about 34 KiB), the HTTP read buffer ([`Limits::HTTP_READ_BUFFER`]) and the task.
+    /// (about 34 KiB), the HTTP read buffer ([`Limits::HTTP_READ_BUFFER`]), the task, and
+    /// a streamed read's two pieces outside the download budget (8 KiB each).
     pub const CONNECTION_MEMORY: usize = 128 << 10;
     /// The most the HTTP layer buffers of one connection's input.
     pub const HTTP_READ_BUFFER: usize = 64 << 10;
@@ -86,6 +93,7 @@ impl Default for Limits {
             plugin_deadline: Duration::from_secs(30),
             upload_buffer: 16 << 20,
             mutable_write_buffer: Self::MUTABLE_WRITE_BODY,
+            download_buffer: 32 << 20,
         }
     }
 }

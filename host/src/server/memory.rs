@@ -1,4 +1,5 @@
-//! The memory request bodies may hold, shared by all requests (see [`Limits`]).
+//! The memory request bodies and streamed reads may hold, shared by all requests (see
+//! [`Limits`]).
 //!
 //! Budgets count KiB, so that a tokio semaphore's `u32` permits cover any size.
 
@@ -13,7 +14,7 @@ use crate::limits::Limits;
 /// Memory held on behalf of a request; given back when dropped.
 pub(crate) type Held = OwnedSemaphorePermit;
 
-/// The two body budgets of a server.
+/// The memory budgets of a server.
 #[derive(Debug)]
 pub(crate) struct MemoryBudget {
     uploads: Budget,
@@ -21,6 +22,7 @@ pub(crate) struct MemoryBudget {
     /// piece (freed pieces scattered over the allocator's per-thread arenas stay resident).
     spare_pieces: Arc<Mutex<Vec<BytesMut>>>,
     mutable_writes: Budget,
+    downloads: Budget,
     /// The longest a read-test-write waits for room before it is answered 503.
     mutable_wait: Duration,
 }
@@ -31,6 +33,7 @@ impl MemoryBudget {
             uploads: Budget::new(limits.upload_buffer),
             spare_pieces: Arc::default(),
             mutable_writes: Budget::new(limits.mutable_write_buffer),
+            downloads: Budget::new(limits.download_buffer),
             // Well inside the idle timeout, which would otherwise close the waiting
             // connection without an answer.
             mutable_wait: (limits.idle_timeout / 2).min(Duration::from_secs(30)),
@@ -54,6 +57,11 @@ impl MemoryBudget {
             spares: self.spare_pieces.clone(),
             _held: held,
         })
+    }
+
+    /// Room for a streamed read's piece of `bytes`, if the budget has it now.
+    pub(crate) fn download_piece(&self, bytes: usize) -> Option<Held> {
+        self.downloads.try_hold(bytes)
     }
 
     /// Room for a read-test-write body of `body_len` bytes, which is held twice while it

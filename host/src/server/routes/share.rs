@@ -1,5 +1,7 @@
 //! What immutable and mutable shares have in common: ranged reads and corruption reports.
 
+use std::sync::Arc;
+
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::header::{CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, RANGE};
@@ -15,6 +17,7 @@ use crate::server::error::{blocking, small_read, ApiError};
 use crate::server::extract::{
     AcceptsCbor, Authorized, Cbor, NoSecrets, Plugins, SharePath, SiPath,
 };
+use crate::server::memory::{Held, MemoryBudget};
 use crate::server::AppState;
 use crate::storage::read_vec_at;
 
@@ -206,7 +209,7 @@ async fn read(
         Served::Nothing => return Ok((StatusCode::NO_CONTENT.into_response(), 0)),
         Served::Bytes(wanted, bytes) => (status_of(ranged), wanted, Body::from(bytes)),
         Served::Stream(file, at, wanted) => {
-            let body = stream(file, at, wanted.end - wanted.start);
+            let body = stream(file, at, wanted.end - wanted.start, state.memory.clone());
             (status_of(ranged), wanted, body)
         }
     };
@@ -232,21 +235,50 @@ fn status_of(ranged: bool) -> StatusCode {
     }
 }
 
-/// Bytes a streamed read reads at a time.
+/// Bytes a streamed read reads at a time, within the download budget.
 const STREAM_PIECE: usize = 512 << 10;
+/// Bytes it reads at a time when the budget is spent: a client that does not read its
+/// answer then holds two of these, not two large pieces (1,024 such clients held 940 MB).
+const LEAN_PIECE: usize = 8 << 10;
+
+/// A piece read within the download budget, which it gives back when dropped (once it has
+/// been sent).
+struct Budgeted {
+    bytes: Vec<u8>,
+    _held: Held,
+}
+
+impl AsRef<[u8]> for Budgeted {
+    fn as_ref(&self) -> &[u8] {
+        &self.bytes
+    }
+}
 
 /// Streams `len` bytes of a share file from offset `at`, one piece read ahead: while a piece
 /// is being sent, the next is read on a blocking thread, so disk and network overlap.
-/// Memory per stream stays at three pieces whatever the share's size, and no thread is
-/// held while a slow client reads.
-fn stream(file: std::fs::File, at: u64, len: u64) -> Body {
+/// Pieces are large while `memory`'s download budget has room and small otherwise, so a
+/// stream holds at most two large pieces or two small ones, and no thread is held while a
+/// slow client reads.
+fn stream(file: std::fs::File, at: u64, len: u64, memory: Arc<MemoryBudget>) -> Body {
     type Piece = tokio::task::JoinHandle<std::io::Result<bytes::Bytes>>;
-    let file = std::sync::Arc::new(file);
+    let file = Arc::new(file);
     let read = move |at: u64, remaining: u64| -> Option<Piece> {
-        let n = usize::try_from(remaining.min(STREAM_PIECE as u64)).ok()?;
+        let large = usize::try_from(remaining.min(STREAM_PIECE as u64)).ok()?;
+        let held = memory.download_piece(large);
+        let n = if held.is_some() {
+            large
+        } else {
+            large.min(LEAN_PIECE)
+        };
         (n > 0).then(|| {
             let file = file.clone();
-            tokio::task::spawn_blocking(move || Ok(bytes::Bytes::from(read_vec_at(&file, at, n)?)))
+            tokio::task::spawn_blocking(move || {
+                let bytes = read_vec_at(&file, at, n)?;
+                Ok(match held {
+                    Some(held) => bytes::Bytes::from_owner(Budgeted { bytes, _held: held }),
+                    None => bytes::Bytes::from(bytes),
+                })
+            })
         })
     };
     let first = read(at, len);
