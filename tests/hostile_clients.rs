@@ -328,6 +328,85 @@ async fn downloads_nobody_reads_stay_within_the_download_budget() {
     drop(stalled);
 }
 
+/// Input tried: one client that asks for a 64 MiB share and stops reading. The bytes the
+/// node's kernel holds queued for it (`tx_queue` of the node's socket in `/proc/net/tcp`)
+/// stay near the unsent-queue bound (256 KiB), not the autotuned send buffer (up to
+/// 4 MiB, which a thousand such clients multiplied into the machine's TCP memory limit).
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn a_client_that_stops_reading_holds_little_of_the_kernels_memory() {
+    const SIZE: usize = 64 << 20;
+    let node = GbsNode::start();
+    let si = StorageIndex::from_bytes([0x62; 16]);
+    let upload = node
+        .client()
+        .allocate(
+            si,
+            [ShareNumber(0)].into(),
+            SIZE as u64,
+            &test_lease(),
+            test_upload_secret(),
+        )
+        .await
+        .expect("allocate");
+    upload
+        .upload_share(ShareNumber(0), &vec![0x3c; SIZE][..])
+        .await
+        .expect("upload");
+    let mut connection = RawConnection::connect(node.nurl()).await.expect("connect");
+    connection
+        .send_head("GET", &paths::immutable_share(&si, ShareNumber(0)), &[], 0)
+        .await
+        .expect("head");
+    let client_port = connection
+        .tls
+        .get_ref()
+        .0
+        .local_addr()
+        .expect("address")
+        .port();
+    let node_port = node
+        .nurl()
+        .parse::<gbs::protocol::Nurl>()
+        .expect("NURL")
+        .port;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let queued = (0..50)
+        .find_map(|_| {
+            let queued = tx_queue(node_port, client_port);
+            if queued.is_none() {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            queued
+        })
+        .expect("the node's socket in /proc/net/tcp");
+    assert!(
+        queued < 1 << 20,
+        "the node's kernel holds {queued} bytes queued for a client that stopped reading"
+    );
+    drop(connection);
+}
+
+/// The send queue (`tx_queue`) of the IPv4 socket from `local` to `remote` port, from
+/// `/proc/net/tcp`.
+#[cfg(target_os = "linux")]
+fn tx_queue(local: u16, remote: u16) -> Option<u64> {
+    let table = std::fs::read_to_string("/proc/net/tcp").expect("read /proc/net/tcp");
+    let port = |address: &str| {
+        address
+            .rsplit_once(':')
+            .and_then(|(_, port)| u16::from_str_radix(port, 16).ok())
+    };
+    table.lines().skip(1).find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let (from, to, queues) = (fields.get(1)?, fields.get(2)?, fields.get(4)?);
+        if port(from)? != local || port(to)? != remote {
+            return None;
+        }
+        u64::from_str_radix(queues.split_once(':')?.0, 16).ok()
+    })
+}
+
 /// Connections that never start their TLS handshake, more than the cap allows: a real
 /// client still gets its answer within the 5 s stock clients wait.
 #[tokio::test]

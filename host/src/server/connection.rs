@@ -131,6 +131,43 @@ pub(super) async fn serve_connection(
     }
 }
 
+/// The most bytes a connection keeps queued in the kernel that the network has not taken
+/// yet (`TCP_NOTSENT_LOWAT`). Without it the kernel lets a connection queue up to its
+/// autotuned send buffer (4 MiB by default) for a client that stopped reading, and a
+/// thousand such clients took the machine's TCP memory to its pressure limit, slowing
+/// every other connection. Bytes in flight are not counted, so fast links keep their
+/// window.
+const UNSENT_QUEUE: u32 = 256 << 10;
+
+#[cfg(target_os = "linux")]
+#[allow(unsafe_code)]
+fn bound_unsent(tcp: &TcpStream) -> io::Result<()> {
+    use std::os::fd::AsRawFd as _;
+    let value = libc::c_int::try_from(UNSENT_QUEUE).unwrap_or(libc::c_int::MAX);
+    let len = libc::socklen_t::try_from(std::mem::size_of::<libc::c_int>()).unwrap_or(4);
+    // SAFETY: the descriptor is the open socket `tcp` borrows; the option reads an `int`
+    // from `value`, which lives across the call, of the length given.
+    let done = unsafe {
+        libc::setsockopt(
+            tcp.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_NOTSENT_LOWAT,
+            std::ptr::from_ref(&value).cast(),
+            len,
+        )
+    };
+    if done == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn bound_unsent(_: &TcpStream) -> io::Result<()> {
+    Ok(())
+}
+
 async fn serve(
     tcp: TcpStream,
     peer: SocketAddr,
@@ -140,6 +177,9 @@ async fn serve(
     // Small answers must not wait for a delayed ACK (Nagle's algorithm).
     if let Err(error) = tcp.set_nodelay(true) {
         tracing::debug!(%peer, %error, "cannot set TCP_NODELAY");
+    }
+    if let Err(error) = bound_unsent(&tcp) {
+        tracing::debug!(%peer, %error, "cannot set TCP_NOTSENT_LOWAT");
     }
     let io = Watched::new(tcp, state.clone(), context.limits.idle_timeout);
     // The handshake slot is taken once the client's hello has arrived, so clients that
