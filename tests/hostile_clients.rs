@@ -274,8 +274,8 @@ async fn stalled_upload_bodies_are_bounded_and_dropped() {
 
 /// Input tried: 100 connections that ask for a 4 MiB share and never read the answer, on a
 /// node whose download budget is 4 MiB. Streams beyond the budget read 8 KiB pieces, so the
-/// node grows by the budget and a little per connection (it grew by about 0.9 MiB per such
-/// connection before), and a client reading beside them gets every byte right.
+/// node stays within the README's bound (it grew by about 0.9 MiB per such connection
+/// before), and a client reading beside them gets every byte right.
 #[tokio::test]
 async fn downloads_nobody_reads_stay_within_the_download_budget() {
     const STALLED: usize = 100;
@@ -319,9 +319,12 @@ async fn downloads_nobody_reads_stay_within_the_download_budget() {
     assert_eq!(read, SIZE as u64);
     assert!(out == data, "the download beside them differs");
     let during = ProcessStats::of(node.pid());
+    // The README's bound for these connections and this budget, and 8 MiB for the reader
+    // beside them and the allocator.
+    let bound = STALLED * gbs::limits::Limits::CONNECTION_MEMORY + (4 << 20) + (8 << 20);
     let grown = during.peak_rss.saturating_sub(before.rss);
     assert!(
-        grown < 40 << 20,
+        grown < bound as u64,
         "{STALLED} downloads nobody reads grew the server by {} MiB",
         grown >> 20
     );
