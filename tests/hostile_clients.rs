@@ -34,6 +34,24 @@ async fn allocate(node: &GbsNode, si: StorageIndex, count: u16, size: u64) {
     assert_eq!(upload.allocated().len(), usize::from(count));
 }
 
+/// Stores `data` as share 0 of `si`, a fresh storage index, through `client`.
+async fn store_share(client: &gbs::client::Client, si: StorageIndex, data: &[u8]) {
+    let upload = client
+        .allocate(
+            si,
+            [ShareNumber(0)].into(),
+            data.len() as u64,
+            &test_lease(),
+            test_upload_secret(),
+        )
+        .await
+        .expect("allocate");
+    upload
+        .upload_share(ShareNumber(0), data)
+        .await
+        .expect("upload");
+}
+
 /// A request that must be refused: what is wrong with it, method, path, headers, status.
 struct Refused(&'static str, &'static str, String, Vec<String>, u16);
 
@@ -172,20 +190,7 @@ async fn small_reads_do_not_wait_for_delayed_acks() {
     let client = node.client();
     let si = StorageIndex::from_bytes([5; 16]);
     let data: Vec<u8> = (0..1 << 20).map(|i: u32| (i % 251) as u8).collect();
-    let upload = client
-        .allocate(
-            si,
-            [ShareNumber(0)].into(),
-            data.len() as u64,
-            &test_lease(),
-            test_upload_secret(),
-        )
-        .await
-        .expect("allocate");
-    upload
-        .upload_share(ShareNumber(0), data.as_slice())
-        .await
-        .expect("upload");
+    store_share(&client, si, &data).await;
     let started = Instant::now();
     for i in 0..200u64 {
         let offset = (i * 4099) % (1 << 20);
@@ -283,21 +288,7 @@ async fn downloads_nobody_reads_stay_within_the_download_budget() {
     let node = GbsNode::start_configured("[gbs]\ndownload_buffer = 4MiB\n");
     let si = StorageIndex::from_bytes([0x61; 16]);
     let data: Vec<u8> = (0..SIZE).map(|i| (i % 251) as u8).collect();
-    let upload = node
-        .client()
-        .allocate(
-            si,
-            [ShareNumber(0)].into(),
-            SIZE as u64,
-            &test_lease(),
-            test_upload_secret(),
-        )
-        .await
-        .expect("allocate");
-    upload
-        .upload_share(ShareNumber(0), &data[..])
-        .await
-        .expect("upload");
+    store_share(&node.client(), si, &data).await;
     let before = ProcessStats::of(node.pid());
     let mut stalled = Vec::new();
     for _ in 0..STALLED {
@@ -341,21 +332,7 @@ async fn a_client_that_stops_reading_holds_little_of_the_kernels_memory() {
     const SIZE: usize = 64 << 20;
     let node = GbsNode::start();
     let si = StorageIndex::from_bytes([0x62; 16]);
-    let upload = node
-        .client()
-        .allocate(
-            si,
-            [ShareNumber(0)].into(),
-            SIZE as u64,
-            &test_lease(),
-            test_upload_secret(),
-        )
-        .await
-        .expect("allocate");
-    upload
-        .upload_share(ShareNumber(0), &vec![0x3c; SIZE][..])
-        .await
-        .expect("upload");
+    store_share(&node.client(), si, &vec![0x3c; SIZE]).await;
     let mut connection = RawConnection::connect(node.nurl()).await.expect("connect");
     connection
         .send_head("GET", &paths::immutable_share(&si, ShareNumber(0)), &[], 0)
@@ -603,23 +580,7 @@ async fn concurrent_large_uploads_stay_under_64_mib() {
     let uploads = (0..8u8).map(|i| {
         let client = node.client();
         let data = data.clone();
-        async move {
-            let si = StorageIndex::from_bytes([0x60 + i; 16]);
-            let upload = client
-                .allocate(
-                    si,
-                    [ShareNumber(0)].into(),
-                    SIZE as u64,
-                    &test_lease(),
-                    test_upload_secret(),
-                )
-                .await
-                .expect("allocate");
-            upload
-                .upload_share(ShareNumber(0), &data[..])
-                .await
-                .expect("upload");
-        }
+        async move { store_share(&client, StorageIndex::from_bytes([0x60 + i; 16]), &data).await }
     });
     futures_util::future::join_all(uploads).await;
     let peak = ProcessStats::of(node.pid()).peak_rss;
