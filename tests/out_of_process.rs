@@ -355,6 +355,26 @@ async fn quota_node(twin: Twin) -> GbsNode {
     .expect("start the node")
 }
 
+/// Input tried: `gbs run DIR` with DIR relative to the current directory, and the Python
+/// quota plugin as `command = ...`. The plugin runs in the node directory, so the state
+/// directory and socket it is handed must be absolute: it starts, and admits and counts an
+/// upload within its quota.
+#[tokio::test]
+async fn a_command_plugin_starts_when_the_node_directory_is_relative() {
+    let node = tokio::task::spawn_blocking(|| {
+        GbsNode::start_relative(GbsNode::create_configured(&format!(
+            "[storage]\nplugins = quota\n[storageserver.plugins.quota]\ncommand = {}\n\
+             quota-bytes = 1000\n[gbs]\nplugin_deadline = 5s\n",
+            quota_py_command()
+        )))
+    })
+    .await
+    .expect("start the node");
+    let client = quota_client(&node, "alice");
+    allocate(&client, 0x71, 1, 300).await.expect("within quota");
+    assert_eq!(used(&client, "alice").await, 300);
+}
+
 /// A client of `node` whose quota client plugin presents `account`.
 fn quota_client(node: &GbsNode, account: &str) -> Client {
     let library = open_library(&sample_plugin("gbs-quota")).expect("open gbs-quota");

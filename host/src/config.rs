@@ -471,7 +471,10 @@ impl std::str::FromStr for IntroducerFurl {
 impl NodeConfig {
     /// Reads `<node_dir>/tahoe.cfg`.
     pub fn load(node_dir: &Path) -> Result<Self, ConfigError> {
-        Self::from_raw(node_dir, &RawConfig::read(&node_dir.join("tahoe.cfg"))?)
+        // Absolute, because plugin processes run in the node directory and are handed
+        // paths inside it: relative ones would point elsewhere from there.
+        let node_dir = std::path::absolute(node_dir).unwrap_or_else(|_| node_dir.to_owned());
+        Self::from_raw(&node_dir, &RawConfig::read(&node_dir.join("tahoe.cfg"))?)
     }
 
     /// Checks a raw config.

@@ -189,6 +189,18 @@ impl GbsNode {
         Self::spawn(command, dir)
     }
 
+    /// Serves an existing node directory named relative to its parent, from which the
+    /// node runs.
+    pub fn start_relative(dir: TempDir) -> Self {
+        let mut command = Command::new(gbs_binary());
+        let path = dir.path();
+        command
+            .current_dir(path.parent().expect("a parent directory"))
+            .arg("run")
+            .arg(path.file_name().expect("a directory name"));
+        Self::spawn(command, dir)
+    }
+
     fn spawn(command: Command, dir: TempDir) -> Self {
         Self::try_spawn(command, dir).unwrap_or_else(|why| panic!("gbs run {why}"))
     }
