@@ -27,6 +27,32 @@ fn create_node_prints_a_nurl_that_nurl_repeats() {
     }
 }
 
+/// Input tried: `gbs servers-yaml` of 2,000 NURLs (about 600 KB of output) read by a
+/// reader that takes one line and closes the pipe, as `| head -1` does. The command ends
+/// with the status of a death by SIGPIPE (141), without a panic on stderr.
+#[test]
+fn a_command_whose_reader_goes_away_ends_quietly() {
+    use std::io::BufRead as _;
+    let dir = tempfile::tempdir().unwrap();
+    let nurl = GbsNode::create(dir.path());
+    let mut child = Command::new(gbs_binary())
+        .arg("servers-yaml")
+        .args(std::iter::repeat_n(&nurl, 2000))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run gbs servers-yaml");
+    let mut first = String::new();
+    std::io::BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut first)
+        .expect("one line");
+    assert_eq!(first, "storage:\n");
+    let out = child.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(141), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
 #[test]
 fn create_node_refuses_an_existing_node() {
     let dir = tempfile::tempdir().unwrap();

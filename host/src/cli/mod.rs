@@ -56,6 +56,9 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
             return ExitCode::from(if error.use_stderr() { 2 } else { 0 });
         }
     };
+    if !matches!(cli.command, Command::Run(_) | Command::Gateway(_)) {
+        end_quietly_when_stdout_closes();
+    }
     let result = match cli.command {
         Command::CreateNode(args) => node::create(&args),
         Command::Run(args) => node::run(&args),
@@ -76,6 +79,29 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Makes a command whose reader went away (`gbs client plugins NURL | head`) end as Unix
+/// tools do, with the status of a death by `SIGPIPE` and no message, instead of the panic
+/// `println!` raises. Rust ignores `SIGPIPE` (so that writes to closed sockets fail rather
+/// than kill), and restoring it would also kill a command writing to a plugin's closed
+/// Unix socket, so only printing is caught.
+fn end_quietly_when_stdout_closes() {
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or_default();
+        if message.starts_with("failed printing to stdout")
+            && message.ends_with(&format!("(os error {})", libc::EPIPE))
+        {
+            std::process::exit(128 + libc::SIGPIPE);
+        }
+        report(info);
+    }));
 }
 
 /// The node directory when none is given: `$GBS_NODE_DIR`, else `~/.gbs`.
