@@ -17,7 +17,7 @@ use gbs::protocol::{ShareKind, ShareNumber, StorageIndex};
 use gbs_plugin_interface::RouteRequest;
 use gbs_tests::{
     gbs_binary, sample_plugin, tahoe_python, test_lease, test_upload_secret, Behaviour, GbsNode,
-    PluginService,
+    PluginService, FORGED_VERSION,
 };
 
 /// A node whose one server plugin is the service at `url`, with a 2 s hook deadline.
@@ -655,6 +655,45 @@ async fn reloads_keep_replace_and_stop_plugin_processes() {
     wait_for_processes(node.pid(), Vec::is_empty).await;
     assert!(!Path::new(&format!("/proc/{}", second[0])).exists());
     node.client().version().await.expect("the node serves on");
+}
+
+/// Input tried: a service whose version holds a newline and a terminal escape, added by
+/// `gbs plugin reload`. The reload prints one line for it, escaped, as `status` does.
+#[tokio::test]
+async fn reload_prints_a_plugins_version_escaped() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let _service = service(dir.path(), Behaviour::ForgedVersion).await;
+    let node = tokio::task::spawn_blocking(|| GbsNode::start_configured("[storage]\nplugins =\n"))
+        .await
+        .expect("start the node");
+    let cfg = node.dir().join("tahoe.cfg");
+    let text = std::fs::read_to_string(&cfg).expect("tahoe.cfg");
+    let url = format!("unix:{}", dir.path().join("fake.sock").display());
+    std::fs::write(
+        &cfg,
+        text.replace(
+            "[storage]\nplugins =\n",
+            &format!("[storage]\nplugins = fake\n[storageserver.plugins.fake]\nurl = {url}\n"),
+        ),
+    )
+    .expect("write tahoe.cfg");
+    let dir_of_node = node.dir().to_owned();
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new(gbs_binary())
+            .args(["plugin", "reload"])
+            .arg(&dir_of_node)
+            .output()
+            .expect("run gbs plugin reload")
+    })
+    .await
+    .expect("gbs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{output:?}");
+    assert_eq!(
+        stdout,
+        format!("fake: added {}\n", FORGED_VERSION.escape_debug()),
+        "{output:?}"
+    );
 }
 
 async fn reload(dir: &Path) -> serde_json::Value {

@@ -18,7 +18,7 @@ pub use fixtures::{
     fixture_library, fixtures_dir, panicking_plugin,
 };
 pub use in_process::InProcessServer;
-pub use plugin_service::{Behaviour, PluginService, CLIENT_DATA};
+pub use plugin_service::{Behaviour, PluginService, CLIENT_DATA, FORGED_VERSION};
 pub use postgres::Postgres;
 pub use process::{
     assert_all_passed, gbs_binary, gbs_stdout, read_line_starting, run_python, wait_for_exit,

@@ -38,7 +38,13 @@ pub enum Behaviour {
     /// Admits everything, and describes itself as implementing `admit` only (`"hooks"`), so
     /// that the host never sends it `committed`.
     AdmitOnly,
+    /// Admits everything, and gives a version that holds a newline and a terminal escape,
+    /// as if to print a line of its own in an operator's terminal.
+    ForgedVersion,
 }
+
+/// The version [`Behaviour::ForgedVersion`] gives.
+pub const FORGED_VERSION: &str = "0.1.0\nother: added 9.9\u{1b}[2J";
 
 /// The plugin data the service's client side attaches, and its server side requires.
 pub const CLIENT_DATA: &[u8] = b"\x43abc";
@@ -200,7 +206,14 @@ async fn describe(State(shared): State<Arc<Shared>>) -> Response {
         [
             (text("protocol"), Value::Integer(protocol.into())),
             (text("name"), text(&shared.name)),
-            (text("version"), text("0.1.0")),
+            (
+                text("version"),
+                text(if behaviour == Behaviour::ForgedVersion {
+                    FORGED_VERSION
+                } else {
+                    "0.1.0"
+                }),
+            ),
             (
                 text("roles"),
                 Value::Array(vec![text("server"), text("client")]),
@@ -234,7 +247,10 @@ async fn admit(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
         .and_then(|(_, v)| v.as_bytes().cloned());
     let admit = || cbor(&Value::Map(vec![(text("admit"), Value::Bool(true))]));
     match behaviour {
-        Behaviour::Admit | Behaviour::FutureProtocol | Behaviour::AdmitOnly => admit(),
+        Behaviour::Admit
+        | Behaviour::FutureProtocol
+        | Behaviour::AdmitOnly
+        | Behaviour::ForgedVersion => admit(),
         Behaviour::RequireData if data.as_deref() == Some(CLIENT_DATA) => admit(),
         Behaviour::Reject | Behaviour::RequireData => cbor(&Value::Map(vec![
             (text("admit"), Value::Bool(false)),

@@ -311,7 +311,12 @@ fn reload(options: &NodeOptions) -> anyhow::Result<ExitCode> {
         println!("{}", serde_json::to_string(&answer)?);
     } else {
         for plugin in &report.plugins {
-            println!("{}: {}", plugin.name.escape_debug(), plugin.change);
+            // The versions and reasons come from plugins: escaped, as `status` does.
+            println!(
+                "{}: {}",
+                plugin.name.escape_debug(),
+                plugin.change.to_string().escape_debug()
+            );
         }
         if let Some(error) = &report.error {
             eprintln!("gbs: reload not applied: {error}");
