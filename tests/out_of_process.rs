@@ -558,6 +558,67 @@ async fn a_killed_plugin_process_fails_closed_restarts_and_loses_nothing() {
     );
 }
 
+/// Input tried: SIGTERM to a node whose plugin process ignores its stdin closing (the quota
+/// sample with its stdin held open by `tail`), while a download nobody reads is still in
+/// flight when the drain time runs out, with a 2 s plugin deadline (shorter than the 4 s
+/// the process is given to exit). The node still stops the plugin's process group before
+/// it exits: it used to give up with the deadline and leave it running, adopted by init.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_process_that_ignores_its_stdin_closing_does_not_outlive_the_node() {
+    let command = format!(
+        "sh -c 'tail -f /dev/null | exec \"$0\" \"$1\"' {}",
+        quota_py_command()
+    );
+    let node = tokio::task::spawn_blocking(move || {
+        GbsNode::start_configured(&format!(
+            "[storage]\nplugins = quota\n[storageserver.plugins.quota]\ncommand = {command}\n\
+             quota-bytes = 100000000\n[gbs]\nplugin_deadline = 2s\ndrain_timeout = 1s\n"
+        ))
+    })
+    .await
+    .expect("start the node");
+    let started = plugin_processes(node.pid());
+    assert_eq!(started.len(), 1, "{started:?}");
+    let group = started[0];
+    // A share large enough that its download is still in flight at the drain time.
+    let alice = quota_client(&node, "alice");
+    allocate(&alice, 0x72, 1, 32 << 20).await.expect("upload");
+    let mut stalled = gbs_tests::RawConnection::connect(node.nurl())
+        .await
+        .expect("connect");
+    let path = gbs::protocol::paths::immutable_share(
+        &StorageIndex::from_bytes([0x72; 16]),
+        ShareNumber(0),
+    );
+    stalled
+        .send_head("GET", &path, &[], 0)
+        .await
+        .expect("ask for the share");
+    let in_group = move || {
+        gbs_tests::processes()
+            .into_iter()
+            .filter(|p| p.group == group)
+            .count()
+    };
+    assert!(
+        in_group() >= 2,
+        "the plugin's process group (sh, tail, python)"
+    );
+    let (status, _dir) = tokio::task::spawn_blocking(move || node.stop())
+        .await
+        .expect("stop the node");
+    assert!(status.success(), "gbs run exited with {status}");
+    let stopped = Instant::now();
+    while in_group() > 0 {
+        assert!(
+            stopped.elapsed() < Duration::from_secs(5),
+            "the plugin's processes outlived the node"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    drop(stalled);
+}
+
 /// The processes `pid` started (the children of each of its threads).
 fn plugin_processes(pid: u32) -> Vec<u32> {
     let mut children = Vec::new();

@@ -360,6 +360,7 @@ pub(super) fn run(args: ClientArgs) -> anyhow::Result<()> {
             plugins::show_rejection(rejection, output);
         }
     }
+    crate::plugins::remote::stop_all_processes();
     result
 }
 

@@ -65,6 +65,7 @@ fn serve(args: &GatewayArgs) -> anyhow::Result<()> {
         anyhow::Ok(())
     });
     runtime.shutdown_background();
+    crate::plugins::remote::stop_all_processes();
     served
 }
 

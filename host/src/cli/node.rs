@@ -135,6 +135,8 @@ pub(super) fn run(args: &DirArg) -> anyhow::Result<()> {
     });
     // A plugin stuck in its constructor or a hook may hold a thread forever; do not wait.
     runtime.shutdown_background();
+    // But plugin processes do not die with the node: stop them (each within 4 s).
+    crate::plugins::remote::stop_all_processes();
     served
 }
 

@@ -36,6 +36,7 @@ pub use address::Address;
 use connection::{Answer, Connector, Failure};
 use describe::describe_process;
 pub use describe::{check_service, describe_service, CommandCheck, Service};
+pub(crate) use process::stop_all as stop_all_processes;
 use process::{split_command, Launch, Supervised};
 use wire::{envelope, Item};
 pub use wire::{Description, PROTOCOL};

@@ -54,9 +54,57 @@ pub(super) fn split_command(command: &str) -> Result<Vec<String>, String> {
 /// A started plugin process and its supervisor; dropping it stops both (in the background).
 #[derive(Debug)]
 pub(super) struct Supervised {
-    stop: Option<mpsc::Sender<()>>,
-    supervisor: Option<JoinHandle<()>>,
+    control: Arc<Control>,
     last_exit: Arc<Mutex<Option<String>>>,
+}
+
+/// How a supervisor is told to stop its process, and waited for.
+#[derive(Debug)]
+struct Control {
+    stop: Mutex<Option<mpsc::Sender<()>>>,
+    supervisor: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Control {
+    /// Tells the supervisor to stop its process; returns at once.
+    fn signal(&self) {
+        self.stop.lock().unwrap_or_else(|e| e.into_inner()).take();
+    }
+
+    /// Waits until the supervisor has stopped its process (at most [`STOP_GRACE`], then
+    /// the process is killed). The lock is held while waiting, so that a second caller
+    /// (the node exiting while a plugin's `stop` waits here) returns only once it is done.
+    fn join(&self) {
+        let mut supervisor = self.supervisor.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(running) = supervisor.take() {
+            let _ = running.join();
+        }
+    }
+
+    /// Whether the supervisor has ended; `false` while someone waits for it.
+    fn finished(&self) -> bool {
+        self.supervisor
+            .try_lock()
+            .is_ok_and(|supervisor| supervisor.as_ref().is_none_or(JoinHandle::is_finished))
+    }
+}
+
+/// Every supervisor not known to have finished: stopped by [`stop_all`] before the node
+/// exits, since one told to stop in the background (its plugin set dropped while requests
+/// still held it) would otherwise die with the node and leave its process running.
+static SUPERVISORS: Mutex<Vec<Arc<Control>>> = Mutex::new(Vec::new());
+
+/// Stops every plugin process this process started and waits for them (each at most
+/// [`STOP_GRACE`], in parallel, then killed). For the end of `gbs run`, `gbs gateway` and
+/// `gbs client`.
+pub(crate) fn stop_all() {
+    let all = std::mem::take(&mut *SUPERVISORS.lock().unwrap_or_else(|e| e.into_inner()));
+    for control in &all {
+        control.signal();
+    }
+    for control in &all {
+        control.join();
+    }
 }
 
 impl Supervised {
@@ -68,11 +116,14 @@ impl Supervised {
         let supervisor = std::thread::Builder::new()
             .name(format!("plugin-process-{}", launch.name))
             .spawn(move || supervise(&launch, &stopped, &recorded))?;
-        Ok(Self {
-            stop: Some(stop),
-            supervisor: Some(supervisor),
-            last_exit,
-        })
+        let control = Arc::new(Control {
+            stop: Mutex::new(Some(stop)),
+            supervisor: Mutex::new(Some(supervisor)),
+        });
+        let mut all = SUPERVISORS.lock().unwrap_or_else(|e| e.into_inner());
+        all.retain(|control| !control.finished());
+        all.push(control.clone());
+        Ok(Self { control, last_exit })
     }
 
     /// How the process last ended (or failed to start), if it did.
@@ -86,17 +137,15 @@ impl Supervised {
     /// Asks the process to exit and waits until it has (at most [`STOP_GRACE`], then it
     /// is killed). Blocking.
     pub(super) fn stop(&mut self) {
-        self.stop.take();
-        if let Some(supervisor) = self.supervisor.take() {
-            let _ = supervisor.join();
-        }
+        self.control.signal();
+        self.control.join();
     }
 }
 
 impl Drop for Supervised {
     fn drop(&mut self) {
         // The supervisor sees the channel close and stops the process on its own.
-        self.stop.take();
+        self.control.signal();
     }
 }
 
