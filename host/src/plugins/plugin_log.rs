@@ -3,7 +3,7 @@
 
 use std::fmt;
 use std::sync::Mutex;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Lines a plugin may log at once after a quiet spell.
 pub(crate) const LOG_BURST: u32 = 1000;
@@ -28,15 +28,22 @@ impl fmt::Display for Escaped<'_> {
 }
 
 /// One plugin's log budget: [`LOG_BURST`] lines, refilled at [`LOG_RATE`] a second. Lines
-/// past it are dropped and counted, and the count is told with the next line let through.
+/// past it are dropped and counted, and the count is told with the next line let through,
+/// at most once every [`TELL_EVERY`]: told with every line, a plugin that floods for good
+/// doubled its lines with the warnings.
 #[derive(Debug)]
 pub(crate) struct LogBudget(Mutex<Bucket>);
+
+/// The least time between two warnings counting dropped lines.
+const TELL_EVERY: Duration = Duration::from_secs(1);
 
 #[derive(Debug)]
 struct Bucket {
     lines: f64,
     at: Instant,
     dropped: u64,
+    /// When dropped lines were last told of.
+    told: Option<Instant>,
 }
 
 impl Default for LogBudget {
@@ -45,6 +52,7 @@ impl Default for LogBudget {
             lines: f64::from(LOG_BURST),
             at: Instant::now(),
             dropped: 0,
+            told: None,
         }))
     }
 }
@@ -65,8 +73,8 @@ impl LogBudget {
         true
     }
 
-    /// `Some(dropped)`, the lines dropped since the last one let through, when a line may
-    /// be logged at `now`; `None` to drop this one.
+    /// `Some(dropped)` when a line may be logged at `now`, with the lines dropped since
+    /// they were last told of if it is time to tell them (else 0); `None` to drop this one.
     fn take_at(&self, now: Instant) -> Option<u64> {
         let mut bucket = self.0.lock().unwrap_or_else(|e| e.into_inner());
         let refill = now.saturating_duration_since(bucket.at).as_secs_f64() * f64::from(LOG_RATE);
@@ -77,18 +85,23 @@ impl LogBudget {
             return None;
         }
         bucket.lines -= 1.0;
+        let time_to_tell = bucket
+            .told
+            .is_none_or(|told| now.saturating_duration_since(told) >= TELL_EVERY);
+        if bucket.dropped == 0 || !time_to_tell {
+            return Some(0);
+        }
+        bucket.told = Some(now);
         Some(std::mem::take(&mut bucket.dropped))
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use super::*;
 
     /// Inputs tried: 1,500 lines at once, then 50 more after half a second, then 2 after a
-    /// further 10 ms.
+    /// further 10 ms, then one a second after the first warning.
     #[test]
     fn a_burst_then_the_rate_and_the_dropped_lines_are_told() {
         let budget = LogBudget::default();
@@ -103,9 +116,12 @@ mod tests {
         let through = (0..49).filter(|_| budget.take_at(later).is_some()).count();
         assert_eq!(through, 49);
         assert_eq!(budget.take_at(later), None);
+        // Let through, but the drop it follows is told only a second after the last
+        // warning, with those dropped meanwhile.
         let then = later + Duration::from_millis(10);
-        assert_eq!(budget.take_at(then), Some(1));
+        assert_eq!(budget.take_at(then), Some(0));
         assert_eq!(budget.take_at(then), None);
+        assert_eq!(budget.take_at(later + TELL_EVERY), Some(2));
     }
 
     /// Inputs tried: a line that starts a forged line of its own, and one with a terminal
