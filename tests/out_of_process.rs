@@ -619,6 +619,43 @@ async fn a_plugin_process_that_ignores_its_stdin_closing_does_not_outlive_the_no
     drop(stalled);
 }
 
+/// Input tried: a node directory holding a socket left by a process that no longer runs
+/// (a node killed earlier). The node removes it when it starts its plugin process, and
+/// removes that process's own socket when it stops it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plugin_sockets_are_removed_once_their_processes_are_gone() {
+    let dir = GbsNode::create_configured(&format!(
+        "[storage]\nplugins = quota\n[storageserver.plugins.quota]\ncommand = {}\n\
+         quota-bytes = 1000\n",
+        quota_py_command()
+    ));
+    let sockets = dir.path().join("private").join("plugin-sockets");
+    std::fs::create_dir_all(&sockets).expect("create the sockets' directory");
+    // Above any Linux pid_max, so no process has it.
+    let stale = sockets.join("quota.999999999.0.sock");
+    std::fs::write(&stale, b"").expect("a stale socket file");
+    let listed = move || -> Vec<String> {
+        std::fs::read_dir(&sockets)
+            .expect("the sockets' directory")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect()
+    };
+    let node = tokio::task::spawn_blocking(move || GbsNode::start_in(dir))
+        .await
+        .expect("start the node");
+    let running = listed();
+    assert_eq!(running.len(), 1, "{running:?}");
+    assert!(
+        running[0].starts_with(&format!("quota.{}.", node.pid())),
+        "{running:?}"
+    );
+    let (status, _dir) = tokio::task::spawn_blocking(move || node.stop())
+        .await
+        .expect("stop the node");
+    assert!(status.success(), "gbs run exited with {status}");
+    assert_eq!(listed(), Vec::<String>::new());
+}
+
 /// The processes `pid` started (the children of each of its threads).
 fn plugin_processes(pid: u32) -> Vec<u32> {
     let mut children = Vec::new();

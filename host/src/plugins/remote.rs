@@ -173,7 +173,39 @@ fn socket_path(node_dir: &Path, name: &str) -> std::io::Result<std::path::PathBu
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?;
     }
     let start = STARTS.fetch_add(1, Ordering::Relaxed);
+    #[cfg(target_os = "linux")]
+    if start == 0 {
+        remove_sockets_of_ended_processes(&dir);
+    }
     Ok(dir.join(format!("{name}.{}.{start}.sock", std::process::id())))
+}
+
+/// Removes the sockets that processes no longer running (a node or client that was
+/// killed, or one before a crash) left in `dir`: each socket's name holds the process id
+/// of the node or client that started its plugin, and `gbs client --node` may share the
+/// directory with a running node.
+#[cfg(target_os = "linux")]
+fn remove_sockets_of_ended_processes(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(stem) = name.to_str().and_then(|n| n.strip_suffix(".sock")) else {
+            continue;
+        };
+        // `{plugin}.{pid}.{start}`; a plugin name may hold dots, the numbers cannot.
+        let mut parts = stem.rsplitn(3, '.');
+        let (Some(_start), Some(pid)) = (parts.next(), parts.next()) else {
+            continue;
+        };
+        let Ok(pid) = pid.parse::<u32>() else {
+            continue;
+        };
+        if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
 }
 
 fn role_name(role: Roles) -> &'static str {

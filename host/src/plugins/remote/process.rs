@@ -166,6 +166,7 @@ fn supervise(launch: &Launch, stopped: &mpsc::Receiver<()>, last_exit: &Mutex<Op
                                 tracing::warn!(plugin = %launch.name, "plugin process did not exit within {STOP_GRACE:?} of its stdin closing; killed");
                                 kill_group(&mut child);
                             }
+                            let _ = std::fs::remove_file(&launch.socket);
                             return;
                         }
                     }
@@ -187,7 +188,10 @@ fn supervise(launch: &Launch, stopped: &mpsc::Receiver<()>, last_exit: &Mutex<Op
         }
         match stopped.recv_timeout(backoff) {
             Err(RecvTimeoutError::Timeout) => {}
-            _ => return,
+            _ => {
+                let _ = std::fs::remove_file(&launch.socket);
+                return;
+            }
         }
         backoff = (backoff * 2).min(MAX_BACKOFF);
     }
