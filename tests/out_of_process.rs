@@ -224,15 +224,31 @@ async fn a_node_does_not_start_with_a_service_that_is_absent_or_not_the_named_pl
     );
 }
 
-/// Input tried: a command that writes a line and exits with status 3 before serving.
+/// Input tried: a command that starts a process of its own, writes a line and exits with
+/// status 3 before serving. What it started goes with it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_plugin_process_that_exits_at_start_stops_start_up_at_once_with_its_output() {
     let started = Instant::now();
     let output = refused_start_with(
-        "command = sh -c 'echo cannot-start-as-configured >&2; exit 3'",
+        "command = sh -c 'sleep 601.7 & echo cannot-start-as-configured >&2; exit 3'",
         "30s",
     )
     .await;
+    let left = || {
+        Command::new("pgrep")
+            .args(["-f", "^sleep 601.7$"])
+            .output()
+            .expect("run pgrep")
+            .stdout
+    };
+    let ended = Instant::now();
+    while !left().is_empty() {
+        assert!(
+            ended.elapsed() < Duration::from_secs(5),
+            "the plugin process's own child outlived it"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     assert!(
         started.elapsed() < Duration::from_secs(10),
         "start-up took {:?} to give up",

@@ -171,6 +171,9 @@ fn supervise(launch: &Launch, stopped: &mpsc::Receiver<()>, last_exit: &Mutex<Op
                         }
                     }
                     if let Ok(Some(status)) = child.try_wait() {
+                        // What it started in its group goes with it: left behind, a child
+                        // holding its socket would answer nothing until the restart.
+                        kill_group(&mut child);
                         let how = describe_exit(status);
                         tracing::warn!(plugin = %launch.name, "plugin process ended ({how}); starting it again in {backoff:?}");
                         record(how);
