@@ -266,6 +266,11 @@ impl ServerPlugins {
                     }
                     Err(why) => {
                         tracing::error!(plugin = %plugin.name, %why, "storage plugin sent an invalid rejection");
+                        // A failed call, as `gbs plugin status` counts them.
+                        plugin
+                            .stats
+                            .failures
+                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         Refusal::Failed {
                             plugin: plugin.name.clone(),
                         }

@@ -156,6 +156,10 @@ async fn rejection_with_status_418_becomes_a_failure_naming_the_plugin() {
         .await
         .unwrap_err();
     assert_eq!(refusal, failed("bad-status"));
+    // Counted as a failed call, as `gbs plugin status` shows it.
+    let stats = &plugins.plugins[0].stats;
+    assert_eq!(stats.calls.load(std::sync::atomic::Ordering::Relaxed), 1);
+    assert_eq!(stats.failures.load(std::sync::atomic::Ordering::Relaxed), 1);
 }
 
 #[tokio::test]
