@@ -772,9 +772,11 @@ async fn reloads_keep_replace_and_stop_plugin_processes() {
 }
 
 /// Input tried: a service whose version holds a newline and a terminal escape, added by
-/// `gbs plugin reload`. The reload prints one line for it, escaped, as `status` does.
+/// `gbs plugin reload`. It is refused (a version is printable text), and the reload
+/// prints one line for it, escaped, as `status` does: nothing it says reaches the terminal
+/// raw.
 #[tokio::test]
-async fn reload_prints_a_plugins_version_escaped() {
+async fn reload_refuses_a_forged_version_and_prints_it_escaped() {
     let dir = tempfile::tempdir().expect("temp dir");
     let _service = service(dir.path(), Behaviour::ForgedVersion).await;
     let node = tokio::task::spawn_blocking(|| GbsNode::start_configured("[storage]\nplugins =\n"))
@@ -802,12 +804,12 @@ async fn reload_prints_a_plugins_version_escaped() {
     .await
     .expect("gbs");
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "{output:?}");
-    assert_eq!(
-        stdout,
-        format!("fake: added {}\n", FORGED_VERSION.escape_debug()),
-        "{output:?}"
-    );
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    assert!(stdout.starts_with("fake: refused: "), "{stdout}");
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+    assert!(!stdout.contains('\u{1b}'), "{stdout}");
+    assert!(stdout.contains("holds control characters"), "{stdout}");
+    assert!(FORGED_VERSION.contains('\u{1b}'));
 }
 
 async fn reload(dir: &Path) -> serde_json::Value {

@@ -760,6 +760,27 @@ pub fn check_plugin_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// The longest version a plugin may declare.
+pub const MAX_PLUGIN_VERSION: usize = 64;
+
+/// Whether `version` is one a plugin may declare: at most [`MAX_PLUGIN_VERSION`] bytes of
+/// printable text. It is shown to operators (`gbs plugin status`, `reload`) and announced
+/// to clients (`GET /storage/v1/plugins`).
+pub fn check_plugin_version(version: &str) -> Result<(), String> {
+    if version.len() > MAX_PLUGIN_VERSION {
+        return Err(format!(
+            "its version is longer than {MAX_PLUGIN_VERSION} bytes"
+        ));
+    }
+    if version.chars().any(char::is_control) {
+        return Err(format!(
+            "its version {:?} holds control characters",
+            version.escape_debug().to_string()
+        ));
+    }
+    Ok(())
+}
+
 /// Tahoe's booleans.
 fn parse_bool(text: &str) -> Result<bool, String> {
     match text.to_ascii_lowercase().as_str() {

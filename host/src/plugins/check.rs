@@ -20,7 +20,7 @@ use gbs_plugin_interface::Roles;
 use serde::{Deserialize, Serialize};
 
 use super::dylib;
-use crate::config::check_plugin_name;
+use crate::config::{check_plugin_name, check_plugin_version};
 
 /// How long a check may take unless the caller says otherwise.
 pub const CHECK_DEADLINE: Duration = Duration::from_secs(5);
@@ -273,6 +273,12 @@ fn refusals(plugins: &[PluginLine]) -> Vec<String> {
         if let Err(why) = check_plugin_name(&plugin.name) {
             reasons.push(format!("no tahoe.cfg can name it: {why}"));
         }
+        if let Err(why) = check_plugin_version(&plugin.version) {
+            reasons.push(format!(
+                "plugin {:?}: {why}",
+                plugin.name.escape_debug().to_string()
+            ));
+        }
         if plugins[..index].iter().any(|p| p.name == plugin.name) {
             reasons.push(format!(
                 "declares plugin {:?} more than once",
@@ -438,6 +444,20 @@ mod tests {
         let mut roleless = line("r");
         roleless.server = false;
         assert!(refusals(&[roleless])[0].contains("neither"));
+        // Versions: 64 bytes pass; 65 bytes, a newline and an escape do not.
+        let versioned = |version: &str| {
+            let mut plugin = line("v");
+            plugin.version = version.into();
+            refusals(&[plugin])
+        };
+        assert!(versioned(&"9".repeat(64)).is_empty());
+        for bad in ["9".repeat(65), "1.0\nforged".into(), "1.0\u{1b}[2J".into()] {
+            let reasons = versioned(&bad);
+            assert!(
+                reasons.len() == 1 && reasons[0].contains("its version"),
+                "{bad:?}: {reasons:?}"
+            );
+        }
     }
 
     #[test]

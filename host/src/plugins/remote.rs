@@ -236,7 +236,7 @@ fn fits(description: &Description, name: &str, role: Roles) -> Result<(), StartF
             role_name(role)
         )));
     }
-    Ok(())
+    crate::config::check_plugin_version(&description.version).map_err(StartFailure::Incompatible)
 }
 
 /// Runs `future` to its end on a thread of its own with a runtime of its own, blocking the

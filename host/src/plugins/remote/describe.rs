@@ -82,6 +82,9 @@ pub fn check_service(service: &Service, deadline: Duration) -> Report {
             description.name
         ));
     }
+    if let Err(why) = crate::config::check_plugin_version(&description.version) {
+        reasons.push(why);
+    }
     Report {
         status: if reasons.is_empty() {
             Status::Compatible
