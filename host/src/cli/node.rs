@@ -16,10 +16,8 @@ pub(super) struct DirArg {
 }
 
 impl DirArg {
-    /// The directory, made absolute (see [`crate::config::NodeConfig::load`]).
     pub(super) fn dir(&self) -> PathBuf {
-        let dir = self.dir.clone().unwrap_or_else(super::default_node_dir);
-        std::path::absolute(&dir).unwrap_or(dir)
+        self.dir.clone().unwrap_or_else(super::default_node_dir)
     }
 }
 
