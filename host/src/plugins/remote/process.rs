@@ -115,7 +115,11 @@ impl Supervised {
         let recorded = last_exit.clone();
         let supervisor = std::thread::Builder::new()
             .name(format!("plugin-process-{}", launch.name))
-            .spawn(move || supervise(&launch, &stopped, &recorded))?;
+            .spawn(move || {
+                supervise(&launch, &stopped, &recorded);
+                // Stopped for good: its socket goes too.
+                let _ = std::fs::remove_file(&launch.socket);
+            })?;
         let control = Arc::new(Control {
             stop: Mutex::new(Some(stop)),
             supervisor: Mutex::new(Some(supervisor)),
@@ -149,6 +153,7 @@ impl Drop for Supervised {
     }
 }
 
+/// Runs `launch` again whenever it exits, until told to stop; returns once it is stopped.
 fn supervise(launch: &Launch, stopped: &mpsc::Receiver<()>, last_exit: &Mutex<Option<String>>) {
     let record = |what: String| *last_exit.lock().unwrap_or_else(|e| e.into_inner()) = Some(what);
     let mut backoff = FIRST_BACKOFF;
@@ -166,7 +171,6 @@ fn supervise(launch: &Launch, stopped: &mpsc::Receiver<()>, last_exit: &Mutex<Op
                                 tracing::warn!(plugin = %launch.name, "plugin process did not exit within {STOP_GRACE:?} of its stdin closing; killed");
                                 kill_group(&mut child);
                             }
-                            let _ = std::fs::remove_file(&launch.socket);
                             return;
                         }
                     }
@@ -191,10 +195,7 @@ fn supervise(launch: &Launch, stopped: &mpsc::Receiver<()>, last_exit: &Mutex<Op
         }
         match stopped.recv_timeout(backoff) {
             Err(RecvTimeoutError::Timeout) => {}
-            _ => {
-                let _ = std::fs::remove_file(&launch.socket);
-                return;
-            }
+            _ => return,
         }
         backoff = (backoff * 2).min(MAX_BACKOFF);
     }
