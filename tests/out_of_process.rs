@@ -579,17 +579,25 @@ async fn a_killed_plugin_process_fails_closed_restarts_and_loses_nothing() {
 /// flight when the drain time runs out, with a 2 s plugin deadline (shorter than the 4 s
 /// the process is given to exit). The node still stops the plugin's process group before
 /// it exits: it used to give up with the deadline and leave it running, adopted by init.
+/// Its log tells the process's kill, not a `stop` left unanswered: the plugin answered at
+/// once, and the log used to say it had not answered within the 2 s its exit took.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_plugin_process_that_ignores_its_stdin_closing_does_not_outlive_the_node() {
     let command = format!(
         "sh -c 'tail -f /dev/null | exec \"$0\" \"$1\"' {}",
         quota_py_command()
     );
-    let node = tokio::task::spawn_blocking(move || {
-        GbsNode::start_configured(&format!(
-            "[storage]\nplugins = quota\n[storageserver.plugins.quota]\ncommand = {command}\n\
-             quota-bytes = 100000000\n[gbs]\nplugin_deadline = 2s\ndrain_timeout = 1s\n"
-        ))
+    let logs = tempfile::tempdir().expect("a directory for the log");
+    let log = logs.path().join("gbs.log");
+    let node = tokio::task::spawn_blocking({
+        let log = log.clone();
+        move || {
+            let dir = GbsNode::create_configured(&format!(
+                "[storage]\nplugins = quota\n[storageserver.plugins.quota]\ncommand = {command}\n\
+                 quota-bytes = 100000000\n[gbs]\nplugin_deadline = 2s\ndrain_timeout = 1s\n"
+            ));
+            GbsNode::start_logged(dir, &log)
+        }
     })
     .await
     .expect("start the node");
@@ -633,6 +641,12 @@ async fn a_plugin_process_that_ignores_its_stdin_closing_does_not_outlive_the_no
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     drop(stalled);
+    let log = std::fs::read_to_string(&log).expect("read the node's log");
+    assert!(
+        log.contains("did not exit within 4s of its stdin closing; killed"),
+        "{log}"
+    );
+    assert!(!log.contains("did not answer"), "{log}");
 }
 
 /// Input tried: a node directory holding a socket left by a process that no longer runs

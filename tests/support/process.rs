@@ -189,6 +189,17 @@ impl GbsNode {
         Self::spawn(command, dir)
     }
 
+    /// Serves an existing node directory, its log (stderr) written to `log` instead of the
+    /// test's output.
+    pub fn start_logged(dir: TempDir, log: &Path) -> Self {
+        let mut command = Command::new(gbs_binary());
+        command
+            .arg("run")
+            .arg(dir.path())
+            .stderr(std::fs::File::create(log).expect("create the log file"));
+        Self::spawn(command, dir)
+    }
+
     /// Serves an existing node directory named relative to its parent, from which the
     /// node runs.
     pub fn start_relative(dir: TempDir) -> Self {

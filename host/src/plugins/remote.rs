@@ -458,14 +458,14 @@ impl ServerPluginFfi for Remote {
             .unwrap_or_else(|e| e.into_inner())
             .take();
         async move {
-            // Shutdown gives `stop` 5 s: 1 s for the plugin's answer, then at most
-            // `process::STOP_GRACE` for its process to exit once its stdin is closed.
+            // The hook is the plugin's answer (at most 1 s). Its process then exits on its
+            // own time: dropping `process` closes its stdin, and its supervisor kills it
+            // `process::STOP_GRACE` later if need be (and the node's exit waits for that).
+            // Waited for here, a slow exit read as a `stop` that was not answered.
             let answer = tokio::time::timeout(STOP_CALL, asked)
                 .await
                 .unwrap_or_else(|_| RResult::RErr(failed("no answer to stop within 1 s")));
-            if let Some(mut process) = process {
-                let _ = tokio::task::spawn_blocking(move || process.stop()).await;
-            }
+            drop(process);
             answer
         }
         .into_ffi()
