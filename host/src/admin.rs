@@ -5,15 +5,18 @@
 //! `private/` directory, and each connection's peer credentials must name the node's user.
 //!
 //! One request per connection: a JSON [`Request`] on one line, answered by one JSON
-//! [`Answer`] line. Bounds: [`MAX_CLIENTS`] connections at once (more are closed at once),
-//! requests of at most [`MAX_REQUEST`] bytes read within [`REQUEST_TIMEOUT`], at most
-//! [`MAX_FILES`] files per check, each check at most [`MAX_CHECK_DEADLINE`].
+//! [`Answer`] line. Bounds: [`MAX_CLIENTS`] connections at once, requests of at most
+//! [`MAX_REQUEST`] bytes read within [`REQUEST_TIMEOUT`], at most [`MAX_FILES`] files per
+//! check, each check at most [`MAX_CHECK_DEADLINE`]. A connection past the bound takes the
+//! place of the oldest one still waiting for its request, so idle connections cannot lock
+//! `gbs plugin status` out; it is closed at once only when all are being answered.
 //!
 //! The socket also marks a running node: a second `gbs run` on the same directory finds it
 //! answering and refuses to start; one left behind by a node that died is replaced.
 
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -141,7 +144,8 @@ impl AdminSocket {
 
     /// Serves requests until the task is dropped.
     pub async fn serve(self, plugins: Arc<LivePlugins>) {
-        let clients = Arc::new(tokio::sync::Semaphore::new(MAX_CLIENTS));
+        // Oldest first.
+        let mut clients: Vec<Client> = Vec::with_capacity(MAX_CLIENTS);
         let own_uid = rustix::process::geteuid().as_raw();
         loop {
             let stream = match self.listener.accept().await {
@@ -152,31 +156,79 @@ impl AdminSocket {
                     continue;
                 }
             };
-            let Ok(permit) = clients.clone().try_acquire_owned() else {
-                continue; // dropped: closed at once
-            };
             if stream.peer_cred().map(|c| c.uid()).ok() != Some(own_uid) {
                 tracing::warn!("admin socket: refused a connection from another user");
                 continue;
             }
-            let plugins = plugins.clone();
-            tokio::spawn(async move {
-                if let Err(error) = answer(stream, &plugins).await {
-                    tracing::debug!(%error, "admin connection ended");
+            clients.retain(|client| !client.task.is_finished());
+            if clients.len() >= MAX_CLIENTS {
+                let Some(oldest) = clients.iter().position(Client::evict) else {
+                    continue; // all being answered: dropped, closed at once
+                };
+                clients.remove(oldest);
+            }
+            let stage = Arc::new(AtomicU8::new(WAITING));
+            let task = tokio::spawn({
+                let (plugins, stage) = (plugins.clone(), stage.clone());
+                async move {
+                    if let Err(error) = answer(stream, &plugins, &stage).await {
+                        tracing::debug!(%error, "admin connection ended");
+                    }
                 }
-                drop(permit);
+            });
+            clients.push(Client {
+                stage,
+                task: task.abort_handle(),
             });
         }
     }
 }
 
-async fn answer(stream: UnixStream, plugins: &Arc<LivePlugins>) -> io::Result<()> {
+/// Where an admin connection is: waiting for its request, being answered, or closed to
+/// make room. It moves from [`WAITING`] once, to whichever of the others comes first.
+const WAITING: u8 = 0;
+const ANSWERING: u8 = 1;
+const EVICTED: u8 = 2;
+
+/// An admin connection in progress.
+struct Client {
+    stage: Arc<AtomicU8>,
+    task: tokio::task::AbortHandle,
+}
+
+impl Client {
+    /// Closes the connection if it is still waiting for its request; whether it was.
+    fn evict(&self) -> bool {
+        let evicted = self
+            .stage
+            .compare_exchange(WAITING, EVICTED, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok();
+        if evicted {
+            self.task.abort();
+        }
+        evicted
+    }
+}
+
+async fn answer(
+    stream: UnixStream,
+    plugins: &Arc<LivePlugins>,
+    stage: &AtomicU8,
+) -> io::Result<()> {
     let (read, mut write) = stream.into_split();
     let mut line = Vec::new();
     let mut limited = tokio::io::BufReader::new(read).take(MAX_REQUEST as u64 + 1);
     tokio::time::timeout(REQUEST_TIMEOUT, limited.read_until(b'\n', &mut line))
         .await
         .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "no request in time"))??;
+    // Once answering, a connection is never closed to make room (a reload is not cut
+    // short); evicted first, it ends here.
+    if stage
+        .compare_exchange(WAITING, ANSWERING, Ordering::AcqRel, Ordering::Acquire)
+        .is_err()
+    {
+        return Ok(());
+    }
     let answer = if line.len() > MAX_REQUEST {
         Answer::Error {
             message: format!("request over {MAX_REQUEST} bytes"),
