@@ -574,6 +574,66 @@ async fn a_killed_plugin_process_fails_closed_restarts_and_loses_nothing() {
     );
 }
 
+/// Input tried: SIGKILL to a plugin process the node started (the quota sample, which
+/// logs a line when told to `start`). The node starts it again and tells the new process to
+/// `start` too: it used to send `start` once, so a service a plugin runs in the background
+/// never ran again after a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_plugin_process_is_told_to_start_again() {
+    let logs = tempfile::tempdir().expect("a directory for the log");
+    let log = logs.path().join("gbs.log");
+    let node = tokio::task::spawn_blocking({
+        let log = log.clone();
+        move || {
+            let dir = GbsNode::create_configured(&format!(
+                "[storage]\nplugins = quota\n[storageserver.plugins.quota]\ncommand = {}\n\
+                 quota-bytes = 1000\n",
+                quota_py_command()
+            ));
+            GbsNode::start_logged(dir, &log)
+        }
+    })
+    .await
+    .expect("start the node");
+    let starts = || {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .matches("quota: serving: 1000 bytes per account")
+            .count()
+    };
+    let waited = Instant::now();
+    while starts() < 1 {
+        assert!(
+            waited.elapsed() < Duration::from_secs(20),
+            "never told to start"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let first = plugin_processes(node.pid());
+    assert_eq!(first.len(), 1, "{first:?}");
+    kill(first[0]);
+    let killed = Instant::now();
+    while starts() < 2 {
+        assert!(
+            killed.elapsed() < Duration::from_secs(20),
+            "the process started again was not told to start: {}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let second = plugin_processes(node.pid());
+    assert_eq!(second.len(), 1, "{second:?}");
+    assert_ne!(second, first, "the plugin process was not started again");
+    // What it guards is served again.
+    let alice = quota_client(&node, "alice");
+    allocate(&alice, 3, 1, 300).await.expect("within the quota");
+    let (status, _dir) = tokio::task::spawn_blocking(move || node.stop())
+        .await
+        .expect("stop the node");
+    assert!(status.success(), "gbs run exited with {status}");
+    assert_eq!(starts(), 2, "told to start once per process");
+}
+
 /// Input tried: SIGTERM to a node whose plugin process ignores its stdin closing (the quota
 /// sample with its stdin held open by `tail`), while a download nobody reads is still in
 /// flight when the drain time runs out, with a 2 s plugin deadline (shorter than the 4 s

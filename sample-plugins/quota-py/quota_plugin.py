@@ -323,8 +323,14 @@ class Quota:
         body = cbor2.dumps({"account": account, "used": used, "limit": self.limit})
         return {"status": 200, "content-type": "application/cbor", "body": body}
 
+    def start(self, _request: dict) -> dict:
+        # No background service to begin, but the operator sees the plugin is serving (the
+        # node sends `start` again to a process it had to start again).
+        log(f"serving: {self.limit} bytes per account")
+        return {}
+
     def nothing(self, _request: dict) -> dict:
-        # start and stop: there is no background service, and usage is already on disk.
+        # stop: usage is already on disk.
         return {}
 
 
@@ -362,7 +368,7 @@ CALLS: Dict[Tuple[str, str], Callable[[Quota, dict], dict]] = {
     ("POST", "/gbs-plugin/v1/server/admit"): Quota.admit,
     ("POST", "/gbs-plugin/v1/server/committed"): Quota.committed,
     ("POST", "/gbs-plugin/v1/server/route"): Quota.route,
-    ("POST", "/gbs-plugin/v1/server/start"): Quota.nothing,
+    ("POST", "/gbs-plugin/v1/server/start"): Quota.start,
     ("POST", "/gbs-plugin/v1/server/stop"): Quota.nothing,
 }
 

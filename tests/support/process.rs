@@ -81,11 +81,13 @@ pub fn gbs_stdout(args: &[&str]) -> String {
 /// Starts a `gbs` process that prints its NURLs on stdout (`run`, `gateway`), logging at
 /// `$RUST_LOG` or `warn`; answers it and its stdout.
 fn spawn_printing(mut command: Command) -> (Child, BufReader<ChildStdout>) {
-    let mut child = command
-        .env(
+    if !command.get_envs().any(|(key, _)| key == "RUST_LOG") {
+        command.env(
             "RUST_LOG",
             std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
-        )
+        );
+    }
+    let mut child = command
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .spawn()
@@ -189,13 +191,14 @@ impl GbsNode {
         Self::spawn(command, dir)
     }
 
-    /// Serves an existing node directory, its log (stderr) written to `log` instead of the
-    /// test's output.
+    /// Serves an existing node directory, its log (stderr, from level info: plugins'
+    /// output is in it) written to `log` instead of the test's output.
     pub fn start_logged(dir: TempDir, log: &Path) -> Self {
         let mut command = Command::new(gbs_binary());
         command
             .arg("run")
             .arg(dir.path())
+            .env("RUST_LOG", "info")
             .stderr(std::fs::File::create(log).expect("create the log file"));
         Self::spawn(command, dir)
     }

@@ -31,6 +31,7 @@ use gbs_plugin_interface::ffi::{
     PluginError, Rejection, Roles, RouteRequest, RouteResponse, ServerPluginFfi,
 };
 use tokio::runtime::Handle;
+use tokio::sync::watch;
 
 pub use address::Address;
 use connection::{Answer, Connector, Failure};
@@ -50,6 +51,8 @@ const MAX_ANSWER: usize = 1 << 20;
 const MAX_ROUTE_ANSWER: usize = (16 << 20) + 4096;
 /// How long `stop` waits for the plugin's answer before stopping its process.
 const STOP_CALL: Duration = Duration::from_secs(1);
+/// How often a restarted plugin process is asked to `start` until it listens.
+const RESTART_RETRY: Duration = Duration::from_millis(50);
 const PREFIX: &str = "/gbs-plugin/v1/";
 
 /// What the service of one plugin shares with its calls in flight.
@@ -70,6 +73,8 @@ pub(super) struct Remote {
     runtime: Option<Handle>,
     /// The process, when the host started it.
     process: Mutex<Option<Supervised>>,
+    /// The starts of that process, for telling a restarted one to `start` too.
+    starts: Option<watch::Receiver<u64>>,
     announcement: Vec<u8>,
 }
 
@@ -140,6 +145,7 @@ pub(super) fn start(
             return Err(failure);
         }
     };
+    let starts = process.as_ref().and_then(Supervised::starts);
     let announcement = gbs_plugin_interface::to_cbor(&description.announcement);
     if announcement.len() > MAX_PLUGIN_DATA {
         return Err(StartFailure::Incompatible(format!(
@@ -156,6 +162,7 @@ pub(super) fn start(
         }),
         runtime,
         process: Mutex::new(process),
+        starts,
         announcement,
     };
     Ok((remote, description))
@@ -435,13 +442,32 @@ impl ServerPluginFfi for Remote {
     }
 
     fn start(&self) -> FfiFuture<RResult<(), PluginError>> {
-        self.call(
+        let first = self.call(
             "server/start",
             vec![0xa0],
             MAX_ANSWER,
             acknowledged,
             optional,
-        )
+        );
+        let Some(mut starts) = self.starts.clone() else {
+            return first;
+        };
+        // The process running now is the one `first` tells.
+        starts.borrow_and_update();
+        let shared = self.shared.clone();
+        async move {
+            let answer = first.await;
+            if answer.is_rok() {
+                // A process started again (it exited, or was killed) is told to start as
+                // well, or a service it runs in the background would never run again.
+                // Until the plugin is stopped, which closes `starts`.
+                while starts.changed().await.is_ok() {
+                    start_again(&shared).await;
+                }
+            }
+            answer
+        }
+        .into_ffi()
     }
 
     fn stop(&self) -> FfiFuture<RResult<(), PluginError>> {
@@ -469,6 +495,36 @@ impl ServerPluginFfi for Remote {
             answer
         }
         .into_ffi()
+    }
+}
+
+/// Tells a plugin process its supervisor has just started again to `start`, once it
+/// listens: asked again every [`RESTART_RETRY`] while it is unreachable, for at most the
+/// hook deadline.
+async fn start_again(shared: &Shared) {
+    let path = format!("{PREFIX}server/start");
+    let until = tokio::time::Instant::now() + shared.deadline;
+    loop {
+        let result = shared
+            .connector
+            .call(Method::POST, &path, vec![0xa0], MAX_ANSWER, shared.deadline)
+            .await;
+        let result = answer_of(result, acknowledged);
+        let unreachable = matches!(result, Err(CallFailed::Unavailable(_)));
+        if unreachable && tokio::time::Instant::now() < until {
+            tokio::time::sleep(RESTART_RETRY).await;
+            continue;
+        }
+        shared.note(&result);
+        match optional(shared, result) {
+            RResult::ROk(()) => {
+                tracing::info!(plugin = %shared.name, "plugin process started again; told to start")
+            }
+            RResult::RErr(error) => {
+                tracing::warn!(plugin = %shared.name, %error, "plugin process started again; start failed")
+            }
+        }
+        return;
     }
 }
 

@@ -13,6 +13,8 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use tokio::sync::watch;
+
 use crate::plugins::check::{describe_exit, kill_group, wait_until};
 use crate::plugins::plugin_log::{Escaped, LogBudget};
 
@@ -63,12 +65,22 @@ pub(super) struct Supervised {
 struct Control {
     stop: Mutex<Option<mpsc::Sender<()>>>,
     supervisor: Mutex<Option<JoinHandle<()>>>,
+    /// How many times the process was started; closed once the supervisor is told to stop.
+    starts: Mutex<Option<watch::Sender<u64>>>,
 }
 
 impl Control {
     /// Tells the supervisor to stop its process; returns at once.
     fn signal(&self) {
         self.stop.lock().unwrap_or_else(|e| e.into_inner()).take();
+        self.starts.lock().unwrap_or_else(|e| e.into_inner()).take();
+    }
+
+    /// Counts a start of the process, unless the supervisor was told to stop.
+    fn started(&self) {
+        if let Some(starts) = &*self.starts.lock().unwrap_or_else(|e| e.into_inner()) {
+            starts.send_modify(|n| *n += 1);
+        }
     }
 
     /// Waits until the supervisor has stopped its process (at most [`STOP_GRACE`], then
@@ -113,21 +125,35 @@ impl Supervised {
         let (stop, stopped) = mpsc::channel();
         let last_exit = Arc::new(Mutex::new(None));
         let recorded = last_exit.clone();
+        let control = Arc::new(Control {
+            stop: Mutex::new(Some(stop)),
+            supervisor: Mutex::new(None),
+            starts: Mutex::new(Some(watch::Sender::new(0))),
+        });
+        let supervising = control.clone();
         let supervisor = std::thread::Builder::new()
             .name(format!("plugin-process-{}", launch.name))
             .spawn(move || {
-                supervise(&launch, &stopped, &recorded);
+                supervise(&launch, &stopped, &recorded, &supervising);
                 // Stopped for good: its socket goes too.
                 let _ = std::fs::remove_file(&launch.socket);
             })?;
-        let control = Arc::new(Control {
-            stop: Mutex::new(Some(stop)),
-            supervisor: Mutex::new(Some(supervisor)),
-        });
+        *control.supervisor.lock().unwrap_or_else(|e| e.into_inner()) = Some(supervisor);
         let mut all = SUPERVISORS.lock().unwrap_or_else(|e| e.into_inner());
         all.retain(|control| !control.finished());
         all.push(control.clone());
         Ok(Self { control, last_exit })
+    }
+
+    /// How many times the process has been started, changing with each restart; closed
+    /// once it is told to stop.
+    pub(super) fn starts(&self) -> Option<watch::Receiver<u64>> {
+        let starts = self
+            .control
+            .starts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        starts.as_ref().map(watch::Sender::subscribe)
     }
 
     /// How the process last ended (or failed to start), if it did.
@@ -154,13 +180,19 @@ impl Drop for Supervised {
 }
 
 /// Runs `launch` again whenever it exits, until told to stop; returns once it is stopped.
-fn supervise(launch: &Launch, stopped: &mpsc::Receiver<()>, last_exit: &Mutex<Option<String>>) {
+fn supervise(
+    launch: &Launch,
+    stopped: &mpsc::Receiver<()>,
+    last_exit: &Mutex<Option<String>>,
+    control: &Control,
+) {
     let record = |what: String| *last_exit.lock().unwrap_or_else(|e| e.into_inner()) = Some(what);
     let mut backoff = FIRST_BACKOFF;
     loop {
         let started = Instant::now();
         match spawn(launch) {
             Ok(mut child) => {
+                control.started();
                 let stdin = child.stdin.take();
                 loop {
                     match stopped.recv_timeout(POLL) {
