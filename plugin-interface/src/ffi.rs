@@ -187,7 +187,8 @@ pub struct Rejection {
 pub struct RouteRequest {
     /// HTTP method, upper case.
     pub method: RString,
-    /// The part after `/storage/v1/plugin/<name>/`, without the query.
+    /// The part after `/storage/v1/plugin/<name>/`, without the query, as the client sent
+    /// it: still percent-encoded, as `query` is (`%2F` stays `%2F`; decode it yourself).
     pub path: RString,
     /// The query string without `?`, possibly empty.
     pub query: RString,

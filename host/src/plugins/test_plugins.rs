@@ -135,6 +135,11 @@ impl ServerPlugin for GateServer {
                 body: RVec::from(vec![0u8; (16 << 20) + 1]),
             }),
             "fail" => Err(PluginError::failed("route failed on purpose")),
+            // The path and query as the plugin got them.
+            path if path.starts_with("path/") => Ok(RouteResponse::text(
+                200,
+                &format!("{path} {}", request.query),
+            )),
             _ => Ok(RouteResponse::text(404, "no such gate route")),
         }
     }

@@ -195,6 +195,14 @@ async fn plugin_routes_pass_checked_answers_on() {
     let response = h.get("/storage/v1/plugin/gate").await;
     assert_eq!(response.status(), StatusCode::NOT_FOUND);
     assert_eq!(body_bytes(response).await, b"no such gate route");
+    // Inputs tried: escapes of `/`, `?` and NUL in the path, and a name that is escaped
+    // itself. The path reaches the plugin as sent, like the query: decoded, the plugin got
+    // `a/b?c` and a NUL.
+    let response = h
+        .get("/storage/v1/plugin/g%61te/path/a%2Fb%3Fc%00d?x=%2F")
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(body_bytes(response).await, b"path/a%2Fb%3Fc%00d x=%2F");
     // Input tried: a plugin that is not loaded.
     let response = h.get("/storage/v1/plugin/zkap/x").await;
     assert_eq!(response.status(), StatusCode::NOT_FOUND);

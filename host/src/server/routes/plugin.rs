@@ -2,10 +2,9 @@
 //! their announcements, and `/storage/v1/plugin/{name}/...` reaches a plugin's own routes,
 //! behind the same swissnum check as every other route.
 
-use axum::body::Body;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{Path, RawQuery, Request, State};
 use axum::http::header::CONTENT_TYPE;
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
+use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use axum::Router;
@@ -48,34 +47,42 @@ async fn list(State(state): State<AppState>, _: Authorized<NoSecrets>, _: Accept
         .into_response()
 }
 
-/// The plugin's name and the rest of the path below its root (empty at the root itself).
+/// The plugin's name (percent-decoded); the rest of the path is taken from the URI as sent.
 #[derive(Deserialize)]
 struct PluginPath {
     name: String,
-    #[serde(default)]
-    path: String,
+}
+
+/// The path below a plugin's root as the client sent it, still percent-encoded as the query
+/// is (empty at the root itself): decoded, `%2F` would read as `/`, and `%3F` or `%00` would
+/// hand a plugin a `?` or a NUL.
+fn raw_route_path(uri: &http::Uri) -> &str {
+    uri.path()
+        .strip_prefix("/storage/v1/plugin/")
+        .and_then(|rest| rest.split_once('/'))
+        .map_or("", |(_name, path)| path)
 }
 
 async fn plugin_route(
-    Path(PluginPath { name, path }): Path<PluginPath>,
+    Path(PluginPath { name }): Path<PluginPath>,
     _: Authorized<NoSecrets>,
     State(state): State<AppState>,
-    method: Method,
     RawQuery(query): RawQuery,
-    headers: HeaderMap,
-    body: Body,
+    request: Request,
 ) -> Result<Response, ApiError> {
     if !state.plugins.contains(&name) {
         return Err(ApiError::NotFound);
     }
+    let (parts, body) = request.into_parts();
     let body = read_limited(body, MAX_ROUTE_REQUEST, 0).await?;
-    let content_type = headers
+    let content_type = parts
+        .headers
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
     let request = RouteRequest {
-        method: method.as_str().into(),
-        path: path.as_str().into(),
+        method: parts.method.as_str().into(),
+        path: raw_route_path(&parts.uri).into(),
         query: query.unwrap_or_default().into(),
         content_type: content_type.into(),
         body: body.to_vec().into(),
