@@ -116,6 +116,33 @@ async fn only_the_guarded_operation_waits(node: GbsNode) {
     );
 }
 
+/// Input tried: `gbs client plugin-route` to a route that sleeps past the 2 s deadline. The
+/// node's refusal is told as a refusal (plugin, status, code), and stdout stays empty: the
+/// command used to print its CBOR body raw and say the plugin had answered 503.
+#[test]
+fn a_route_past_its_deadline_is_shown_as_the_refusal_it_is() {
+    let node = node_blocking_in("route");
+    let output = Command::new(gbs_binary())
+        .args([
+            "client",
+            "plugin-route",
+            node.nurl(),
+            "fixture-blocks",
+            "hello",
+        ])
+        .output()
+        .expect("run gbs client plugin-route");
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    assert!(output.stdout.is_empty(), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("refused by server plugin fixture-blocks (503, plugin-timeout)"),
+        "{stderr}"
+    );
+    let (status, _dir) = node.stop();
+    assert!(status.success(), "gbs run exited with {status}");
+}
+
 /// Input tried: a plugin whose `admit` spins in 10 ms slices, yielding in between (no poll
 /// is long), with 64 listings in flight, beside a well-behaved plugin that guards every
 /// operation. The well-behaved plugin's operations keep their latency.

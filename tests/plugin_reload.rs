@@ -422,5 +422,18 @@ fn gbs_client_lists_plugins_and_calls_their_routes() {
     let missing = client(&["plugin-route", node.nurl(), "fixture-versioned", "nope"]);
     assert_eq!(missing.status.code(), Some(1));
     assert_eq!(stdout(&missing), "no such route");
-    assert!(String::from_utf8_lossy(&missing.stderr).contains("answered status 404"));
+    assert!(
+        String::from_utf8_lossy(&missing.stderr)
+            .contains("/storage/v1/plugin/fixture-versioned/nope answered status 404"),
+        "{missing:?}"
+    );
+    // Input tried: a plugin the server does not have: the server answers, not a plugin.
+    let unknown = client(&["plugin-route", node.nurl(), "nosuch", "x"]);
+    assert_eq!(unknown.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&unknown.stderr);
+    assert!(
+        stderr.contains("/storage/v1/plugin/nosuch/x answered status 404"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("plugin nosuch"), "{stderr}");
 }

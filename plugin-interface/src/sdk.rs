@@ -463,7 +463,9 @@ impl ServerConnection {
         Self(server)
     }
 
-    /// Calls this plugin's own route on the server.
+    /// Calls this plugin's own route on the server. A refusal the server made on the
+    /// plugin's behalf (its route timed out or its service is unreachable: 503, or another
+    /// plugin's `admit` said no) is an `Err` naming the refusing plugin, status and code.
     pub async fn call_route(&self, request: RouteRequest) -> Result<RouteResponse, PluginError> {
         self.0.call_route(request).await.into_result()
     }

@@ -213,7 +213,9 @@ impl Client {
         }
     }
 
-    /// Calls a plugin's own route on the server, `/storage/v1/plugin/<plugin>/<path>`.
+    /// Calls a plugin's own route on the server, `/storage/v1/plugin/<plugin>/<path>`. Any
+    /// answer is the plugin's, except a refusal the server made for it (it timed out or is
+    /// unreachable): [`ClientError::PluginRejected`].
     pub async fn call_plugin_route(
         &self,
         plugin: &str,
@@ -232,7 +234,12 @@ impl Client {
                 Bytes::from(request.body.into_vec()),
             );
         }
-        let (status, content_type, body) = self.send(http).await?.raw(MAX_PLUGIN_RESPONSE).await?;
+        let reply = self.send(http).await?;
+        // The host's own refusal on the plugin's behalf (it timed out, or is unreachable).
+        if reply.is_plugin_rejection() {
+            return Err(reply.into_error().await);
+        }
+        let (status, content_type, body) = reply.raw(MAX_PLUGIN_RESPONSE).await?;
         Ok(RouteResponse {
             status,
             content_type: content_type.into(),

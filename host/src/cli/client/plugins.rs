@@ -10,7 +10,7 @@ use serde_json::json;
 use super::{connect, Output};
 use crate::client::PluginRejection;
 use crate::plugins::ClientPluginHandle;
-use crate::protocol::Nurl;
+use crate::protocol::{paths, Nurl};
 
 #[derive(Debug, clap::Args)]
 pub(super) struct RouteArgs {
@@ -83,10 +83,15 @@ pub(super) async fn list(nurl: &Nurl, output: Output) -> anyhow::Result<()> {
 /// `gbs client plugin-route NURL NAME PATH`: the body goes to stdout as it came (text
 /// mode); a status of 400 or more is an error after it is printed.
 pub(super) async fn route(args: &RouteArgs, output: Output) -> anyhow::Result<()> {
+    let request = args.call.request()?;
+    // The server's answer, which its plugin gave or (no such plugin, a bad path) it did.
+    let who = paths::plugin_route(&args.call.name, request.path.as_str())
+        .escape_debug()
+        .to_string();
     let answer = connect(&args.nurl)?
-        .call_plugin_route(&args.call.name, args.call.request()?)
+        .call_plugin_route(&args.call.name, request)
         .await?;
-    print_answer(&args.call.name, &answer, output)
+    print_answer(&who, &answer, output)
 }
 
 /// `gbs client --node DIR client-route NAME PATH`: a client plugin's local resource,
@@ -104,7 +109,8 @@ pub(super) async fn client_route(
         );
     };
     let answer = plugin.route(args.call.request()?).await?;
-    print_answer(name, &answer, output)
+    let who = format!("client plugin {}", name.escape_debug());
+    print_answer(&who, &answer, output)
 }
 
 impl RouteCall {
@@ -131,7 +137,8 @@ impl RouteCall {
     }
 }
 
-fn print_answer(name: &str, answer: &RouteResponse, output: Output) -> anyhow::Result<()> {
+/// Prints `answer`, which `who` gave.
+fn print_answer(who: &str, answer: &RouteResponse, output: Output) -> anyhow::Result<()> {
     if output.json {
         let body = match std::str::from_utf8(&answer.body) {
             Ok(text) => json!({ "body": text }),
@@ -152,18 +159,15 @@ fn print_answer(name: &str, answer: &RouteResponse, output: Output) -> anyhow::R
         stdout.flush()?;
     }
     if answer.status >= 400 {
-        anyhow::bail!(
-            "plugin {} answered status {}",
-            name.escape_debug(),
-            answer.status
-        );
+        anyhow::bail!("{who} answered status {}", answer.status);
     }
     Ok(())
 }
 
-/// Shows what a refusing plugin said beyond the error line: its details on stderr, or with
-/// `--json` the whole rejection as one object on stdout.
-pub(super) fn show_rejection(rejection: &PluginRejection, output: Output) {
+/// What a refusing plugin said beyond the error line: with `--json`, the whole rejection is
+/// printed as one object on stdout; else its details, if any, are returned as a line to
+/// print after the error.
+pub(super) fn show_rejection(rejection: &PluginRejection, output: Output) -> Option<String> {
     let details = if rejection.details.is_empty() {
         serde_json::Value::Null
     } else {
@@ -186,8 +190,9 @@ pub(super) fn show_rejection(rejection: &PluginRejection, output: Output) {
                 },
             })
         );
-    } else if !details.is_null() {
-        eprintln!("details: {details}");
+        None
+    } else {
+        (!details.is_null()).then(|| format!("details: {details}"))
     }
 }
 
