@@ -515,7 +515,18 @@ fn gbs_client_uses_the_client_plugins_of_a_node_directory() {
         stderr.contains("refused by server plugin allow-list (401, token-required)"),
         "{stderr}"
     );
-    assert!(stderr.contains("details: {\"hint\":"), "{stderr}");
+    // The details on the line after the error's, as the README says (they came first).
+    let lines: Vec<&str> = stderr.lines().collect();
+    let error = lines
+        .iter()
+        .position(|l| l.contains("refused by server plugin allow-list"))
+        .expect("the error line");
+    assert!(
+        lines
+            .get(error + 1)
+            .is_some_and(|l| l.starts_with("details: {\"hint\":")),
+        "{stderr}"
+    );
     // The same with --json: the whole rejection, as one object on stdout.
     let refused = ls(&["--json".as_ref()]);
     assert!(!refused.status.success());

@@ -355,13 +355,20 @@ pub(super) fn run(args: ClientArgs) -> anyhow::Result<()> {
             }
         }
     });
-    if let Err(error) = &result {
-        if let Some(ClientError::PluginRejected(rejection)) = error.downcast_ref::<ClientError>() {
-            plugins::show_rejection(rejection, output);
-        }
-    }
     crate::plugins::remote::stop_all_processes();
-    result
+    result.map_err(|error| {
+        let details = match error.downcast_ref::<ClientError>() {
+            Some(ClientError::PluginRejected(rejection)) => {
+                plugins::show_rejection(rejection, output)
+            }
+            _ => None,
+        };
+        match details {
+            // On the line after the error's.
+            Some(details) => anyhow::anyhow!("{error:#}\n{details}"),
+            None => error,
+        }
+    })
 }
 
 async fn version(nurl: &Nurl, output: Output) -> anyhow::Result<()> {

@@ -12,7 +12,9 @@ pub struct StorageIndex([u8; 16]);
 
 /// Why a text is not a storage index.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("a storage index is 26 lowercase base32 characters")]
+#[error(
+    "a storage index is 26 lowercase base32 characters (a-z, 2-7), the last one of a e i m q u y 4"
+)]
 pub struct StorageIndexError;
 
 impl StorageIndex {
@@ -121,6 +123,29 @@ mod tests {
         ] {
             assert!(bad.parse::<StorageIndex>().is_err(), "{bad}");
         }
+    }
+
+    /// Inputs tried: every base32 character last. The error message names the ones that
+    /// parse (the last character's two low bits are padding), and only those.
+    #[test]
+    fn the_error_names_the_last_characters_that_parse() {
+        let parsing: String = "abcdefghijklmnopqrstuvwxyz234567"
+            .chars()
+            .filter(|last| {
+                format!("{}{last}", "a".repeat(25))
+                    .parse::<StorageIndex>()
+                    .is_ok()
+            })
+            .collect();
+        assert_eq!(parsing, "aeimquy4");
+        let named: String = StorageIndexError
+            .to_string()
+            .rsplit("the last one of ")
+            .next()
+            .unwrap()
+            .split(' ')
+            .collect();
+        assert_eq!(named, parsing);
     }
 
     #[test]
