@@ -158,7 +158,16 @@ impl Map {
                 .iter()
                 .find(|(name, _)| item.as_text() == Some(name))
                 .map(|(_, value)| *value)
-                .ok_or_else(|| format!("unknown name {item:?} in {key:?}"))
+                .ok_or_else(|| {
+                    let known: Vec<&str> = table.iter().map(|(name, _)| *name).collect();
+                    match item.as_text() {
+                        Some(text) => format!(
+                            "unknown name {text:?} in {key:?} (known: {})",
+                            known.join(", ")
+                        ),
+                        None => format!("{key:?} holds an item that is not text"),
+                    }
+                })
         });
         named.collect::<Result<_, _>>().map(Some)
     }
@@ -337,7 +346,11 @@ mod tests {
         );
         assert_eq!(declared(&[]).expect("valid").hooks, ServerHooks(0));
         let error = declared(&["comitted"]).expect_err("misspelt");
-        assert!(error.contains("comitted"), "{error}");
+        // The name as written and the names known, not a CBOR value's debug form.
+        assert_eq!(
+            error,
+            "unknown name \"comitted\" in \"hooks\" (known: admit, committed)"
+        );
 
         let unknown = map(vec![
             ("protocol", Value::Integer(1.into())),
@@ -350,7 +363,11 @@ mod tests {
             ),
         ]);
         let error = super::description(&cbor(&unknown)).expect_err("unknown kind");
-        assert!(error.contains("everything"), "{error}");
+        assert!(
+            error.starts_with("unknown name \"everything\" in \"interests\" (known: "),
+            "{error}"
+        );
+        assert!(error.contains("list-immutable"), "{error}");
         // Tried: trailing bytes after the map, and a list instead of a map.
         let mut trailing = cbor(&good);
         trailing.push(0);
