@@ -598,7 +598,7 @@ async fn a_restarted_plugin_process_is_told_to_start_again() {
     let starts = || {
         std::fs::read_to_string(&log)
             .unwrap_or_default()
-            .matches("quota: serving: 1000 bytes per account")
+            .matches("plugin output: quota: serving: 1000 bytes per account")
             .count()
     };
     let waited = Instant::now();
@@ -778,9 +778,15 @@ async fn plugin_check_starts_a_command_and_stops_it() {
     assert!(out.contains("plugin: quota 1.0.0 (server)"), "{out}");
     assert!(out.contains("interface: out-of-process 1"), "{out}");
     // Input tried: the same plugin without its required setting (it exits with status 2).
+    // The report gives its exit status and the last line it wrote, which says why (it
+    // gave only the status before).
     let (code, out) = check(&["--command", &quota_py_command()]).await;
     assert_eq!(code, Some(3), "{out}");
-    assert!(out.contains("exit status 2"), "{out}");
+    assert!(
+        out.contains("exit status 2; its last output: quota: "),
+        "{out}"
+    );
+    assert!(out.contains("quota-bytes"), "{out}");
 }
 
 /// Reloads of a host-started plugin: unchanged, it keeps its process; with new settings a

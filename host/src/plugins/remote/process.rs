@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 use crate::plugins::check::{describe_exit, kill_group, wait_until};
+use crate::plugins::host_api::clip;
 use crate::plugins::plugin_log::{Escaped, LogBudget};
 
 /// How long a process has to exit once its stdin is closed.
@@ -29,6 +30,10 @@ const HEALTHY: Duration = Duration::from_secs(30);
 const POLL: Duration = Duration::from_millis(50);
 /// Output lines longer than this are cut into pieces.
 const MAX_LINE: u64 = 4096;
+/// How much of a process's last line of output is kept to tell why it ended.
+const LAST_OUTPUT: usize = 300;
+/// How long an ended process's output is waited for, for its last line.
+const OUTPUT_GRACE: Duration = Duration::from_millis(200);
 
 /// What to start, and with what.
 #[derive(Debug, Clone)]
@@ -190,8 +195,9 @@ fn supervise(
     let mut backoff = FIRST_BACKOFF;
     loop {
         let started = Instant::now();
-        match spawn(launch) {
-            Ok(mut child) => {
+        let last_output = Arc::new(Mutex::new(None));
+        match spawn(launch, &last_output) {
+            Ok((mut child, output)) => {
                 control.started();
                 let stdin = child.stdin.take();
                 loop {
@@ -210,7 +216,17 @@ fn supervise(
                         // What it started in its group goes with it: left behind, a child
                         // holding its socket would answer nothing until the restart.
                         kill_group(&mut child);
-                        let how = describe_exit(status);
+                        let mut how = describe_exit(status);
+                        // Why it ended is usually the last thing it said.
+                        let until = Instant::now() + OUTPUT_GRACE;
+                        while !output.is_finished() && Instant::now() < until {
+                            std::thread::sleep(Duration::from_millis(10));
+                        }
+                        if let Some(said) =
+                            last_output.lock().unwrap_or_else(|e| e.into_inner()).take()
+                        {
+                            how = format!("{how}; its last output: {said}");
+                        }
                         tracing::warn!(plugin = %launch.name, "plugin process ended ({how}); starting it again in {backoff:?}");
                         record(how);
                         break;
@@ -233,7 +249,12 @@ fn supervise(
     }
 }
 
-fn spawn(launch: &Launch) -> std::io::Result<Child> {
+/// Starts the process, and the thread that logs its output (keeping its last line in
+/// `last_output`).
+fn spawn(
+    launch: &Launch,
+    last_output: &Arc<Mutex<Option<String>>>,
+) -> std::io::Result<(Child, JoinHandle<()>)> {
     let settings = serde_json::to_string(&launch.settings).map_err(std::io::Error::other)?;
     let _ = std::fs::remove_file(&launch.socket);
     let (reader, writer) = std::io::pipe()?;
@@ -261,15 +282,17 @@ fn spawn(launch: &Launch) -> std::io::Result<Child> {
     // `command` holds the pipe's write end until dropped; the reader ends at the last one.
     drop(command);
     let name = launch.name.clone();
-    std::thread::Builder::new()
+    let last_output = last_output.clone();
+    let output = std::thread::Builder::new()
         .name(format!("plugin-output-{name}"))
-        .spawn(move || log_lines(&name, reader))?;
-    Ok(child)
+        .spawn(move || log_lines(&name, reader, &last_output))?;
+    Ok((child, output))
 }
 
 /// Logs each line the process writes, tagged with the plugin, within the same budget as an
-/// in-process plugin's log; ends at end of file.
-fn log_lines(name: &str, pipe: impl std::io::Read) {
+/// in-process plugin's log, and keeps the last one that is not blank (its first
+/// [`LAST_OUTPUT`] bytes, escaped) in `last`; ends at end of file.
+fn log_lines(name: &str, pipe: impl std::io::Read, last: &Mutex<Option<String>>) {
     let mut reader = BufReader::new(pipe);
     let mut line = Vec::new();
     let budget = LogBudget::default();
@@ -278,11 +301,15 @@ fn log_lines(name: &str, pipe: impl std::io::Read) {
         match (&mut reader).take(MAX_LINE).read_until(b'\n', &mut line) {
             Ok(0) | Err(_) => return,
             Ok(_) => {
+                let text = String::from_utf8_lossy(&line);
+                let text = text.trim_end_matches(['\n', '\r']);
+                if !text.trim().is_empty() {
+                    let kept = Escaped(clip(text, LAST_OUTPUT)).to_string();
+                    *last.lock().unwrap_or_else(|e| e.into_inner()) = Some(kept);
+                }
                 if !budget.admits(name) {
                     continue;
                 }
-                let text = String::from_utf8_lossy(&line);
-                let text = text.trim_end_matches(['\n', '\r']);
                 tracing::info!(plugin = %name, "plugin output: {}", Escaped(text));
             }
         }
