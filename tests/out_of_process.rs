@@ -5,7 +5,7 @@
 //! without a restart; a plugin answering nonsense costs only the requests it guards.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -580,21 +580,12 @@ async fn a_killed_plugin_process_fails_closed_restarts_and_loses_nothing() {
 /// never ran again after a restart.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_plugin_process_is_told_to_start_again() {
-    let logs = tempfile::tempdir().expect("a directory for the log");
-    let log = logs.path().join("gbs.log");
-    let node = tokio::task::spawn_blocking({
-        let log = log.clone();
-        move || {
-            let dir = GbsNode::create_configured(&format!(
-                "[storage]\nplugins = quota\n[storageserver.plugins.quota]\ncommand = {}\n\
-                 quota-bytes = 1000\n",
-                quota_py_command()
-            ));
-            GbsNode::start_logged(dir, &log)
-        }
-    })
-    .await
-    .expect("start the node");
+    let (node, log, _logs) = logged_node(format!(
+        "[storage]\nplugins = quota\n[storageserver.plugins.quota]\ncommand = {}\n\
+         quota-bytes = 1000\n",
+        quota_py_command()
+    ))
+    .await;
     let starts = || {
         std::fs::read_to_string(&log)
             .unwrap_or_default()
@@ -647,20 +638,11 @@ async fn a_plugin_process_that_ignores_its_stdin_closing_does_not_outlive_the_no
         "sh -c 'tail -f /dev/null | exec \"$0\" \"$1\"' {}",
         quota_py_command()
     );
-    let logs = tempfile::tempdir().expect("a directory for the log");
-    let log = logs.path().join("gbs.log");
-    let node = tokio::task::spawn_blocking({
-        let log = log.clone();
-        move || {
-            let dir = GbsNode::create_configured(&format!(
-                "[storage]\nplugins = quota\n[storageserver.plugins.quota]\ncommand = {command}\n\
-                 quota-bytes = 100000000\n[gbs]\nplugin_deadline = 2s\ndrain_timeout = 1s\n"
-            ));
-            GbsNode::start_logged(dir, &log)
-        }
-    })
-    .await
-    .expect("start the node");
+    let (node, log, _logs) = logged_node(format!(
+        "[storage]\nplugins = quota\n[storageserver.plugins.quota]\ncommand = {command}\n\
+         quota-bytes = 100000000\n[gbs]\nplugin_deadline = 2s\ndrain_timeout = 1s\n"
+    ))
+    .await;
     let started = plugin_processes(node.pid());
     assert_eq!(started.len(), 1, "{started:?}");
     let group = started[0];
@@ -747,6 +729,20 @@ async fn plugin_sockets_are_removed_once_their_processes_are_gone() {
 }
 
 /// The processes `pid` started (the children of each of its threads).
+/// A node whose `tahoe.cfg` ends with `extra`, logging (from level info) to the file
+/// returned, which lasts as long as the directory returned with it.
+async fn logged_node(extra: String) -> (GbsNode, PathBuf, tempfile::TempDir) {
+    let logs = tempfile::tempdir().expect("a directory for the log");
+    let log = logs.path().join("gbs.log");
+    let node = tokio::task::spawn_blocking({
+        let log = log.clone();
+        move || GbsNode::start_logged(GbsNode::create_configured(&extra), &log)
+    })
+    .await
+    .expect("start the node");
+    (node, log, logs)
+}
+
 fn plugin_processes(pid: u32) -> Vec<u32> {
     let mut children = Vec::new();
     let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).expect("the node's threads");
