@@ -79,7 +79,7 @@ pub fn gbs_stdout(args: &[&str]) -> String {
 }
 
 /// Starts a `gbs` process that prints its NURLs on stdout (`run`, `gateway`), logging at
-/// `$RUST_LOG` or `warn`; answers it and its stdout.
+/// the level `command` sets, else `$RUST_LOG` or `warn`; answers it and its stdout.
 fn spawn_printing(mut command: Command) -> (Child, BufReader<ChildStdout>) {
     if !command.get_envs().any(|(key, _)| key == "RUST_LOG") {
         command.env(

@@ -303,6 +303,22 @@ fn acknowledged(_: &[u8]) -> Result<(), String> {
 }
 
 impl Shared {
+    /// POSTs `body` to `call` under the hook deadline and decodes the answer.
+    async fn post<T>(
+        &self,
+        call: &str,
+        body: Vec<u8>,
+        limit: usize,
+        decode: impl FnOnce(&[u8]) -> Result<T, String>,
+    ) -> Result<T, CallFailed> {
+        let path = format!("{PREFIX}{call}");
+        let result = self
+            .connector
+            .call(Method::POST, &path, body, limit, self.deadline)
+            .await;
+        answer_of(result, decode)
+    }
+
     /// Logs the first failure to reach the plugin and its return, not every call between.
     fn note<T>(&self, result: &Result<T, CallFailed>) {
         let unreachable = matches!(result, Err(CallFailed::Unavailable(_)));
@@ -343,12 +359,7 @@ impl Remote {
     {
         let shared = self.shared.clone();
         let work = async move {
-            let path = format!("{PREFIX}{call}");
-            let result = shared
-                .connector
-                .call(Method::POST, &path, body, limit, shared.deadline)
-                .await;
-            let result = answer_of(result, decode);
+            let result = shared.post(call, body, limit, decode).await;
             shared.note(&result);
             finish(&shared, result)
         };
@@ -502,14 +513,11 @@ impl ServerPluginFfi for Remote {
 /// listens: asked again every [`RESTART_RETRY`] while it is unreachable, for at most the
 /// hook deadline.
 async fn start_again(shared: &Shared) {
-    let path = format!("{PREFIX}server/start");
     let until = tokio::time::Instant::now() + shared.deadline;
     loop {
         let result = shared
-            .connector
-            .call(Method::POST, &path, vec![0xa0], MAX_ANSWER, shared.deadline)
+            .post("server/start", vec![0xa0], MAX_ANSWER, acknowledged)
             .await;
-        let result = answer_of(result, acknowledged);
         let unreachable = matches!(result, Err(CallFailed::Unavailable(_)));
         if unreachable && tokio::time::Instant::now() < until {
             tokio::time::sleep(RESTART_RETRY).await;

@@ -2,7 +2,7 @@
 //! their announcements, and `/storage/v1/plugin/{name}/...` reaches a plugin's own routes,
 //! behind the same swissnum check as every other route.
 
-use axum::extract::{Path, RawQuery, Request, State};
+use axum::extract::{Path, Request, State};
 use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -57,8 +57,9 @@ struct PluginPath {
 /// is (empty at the root itself): decoded, `%2F` would read as `/`, and `%3F` or `%00` would
 /// hand a plugin a `?` or a NUL.
 fn raw_route_path(uri: &http::Uri) -> &str {
+    let prefix = route::PLUGIN_ROOT.trim_end_matches("{name}");
     uri.path()
-        .strip_prefix("/storage/v1/plugin/")
+        .strip_prefix(prefix)
         .and_then(|rest| rest.split_once('/'))
         .map_or("", |(_name, path)| path)
 }
@@ -67,7 +68,6 @@ async fn plugin_route(
     Path(PluginPath { name }): Path<PluginPath>,
     _: Authorized<NoSecrets>,
     State(state): State<AppState>,
-    RawQuery(query): RawQuery,
     request: Request,
 ) -> Result<Response, ApiError> {
     if !state.plugins.contains(&name) {
@@ -83,7 +83,7 @@ async fn plugin_route(
     let request = RouteRequest {
         method: parts.method.as_str().into(),
         path: raw_route_path(&parts.uri).into(),
-        query: query.unwrap_or_default().into(),
+        query: parts.uri.query().unwrap_or_default().into(),
         content_type: content_type.into(),
         body: body.to_vec().into(),
     };
