@@ -222,6 +222,20 @@ async fn a_node_does_not_start_with_a_service_that_is_absent_or_not_the_named_pl
         output.contains("storage plugin fake: incompatible: it calls itself \"other\""),
         "{output}"
     );
+
+    // Input tried: a description naming a hook the protocol does not have. It answered,
+    // so it is incompatible, not unavailable (as it was called before).
+    let misspelt = PluginService::start(
+        &dir.path().join("misspelt.sock"),
+        "fake",
+        Behaviour::MisspeltHook,
+    )
+    .await;
+    let output = refused_start(&misspelt.url(), "5s").await;
+    assert!(
+        output.contains("storage plugin fake: incompatible: describe: unknown name \"comitted\""),
+        "{output}"
+    );
 }
 
 /// Input tried: a command that starts a process of its own, writes a line and exits with
@@ -308,6 +322,18 @@ async fn plugin_check_asks_a_service_to_describe_itself() {
     assert_eq!(code, Some(1), "{out}");
     assert!(
         out.contains("it speaks protocol version 2; this host speaks 1"),
+        "{out}"
+    );
+
+    // Input tried: a description naming a hook the protocol does not have. The service
+    // answered, so it is an incompatible plugin, not an unusable address (it was called
+    // unusable before).
+    service.set(Behaviour::MisspeltHook);
+    let (code, out) = check(&[&service.url()]).await;
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains(": incompatible"), "{out}");
+    assert!(
+        out.contains("unknown name \"comitted\" in \"hooks\" (known: admit, committed)"),
         "{out}"
     );
 
@@ -783,6 +809,18 @@ async fn plugin_check_starts_a_command_and_stops_it() {
         "{out}"
     );
     assert!(out.contains("quota-bytes"), "{out}");
+    // Input tried: a command that never listens and ignores its stdin closing, checked
+    // with a 1 s timeout. It has had its time, so it is killed at once; the check waited
+    // out the 4 s stop grace as well before.
+    let started = Instant::now();
+    let (code, out) = check(&["--timeout", "1", "--command", "sleep 30"]).await;
+    assert_eq!(code, Some(3), "{out}");
+    assert!(out.contains("unusable"), "{out}");
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
 }
 
 /// Reloads of a host-started plugin: unchanged, it keeps its process; with new settings a
@@ -805,7 +843,12 @@ async fn reloads_keep_replace_and_stop_plugin_processes() {
             .is_some_and(|l| l.starts_with("command ")),
         "{status}"
     );
-    assert_eq!(status[0]["library_hash"], "", "{status}");
+    // A hash of the files its command line names (the script, the venv's Python).
+    let hash = status[0]["library_hash"].as_str().unwrap_or_default();
+    assert!(
+        hash.len() == 32 && hash.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{status}"
+    );
     let dir = node.dir().to_owned();
     let list = tokio::task::spawn_blocking(move || {
         Command::new(gbs_binary())
@@ -890,6 +933,42 @@ async fn reload_refuses_a_forged_version_and_prints_it_escaped() {
 
 async fn reload(dir: &Path) -> serde_json::Value {
     gbs_json(&["plugin", "reload", "--json"], dir).await
+}
+
+/// Input tried: the script of a `command =` plugin edited on disk while its section stays
+/// the same. A reload replaces the plugin, and a new process runs the new script; the old
+/// process was kept before, since only the configuration was compared.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_replaces_a_command_plugin_whose_script_changed() {
+    let scripts = tempfile::tempdir().expect("temp dir");
+    let script = scripts.path().join("quota_plugin.py");
+    let original =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../sample-plugins/quota-py/quota_plugin.py");
+    std::fs::copy(&original, &script).expect("copy the script");
+    let command = format!("\"{}\" \"{}\"", tahoe_python().display(), script.display());
+    let node = tokio::task::spawn_blocking(move || {
+        GbsNode::start_configured(&format!(
+            "[storage]\nplugins = quota\n[storageserver.plugins.quota]\ncommand = {command}\n\
+             quota-bytes = 1000\n[gbs]\nplugin_deadline = 5s\n"
+        ))
+    })
+    .await
+    .expect("start the node");
+    let first = plugin_processes(node.pid());
+    assert_eq!(first.len(), 1, "{first:?}");
+    let answer = reload(node.dir()).await;
+    assert_eq!(answer["plugins"][0]["change"], "kept", "{answer}");
+
+    let mut edited = std::fs::read_to_string(&script).expect("read the script");
+    edited.push_str("\n# edited while the node runs\n");
+    std::fs::write(&script, edited).expect("edit the script");
+    let answer = reload(node.dir()).await;
+    assert_eq!(answer["plugins"][0]["change"], "replaced", "{answer}");
+    wait_for_processes(node.pid(), |p| p.len() == 1 && p[0] != first[0]).await;
+    let alice = quota_client(&node, "alice");
+    allocate(&alice, 1, 1, 500)
+        .await
+        .expect("the new process admits within the quota");
 }
 
 /// Runs `gbs ARGS DIR`, which must succeed, and answers its JSON output.

@@ -41,6 +41,9 @@ pub enum Behaviour {
     /// Admits everything, and gives a version that holds a newline and a terminal escape,
     /// as if to print a line of its own in an operator's terminal.
     ForgedVersion,
+    /// Admits everything, and describes itself with a hook the protocol does not have
+    /// (`"comitted"`).
+    MisspeltHook,
 }
 
 /// The version [`Behaviour::ForgedVersion`] gives.
@@ -200,6 +203,10 @@ async fn describe(State(shared): State<Arc<Shared>>) -> Response {
     };
     let hooks = match behaviour {
         Behaviour::AdmitOnly => vec![(text("hooks"), Value::Array(vec![text("admit")]))],
+        Behaviour::MisspeltHook => vec![(
+            text("hooks"),
+            Value::Array(vec![text("admit"), text("comitted")]),
+        )],
         _ => Vec::new(),
     };
     cbor(&Value::Map(
@@ -250,7 +257,8 @@ async fn admit(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
         Behaviour::Admit
         | Behaviour::FutureProtocol
         | Behaviour::AdmitOnly
-        | Behaviour::ForgedVersion => admit(),
+        | Behaviour::ForgedVersion
+        | Behaviour::MisspeltHook => admit(),
         Behaviour::RequireData if data.as_deref() == Some(CLIENT_DATA) => admit(),
         Behaviour::Reject | Behaviour::RequireData => cbor(&Value::Map(vec![
             (text("admit"), Value::Bool(false)),

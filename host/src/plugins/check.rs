@@ -81,6 +81,14 @@ impl Report {
         }
     }
 
+    /// Judged incompatible for `reason`, before anything about it was known.
+    pub fn incompatible(reason: String) -> Self {
+        Self {
+            status: Status::Incompatible,
+            ..Self::unusable(reason)
+        }
+    }
+
     /// The first reason, with a count of the others.
     pub fn reason(&self) -> String {
         match self.reasons.split_first() {

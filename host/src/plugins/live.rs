@@ -32,8 +32,8 @@ use serde::{Deserialize, Serialize};
 use super::data::PluginData;
 use super::dispatch::{stop_plugin, Admission, Refusal, HOOK_NAMES};
 use super::registry::{
-    find_library, open_checked, remote_identity, LoadFailure, PluginLoadError, ServerEntry,
-    ServerPlugins, ServerPluginsBuilder,
+    find_library, open_checked, remote_files_hash, remote_identity, LoadFailure, PluginLoadError,
+    ServerEntry, ServerPlugins, ServerPluginsBuilder,
 };
 use crate::config::{NodeConfig, PluginSource};
 use crate::storage::{LeaseRenewal, Store};
@@ -296,12 +296,12 @@ fn plan(
                     None => Change::Added { version },
                 }
             };
-            // The same library contents, or the same out-of-process source line (which has
-            // no hash), and the same settings.
-            let unchanged = |hash: &str, library: &Path| {
+            // The same library contents (wherever the file is), or the same out-of-process
+            // source line and the same files it names; and the same settings.
+            let unchanged = |hash: &str, source_line: Option<&Path>| {
                 previous.filter(|entry| {
                     entry.origin.hash == hash
-                        && (!hash.is_empty() || entry.origin.library == library)
+                        && source_line.is_none_or(|line| entry.origin.library == line)
                         && entry.origin.settings == spec.settings
                 })
             };
@@ -313,7 +313,9 @@ fn plan(
             };
             match &spec.source {
                 PluginSource::Url(_) | PluginSource::Command(_) => {
-                    match unchanged("", Path::new(&remote_identity(&spec.source))) {
+                    let hash = remote_files_hash(node_dir, &spec.source);
+                    let line = remote_identity(&spec.source);
+                    match unchanged(&hash, Some(Path::new(&line))) {
                         Some(entry) => Ok(kept(&mut builder, entry)),
                         None => builder
                             .add_remote(&spec.name, &spec.source, &spec.settings)
@@ -321,7 +323,7 @@ fn plan(
                     }
                 }
                 PluginSource::Library(_) | PluginSource::Lookup => find_library(node_dir, spec)
-                    .and_then(|(path, file)| match unchanged(&file.hash, &path) {
+                    .and_then(|(path, file)| match unchanged(&file.hash, None) {
                         Some(entry) => Ok(kept(&mut builder, entry)),
                         None => {
                             let library = open_checked(node_dir, &spec.name, &path, &file)?;

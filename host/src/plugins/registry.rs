@@ -355,6 +355,42 @@ pub(super) fn remote_identity(source: &PluginSource) -> String {
     }
 }
 
+/// For a `command =` plugin, the first 16 bytes (hex) of a SHA-256 over the files its
+/// command line names (each word that is a regular file, relative to the node directory, in
+/// order: a script, a binary), so that a reload tells an edited script from the same one.
+/// Empty when it names none, and for a `url =` service, which the operator runs.
+pub(super) fn remote_files_hash(node_dir: &Path, source: &PluginSource) -> String {
+    use sha2::Digest as _;
+    let PluginSource::Command(command) = source else {
+        return String::new();
+    };
+    let mut digest = sha2::Sha256::new();
+    let mut named = false;
+    for word in remote::split_command(command).unwrap_or_default() {
+        let path = node_dir.join(&word);
+        // Streamed, and only regular files: never a FIFO or a device.
+        let Ok(mut file) = std::fs::File::open(&path) else {
+            continue;
+        };
+        if !file.metadata().is_ok_and(|m| m.is_file()) {
+            continue;
+        }
+        digest.update(word.as_bytes());
+        digest.update([0]);
+        if std::io::copy(&mut file, &mut digest).is_err() {
+            digest.update(b"unreadable");
+        }
+        named = true;
+    }
+    if !named {
+        return String::new();
+    }
+    digest.finalize()[..16]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 fn settings_cbor(settings: &BTreeMap<String, String>) -> Vec<u8> {
     to_cbor(settings)
 }
@@ -639,9 +675,9 @@ impl ServerPluginsBuilder {
         let origin = Origin {
             version: description.version.clone(),
             interface: format!("out-of-process {}", remote::PROTOCOL),
-            // Where it comes from, for status and reloads; no file, so no hash.
+            // Where it comes from, for status and reloads.
             library: PathBuf::from(identity),
-            hash: String::new(),
+            hash: remote_files_hash(&self.node_dir, source),
             settings: settings.clone(),
             since: std::time::SystemTime::now(),
         };

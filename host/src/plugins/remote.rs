@@ -35,10 +35,11 @@ use tokio::sync::watch;
 
 pub use address::Address;
 use connection::{Answer, Connector, Failure};
-use describe::describe_process;
-pub use describe::{check_service, describe_service, CommandCheck, Service};
+pub use describe::{check_service, CommandCheck, Service};
+use describe::{describe_process, describe_service, Undescribed};
+pub(super) use process::split_command;
 pub(crate) use process::stop_all as stop_all_processes;
-use process::{split_command, Launch, Supervised};
+use process::{Launch, Supervised};
 use wire::{envelope, Item};
 pub use wire::{Description, PROTOCOL};
 
@@ -135,7 +136,10 @@ pub(super) fn start(
         Some(process) => describe_process(&address, process, deadline),
         None => describe_service(&address, deadline),
     }
-    .map_err(StartFailure::Unavailable);
+    .map_err(|undescribed| match undescribed {
+        Undescribed::Unanswered(why) => StartFailure::Unavailable(why),
+        Undescribed::Invalid(why) => StartFailure::Incompatible(why),
+    });
     let description = match described.and_then(|d| fits(&d, name, role).map(|()| d)) {
         Ok(description) => description,
         Err(failure) => {

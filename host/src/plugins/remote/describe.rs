@@ -64,7 +64,8 @@ pub fn check_service(service: &Service, deadline: Duration) -> Report {
     };
     let description = match described {
         Ok(description) => description,
-        Err(why) => return Report::unusable(why),
+        Err(Undescribed::Unanswered(why)) => return Report::unusable(why),
+        Err(Undescribed::Invalid(why)) => return Report::incompatible(why),
     };
     let mut reasons = Vec::new();
     if description.protocol != PROTOCOL {
@@ -103,18 +104,38 @@ pub fn check_service(service: &Service, deadline: Duration) -> Report {
     }
 }
 
+/// Why a service gave no description.
+#[derive(Debug)]
+pub(super) enum Undescribed {
+    /// It did not answer in time, or its process ended first.
+    Unanswered(String),
+    /// It answered, but not with a description this host can read: a plugin, but not one
+    /// this host can use.
+    Invalid(String),
+}
+
+impl Undescribed {
+    fn map(self, f: impl FnOnce(String) -> String) -> Self {
+        match self {
+            Self::Unanswered(why) => Self::Unanswered(f(why)),
+            Self::Invalid(why) => Self::Invalid(f(why)),
+        }
+    }
+}
+
 /// Starts a command with its state in a scratch directory, takes its description and
-/// stops it.
-fn describe_command(check: &CommandCheck, deadline: Duration) -> Result<Description, String> {
+/// stops it: at once when it gave none (it has had its time), else as the node would.
+fn describe_command(check: &CommandCheck, deadline: Duration) -> Result<Description, Undescribed> {
     static CHECKS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let argv = split_command(&check.command)?;
+    let argv = split_command(&check.command).map_err(Undescribed::Unanswered)?;
     let scratch = std::env::temp_dir().join(format!(
         "gbs-plugin-check-{}-{}",
         std::process::id(),
         CHECKS.fetch_add(1, Ordering::Relaxed)
     ));
     let state_dir = scratch.join("state");
-    std::fs::create_dir_all(&state_dir).map_err(|e| format!("{}: {e}", scratch.display()))?;
+    std::fs::create_dir_all(&state_dir)
+        .map_err(|e| Undescribed::Unanswered(format!("{}: {e}", scratch.display())))?;
     let socket = scratch.join("plugin.sock");
     let launch = Launch {
         name: check.name.clone().unwrap_or_default(),
@@ -125,9 +146,13 @@ fn describe_command(check: &CommandCheck, deadline: Duration) -> Result<Descript
         settings: check.settings.clone(),
         role: role_name(check.role),
     };
-    let mut process = Supervised::start(launch).map_err(|e| e.to_string())?;
+    let mut process =
+        Supervised::start(launch).map_err(|e| Undescribed::Unanswered(e.to_string()))?;
     let described = describe_process(&Address::Unix(socket), &process, deadline);
-    process.stop();
+    match described {
+        Ok(_) => process.stop(),
+        Err(_) => process.kill(),
+    }
     let _ = std::fs::remove_dir_all(&scratch);
     described
 }
@@ -135,7 +160,10 @@ fn describe_command(check: &CommandCheck, deadline: Duration) -> Result<Descript
 /// Asks the service at `address` to describe itself until it does, for at most `wait`.
 /// Blocking: it runs on a thread of its own with a runtime of its own, so it may be called
 /// from anywhere (start-up, a reload, `gbs plugin check`).
-pub fn describe_service(address: &Address, wait: Duration) -> Result<Description, String> {
+pub(super) fn describe_service(
+    address: &Address,
+    wait: Duration,
+) -> Result<Description, Undescribed> {
     describe_until(address, wait, &|| None)
 }
 
@@ -145,11 +173,11 @@ pub(super) fn describe_process(
     address: &Address,
     process: &Supervised,
     wait: Duration,
-) -> Result<Description, String> {
-    describe_until(address, wait, &|| process.last_exit()).map_err(|why| {
+) -> Result<Description, Undescribed> {
+    describe_until(address, wait, &|| process.last_exit()).map_err(|undescribed| {
         match process.last_exit() {
-            Some(exit) => format!("{why} (its process: {exit})"),
-            None => why,
+            Some(exit) => undescribed.map(|why| format!("{why} (its process: {exit})")),
+            None => undescribed,
         }
     })
 }
@@ -158,15 +186,17 @@ fn describe_until(
     address: &Address,
     wait: Duration,
     ended: &(dyn Fn() -> Option<String> + Sync),
-) -> Result<Description, String> {
-    on_own_runtime(poll_describe(address.clone(), wait, ended))
+) -> Result<Description, Undescribed> {
+    let polled = async { Ok(poll_describe(address.clone(), wait, ended).await) };
+    on_own_runtime(polled).unwrap_or_else(|why| Err(Undescribed::Unanswered(why)))
 }
 
 async fn poll_describe(
     address: Address,
     wait: Duration,
     ended: &(dyn Fn() -> Option<String> + Sync),
-) -> Result<Description, String> {
+) -> Result<Description, Undescribed> {
+    use Undescribed::{Invalid, Unanswered};
     let connector = Connector::new(address);
     let until = Instant::now() + wait;
     loop {
@@ -174,21 +204,21 @@ async fn poll_describe(
         let path = format!("{PREFIX}describe");
         let call = connector.call(Method::GET, &path, Vec::new(), MAX_ANSWER, remaining);
         let why = match tokio::time::timeout(remaining, call).await {
-            Err(_) => return Err(format!("no description within {wait:?}")),
+            Err(_) => return Err(Unanswered(format!("no description within {wait:?}"))),
             Ok(result) => match answer_of(result, wire::description) {
                 Ok(description) => return Ok(description),
-                Err(CallFailed::Failed(why)) => return Err(format!("describe: {why}")),
+                Err(CallFailed::Failed(why)) => return Err(Invalid(format!("describe: {why}"))),
                 Err(CallFailed::Unavailable(why)) => why,
             },
         };
         if ended().is_some() {
-            return Err("it exited before answering".into());
+            return Err(Unanswered("it exited before answering".into()));
         }
         if Instant::now() + READY_POLL >= until {
-            return Err(format!(
+            return Err(Unanswered(format!(
                 "not answering at {} within {wait:?}: {why}",
                 connector.address()
-            ));
+            )));
         }
         tokio::time::sleep(READY_POLL).await;
     }

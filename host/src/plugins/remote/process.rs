@@ -50,7 +50,7 @@ pub(super) struct Launch {
 }
 
 /// Splits a `command = ...` value as a shell would split words (quotes, no expansion).
-pub(super) fn split_command(command: &str) -> Result<Vec<String>, String> {
+pub(in crate::plugins) fn split_command(command: &str) -> Result<Vec<String>, String> {
     match shlex::split(command) {
         Some(argv) if !argv.is_empty() => Ok(argv),
         Some(_) => Err("the command is empty".into()),
@@ -68,7 +68,8 @@ pub(super) struct Supervised {
 /// How a supervisor is told to stop its process, and waited for.
 #[derive(Debug)]
 struct Control {
-    stop: Mutex<Option<mpsc::Sender<()>>>,
+    /// Dropped to stop the process with [`STOP_GRACE`]; a grace sent first replaces it.
+    stop: Mutex<Option<mpsc::Sender<Duration>>>,
     supervisor: Mutex<Option<JoinHandle<()>>>,
     /// How many times the process was started; closed once the supervisor is told to stop.
     starts: Mutex<Option<watch::Sender<u64>>>,
@@ -175,6 +176,15 @@ impl Supervised {
         self.control.signal();
         self.control.join();
     }
+
+    /// Kills the process (and what it started) without waiting for it to exit on its own,
+    /// and waits for that: for a process that has already had its time. Blocking.
+    pub(super) fn kill(&mut self) {
+        if let Some(stop) = &*self.control.stop.lock().unwrap_or_else(|e| e.into_inner()) {
+            let _ = stop.send(Duration::ZERO);
+        }
+        self.stop();
+    }
 }
 
 impl Drop for Supervised {
@@ -187,7 +197,7 @@ impl Drop for Supervised {
 /// Runs `launch` again whenever it exits, until told to stop; returns once it is stopped.
 fn supervise(
     launch: &Launch,
-    stopped: &mpsc::Receiver<()>,
+    stopped: &mpsc::Receiver<Duration>,
     last_exit: &Mutex<Option<String>>,
     control: &Control,
 ) {
@@ -201,16 +211,20 @@ fn supervise(
                 control.started();
                 let stdin = child.stdin.take();
                 loop {
-                    match stopped.recv_timeout(POLL) {
-                        Err(RecvTimeoutError::Timeout) => {}
-                        _ => {
-                            drop(stdin);
-                            if wait_until(&mut child, Instant::now() + STOP_GRACE).is_none() {
-                                tracing::warn!(plugin = %launch.name, "plugin process did not exit within {STOP_GRACE:?} of its stdin closing; killed");
-                                kill_group(&mut child);
+                    let grace = match stopped.recv_timeout(POLL) {
+                        Err(RecvTimeoutError::Timeout) => None,
+                        Ok(grace) => Some(grace),
+                        Err(RecvTimeoutError::Disconnected) => Some(STOP_GRACE),
+                    };
+                    if let Some(grace) = grace {
+                        drop(stdin);
+                        if wait_until(&mut child, Instant::now() + grace).is_none() {
+                            if !grace.is_zero() {
+                                tracing::warn!(plugin = %launch.name, "plugin process did not exit within {grace:?} of its stdin closing; killed");
                             }
-                            return;
+                            kill_group(&mut child);
                         }
+                        return;
                     }
                     if let Ok(Some(status)) = child.try_wait() {
                         // What it started in its group goes with it: left behind, a child

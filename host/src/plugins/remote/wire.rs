@@ -407,4 +407,25 @@ mod tests {
         ]);
         assert!(admission(&cbor(&no_code)).is_err());
     }
+
+    #[test]
+    fn route_answers_need_a_byte_string_body() {
+        let answer = |body: Option<Value>| {
+            let mut entries = vec![
+                ("status", Value::Integer(200.into())),
+                ("content-type", Value::Text("text/plain".into())),
+            ];
+            entries.extend(body.map(|body| ("body", body)));
+            route_response(&cbor(&map(entries)))
+        };
+        let good = answer(Some(Value::Bytes(b"hi".to_vec()))).expect("valid");
+        assert_eq!((good.status, good.body.as_slice()), (200, &b"hi"[..]));
+        // Tried: a null body, a text body and no body at all (the CDDL says bstr).
+        assert_eq!(
+            answer(Some(Value::Null)).expect_err("null"),
+            "\"body\" is null"
+        );
+        assert!(answer(Some(Value::Text("hi".into()))).is_err());
+        assert!(answer(None).is_err());
+    }
 }
