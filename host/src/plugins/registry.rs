@@ -368,13 +368,13 @@ pub(super) fn remote_files_hash(node_dir: &Path, source: &PluginSource) -> Strin
     let mut named = false;
     for word in remote::split_command(command).unwrap_or_default() {
         let path = node_dir.join(&word);
-        // Streamed, and only regular files: never a FIFO or a device.
+        // Only regular files, looked at before opening: opening a FIFO would block.
+        if !std::fs::metadata(&path).is_ok_and(|m| m.is_file()) {
+            continue;
+        }
         let Ok(mut file) = std::fs::File::open(&path) else {
             continue;
         };
-        if !file.metadata().is_ok_and(|m| m.is_file()) {
-            continue;
-        }
         digest.update(word.as_bytes());
         digest.update([0]);
         if std::io::copy(&mut file, &mut digest).is_err() {
@@ -856,5 +856,38 @@ impl ClientPluginHandle {
     /// The plugin's name.
     pub fn name(&self) -> &str {
         &self.name
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_command_is_hashed_by_the_files_it_names() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let command = |line: &str| PluginSource::Command(line.to_owned());
+        std::fs::write(dir.path().join("plugin.py"), "print('a')\n").expect("write");
+        let before = remote_files_hash(dir.path(), &command("python3 plugin.py --flag"));
+        assert_eq!(before.len(), 32, "{before}");
+        std::fs::write(dir.path().join("plugin.py"), "print('b')\n").expect("write");
+        let after = remote_files_hash(dir.path(), &command("python3 plugin.py --flag"));
+        assert_ne!(before, after, "an edited script is another plugin");
+        // Tried: a FIFO among the words (opening it would block until a writer came), a
+        // directory, and no file at all; and a service the operator runs.
+        rustix::fs::mkfifoat(
+            rustix::fs::CWD,
+            dir.path().join("fifo"),
+            rustix::fs::Mode::RUSR | rustix::fs::Mode::WUSR,
+        )
+        .expect("mkfifo");
+        let with_fifo = remote_files_hash(dir.path(), &command("python3 plugin.py fifo ."));
+        assert_eq!(with_fifo.len(), 32, "{with_fifo}");
+        assert_eq!(
+            remote_files_hash(dir.path(), &command("python3 -m quota")),
+            ""
+        );
+        let url = PluginSource::Url("unix:/run/plugin.sock".into());
+        assert_eq!(remote_files_hash(dir.path(), &url), "");
     }
 }
