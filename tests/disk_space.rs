@@ -253,3 +253,68 @@ async fn a_full_disk_is_named_and_the_node_keeps_serving_reads() {
     assert!(written.expect("upload after space was freed").complete);
     assert_eq!(read(&client, ShareKind::Immutable, &si(2)).await, late);
 }
+
+/// Input tried: `[storage] readonly = true`, as a stock node being decommissioned has it
+/// (gbs ignored the key before, and took shares). The node reports no space, allocates no
+/// immutable share, refuses a mutable share that would grow, and still serves what it
+/// holds; `gbs client put` names the lack of room, not an upload in progress.
+#[tokio::test]
+async fn a_read_only_node_reports_no_space_and_takes_no_new_share() {
+    let data = Bytes::from(vec![7u8; 1000]);
+    let writable = tokio::task::spawn_blocking(|| GbsNode::create_configured(""))
+        .await
+        .expect("create");
+    let node = tokio::task::spawn_blocking(move || GbsNode::start_in(writable))
+        .await
+        .expect("start");
+    assert!(upload(&node.client(), si(1), &data).await);
+    write_mutable(&node.client(), &si(2), 0, vec![1; 100])
+        .await
+        .expect("mutable write while writable");
+    let (_, dir) = tokio::task::spawn_blocking(move || node.stop())
+        .await
+        .expect("stop");
+    let cfg = dir.path().join("tahoe.cfg");
+    let mut text = fs::read_to_string(&cfg).expect("tahoe.cfg");
+    text = text.replace("[storage]\n", "[storage]\nreadonly = true\n");
+    fs::write(&cfg, text).expect("write tahoe.cfg");
+    let node = tokio::task::spawn_blocking(move || GbsNode::start_in(dir))
+        .await
+        .expect("start read-only");
+    let client = node.client();
+
+    let version = client.version().await.expect("version");
+    assert_eq!(version.available_space, 0);
+    assert_eq!(version.maximum_immutable_share_size, 0);
+    assert!(
+        !upload(&client, si(3), &data).await,
+        "allocated on a read-only node"
+    );
+    assert_no_space(write_mutable(&client, &si(4), 0, vec![1; 100]).await);
+    assert_no_space(write_mutable(&client, &si(2), 100, vec![1; 100]).await);
+    assert_eq!(read(&client, ShareKind::Immutable, &si(1)).await, data);
+    assert_eq!(
+        read(&client, ShareKind::Mutable, &si(2)).await,
+        vec![1; 100]
+    );
+
+    let file = temp_file_with(&data);
+    let put = Command::new(gbs_tests::gbs_binary())
+        .args(["client", "put", node.nurl(), &si(5).to_string(), "0"])
+        .arg(file.path())
+        .output()
+        .expect("run gbs client put");
+    let stderr = String::from_utf8_lossy(&put.stderr);
+    assert!(!put.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("the server has no room for share 0 of")
+            && stderr.contains("takes shares of at most 0"),
+        "{stderr}"
+    );
+}
+
+fn temp_file_with(data: &[u8]) -> tempfile::NamedTempFile {
+    let mut file = tempfile::NamedTempFile::new().expect("temp file");
+    file.write_all(data).expect("write");
+    file
+}

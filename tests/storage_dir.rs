@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::process::Output;
 
-use gbs_tests::{assert_all_passed, files_under, run_python, GbsNode};
+use gbs_tests::{assert_all_passed, files_under, gbs_binary, run_python, GbsNode, StockNode};
 
 /// The scripts take paths as text; temporary paths are ASCII.
 fn text(path: &Path) -> &str {
@@ -85,4 +85,54 @@ fn stock_tahoe_reads_a_storage_directory_written_by_gbs() {
         &["read", text(&storage), text(&manifest)],
     );
     assert_all_passed(&read, "stock read of the directory gbs wrote", shares);
+}
+
+/// Whether `gbs client version NURL` is answered within `within`, asking every 200 ms.
+fn answers_version(nurl: &str, within: std::time::Duration) -> Result<(), String> {
+    let started = std::time::Instant::now();
+    loop {
+        let output = std::process::Command::new(gbs_binary())
+            .args(["client", "version", nurl])
+            .output()
+            .expect("run gbs client version");
+        if output.status.success() {
+            return Ok(());
+        }
+        if started.elapsed() > within {
+            return Err(String::from_utf8_lossy(&output.stderr).into_owned());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
+/// Input tried: a node directory that `tahoe create-node` made and stock Tahoe ran, whose
+/// `node.pem` Foolscap wrote as an X.509 v1 certificate. gbs serves it (it refused to start
+/// before: "invalid peer certificate: UnsupportedCertVersion"), with the swissnum of stock's
+/// `storage.furl`; then stock runs it again.
+#[test]
+fn gbs_runs_the_node_directory_of_a_stock_node_and_gives_it_back() {
+    let stock = StockNode::storage_alone();
+    let dir = stock.stop();
+    let pem = std::fs::read_to_string(dir.path().join("private/node.pem")).expect("node.pem");
+    assert!(pem.contains("BEGIN CERTIFICATE"), "{pem}");
+    let node = GbsNode::start_in(dir);
+    let nurl = node.nurl().to_owned();
+    answers_version(&nurl, std::time::Duration::ZERO).expect("gbs answers on a stock directory");
+    let (_, dir) = node.stop();
+    let _stock = StockNode::run_in(dir);
+    answers_version(&nurl, std::time::Duration::from_secs(60))
+        .expect("stock answers the same NURL again");
+}
+
+/// Input tried: a node directory `gbs create-node` made, run by stock Tahoe. Stock finds the
+/// file it takes for a node directory, and keeps the swissnum from the `storage.furl` gbs
+/// wrote: the NURL gbs printed reaches the stock node (before, stock refused the directory,
+/// then made a new swissnum and the NURL got 401).
+#[test]
+fn stock_tahoe_runs_a_node_directory_gbs_made_under_the_same_nurl() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let nurl = GbsNode::create(dir.path());
+    let _stock = StockNode::run_in(dir);
+    answers_version(&nurl, std::time::Duration::from_secs(60))
+        .expect("stock answers the NURL gbs made");
 }

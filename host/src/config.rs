@@ -400,6 +400,8 @@ pub struct NodeConfig {
     pub storage_enabled: bool,
     /// `[storage] reserved_space`, in bytes.
     pub reserved_space: u64,
+    /// `[storage] readonly`: no new immutable share, no mutable write that grows a share.
+    pub readonly: bool,
     /// `[storage] plugins` with their `[storageserver.plugins.NAME]` sections.
     pub server_plugins: Vec<PluginSpec>,
     /// `[client] storage.plugins` with their `[storageclient.plugins.NAME]` sections.
@@ -496,6 +498,15 @@ impl NodeConfig {
         let reserved_space = raw
             .typed("storage", "reserved_space", parse_size)?
             .unwrap_or(0);
+        let readonly = raw
+            .typed("storage", "readonly", parse_bool)?
+            .unwrap_or(false);
+        if raw
+            .typed("storage", "expire.enabled", parse_bool)?
+            .unwrap_or(false)
+        {
+            tracing::warn!("[storage] expire.enabled: gbs does not expire leases; shares are kept");
+        }
         let server_plugins = plugin_specs(raw, "storage", "plugins", "storageserver.plugins")?;
         let client_plugins =
             plugin_specs(raw, "client", "storage.plugins", "storageclient.plugins")?;
@@ -539,6 +550,7 @@ impl NodeConfig {
             location,
             storage_enabled,
             reserved_space,
+            readonly,
             server_plugins,
             client_plugins,
             limits,
@@ -964,6 +976,12 @@ mod tests {
         assert_eq!(cfg.server_plugins[0].settings["price"], "3");
         assert_eq!(cfg.server_plugins[1].source, PluginSource::Lookup);
         assert_eq!(cfg.storage_dir(), Path::new("/node/storage"));
+        assert!(!cfg.readonly);
+        let readonly = config(&format!("{BASE}readonly = true\n")).unwrap();
+        assert!(readonly.readonly);
+        // Tried: a value that is not a boolean.
+        let err = config(&format!("{BASE}readonly = maybe\n")).unwrap_err();
+        assert!(err.to_string().contains("[storage] readonly"), "{err}");
     }
 
     #[test]

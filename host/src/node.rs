@@ -136,6 +136,15 @@ impl NodeIdentity {
         Self::from_parts(certificate, key, swissnum, &pem_path)
     }
 
+    /// Foolscap's Tub ID for this certificate: the SHA-1 of its DER, in Tahoe's base32.
+    pub fn tub_id(&self) -> String {
+        let digest = ring::digest::digest(
+            &ring::digest::SHA1_FOR_LEGACY_USE_ONLY,
+            self.certificate.as_ref(),
+        );
+        crate::protocol::base32_encode(digest.as_ref())
+    }
+
     /// The hash of the certificate's public key, which the NURL pins.
     pub fn spki_hash(&self) -> SpkiHash {
         self.spki_hash
@@ -172,14 +181,17 @@ impl NodeIdentity {
     }
 }
 
-/// SHA-256 of the certificate's `SubjectPublicKeyInfo`, parsed with a parser that accepts
-/// the X.509 v1 certificates stock Tahoe makes.
+/// SHA-256 of the certificate's `SubjectPublicKeyInfo`.
 pub fn spki_hash_of(certificate: &CertificateDer<'_>) -> Result<SpkiHash, String> {
+    spki_of(certificate).map(|spki| SpkiHash::of_spki_der(&spki))
+}
+
+/// The certificate's `SubjectPublicKeyInfo` (DER), parsed with a parser that accepts the
+/// X.509 v1 certificates stock Tahoe makes.
+pub(crate) fn spki_of(certificate: &CertificateDer<'_>) -> Result<Vec<u8>, String> {
     let (_, parsed) = x509_parser::parse_x509_certificate(certificate.as_ref())
         .map_err(|e| format!("cannot parse certificate: {e}"))?;
-    Ok(SpkiHash::of_spki_der(
-        parsed.tbs_certificate.subject_pki.raw,
-    ))
+    Ok(parsed.tbs_certificate.subject_pki.raw.to_vec())
 }
 
 fn read_swissnum(private_dir: &Path) -> Result<Swissnum, NodeError> {
@@ -342,7 +354,28 @@ pub fn create_node(dir: &Path, options: &CreateOptions) -> Result<Nurl, NodeErro
          # storage.plugins = name1\n"
     );
     std::fs::write(&cfg_path, cfg).map_err(io_error(&cfg_path))?;
+    write_stock_files(dir, &identity, &format!("tcp:{host}:{port}"))?;
     Ok(identity.nurl(&options.hostname, port))
+}
+
+/// What stock Tahoe needs to run this directory as the same node: the file by which
+/// `tahoe run` knows a client node's directory, and `private/storage.furl`, from which
+/// Foolscap keeps the swissnum (its last segment) as long as the Tub ID in it is the one
+/// the certificate gives. Without it, stock Tahoe made a new swissnum, and every NURL
+/// handed out stopped working.
+fn write_stock_files(dir: &Path, identity: &NodeIdentity, location: &str) -> Result<(), NodeError> {
+    let tac = dir.join("tahoe-client.tac");
+    std::fs::write(
+        &tac,
+        "# Marks a Tahoe-LAFS client node directory for `tahoe run`; written by gbs.\n",
+    )
+    .map_err(io_error(&tac))?;
+    let furl = format!(
+        "pb://{}@{location}/{}\n",
+        identity.tub_id(),
+        identity.swissnum.expose()
+    );
+    write_private(&dir.join("private").join("storage.furl"), furl.as_bytes())
 }
 
 #[cfg(test)]

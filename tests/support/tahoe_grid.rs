@@ -50,9 +50,32 @@ impl StockNode {
         )
     }
 
+    /// A storage node on its own (no introducer), once it has written its certificate and
+    /// storage fURL.
+    pub fn storage_alone() -> Self {
+        let node = Self::create_and_run("create-node", &["--webport", "none"]);
+        node.wait_for_file("private/storage.furl");
+        node
+    }
+
+    /// `tahoe run` of an existing node directory.
+    pub fn run_in(dir: TempDir) -> Self {
+        Self {
+            child: Some(tahoe_run(dir.path())),
+            dir,
+        }
+    }
+
+    /// Stops the node and hands its directory back.
+    pub fn stop(mut self) -> TempDir {
+        stop_tahoe(&mut self.child);
+        let placeholder = tempfile::tempdir().expect("temp dir");
+        std::mem::replace(&mut self.dir, placeholder)
+    }
+
     /// The node directory.
     pub fn node(&self) -> PathBuf {
-        self.dir.path().join("node")
+        self.dir.path().to_owned()
     }
 
     fn create_and_run(create: &str, extra: &[&str]) -> Self {
@@ -63,14 +86,11 @@ impl StockNode {
             .arg(format!("--port=tcp:{port}:interface=127.0.0.1"))
             .arg(format!("--location=tcp:127.0.0.1:{port}"))
             .args(extra)
-            .arg(dir.path().join("node"))
+            .arg(dir.path())
             .output()
             .expect("run tahoe create");
         assert!(created.status.success(), "tahoe {create}: {created:?}");
-        Self {
-            child: Some(tahoe_run(&dir.path().join("node"))),
-            dir,
-        }
+        Self::run_in(dir)
     }
 
     fn wait_for_file(&self, relative: &str) {

@@ -224,7 +224,14 @@ impl RunningNode {
         #[cfg(unix)]
         let admin = crate::admin::AdminSocket::bind(&config.private_dir()).await?;
         let store_config = StoreConfig {
-            reserved_space: config.reserved_space,
+            // Read-only, as in stock Tahoe, is a node that reports no space: it allocates no
+            // immutable share. Unlike stock (whose docs call it a bug), a mutable write
+            // that would grow a share is refused too.
+            reserved_space: if config.readonly {
+                u64::MAX
+            } else {
+                config.reserved_space
+            },
             nodeid: identity.nodeid(),
         };
         let storage_dir = config.storage_dir();

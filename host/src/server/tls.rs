@@ -1,16 +1,47 @@
 //! The server's TLS settings.
 
+use std::sync::Arc;
+
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+
 use crate::node::NodeIdentity;
 
 /// rustls settings for a node: its self-signed certificate, no client certificates, and
 /// HTTP/1.1 only. Stock clients send neither SNI nor ALPN, and neither is required.
+///
+/// Not `with_single_cert`: it parses the certificate with webpki to match it to the key,
+/// and webpki refuses the X.509 v1 certificates stock Tahoe makes (Foolscap's `node.pem`),
+/// so a stock node's directory would not start. The key is matched to the certificate
+/// here instead, by their public keys.
 pub fn tls_config(identity: &NodeIdentity) -> Result<rustls::ServerConfig, rustls::Error> {
     let (chain, key) = identity.tls_parts();
-    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let signing_key = provider.key_provider.load_private_key(key)?;
+    let certificate_key = crate::node::spki_of(&chain[0]).map_err(rustls::Error::General)?;
+    if signing_key
+        .public_key()
+        .is_some_and(|public| public.as_ref() != certificate_key.as_slice())
+    {
+        return Err(rustls::Error::General(
+            "the private key in node.pem is not the certificate's".into(),
+        ));
+    }
+    let certified = Arc::new(CertifiedKey::new(chain, signing_key));
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
         .with_no_client_auth()
-        .with_single_cert(chain, key)?;
+        .with_cert_resolver(Arc::new(OneCertificate(certified)));
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(config)
+}
+
+/// The node's one certificate, whatever the client asks for.
+#[derive(Debug)]
+struct OneCertificate(Arc<CertifiedKey>);
+
+impl ResolvesServerCert for OneCertificate {
+    fn resolve(&self, _: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.0.clone())
+    }
 }

@@ -50,6 +50,19 @@ pub(super) async fn put(args: &PutArgs, output: Output) -> anyhow::Result<()> {
     } else if resuming {
         ImmutableUpload::resume(&client, *si, size, secret)
     } else {
+        // The server allocated nothing: for want of room (a full or read-only server), or
+        // because the share is being uploaded already. Its version says which.
+        let room = client
+            .version()
+            .await
+            .ok()
+            .map(|v| v.maximum_immutable_share_size);
+        if let Some(room) = room.filter(|room| *room < size) {
+            bail!(
+                "the server has no room for share {shnum} of {si}: {size} bytes, and it takes \
+                 shares of at most {room} (a full or read-only server)"
+            );
+        }
         bail!(
             "share {shnum} of {si} is already being uploaded (by someone else, or by an earlier run: \
              give its --upload-secret to resume)"
