@@ -45,3 +45,49 @@ impl ResolvesServerCert for OneCertificate {
         Some(self.0.clone())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    /// Writes `cert_of`'s certificate with `key_of`'s key as a node's `private/`.
+    fn mixed(cert_of: &Path, key_of: &Path, into: &Path) {
+        let pem = |dir: &Path| std::fs::read_to_string(dir.join("node.pem")).expect("node.pem");
+        let (cert_pem, key_pem) = (pem(cert_of), pem(key_of));
+        let cert = &cert_pem[..cert_pem.find("-----BEGIN PRIVATE KEY").expect("key block")];
+        let key = &key_pem[key_pem.find("-----BEGIN PRIVATE KEY").expect("key block")..];
+        std::fs::create_dir_all(into).expect("dir");
+        std::fs::write(into.join("node.pem"), format!("{cert}{key}")).expect("write");
+        std::fs::copy(cert_of.join("swissnum"), into.join("swissnum")).expect("swissnum");
+    }
+
+    #[test]
+    fn the_key_must_be_the_certificates() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (a, b, mixed_dir) = (
+            dir.path().join("a"),
+            dir.path().join("b"),
+            dir.path().join("m"),
+        );
+        for side in [&a, &b] {
+            NodeIdentity::generate()
+                .expect("identity")
+                .write(side)
+                .expect("write");
+        }
+        let own = NodeIdentity::load(&a).expect("load");
+        assert!(tls_config(&own).is_ok());
+        // Tried: node.pem with one node's certificate and another's key.
+        mixed(&a, &b, &mixed_dir);
+        let mismatched = NodeIdentity::load(&mixed_dir).expect("load");
+        let error = tls_config(&mismatched).expect_err("a foreign key");
+        assert!(
+            error
+                .to_string()
+                .contains("the private key in node.pem is not the certificate's"),
+            "{error}"
+        );
+    }
+}
