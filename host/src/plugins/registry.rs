@@ -164,8 +164,7 @@ impl LibraryFile {
             return Err(std::io::Error::other("not a regular file"));
         }
         let bytes = std::fs::read(path)?;
-        let hash = sha2::Sha256::digest(&bytes);
-        let hash = hash[..16].iter().map(|b| format!("{b:02x}")).collect();
+        let hash = short_hex(&sha2::Sha256::digest(&bytes));
         Ok(Self { bytes, hash })
     }
 
@@ -385,10 +384,13 @@ pub(super) fn remote_files_hash(node_dir: &Path, source: &PluginSource) -> Strin
     if !named {
         return String::new();
     }
-    digest.finalize()[..16]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    short_hex(&digest.finalize())
+}
+
+/// The first 16 bytes of a SHA-256 digest in hex: how a plugin's files are named in
+/// `gbs plugin status` and told apart by a reload.
+fn short_hex(digest: &[u8]) -> String {
+    digest[..16].iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn settings_cbor(settings: &BTreeMap<String, String>) -> Vec<u8> {
